@@ -1,0 +1,3 @@
+"""raviso: predict isoform expression from gene expression, pretrained VAE + regressors on Ray."""
+
+__version__ = "0.1.0"

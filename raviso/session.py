@@ -1,0 +1,49 @@
+"""Connecting to Ray: a local Ray started by the command, or an existing cluster via --address.
+
+Kept in one place so every command attaches the same way and the same flags reach tests.
+"""
+
+from __future__ import annotations
+
+import os
+
+from .errors import RavisoError
+
+
+def init_ray(address: str | None = None, num_cpus: int | None = None, num_gpus: int | None = None,
+             object_store_memory: int | None = None):
+    """Start (or attach to) Ray once per process; return the `ray` module.
+
+    ``address=None`` starts a private local Ray (dashboard off). ``address="auto"`` or
+    ``ray://host:10001`` / ``host:6379`` attaches to a running cluster; a cluster that cannot be
+    reached is a clear error, not a hang.
+    """
+    import ray
+
+    if ray.is_initialized():
+        return ray
+    address = address or os.environ.get("RAVISO_RAY_ADDRESS") or None
+    kwargs = dict(include_dashboard=False, log_to_driver=False, configure_logging=False)
+    try:
+        if address:
+            ray.init(address=address, log_to_driver=False)
+        else:
+            ray.init(num_cpus=num_cpus, num_gpus=num_gpus, object_store_memory=object_store_memory,
+                     **kwargs)
+    except ConnectionError as e:
+        raise RavisoError(f"cannot reach the Ray cluster at {address}: {e}".splitlines()[0]) from None
+    except ValueError as e:  # ray raises ValueError for malformed addresses
+        raise RavisoError(f"bad Ray address {address!r}: {e}".splitlines()[0]) from None
+    return ray
+
+
+def cluster_cpus() -> int:
+    import ray
+
+    return int(ray.cluster_resources().get("CPU", 1))
+
+
+def cluster_gpus() -> int:
+    import ray
+
+    return int(ray.cluster_resources().get("GPU", 0))

@@ -1,0 +1,32 @@
+"""Shared fixtures. One local Ray session for the whole test run (start-up costs seconds)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+REALDATA = ROOT.parent / "shared" / "realdata"
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """A real local Ray (2 logical CPUs more than physical would hide the Train+Data hang; we use
+    4 logical CPUs so a 2-worker trainer at 0.5 CPU each leaves Ray Data a budget)."""
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    import ray
+
+    from raviso.session import init_ray
+
+    init_ray(num_cpus=4, object_store_memory=2 << 30)
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def realdata() -> Path:
+    if not REALDATA.is_dir():
+        pytest.skip("../shared/realdata is absent (only on the development machine)")
+    return REALDATA

@@ -1,0 +1,106 @@
+"""Store writer/reader: exact round trip, atomicity, folds."""
+
+import json
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from raviso.data import Store, make_folds
+from raviso.errors import RavisoError
+from raviso.store import StoreBuilder, rows_per_group, write_store
+
+
+def _tiny(rng, n=50, g=7, i=11):
+    genes = [f"G{j}" for j in range(g)]
+    isoforms = [f"ENST{j:05d}.1" for j in range(i)]
+    iso_gene = [genes[j % g] for j in range(i)]
+    Xg = rng.random((n, g), dtype=np.float32) * 5
+    Xi = rng.random((n, i), dtype=np.float32) * 3
+    ids = [f"GTEX-D{j % 13}-000{j}" for j in range(n)]
+    tissue = [f"T{j % 4}" for j in range(n)]
+    return genes, isoforms, iso_gene, Xg, Xi, ids, tissue
+
+
+def test_round_trip_exact(tmp_path):
+    rng = np.random.default_rng(0)
+    genes, isoforms, iso_gene, Xg, Xi, ids, tissue = _tiny(rng)
+    path = write_store(tmp_path / "s", genes, isoforms=isoforms, isoform_gene=iso_gene,
+                       gtex_gene=dict(X=Xg, sample_id=ids, tissue=tissue),
+                       gtex_isoform=dict(X=Xi, sample_id=ids, tissue=tissue))
+    st = Store(path)
+    np.testing.assert_array_equal(st.numpy("gtex_gene"), Xg)
+    np.testing.assert_array_equal(st.numpy("gtex_isoform"), Xi)
+    meta = st.meta("gtex_gene")
+    assert list(meta.sample_id) == ids and list(meta.tissue) == tissue
+    assert meta.donor.isna().all()
+    assert st.genes == genes and st.isoforms == isoforms and st.isoform_gene == iso_gene
+    assert not st.has("archs4")
+    # one tensor column, not one column per feature
+    schema = pq.read_schema(next((path / "gtex_isoform").glob("*.parquet")))
+    assert schema.names == ["sample_id", "tissue", "donor", "expr"]
+    assert str(schema.field("expr").type.extension_name) == "arrow.fixed_shape_tensor"
+
+
+def test_row_groups_and_files_rotate(tmp_path, monkeypatch):
+    import raviso.store as store
+
+    monkeypatch.setattr(store, "ROW_GROUP_BYTES", 4 * 7 * 10)   # 10 rows per group
+    monkeypatch.setattr(store, "ROW_GROUPS_PER_FILE", 2)
+    rng = np.random.default_rng(1)
+    genes, *_ = _tiny(rng)
+    X = rng.random((45, 7), dtype=np.float32)
+    with StoreBuilder(tmp_path / "s", genes) as sb:
+        w = sb.dataset("archs4")
+        for a in range(0, 45, 7):   # slabs not aligned to groups
+            w.write(X[a:a + 7], [f"S{j}" for j in range(a, min(a + 7, 45))])
+    files = sorted((tmp_path / "s" / "archs4").glob("*.parquet"))
+    assert len(files) == 3
+    assert [pq.ParquetFile(f).metadata.num_row_groups for f in files] == [2, 2, 1]
+    np.testing.assert_array_equal(Store(tmp_path / "s").numpy("archs4"), X)
+
+
+def test_row_group_size_matches_ray_block():
+    assert rows_per_group(18965) == 1769 and rows_per_group(156958) == 213
+
+
+def test_failure_leaves_nothing(tmp_path):
+    genes = ["A", "B"]
+    with pytest.raises(RuntimeError):
+        with StoreBuilder(tmp_path / "s", genes) as sb:
+            sb.dataset("archs4").write(np.ones((3, 2)), ["a", "b", "c"])
+            raise RuntimeError("killed")
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(RavisoError, match="not a raviso store"):
+        (tmp_path / "half").mkdir()
+        Store(tmp_path / "half")
+
+
+def test_existing_target_refused_and_duplicates(tmp_path):
+    (tmp_path / "s").mkdir()
+    with pytest.raises(RavisoError, match="already exists"):
+        StoreBuilder(tmp_path / "s", ["A"])
+    with pytest.raises(RavisoError, match="duplicate gene names: A"):
+        StoreBuilder(tmp_path / "t", ["A", "B", "A"])
+
+
+def test_folds_stratified_grouped_reproducible():
+    rng = np.random.default_rng(3)
+    n = 400
+    donors = np.array([f"D{j}" for j in rng.integers(0, 60, n)])
+    sizes = ["big"] * 200 + ["mid"] * 120 + ["small"] * 77 + ["rare"] * 3
+    tissue = np.array(sizes)
+    f = make_folds(tissue, donors, k=5, seed=7)
+    assert f.grouped_by == "donor" and f.rare_tissues == ["rare"]
+    assert sorted(np.unique(f.fold)) == [0, 1, 2, 3, 4]
+    for d in np.unique(donors):   # donors never split
+        assert len(np.unique(f.fold[donors == d])) == 1
+    big_share = [np.mean(tissue[f.fold == i] == "big") for i in range(5)]
+    assert max(big_share) - min(big_share) < 0.2
+    assert np.array_equal(f.fold, make_folds(tissue, donors, k=5, seed=7).fold)
+    g = make_folds(tissue, None, k=5, seed=7)
+    assert g.grouped_by == "none"
+    counts = [np.sum(tissue[g.fold == i] == "big") for i in range(5)]
+    assert counts == [40] * 5
+    with pytest.raises(RavisoError, match="cannot make 5 folds"):
+        make_folds(["a", "b"], None, k=5)
