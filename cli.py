@@ -22,18 +22,283 @@ ADDRESS = typer.Option(None, "--address", help="Ray cluster address (default: st
 
 
 # ---- synth (issue 2) ----------------------------------------------------------------------------
+@app.command("synth")
+def synth_cmd(
+    out: Path = typer.Argument(..., help="Directory to create with the synthetic course files."),
+    preset: str = typer.Option("tiny", "--preset", help="tiny (seconds, tests) | small (the demo) "
+                               "| course (the course's full shapes, ~24 GB)."),
+    seed: int = typer.Option(0, "--seed", help="Random seed; same seed, same files."),
+    fmt: str = typer.Option("hdf5", "--format", help="hdf5 (*.hdf5) | tsv (*.tsv.gz)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUT if it exists."),
+    workers: Optional[int] = typer.Option(None, "--workers", help="Generator threads "
+                                          "(default: min(4, CPUs))."),
+):
+    """Write synthetic ARCHS4/GTEx gene and isoform data (plus the noise-free truth) in the
+    course's exact file formats."""
+    import json
+
+    from raviso.synth import generate
+
+    info = generate(out, preset=preset, seed=seed, fmt=fmt, overwrite=overwrite, workers=workers,
+                    log=lambda msg: print(msg, file=sys.stderr))
+    iso = info["gtex_isoform"]
+    print(json.dumps({"out": str(out), "seconds": info["seconds"], "files": info["files"],
+                      "isoform_zero_fraction": round(iso["zero_fraction"], 4),
+                      "noise_floor_mse": round(iso["noise_floor_mse"], 4),
+                      "mean_baseline_mse": round(iso["mean_baseline_mse"], 4)}))
+
 
 # ---- convert (issue 2) --------------------------------------------------------------------------
+@app.command("convert")
+def convert_cmd(
+    paths: list[Path] = typer.Argument(
+        ..., metavar="[SRC] STORE",
+        help="SRC: directory with the course files (*.hdf5 / *.tsv.gz / *.tsv, also head_* "
+             "slices); STORE: the Parquet store to write. SRC may be left out when files are "
+             "given by option."),
+    archs4: Optional[Path] = typer.Option(None, "--archs4", help="ARCHS4 gene matrix (course "
+                                          "HDF5/TSV, or public ARCHS4 H5)."),
+    gtex_gene: Optional[Path] = typer.Option(None, "--gtex-gene", help="GTEx gene matrix."),
+    gtex_isoform: Optional[Path] = typer.Option(None, "--gtex-isoform",
+                                                help="GTEx isoform matrix."),
+    truth: Optional[Path] = typer.Option(None, "--truth", help="Noise-free isoform matrix "
+                                         "(synthetic data)."),
+    annotation: Optional[Path] = typer.Option(None, "--annotation", help="isoform_id gene_id "
+                                              "gene_name table (isoform -> gene map)."),
+    tissues: Optional[Path] = typer.Option(None, "--tissues", help="sample_id tissue table "
+                                           "(gtex_annot)."),
+    gct: Optional[list[Path]] = typer.Option(None, "--gct", help="GTEx portal GCT (gene or "
+                                             "transcript TPM; repeatable) -> log2(TPM+1)."),
+    attributes: Optional[Path] = typer.Option(None, "--attributes", help="GTEx sample "
+                                              "attributes (SampleID/Tissue or SAMPID/SMTSD)."),
+    archs4_h5: Optional[Path] = typer.Option(None, "--archs4-h5", help="public ARCHS4 H5 "
+                                             "(counts) -> log2(CPM+1)."),
+    gene_set: str = typer.Option("exact", "--gene-set", help="exact: gene matrices must have "
+                                 "the same genes; intersect: keep the common genes."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing STORE."),
+    checksum: bool = typer.Option(True, "--checksum/--no-checksum",
+                                  help="sha256 of every input in the manifest."),
+) -> None:
+    """Convert course HDF5/TSV files (or GTEx GCT / ARCHS4 H5) into a Parquet store."""
+    from raviso.convert import convert
+    from raviso.errors import RavisoError
+
+    if len(paths) > 2:
+        raise RavisoError(f"expected [SRC] STORE, got {len(paths)} paths")
+    src, store = (paths[0], paths[1]) if len(paths) == 2 else (None, paths[0])
+    convert(store, src, archs4=archs4, gtex_gene=gtex_gene, gtex_isoform=gtex_isoform,
+            truth=truth, annotation=annotation, tissues=tissues, gct=gct or (),
+            attributes=attributes, archs4_h5=archs4_h5, gene_set=gene_set, overwrite=overwrite,
+            checksum=checksum, log=lambda m: typer.echo(m, err=True))
+    typer.echo(f"wrote {store}")
+
 
 # ---- import (issue 6) ---------------------------------------------------------------------------
+
+
+@app.command("import")
+def import_cmd(
+    paths: list[Path] = typer.Argument(..., metavar="[SAMPLESHEET] STORE",
+                                       help="Sample sheet (CSV/TSV columns: sample, path; "
+                                            "optional tissue, donor, gene_quant) and the store "
+                                            "to write. With "
+                                            "--matrix the sheet is optional (labels only)."),
+    matrix: Optional[Path] = typer.Option(None, "--matrix", help="A transcripts x samples table "
+                                          "(TSV or GCT #1.2) instead of per-sample files."),
+    label: Optional[str] = typer.Option(None, "--label", help="Sheet column stored as the class "
+                                        "(default: 'tissue' if present)."),
+    tx2gene_tsv: Optional[Path] = typer.Option(None, "--tx2gene", help="transcript<TAB>gene TSV."),
+    gtf: Optional[Path] = typer.Option(None, "--gtf", help="GTF (gene_id/transcript_id), may be .gz."),
+    units: Optional[str] = typer.Option(None, "--units", help="tpm | counts: what to build values "
+                                        "from (per-sample files: from their headers; a matrix: "
+                                        "required)."),
+    tx_col: Optional[str] = typer.Option(None, "--tx-col", help="Matrix transcript id column "
+                                         "(default: the first)."),
+    gene_col: Optional[str] = typer.Option(None, "--gene-col", help="Matrix gene id column (the "
+                                           "map, instead of --tx2gene/--gtf)."),
+    max_unmapped: float = typer.Option(0.05, "--max-unmapped", help="Largest fraction of "
+                                       "transcripts allowed to miss the map (they are dropped)."),
+    as_compendium: bool = typer.Option(False, "--as-compendium", help="Also write the gene matrix "
+                                       "as 'archs4' so the VAE can pretrain on it."),
+    overwrite: bool = typer.Option(False, "--overwrite"),
+):
+    """Import salmon / kallisto / RSEM files or a transcripts x samples matrix into a store.
+
+    Values are log2(TPM+1); counts without effective lengths become log2(CPM+1), flagged."""
+    from raviso.errors import RavisoError
+    from raviso.importer import import_matrix, import_samples
+
+    if matrix is None and len(paths) != 2:
+        raise RavisoError("usage: raviso import SAMPLESHEET STORE (or --matrix FILE [SAMPLESHEET] "
+                          "STORE)")
+    if matrix is not None and len(paths) not in (1, 2):
+        raise RavisoError("usage: raviso import --matrix FILE [SAMPLESHEET] STORE")
+    store, sheet = paths[-1], (paths[0] if len(paths) == 2 else None)
+    if matrix is None:
+        if tx_col or gene_col:
+            raise RavisoError("--tx-col/--gene-col apply to --matrix only")
+        out = import_samples(sheet, store, label=label, tx2gene_path=tx2gene_tsv, gtf=gtf,
+                             units=units, overwrite=overwrite, as_compendium=as_compendium,
+                             max_unmapped=max_unmapped)
+    else:
+        out = import_matrix(matrix, store, units, samplesheet=sheet, label=label, tx_col=tx_col,
+                            gene_col=gene_col, tx2gene_path=tx2gene_tsv, gtf=gtf,
+                            overwrite=overwrite, as_compendium=as_compendium,
+                            max_unmapped=max_unmapped)
+    print(out)
+
 
 # ---- pretrain / encode (issue 3) ----------------------------------------------------------------
 
 # ---- cv / report / predict / fit / demo (issue 4) -----------------------------------------------
 
+
+@app.command("cv")
+def cv_cmd(
+    store: Path = typer.Argument(..., help="Store with gtex_gene + gtex_isoform (raviso convert)."),
+    out: Path = typer.Option(..., "--out", help="CV directory to write (results.json, report.md)."),
+    pretrained: Optional[Path] = typer.Option(None, "--pretrained", help="VAE run (latent 'vae')."),
+    pretrained_ae: Optional[Path] = typer.Option(None, "--pretrained-ae",
+                                                 help="Autoencoder (beta=0) run (latent 'ae')."),
+    variants: Optional[str] = typer.Option(None, "--variants",
+                                           help="Comma list (default: paper variants + baselines)."),
+    folds: int = typer.Option(5, "--folds"),
+    group_by: str = typer.Option("donor", "--group-by", help="donor | none"),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="Epochs of the neural variants."),
+    seed: int = typer.Option(0, "--seed"),
+    cpus_per_trial: float = typer.Option(1, "--cpus-per-trial"),
+    gpus_per_trial: float = typer.Option(0, "--gpus-per-trial"),
+    max_failures: int = typer.Option(2, "--max-failures", help="Retries of a crashed trial."),
+    save_model: bool = typer.Option(False, "--save-model",
+                                    help="Also fit the best neural variant on all samples: CV/model."),
+    no_report: bool = typer.Option(False, "--no-report"),
+    overwrite: bool = typer.Option(False, "--overwrite"),
+    address: Optional[str] = ADDRESS,
+):
+    """Cross-validate the variants: every (fold, variant) is a Ray Tune trial."""
+    from raviso.cv import run_cv
+
+    cv_dir = run_cv(store, pretrained=pretrained, pretrained_ae=pretrained_ae, variants=variants,
+                    folds=folds, group_by=group_by, epochs=epochs, seed=seed, out=out,
+                    address=address, cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial,
+                    max_failures=max_failures, save_model=save_model, overwrite=overwrite,
+                    report=not no_report)
+    print(cv_dir / ("results.json" if no_report else "report.md"))
+
+
+@app.command("report")
+def report_cmd(
+    cv: Path = typer.Argument(..., help="A directory written by raviso cv."),
+    pretrain: Optional[Path] = typer.Option(None, "--pretrain", help="Run dir: add its curves."),
+):
+    """Write CV/report.md, CV/table1.csv and plots from CV/results.json."""
+    from raviso.report import write_report
+
+    print(write_report(cv, pretrain=pretrain))
+
+
+@app.command("fit")
+def fit_cmd(
+    store: Path = typer.Argument(..., help="Store with the labelled set."),
+    out: Path = typer.Option(..., "--out", help="MODEL directory to write."),
+    variant: str = typer.Option("vae_ffnn", "--variant"),
+    pretrained: Optional[Path] = typer.Option(None, "--pretrained"),
+    pretrained_ae: Optional[Path] = typer.Option(None, "--pretrained-ae"),
+    epochs: Optional[int] = typer.Option(None, "--epochs"),
+    seed: int = typer.Option(0, "--seed"),
+    overwrite: bool = typer.Option(False, "--overwrite"),
+):
+    """Train one variant on ALL labelled samples and save it for raviso predict."""
+    from raviso.fit import fit_store
+
+    print(fit_store(store, variant, out, pretrained=pretrained, pretrained_ae=pretrained_ae,
+                    epochs=epochs, seed=seed, overwrite=overwrite))
+
+
+@app.command("predict")
+def predict_cmd(
+    model: Path = typer.Argument(..., help="MODEL from raviso fit or raviso cv --save-model."),
+    input: Path = typer.Argument(..., help="Gene expression: a store, course HDF5/TSV, ..."),
+    out: Path = typer.Option(..., "--out", help="Output file (.parquet, .tsv or .h5ad)."),
+    fmt: Optional[str] = typer.Option(None, "--format", help="parquet | tsv | h5ad (default: "
+                                      "from --out's suffix, else parquet)."),
+    allow_missing: bool = typer.Option(False, "--allow-missing",
+                                       help="Fill genes the input lacks with 0 (and say how many)."),
+    dataset: Optional[str] = typer.Option(None, "--dataset",
+                                          help="Store dataset to read (default gtex_gene/archs4)."),
+    overwrite: bool = typer.Option(False, "--overwrite"),
+):
+    """Predict isoform expression, log2(TPM+1), for new samples."""
+    from raviso.predict import predict_file
+
+    print(predict_file(model, input, out, fmt=fmt, allow_missing=allow_missing, dataset=dataset,
+                       overwrite=overwrite))
+
+
+@app.command("demo")
+def demo_cmd(
+    out: Path = typer.Option(Path("raviso-demo"), "--out", help="Everything is written under it."),
+    overwrite: bool = typer.Option(False, "--overwrite"),
+    address: Optional[str] = ADDRESS,
+):
+    """The whole pipeline on built-in synthetic data (small preset), in minutes."""
+    from raviso.demo import run_demo
+
+    run_demo(out, overwrite=overwrite, address=address)
+
+
+@bench_app.command("cv")
+def bench_cv_cmd(
+    quick: bool = typer.Option(False, "--quick", help="Smaller trials (a smoke test)."),
+    address: Optional[str] = ADDRESS,
+):
+    """Parallel efficiency of raviso cv on Ray Tune: 5 folds x 3 variants."""
+    from bench.cv import main as bench_cv
+
+    bench_cv(quick=quick, address=address)
+
+
 # ---- submit (issue 5) ---------------------------------------------------------------------------
 
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def submit(
+    args: Optional[list[str]] = typer.Argument(None, help="The raviso command to run, after --."),
+    address: Optional[str] = typer.Option(
+        None, "--address", help="Ray job server (dashboard) address; default "
+        "$RAY_API_SERVER_ADDRESS, else http://127.0.0.1:8265 (where `ray dashboard` forwards)."),
+    wait: bool = typer.Option(True, "--wait/--no-wait", help="Stream the job's logs and exit "
+                              "with its status, or return once it is submitted."),
+    with_deps: bool = typer.Option(False, "--with-deps", help="Also pip-install raviso's "
+                                   "dependencies (except ray and torch) in the job's env."),
+):
+    """Run `raviso <args>` on a Ray cluster as a Ray Job: raviso submit -- pretrain STORE RUN."""
+    from raviso.submit import submit as submit_job
+
+    outcome = submit_job(list(args or []), address=address, wait=wait, with_deps=with_deps)
+    raise typer.Exit(outcome.exit_code)
+
+
 # ---- bench --------------------------------------------------------------------------------------
+@bench_app.command("convert")
+def bench_convert_cmd(
+    quick: bool = typer.Option(False, "--quick", help=f"~0.3 GB input instead of the course's "
+                               "167,884 x 18,965 (12.7 GB)."),
+    rows: Optional[int] = typer.Option(None, "--rows", help="Rows of the generated input."),
+    src: Optional[Path] = typer.Option(None, "--src", help="Measure on this course HDF5 instead "
+                                       "of a generated one."),
+    workdir: Optional[Path] = typer.Option(None, "--workdir", help="Where to write the scratch "
+                                           "files (removed afterwards; default: system temp)."),
+    reps: Optional[int] = typer.Option(None, "--reps", help="Best of N (default 3, or 1 full)."),
+    ray: bool = typer.Option(True, "--ray/--no-ray", help="Also measure the Ray Data read."),
+    address: Optional[str] = ADDRESS,
+) -> None:
+    """HDF5 -> Parquet conversion GB/s vs a plain HDF5 read, and the store read back."""
+    from bench.convert import run
+
+    run(quick=quick, rows=rows, workdir=workdir, src=src, reps=reps, ray=ray, address=address,
+        echo=typer.echo)
+
 
 
 def main() -> None:

@@ -1,0 +1,157 @@
+"""The paper's VAE (and its beta=0 plain-autoencoder variant) in plain PyTorch, no Ray.
+
+Architecture (all sizes configurable; these are the paper's)::
+
+    encoder  18,965 -> 4096 -> 2048 -> 1024 -> 512   Linear + ReLU each
+    heads    512 -> 256 (mu), 512 -> 256 (logvar)     LINEAR (the seed code put a ReLU here, which
+                                                      forces logvar >= 0, i.e. sigma >= 1)
+    decoder  256 -> 512 -> 1024 -> 2048 -> 4096       Linear + ReLU each
+             4096 -> 18,965                           linear output (log2(TPM+1) can be any real)
+
+177,809,429 parameters (177.8M) at paper size with unit observation variance (`n_parameters`;
++18,965 with learned variance; 177,678,101 for the beta=0 autoencoder, which has no logvar head).
+
+Probabilistic model: prior z ~ N(0, I); posterior q(z|x) = N(mu(x), diag(exp(logvar(x)))); closed
+form KL(q || p); reparameterised sample z = mu + sigma * eps. Observation x | z ~ N(xhat(z), s^2)
+per gene on log2(TPM+1) (the paper's "log-normal with unit variance" on TPM), s = 1 by default or a
+learned per-gene log-variance.
+
+Loss conventions (one `LossRecord` per step, every term in nats):
+- every term is a per-sample SUM over genes (or latent dims), then a MEAN over the samples of the
+  batch, so numbers are comparable across batch sizes;
+- ``recon`` is the full Gaussian negative log-likelihood INCLUDING its constant,
+  0.5 * sum((x - xhat)^2 / s^2 + log s^2 + log 2 pi), so ``elbo = -(recon + kl)`` is the true
+  evidence lower bound (with unit variance the constant is 0.5 * log(2 pi) * n_genes);
+- ``loss`` is what is minimised: recon + beta * kl_weight * kl (kl_weight implements warm-up).
+  ``elbo`` always carries the full KL, so curves stay comparable while the KL weight warms up.
+
+``beta == 0`` builds a deterministic autoencoder: no logvar head, no sampling, KL reported as 0.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+PAPER_HIDDEN = (4096, 2048, 1024, 512)
+PAPER_GENES = 18965
+LOG_2PI = math.log(2.0 * math.pi)
+
+
+@dataclass
+class VAEConfig:
+    """Plain values only, so it round-trips through JSON (RUN/config.json) unchanged."""
+
+    n_genes: int = PAPER_GENES
+    hidden: tuple[int, ...] = field(default_factory=lambda: PAPER_HIDDEN)
+    latent_dim: int = 256
+    beta: float = 1.0
+    learned_variance: bool = False
+
+    def __post_init__(self):
+        self.hidden = tuple(int(h) for h in self.hidden)
+        if self.n_genes < 1 or self.latent_dim < 1 or not self.hidden or min(self.hidden) < 1:
+            raise ValueError(f"bad VAE sizes: genes={self.n_genes} hidden={self.hidden} "
+                             f"latent={self.latent_dim}")
+        if self.beta < 0:
+            raise ValueError(f"beta must be >= 0, got {self.beta}")
+
+    @property
+    def deterministic(self) -> bool:
+        return self.beta == 0
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["hidden"] = list(self.hidden)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "VAEConfig":
+        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
+
+
+class LossRecord(NamedTuple):
+    """Batch means of per-sample sums (nats). A tuple, so DDP can traverse it."""
+
+    loss: torch.Tensor
+    elbo: torch.Tensor
+    recon: torch.Tensor
+    kl: torch.Tensor
+
+
+def _mlp(sizes) -> nn.Sequential:
+    """Linear + ReLU for every consecutive pair of sizes."""
+    layers: list[nn.Module] = []
+    for a, b in zip(sizes[:-1], sizes[1:]):
+        layers += [nn.Linear(a, b), nn.ReLU()]
+    return nn.Sequential(*layers)
+
+
+def kl_standard_normal(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """Per-sample KL(N(mu, exp(logvar)) || N(0, I)), summed over latent dims: shape (n,)."""
+    return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(dim=1)
+
+
+def gaussian_nll(x: torch.Tensor, xhat: torch.Tensor, log_s2: torch.Tensor | None) -> torch.Tensor:
+    """Per-sample -log N(x; xhat, s^2) summed over genes, constant included: shape (n,)."""
+    sq = (x - xhat).pow(2)
+    if log_s2 is None:
+        return 0.5 * (sq.sum(dim=1) + x.shape[1] * LOG_2PI)
+    return 0.5 * (sq * torch.exp(-log_s2) + log_s2 + LOG_2PI).sum(dim=1)
+
+
+class VAE(nn.Module):
+    def __init__(self, config: VAEConfig):
+        super().__init__()
+        self.config = config
+        c = config
+        self.encoder = _mlp((c.n_genes, *c.hidden))
+        self.mu = nn.Linear(c.hidden[-1], c.latent_dim)
+        self.logvar = None if c.deterministic else nn.Linear(c.hidden[-1], c.latent_dim)
+        self.decoder = nn.Sequential(_mlp((c.latent_dim, *reversed(c.hidden))),
+                                     nn.Linear(c.hidden[0], c.n_genes))
+        # per-gene observation log-variance; None means fixed unit variance
+        self.log_s2 = nn.Parameter(torch.zeros(c.n_genes)) if c.learned_variance else None
+
+    # -- the three pieces, scvi-style ------------------------------------------------------
+    def inference(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Posterior parameters (mu, logvar); logvar is None for the deterministic AE."""
+        h = self.encoder(x)
+        return self.mu(h), (None if self.logvar is None else self.logvar(h))
+
+    def generative(self, z: torch.Tensor) -> torch.Tensor:
+        """Mean of p(x | z) on the log2(TPM+1) scale."""
+        return self.decoder(z)
+
+    def loss(self, x, xhat, mu, logvar, kl_weight: float = 1.0) -> LossRecord:
+        recon = gaussian_nll(x, xhat, self.log_s2)
+        kl = torch.zeros_like(recon) if logvar is None else kl_standard_normal(mu, logvar)
+        recon, kl = recon.mean(), kl.mean()
+        return LossRecord(loss=recon + self.config.beta * kl_weight * kl, elbo=-(recon + kl),
+                          recon=recon, kl=kl)
+
+    def forward(self, x: torch.Tensor, kl_weight: float = 1.0,
+                generator: torch.Generator | None = None) -> LossRecord:
+        """One loss record for a batch; `generator` makes the reparameterisation noise
+        reproducible (validation uses a fixed one so epochs are compared on the same noise)."""
+        mu, logvar = self.inference(x)
+        z = mu if logvar is None else reparameterise(mu, logvar, generator)
+        return self.loss(x, self.generative(z), mu, logvar, kl_weight)
+
+    @torch.no_grad()
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Posterior mean: the deterministic latent features used downstream."""
+        return self.inference(x)[0]
+
+
+def reparameterise(mu, logvar, generator: torch.Generator | None = None) -> torch.Tensor:
+    eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+    return mu + torch.exp(0.5 * logvar) * eps
+
+
+def n_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())

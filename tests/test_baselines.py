@@ -1,0 +1,101 @@
+"""Each baseline against a hand computation on a tiny matrix (numbers written out), and PCA+ridge
+against scikit-learn and a brute-force leave-one-out."""
+
+from math import log2
+
+import numpy as np
+import pytest
+from sklearn.decomposition import PCA
+from sklearn.linear_model import Ridge, RidgeCV
+
+from raviso import baselines, metrics
+from raviso.labelled import Labelled
+
+TRAIN, VAL = np.array([0, 1, 2, 3]), np.array([4, 5])
+
+
+def tiny() -> Labelled:
+    """Rows 0-3 train, 4-5 validate. Gene TPMs (2^x - 1): gene0 train 1, 3, 7, 0; gene1 never
+    expressed in training. iso0/iso1 belong to gene0, iso2 to gene1, iso3's gene is absent."""
+    genes = np.array([[1, 0], [2, 0], [3, 0], [0, 0], [4, 1], [1, 2]], np.float32)
+    isoforms = np.array([[1, 0, 0, 2],
+                         [1, 1, 0, 2],
+                         [2, 1, 1, 2],
+                         [0, 0, 1, 4],
+                         [3, 1, 2, 0],
+                         [0, 1, 1, 0]], np.float32)
+    return Labelled(sample_id=np.array([f"s{k}" for k in range(6)]),
+                    tissue=np.array(["A", "A", "B", "B", "A", "C"]), donor=None,
+                    genes=genes, isoforms=isoforms, gene_names=["g0", "g1"],
+                    isoform_names=["i0", "i1", "i2", "i3"],
+                    isoform_gene=np.array([0, 0, 1, -1]))
+
+
+def test_mean_is_the_whole_training_fold_mean():
+    pred = baselines.MeanBaseline().fit(tiny(), TRAIN).predict(tiny(), VAL)
+    # iso0 (1+1+2+0)/4, iso1 (0+1+1+0)/4, iso2 (0+0+1+1)/4, iso3 (2+2+2+4)/4
+    np.testing.assert_array_equal(pred, [[1.0, 0.5, 0.5, 2.5]] * 2)
+    assert pred.dtype == np.float32
+
+
+def test_tissue_mean_with_unseen_tissue_falling_back_to_overall_mean():
+    b = baselines.TissueMeanBaseline().fit(tiny(), TRAIN)
+    pred = b.predict(tiny(), VAL)
+    # row 4 is tissue A (train rows 0, 1); row 5 is tissue C, never seen in training
+    np.testing.assert_array_equal(pred, [[1.0, 0.5, 0.0, 2.0], [1.0, 0.5, 0.5, 2.5]])
+    assert b.n_unseen_tissue_rows_ == 1
+    np.testing.assert_array_equal(b.predict(tiny(), np.array([2])), [[1.0, 0.5, 1.0, 3.0]])
+
+
+def test_isoform_fraction_ratio_of_sums_in_tpm_space():
+    b = baselines.IsoformFractionBaseline().fit(tiny(), TRAIN)
+    # gene0 training TPM sum 1+3+7+0 = 11; iso0 TPM 1+1+3+0 = 5; iso1 TPM 0+1+1+0 = 2
+    np.testing.assert_allclose(b.share_[:2], [5 / 11, 2 / 11])
+    assert b.n_fallback_ == 2          # iso2: gene never expressed in training; iso3: no gene
+    pred = b.predict(tiny(), VAL)
+    # row 4: gene0 = 4 -> TPM 15; row 5: gene0 = 1 -> TPM 1
+    expect = [[log2(15 * 5 / 11 + 1), log2(15 * 2 / 11 + 1), 0.5, 2.5],
+              [log2(1 * 5 / 11 + 1), log2(1 * 2 / 11 + 1), 0.5, 2.5]]
+    np.testing.assert_allclose(pred, expect, rtol=1e-6)
+
+
+def _regression(seed=0, n=40, g=12, m=5):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, g)).astype(np.float32)
+    Y = (X[:, :3] @ rng.normal(size=(3, m)) + rng.normal(0, 0.5, (n, m))).astype(np.float32)
+    return X, Y
+
+
+@pytest.mark.parametrize("block_bytes", [None, 8 * 15])   # None: one block; else 1 column each
+def test_ridge_gcv_is_exact_leave_one_out(block_bytes, monkeypatch):
+    if block_bytes:
+        monkeypatch.setattr(metrics, "BLOCK_BYTES", block_bytes)
+    Z, Y = _regression(n=15, g=4, m=3)
+    alphas = (0.1, 3.0, 100.0)
+    _, loo = baselines.ridge_gcv(Z, Y, alphas)
+    for a, got in zip(alphas, loo):
+        errs = []
+        for i in range(len(Z)):
+            keep = np.arange(len(Z)) != i
+            fit = Ridge(alpha=a).fit(Z[keep].astype(float), Y[keep].astype(float))
+            errs.append((fit.predict(Z[i:i + 1].astype(float))[0] - Y[i]) ** 2)
+        assert got == pytest.approx(np.mean(errs), rel=1e-6)
+
+
+def test_pca_ridge_matches_sklearn():
+    X, Y = _regression()
+    data = Labelled(sample_id=np.arange(40).astype(str), tissue=np.full(40, "t"), donor=None,
+                    genes=X, isoforms=Y, gene_names=list("abcdefghijkl"),
+                    isoform_names=list("vwxyz"), isoform_gene=np.full(5, -1))
+    train, val = np.arange(30), np.arange(30, 40)
+    b = baselines.PCARidgeBaseline(n_components=6).fit(data, train)
+    pca = PCA(n_components=6, svd_solver="full").fit(X[train])
+    ridge = RidgeCV(alphas=baselines.DEFAULT_ALPHAS).fit(pca.transform(X[train]), Y[train])
+    assert b.alpha_ == pytest.approx(ridge.alpha_)
+    assert baselines.DEFAULT_ALPHAS[0] < b.alpha_ < baselines.DEFAULT_ALPHAS[-1]   # an interior pick
+    np.testing.assert_allclose(b.predict(data, val), ridge.predict(pca.transform(X[val])),
+                               rtol=1e-4, atol=1e-4)
+    fixed = baselines.PCARidgeBaseline(n_components=6, alpha=5.0).fit(data, train)
+    ref = Ridge(alpha=5.0).fit(pca.transform(X[train]), Y[train])
+    np.testing.assert_allclose(fixed.predict(data, val), ref.predict(pca.transform(X[val])),
+                               rtol=1e-4, atol=1e-4)

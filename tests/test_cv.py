@@ -1,0 +1,143 @@
+"""`raviso cv` end to end on the real shared Ray (one Tune run for the whole module): every fold x
+variant in results.json, the folds' invariants on the output, a retried trial marked, zero-copy
+sharing of the matrices, numbers checked against hand computations, the report and the saved model.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from itertools import combinations
+
+import numpy as np
+import pytest
+from cvdata import write_tiny_run, write_tiny_store
+
+from raviso.errors import RavisoError
+
+VARIANTS = ["vae_ffnn", "mean", "tissue_mean"]
+K = 3
+RETRIED = (1, "mean")
+
+pytestmark = pytest.mark.ray
+
+
+@pytest.fixture(scope="module")
+def cv(tmp_path_factory, ray_session):
+    from raviso.cv import run_cv
+
+    root = tmp_path_factory.mktemp("cv")
+    store, d = write_tiny_store(root / "store")
+    run = write_tiny_run(root / "vae", d["genes"])
+    (run / "metrics.jsonl").write_text("".join(
+        json.dumps({"epoch": e, "train_elbo": 30.0 - e, "val_elbo": 31.0 - e}) + "\n"
+        for e in range(3)))
+    out = run_cv(store, pretrained=run, variants=",".join(VARIANTS), folds=K, epochs=2, seed=0,
+                 out=root / "cv", save_model=True, progress=lambda s: None,
+                 _fail_once=RETRIED)
+    return out, json.loads((out / "results.json").read_text()), d
+
+
+def test_every_fold_and_variant_is_reported(cv):
+    out, doc, _ = cv
+    assert doc["schema"] == "raviso.cv.results/1"
+    pairs = {(t["fold"], t["variant"]) for t in doc["trials"]}
+    assert pairs == {(f, v) for f in range(K) for v in VARIANTS}
+    assert all(t["status"] == "ok" for t in doc["trials"])
+    for t in doc["trials"]:
+        e = np.load(out / "errors" / f"fold{t['fold']}_{t['variant']}.npy")
+        assert len(e) == doc["folds"][t["fold"]]["n_test"] == t["n_test"]
+        assert e.mean() == pytest.approx(t["mse"], rel=1e-9)
+    assert len(doc["tests"]) == len(list(combinations(VARIANTS, 2)))
+    assert set(doc["summary"]) == set(VARIANTS)
+
+
+def test_retried_trial_is_marked(cv):
+    _, doc, _ = cv
+    by = {(t["fold"], t["variant"]): t for t in doc["trials"]}
+    assert by[RETRIED]["attempts"] == 2 and by[RETRIED]["retried"]
+    assert [t for t in doc["trials"] if t["retried"]] == [by[RETRIED]]
+    assert doc["retried_trials"] == ["fold 1 mean (2 attempts)"]
+    report = (cv[0] / "report.md").read_text()
+    assert "Retried trials: fold 1 mean (2 attempts)" in report
+
+
+def test_matrices_reach_trials_zero_copy(cv):
+    """Trials see the object store's read-only views, never private copies of the matrices."""
+    _, doc, _ = cv
+    assert all(t["zero_copy"] is True for t in doc["trials"])
+    assert doc["tune"]["all_zero_copy"] is True
+
+
+def test_folds_disjoint_cover_donors_together_tissues_stratified(cv):
+    _, doc, d = cv
+    ids = [s for f in doc["folds"] for s in f["sample_id"]]
+    assert sorted(ids) == sorted(d["sample_id"])            # cover every sample exactly once
+    assert len(set(ids)) == len(ids)                        # disjoint
+    donor = dict(zip(d["sample_id"], d["donor"]))
+    fold_of_donor = {}
+    for f in doc["folds"]:
+        for s in f["sample_id"]:
+            assert fold_of_donor.setdefault(donor[s], f["fold"]) == f["fold"]
+    rare = doc["grouping"]["rare_tissues"]
+    assert rare == ["Kidney - Medulla"] and doc["grouping"]["grouped_by"] == "donor"
+    tissue = dict(zip(d["sample_id"], d["tissue"]))
+    for t in set(d["tissue"]) - set(rare):                  # every common tissue in every fold
+        counts = [sum(tissue[s] == t for s in f["sample_id"]) for f in doc["folds"]]
+        assert min(counts) >= 1, (t, counts)
+    for f in doc["folds"]:
+        assert f["n_train"] + f["n_test"] == len(d["sample_id"])
+
+
+def test_numbers_match_hand_computation(cv):
+    """The mean baseline's MSE and the noise floor of fold 0, recomputed from the raw arrays."""
+    _, doc, d = cv
+    pos = {s: i for i, s in enumerate(d["sample_id"])}
+    val = np.array([pos[s] for s in doc["folds"][0]["sample_id"]])
+    train = np.setdiff1d(np.arange(len(pos)), val)
+    Y = d["Y"].astype(np.float64)
+    mse_mean = ((Y[val] - Y[train].mean(0)) ** 2).mean()
+    by = {(t["fold"], t["variant"]): t for t in doc["trials"]}
+    assert by[(0, "mean")]["mse"] == pytest.approx(mse_mean, rel=1e-6)
+    assert by[(0, "mean")]["r2"] == pytest.approx(0.0, abs=1e-6)
+    floor = ((Y[val] - d["truth"][val]) ** 2).mean()
+    assert doc["folds"][0]["noise_floor"] == pytest.approx(floor, rel=1e-6)
+    assert by[(0, "tissue_mean")]["mse_over_noise_floor"] == pytest.approx(
+        by[(0, "tissue_mean")]["mse"] / floor, rel=1e-6)
+    # the tissue mean must beat the overall mean on tissue-driven data
+    assert doc["summary"]["tissue_mean"]["mse_mean"] < doc["summary"]["mean"]["mse_mean"]
+
+
+def test_report_table_and_plots(cv):
+    out, doc, _ = cv
+    rows = list(csv.reader((out / "table1.csv").open()))
+    assert rows[0] == ["fold"] + VARIANTS and len(rows) == K + 2
+    by = {(t["fold"], t["variant"]): t for t in doc["trials"]}
+    for f in range(K):
+        assert [float(x) for x in rows[1 + f][1:]] == pytest.approx(
+            [by[(f, v)]["mse"] for v in VARIANTS], rel=1e-5)
+    assert rows[-1][0] == "mean"
+    for png in ("mse_per_fold.png", "pretraining/pretrain_elbo.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    report = (out / "report.md").read_text()
+    assert "## Table 1" in report and "Nadeau-Bengio" in report and "Kidney - Medulla" in report
+
+
+def test_save_model_writes_a_loadable_model(cv):
+    out, doc, _ = cv
+    meta = json.loads((out / "model" / "model.json").read_text())
+    assert meta["variant"] == "vae_ffnn"                    # the only savable variant here
+    assert (out / "model" / "encoder-vae" / "config.json").exists()
+
+
+def test_bad_inputs_are_one_line_errors_and_write_nothing(tmp_path):
+    from raviso.cv import run_cv
+
+    store, d = write_tiny_store(tmp_path / "store")
+    with pytest.raises(RavisoError, match="needs a pretrained run: pass --pretrained"):
+        run_cv(store, variants="vae_ffnn", out=tmp_path / "cv", progress=lambda s: None)
+    with pytest.raises(RavisoError, match="unknown variant"):
+        run_cv(store, variants="mean,nope", out=tmp_path / "cv", progress=lambda s: None)
+    with pytest.raises(RavisoError, match="donors cannot make"):
+        run_cv(store, variants="mean", folds=13, out=tmp_path / "cv", progress=lambda s: None)
+    assert not (tmp_path / "cv").exists()

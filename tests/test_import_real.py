@@ -1,0 +1,57 @@
+"""Real data through `raviso import`: GEUVADIS chr19 counts (91 samples) and GTEx v8's transcript
+GCT (HK1). Skipped when ../shared/realdata is absent."""
+
+from __future__ import annotations
+
+import gzip
+
+import numpy as np
+
+from raviso.data import Store
+from raviso.importer import import_matrix
+from raviso.smallfolds import small_data_folds
+
+
+def test_geuvadis_chr19_imports_with_right_shapes(realdata, tmp_path, capsys):
+    src = realdata / "geuvadis_chr19" / "TrQuantCount_CEU_chr19.tsv.gz"
+    st = Store(import_matrix(src, tmp_path / "geu", "counts", tx_col="TargetID",
+                             gene_col="Gene_Symbol", as_compendium=True))
+    assert "log2(CPM+1)" in capsys.readouterr().err       # the loud flag
+    assert (st.n_rows("gtex_gene"), len(st.genes)) == (91, 1939)
+    assert (st.n_rows("gtex_isoform"), len(st.isoforms)) == (91, 5408)
+    assert st.n_rows("archs4") == 91
+    assert st.manifest["units"] == "log2(CPM+1)"
+    assert st.manifest["import"]["tx2gene"]["unmapped"] == 0
+    G, I = st.numpy("gtex_gene"), st.numpy("gtex_isoform")
+    # CPM over the slice's transcripts: each sample sums to a million, genes and isoforms alike
+    np.testing.assert_allclose((2.0 ** I.astype(np.float64) - 1).sum(1), 1e6, rtol=1e-4)
+    # gene = sum of its transcripts (linear scale), checked through the stored isoform -> gene map
+    lin = 2.0 ** I.astype(np.float64) - 1
+    gi = {g: j for j, g in enumerate(st.genes)}
+    summed = np.zeros_like(G, dtype=np.float64)
+    for k, g in enumerate(st.isoform_gene):
+        summed[:, gi[g]] += lin[:, k]
+    np.testing.assert_allclose(2.0 ** G.astype(np.float64) - 1, summed, rtol=1e-4, atol=1e-2)
+    assert st.meta("gtex_gene").sample_id.tolist()[:2] == ["NA06984", "NA06985"]
+    # no donors or tissues: 91 singleton groups, so the requested 5 folds are kept
+    f = small_data_folds(st.meta("gtex_gene").tissue, None, k=5)
+    assert f.k == 5 and f.scheme == "kfold" and np.bincount(f.fold).min() >= 18
+
+
+def test_gtex_transcript_gct_with_tissue_sheet(realdata, tmp_path):
+    src = realdata / "gtex_v8_hk1" / "gtex_hk1.tsv.gz"
+    with gzip.open(src, "rt") as f:
+        f.readline(), f.readline()
+        samples = f.readline().rstrip("\n").split("\t")[2:]
+    keep = set(samples[:300])
+    sheet = tmp_path / "meta.tsv"
+    with gzip.open(realdata / "gtex_v8_hk1" / "gtex_meta.tsv.gz", "rt") as f, open(sheet, "w") as o:
+        o.write(f.readline())
+        o.writelines(line for line in f if line.split("\t")[0] in keep)
+    st = Store(import_matrix(src, tmp_path / "hk1", "tpm", samplesheet=sheet, label="Tissue"))
+    assert (st.n_rows("gtex_isoform"), len(st.isoforms), len(st.genes)) == (300, 17, 1)
+    assert st.genes == ["ENSG00000156515.21"] and st.manifest["units"] == "log2(TPM+1)"
+    meta = st.meta("gtex_gene")
+    assert meta.tissue.notna().all() and meta.tissue.nunique() > 5
+    G, I = st.numpy("gtex_gene"), st.numpy("gtex_isoform")
+    np.testing.assert_allclose(2.0 ** G[:, 0] - 1, (2.0 ** I - 1).sum(1), rtol=1e-4, atol=1e-3)

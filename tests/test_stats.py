@@ -1,0 +1,91 @@
+"""Statistics: against scipy on known inputs, and the corrected test against a hand computation."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+from scipy import stats as sps
+
+from raviso import stats
+
+A = np.array([0.52, 0.61, 0.47, 0.55, 0.70, 0.49, 0.58, 0.66, 0.51, 0.60])
+B = np.array([0.50, 0.57, 0.48, 0.50, 0.64, 0.47, 0.55, 0.60, 0.50, 0.55])
+
+
+def test_paired_t_matches_scipy_and_hand_ci():
+    res = stats.paired_t(A, B)
+    ref = sps.ttest_rel(A, B)
+    assert res["t"] == pytest.approx(ref.statistic, rel=1e-12)
+    assert res["p"] == pytest.approx(ref.pvalue, rel=1e-12)
+    d = A - B
+    half = sps.t.ppf(0.975, 9) * d.std(ddof=1) / math.sqrt(10)
+    assert res["ci95"] == pytest.approx([d.mean() - half, d.mean() + half], rel=1e-12)
+    assert res["mean_diff"] == pytest.approx(0.033, abs=1e-12)     # hand: sum(d) = 0.33
+    assert res["cohens_dz"] == pytest.approx(d.mean() / d.std(ddof=1), rel=1e-12)
+    assert (res["n"], res["df"]) == (10, 9)
+
+
+def test_wilcoxon_matches_scipy():
+    res = stats.wilcoxon(A, B)
+    ref = sps.wilcoxon(A, B)
+    assert res["statistic"] == ref.statistic and res["p"] == pytest.approx(ref.pvalue)
+    assert stats.wilcoxon(A, A) == {"n": 10, "statistic": None, "p": 1.0}
+
+
+def test_corrected_t_variance_factor_by_hand():
+    d = np.array([0.010, 0.030, -0.005, 0.020, 0.015])
+    res = stats.corrected_t(d, n_train=80, n_test=20)
+    factor = 1 / 5 + 20 / 80                      # 0.45
+    assert res["var_factor"] == pytest.approx(0.45)
+    # hand: mean 0.014, var(ddof=1) = 0.0001675 -> t = 0.014 / sqrt(0.45 * 0.0001675)
+    assert d.mean() == pytest.approx(0.014) and d.var(ddof=1) == pytest.approx(0.0001675)
+    t = 0.014 / math.sqrt(0.45 * 0.0001675)
+    assert res["t"] == pytest.approx(t, rel=1e-9)
+    assert res["p"] == pytest.approx(2 * sps.t.sf(t, 4), rel=1e-9)
+    assert res["df"] == 4
+    half = sps.t.ppf(0.975, 4) * math.sqrt(factor * 0.0001675)
+    assert res["ci95"] == pytest.approx([0.014 - half, 0.014 + half], rel=1e-9)
+    naive = sps.ttest_1samp(d, 0.0).pvalue      # variance factor 1/k
+    assert res["p"] > naive
+    # per-fold sizes: the ratio is the mean of the per-fold ratios
+    res2 = stats.corrected_t(d, n_train=[80, 80, 90, 70, 80], n_test=[20, 20, 10, 30, 20])
+    assert res2["test_train_ratio"] == pytest.approx(np.mean([.25, .25, 1 / 9, 30 / 70, .25]))
+
+
+def test_holm_by_hand():
+    assert stats.holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    assert stats.holm([0.5, None, 0.2]) == [pytest.approx(0.5), None, pytest.approx(0.4)]
+
+
+def _errors(seed, shift):
+    rng = np.random.default_rng(seed)
+    return {f: 0.5 + shift + rng.normal(0, 0.05, 12 + f) for f in range(3)}
+
+
+def test_compare_all_pairs_every_variant_and_is_json():
+    errs = {"vae_ffnn": _errors(0, 0.0), "mean": _errors(1, 0.05), "gene_ffnn": _errors(2, 0.01)}
+    pairs = stats.compare_all(errs, n_train={0: 27, 1: 26, 2: 25}, n_test={0: 12, 1: 13, 2: 14})
+    assert [(p["a"], p["b"]) for p in pairs] == [("vae_ffnn", "mean"), ("vae_ffnn", "gene_ffnn"),
+                                               ("mean", "gene_ffnn")]
+    json.dumps(pairs, allow_nan=False)
+    first = pairs[0]
+    for f, pf in enumerate(first["per_fold"]):
+        ref = sps.ttest_rel(errs["vae_ffnn"][f], errs["mean"][f])
+        assert pf["fold"] == str(f) and pf["paired_t"]["p"] == pytest.approx(ref.pvalue)
+        assert pf["wilcoxon"]["p"] == pytest.approx(
+            sps.wilcoxon(errs["vae_ffnn"][f], errs["mean"][f]).pvalue)
+    d = [np.mean(errs["vae_ffnn"][f] - errs["mean"][f]) for f in range(3)]
+    ref = stats.corrected_t(d, [27, 26, 25], [12, 13, 14])
+    assert first["corrected"]["t"] == pytest.approx(ref["t"])
+    assert first["corrected"]["mean_diff"] < 0          # A (vae_ffnn) has the lower error
+    assert first["n_samples"] == 12 + 13 + 14
+    for p in pairs:
+        assert p["corrected"]["p_holm"] >= p["corrected"]["p"]
+
+
+def test_unpaired_inputs_are_rejected():
+    with pytest.raises(ValueError, match="equal length"):
+        stats.paired_t(A, B[:-1])
+    with pytest.raises(ValueError, match="different folds"):
+        stats.compare_pair({0: A, 1: A}, {0: B}, 10, 5)
