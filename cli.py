@@ -149,6 +149,99 @@ def import_cmd(
 
 
 # ---- pretrain / encode (issue 3) ----------------------------------------------------------------
+def _int_list(text: Optional[str], option: str) -> Optional[tuple]:
+    if text is None:
+        return None
+    from raviso.errors import RavisoError
+
+    try:
+        return tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise RavisoError(f"{option} takes comma-separated integers, got {text!r}") from None
+
+
+@app.command("pretrain")
+def pretrain_cmd(
+    store: Path = typer.Argument(..., help="Parquet store with an archs4 dataset (gtex_gene is "
+                                 "scored each epoch when present)."),
+    out: Path = typer.Option(..., "--out", help="RUN directory to create (or continue: --resume)."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="Total epochs [10]; with --resume "
+                                         "the new total."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Per-worker batch [64]."),
+    lr: Optional[float] = typer.Option(None, "--lr", help="Adam learning rate [1e-4]."),
+    beta: Optional[float] = typer.Option(None, "--beta", help="KL weight [1]; 0 = plain "
+                                         "deterministic autoencoder."),
+    latent_dim: Optional[int] = typer.Option(None, "--latent-dim", help="Latent size [256]."),
+    hidden: Optional[str] = typer.Option(None, "--hidden", help="Encoder widths, comma list "
+                                         "[4096,2048,1024,512]; the decoder mirrors them."),
+    learned_variance: Optional[bool] = typer.Option(None, "--learned-variance/--unit-variance",
+                                                    help="Per-gene observation variance "
+                                                    "[unit]."),
+    warmup_epochs: Optional[int] = typer.Option(None, "--warmup-epochs", help="Linear KL warm-up "
+                                                "epochs [0]."),
+    val_fraction: Optional[float] = typer.Option(None, "--val-fraction", help="Held-out ARCHS4 "
+                                                 "fraction, by sample-id hash [0.02]."),
+    workers: Optional[int] = typer.Option(None, "--workers", help="DDP workers [1]."),
+    cpus_per_worker: Optional[float] = typer.Option(None, "--cpus-per-worker", help="Logical CPUs "
+                                                    "reserved per worker, may be fractional [1]."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="Torch threads per worker "
+                                          "[node cores / workers on the node]."),
+    gpu: Optional[bool] = typer.Option(None, "--gpu/--cpu", help="One GPU per worker, NCCL."),
+    shuffle: Optional[str] = typer.Option(None, "--shuffle", help="files (file order re-drawn "
+                                          "each epoch + local buffer) | global | none [files]."),
+    shuffle_buffer: Optional[int] = typer.Option(None, "--shuffle-buffer", help="Local shuffle "
+                                                 "buffer rows per worker [2048]."),
+    materialize: Optional[str] = typer.Option(None, "--materialize", help="auto | always | never: "
+                                              "hold the data in the object store [auto: when "
+                                              "small]."),
+    max_failures: Optional[int] = typer.Option(None, "--max-failures", help="Worker failures "
+                                               "to recover from the last checkpoint [0]."),
+    keep_checkpoints: Optional[int] = typer.Option(None, "--keep-checkpoints", help="Checkpoints "
+                                                   "kept [2]."),
+    no_gtex: bool = typer.Option(False, "--no-gtex-eval", help="Skip scoring gtex_gene."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Random seed [0]."),
+    storage: Optional[str] = typer.Option(None, "--storage", help="Ray Train storage for "
+                                          "checkpoints (shared path or URI on a multi-node "
+                                          "cluster) [RUN/checkpoints]."),
+    resume: bool = typer.Option(False, "--resume", help="Continue RUN from its last checkpoint."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing RUN."),
+    quiet: bool = typer.Option(False, "--quiet", help="No live progress display."),
+    address: Optional[str] = ADDRESS,
+):
+    """Pretrain the VAE (or, with --beta 0, the autoencoder) on ARCHS4 with Ray Train DDP."""
+    from raviso.pretrain import pretrain
+
+    model_opts = {"hidden": _int_list(hidden, "--hidden"), "latent_dim": latent_dim, "beta": beta,
+                  "learned_variance": learned_variance}
+    train_opts = {"epochs": epochs, "batch_size": batch_size, "lr": lr,
+                  "warmup_epochs": warmup_epochs, "val_fraction": val_fraction, "seed": seed,
+                  "workers": workers, "cpus_per_worker": cpus_per_worker, "gpu": gpu,
+                  "threads": threads, "shuffle": shuffle, "shuffle_buffer": shuffle_buffer,
+                  "materialize": materialize, "max_failures": max_failures,
+                  "keep_checkpoints": keep_checkpoints, "eval_gtex": False if no_gtex else None}
+    run = pretrain(store, out, model_opts, train_opts, resume=resume, overwrite=overwrite,
+                   address=address, quiet=quiet, storage_path=storage)
+    print(run)
+
+
+@app.command("encode")
+def encode_cmd(
+    run: Path = typer.Argument(..., help="Finished pretraining RUN directory."),
+    store: Path = typer.Argument(..., help="Parquet store in the model's gene order."),
+    which: str = typer.Option("gtex", "--which", help="gtex | archs4 | both."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Output directory "
+                                       "[STORE/latent/<run-name>]."),
+    batch_size: int = typer.Option(512, "--batch-size", help="Rows per inference batch."),
+    concurrency: int = typer.Option(1, "--concurrency", help="Model replicas (Ray actors)."),
+    address: Optional[str] = ADDRESS,
+):
+    """Encode a store's samples to posterior means (latent Parquet keyed by sample_id)."""
+    from raviso.encode import encode
+
+    for name, path in encode(run, store, which=which, out=out, address=address,
+                             batch_size=batch_size, concurrency=concurrency).items():
+        print(f"{name}\t{path}")
+
 
 # ---- cv / report / predict / fit / demo (issue 4) -----------------------------------------------
 
@@ -279,6 +372,18 @@ def submit(
     raise typer.Exit(outcome.exit_code)
 
 
+@app.command()
+def copy(
+    src: str = typer.Argument(..., help="Store, finished RUN or directory: path or URI."),
+    dst: str = typer.Argument(..., help="Where to put it: path, s3://bucket/key, gs://..."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing DST."),
+):
+    """Copy a store or RUN to/from object storage or a shared filesystem (commit marker last)."""
+    from raviso.remote import copy_tree, summary
+
+    print(summary(copy_tree(src, dst, overwrite=overwrite)))
+
+
 # ---- bench --------------------------------------------------------------------------------------
 @bench_app.command("convert")
 def bench_convert_cmd(
@@ -298,6 +403,18 @@ def bench_convert_cmd(
 
     run(quick=quick, rows=rows, workdir=workdir, src=src, reps=reps, ray=ray, address=address,
         echo=typer.echo)
+
+
+@bench_app.command("train")
+def bench_train_cmd(
+    quick: bool = typer.Option(False, "--quick", help="Fewer steps and epochs (a few minutes)."),
+    address: Optional[str] = ADDRESS,
+) -> None:
+    """Paper-size VAE samples/s: raviso pretrain vs the same loop in plain torch, vs the seed
+    loop, vs the GEMM bound, and Ray Data ingest vs consumption (issue 3)."""
+    from bench.train import main as bench_train
+
+    bench_train(quick=quick, address=address)
 
 
 

@@ -41,11 +41,10 @@ def make_input(path: Path, rows: int, genes: int, seed: int = 0) -> Path:
                              [f"G{j}" for j in range(genes)], n_rows=rows)
 
 
-def h5_read(path: Path, slab_rows: int) -> float:
-    """Seconds for a plain sequential read of `expressions` into a reused buffer."""
+def h5_read(path: Path, slab_rows: int) -> None:
+    """A plain sequential read of `expressions` into a reused buffer."""
     import h5py
 
-    t0 = time.perf_counter()
     with h5py.File(path, "r") as f:
         d = f["expressions"]
         n, g = d.shape
@@ -53,45 +52,64 @@ def h5_read(path: Path, slab_rows: int) -> float:
         for s in range(0, n, slab_rows):
             e = min(n, s + slab_rows)
             d.read_direct(buf, np.s_[s:e], np.s_[0:e - s])
-    return time.perf_counter() - t0
 
 
-def convert_once(store: Path, checksum: bool, **files) -> float:
+def _cpu() -> float:
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def timed(fn, *args, **kwargs) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of this process, all threads) of one call. On a shared machine
+    the wall time depends on the load; the CPU time says what the work itself costs."""
+    c0, t0 = _cpu(), time.perf_counter()
+    fn(*args, **kwargs)
+    return time.perf_counter() - t0, _cpu() - c0
+
+
+def convert_once(store: Path, checksum: bool, **files) -> None:
     from raviso.convert import convert
 
     shutil.rmtree(store, ignore_errors=True)
-    t0 = time.perf_counter()
     convert(store, checksum=checksum, **files)
-    return time.perf_counter() - t0
 
 
-def arrow_read(store: Path) -> float:
-    """Seconds to stream the archs4 dataset back as numpy (pyarrow, no Ray)."""
+def arrow_read(store: Path) -> None:
+    """Stream the archs4 dataset back as numpy (pyarrow, no Ray)."""
     import pyarrow.parquet as pq
 
     from raviso.data import Store, tensor_to_numpy
 
-    t0 = time.perf_counter()
     st = Store(store)
     for f in sorted(Path(st.path_of("archs4")).glob("*.parquet")):
         for batch in pq.ParquetFile(f).iter_batches(columns=["expr"], batch_size=2048):
             tensor_to_numpy(batch.column(0))
-    return time.perf_counter() - t0
 
 
-def raydata_read(store: Path, address=None) -> float:
-    """Seconds to stream the archs4 dataset through Ray Data as numpy batches (Ray start-up is
-    not counted)."""
-    from raviso.data import Store
+def start_ray(address=None):
+    """Ray up and its workers warm (a one-row read), so start-up is not counted in the read."""
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    import ray.data
+
     from raviso.session import init_ray
 
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    init_ray(address)
+    ray = init_ray(address)
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False
+    ctx.print_on_execution_start = False
+    ctx.enable_auto_log_stats = False
+    return ray
+
+
+def raydata_read(store: Path) -> None:
+    """Stream the archs4 dataset through Ray Data as numpy batches (as training consumes it)."""
+    from raviso.data import Store
+
     ds = Store(store).ray_dataset("archs4", columns=["expr"])
-    t0 = time.perf_counter()
     for _ in ds.iter_batches(batch_size=1024, batch_format="numpy"):
         pass
-    return time.perf_counter() - t0
 
 
 def run(quick: bool = False, rows: int | None = None, workdir=None, src=None, reps: int | None = None,
@@ -120,32 +138,48 @@ def run(quick: bool = False, rows: int | None = None, workdir=None, src=None, re
         write_course_hdf5(small, np.ones((8, genes), np.float32), [f"GSM{k}" for k in range(8)],
                           perm)
         store = base / "store"
-        t = {"h5_read": [], "convert": [], "convert_nochecksum": [], "convert_permuted": []}
-        for _ in range(reps):   # interleaved, so machine noise hits all alike
-            t["h5_read"].append(h5_read(h5, slab))
-            t["convert"].append(convert_once(store, True, archs4=h5))
-            t["convert_nochecksum"].append(convert_once(store, False, archs4=h5))
-            t["convert_permuted"].append(
-                convert_once(base / "store_perm", False, archs4=small, gtex_gene=h5))
-            shutil.rmtree(base / "store_perm", ignore_errors=True)
-        best = {k: min(v) for k, v in t.items()}
-        best["arrow_read"] = min(arrow_read(store) for _ in range(reps))
+        load0 = os.getloadavg()[0]
+        steps = {
+            "h5_read": lambda: h5_read(h5, slab),
+            "convert": lambda: convert_once(store, True, archs4=h5),
+            "convert_nochecksum": lambda: convert_once(store, False, archs4=h5),
+            "convert_permuted": lambda: convert_once(base / "store_perm", False, archs4=small,
+                                                     gtex_gene=h5),
+            "arrow_read": lambda: arrow_read(store),
+        }
+        convert_once(store, False, archs4=h5)      # warm-up: imports, page cache
         if ray:
-            best["raydata_read"] = raydata_read(store, address)
-        res = {f"{k}_gbps": round(gb / v, 3) for k, v in best.items()}
-        res["ratio"] = round(best["h5_read"] / best["convert"], 3)
+            steps["raydata_read"] = lambda: raydata_read(store)
+            start_ray(address)
+            raydata_read(store)             # warm the read workers
+        t: dict[str, list] = {k: [] for k in steps}
+        for _ in range(reps):   # interleaved, so machine noise hits every measure alike
+            for k, fn in steps.items():
+                t[k].append(timed(fn))
+            shutil.rmtree(base / "store_perm", ignore_errors=True)
+        best = {k: min(v) for k, v in t.items()}       # (wall, cpu) of the fastest wall
+        res = {f"{k}_gbps": round(gb / v[0], 3) for k, v in best.items()}
+        res["ratio"] = round(best["h5_read"][0] / best["convert"][0], 3)
+        res["convert_cpu_gbps"] = round(gb / best["convert"][1], 3)
         res.update(rows=rows, features=genes, input_gb=round(gb, 3), reps=reps,
-                   generate_s=round(gen_s, 1), cpus=os.cpu_count(), quick=quick)
-        echo(f"input: {rows} x {genes} float32 = {gb:.2f} GB ({h5.name}); best of {reps}")
-        echo(f"{'measure':<34}{'seconds':>9}{'GB/s':>8}")
+                   generate_s=round(gen_s, 1), cpus=os.cpu_count(),
+                   loadavg=[round(load0, 1), round(os.getloadavg()[0], 1)], quick=quick)
+        echo(f"input: {rows} x {genes} float32 = {gb:.2f} GB ({h5.name}); best of {reps}; "
+             f"{os.cpu_count()} CPUs, load average {load0:.1f} -> {os.getloadavg()[0]:.1f}")
+        echo(f"{'measure':<34}{'wall s':>8}{'GB/s':>7}{'CPU s':>8}{'GB/CPU-s':>10}")
         labels = {"h5_read": "HDF5 sequential read (bound)", "convert": "convert HDF5->Parquet",
                   "convert_nochecksum": "convert, --no-checksum",
                   "convert_permuted": "convert, GTEx gene permutation",
                   "arrow_read": "store read back: pyarrow",
                   "raydata_read": "store read back: Ray Data"}
-        for k, v in best.items():
-            echo(f"{labels[k]:<34}{v:>9.2f}{gb / v:>8.2f}")
+        for k, (wall, cpu) in best.items():
+            per_cpu = f"{gb / cpu:>10.2f}" if k != "raydata_read" else f"{'(workers)':>10}"
+            echo(f"{labels[k]:<34}{wall:>8.2f}{gb / wall:>7.2f}{cpu:>8.2f}{per_cpu}")
         echo(f"ratio convert/read = {res['ratio']:.2f}")
+        if ray:
+            import ray as _ray
+
+            _ray.shutdown()
         echo(json.dumps(res))
         return res
     finally:

@@ -136,10 +136,19 @@ def pca_transform(X: np.ndarray, mean: np.ndarray, components: np.ndarray) -> np
     return ((X - mean) @ components.T).astype(np.float32)
 
 
-def ridge_gcv(Z: np.ndarray, Y: np.ndarray, alphas=DEFAULT_ALPHAS) -> tuple[float, np.ndarray]:
+def _target_rows(Y: np.ndarray, rows, n: int) -> np.ndarray:
+    rows = np.arange(Y.shape[0]) if rows is None else np.asarray(rows, np.int64)
+    if len(rows) != n:
+        raise ValueError(f"{n} feature rows but {len(rows)} target rows")
+    return rows
+
+
+def ridge_gcv(Z: np.ndarray, Y: np.ndarray, alphas=DEFAULT_ALPHAS, rows=None
+              ) -> tuple[float, np.ndarray]:
     """Pick one ridge penalty for all targets by exact leave-one-out error (with an unpenalised
     intercept), computed from the SVD of the centred features without forming residual matrices
-    per alpha. Returns (best alpha, LOO mean squared error per alpha).
+    per alpha. Targets are ``Y[rows]`` (all rows when None), read in column blocks so the training
+    isoforms are never copied whole. Returns (best alpha, LOO mean squared error per alpha).
 
     With centred Z = U S V^T, f = s^2/(s^2+alpha), the hat matrix is 11^T/n + U diag(f) U^T, and
     the residual of row i is R_i = P_i + (U_i * (1-f)) Q with Q = U^T Yc and P = Yc - U Q, so
@@ -147,15 +156,16 @@ def ridge_gcv(Z: np.ndarray, Y: np.ndarray, alphas=DEFAULT_ALPHAS) -> tuple[floa
     M = P Q^T and G = Q Q^T: sums over target blocks, after which each alpha costs O(n k^2).
     """
     n = Z.shape[0]
+    rows = _target_rows(Y, rows, n)
     Zc = Z.astype(np.float64) - Z.mean(axis=0, dtype=np.float64)
     U, s, _ = np.linalg.svd(Zc, full_matrices=False)
     k = len(s)
-    y_mean = column_mean(Y)
+    y_mean = column_mean(Y, rows)
     a = np.zeros(n)
     M = np.zeros((n, k))
     G = np.zeros((k, k))
     for cols in column_blocks(n, Y.shape[1]):
-        Yc = Y[:, cols].astype(np.float64) - y_mean[cols]
+        Yc = Y[rows, cols].astype(np.float64) - y_mean[cols]
         Q = U.T @ Yc
         P = Yc - U @ Q
         a += np.einsum("ij,ij->i", P, P)
@@ -171,17 +181,19 @@ def ridge_gcv(Z: np.ndarray, Y: np.ndarray, alphas=DEFAULT_ALPHAS) -> tuple[floa
     return float(alphas[int(np.argmin(loo))]), loo
 
 
-def ridge_fit(Z: np.ndarray, Y: np.ndarray, alpha: float) -> tuple[np.ndarray, np.ndarray,
-                                                                    np.ndarray]:
-    """(z_mean, coef (k, m), y_mean) of a ridge with unpenalised intercept, blocks over targets."""
+def ridge_fit(Z: np.ndarray, Y: np.ndarray, alpha: float, rows=None
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(z_mean, coef (k, m), y_mean) of a ridge with unpenalised intercept to ``Y[rows]``,
+    in blocks over target columns."""
+    rows = _target_rows(Y, rows, Z.shape[0])
     z_mean = Z.mean(axis=0, dtype=np.float64)
     Zc = Z.astype(np.float64) - z_mean
     U, s, Vt = np.linalg.svd(Zc, full_matrices=False)
     proj = Vt.T @ (np.diag(s / (s**2 + alpha)) @ U.T)   # (k, n)
-    y_mean = column_mean(Y)
+    y_mean = column_mean(Y, rows)
     coef = np.empty((Z.shape[1], Y.shape[1]), np.float32)
     for cols in column_blocks(Z.shape[0], Y.shape[1]):
-        coef[:, cols] = proj @ (Y[:, cols].astype(np.float64) - y_mean[cols])
+        coef[:, cols] = proj @ (Y[rows, cols].astype(np.float64) - y_mean[cols])
     return z_mean, coef, y_mean
 
 
@@ -202,12 +214,11 @@ class PCARidgeBaseline:
         self.pca_mean_, self.components_ = fit_pca(X, self.n_components, self.seed)
         Z = pca_transform(X, self.pca_mean_, self.components_)
         del X
-        Y = data.isoforms[rows]
         if self.alpha is None:
-            self.alpha_, self.loo_ = ridge_gcv(Z, Y, self.alphas)
+            self.alpha_, self.loo_ = ridge_gcv(Z, data.isoforms, self.alphas, rows)
         else:
             self.alpha_ = float(self.alpha)
-        z_mean, self.coef_, y_mean = ridge_fit(Z, Y, self.alpha_)
+        z_mean, self.coef_, y_mean = ridge_fit(Z, data.isoforms, self.alpha_, rows)
         # fold the centring into one intercept: pred = Z @ coef + intercept
         self.intercept_ = (y_mean - z_mean.astype(np.float32) @ self.coef_).astype(np.float32)
         return self

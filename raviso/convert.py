@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import queue
 import shutil
 import threading
 import time
@@ -94,6 +95,62 @@ class _Hasher(threading.Thread):
     def result(self) -> dict[Path, str]:
         self.join()
         return self.digests
+
+
+PREFETCH = 1   # chunks read ahead by a reader thread while the main thread writes Parquet
+
+
+class _Raised:
+    def __init__(self, exc: BaseException):
+        self.exc = exc
+
+
+_END = object()
+
+
+def prefetch(make_iter, depth: int = PREFETCH):
+    """Iterate `make_iter()` in a background thread, `depth` items ahead.
+
+    Reading (h5py, the CSV parser) and writing Parquet then overlap: pyarrow releases the GIL while
+    it encodes and writes, so on two or more cores the conversion costs about max(read, write)
+    instead of their sum. Readers must cycle through ``depth + 2`` buffers (the `ring` argument of
+    `MatrixSource.chunks`): one being consumed, `depth` queued, one being filled. Exceptions in
+    the reader re-raise here; leaving the loop early stops the reader.
+    """
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def work():
+        try:
+            for item in make_iter():
+                if not put(item):
+                    return
+            put(_END)
+        except BaseException as e:  # handed to the consumer, which re-raises it
+            put(_Raised(e))
+
+    t = threading.Thread(target=work, daemon=True, name="raviso-read")
+    t.start()
+    try:
+        while True:
+            item = q.get()
+            if item is _END:
+                return
+            if isinstance(item, _Raised):
+                raise item.exc
+            yield item
+    finally:
+        stop.set()
+        t.join()
 
 
 class _OrderMismatch(Exception):
@@ -269,15 +326,19 @@ def _write_dataset(sb: StoreBuilder, role: str, r: MatrixSource, take, ref_ids, 
     w = sb.dataset(role)
     ids: list[str] = []
     try:
-        for ch in r.chunks(w.group_rows, take):
-            n = len(ch.sample_ids)
-            if ref_ids is not None and ch.sample_ids != ref_ids[ch.row0:ch.row0 + n]:
-                raise _OrderMismatch
-            # a reused read buffer must not stay referenced by the writer's pending rows
-            X = ch.X.copy() if r.reuses_buffers and n % w.group_rows else ch.X
-            w.write(X, ch.sample_ids, tissue(ch.sample_ids),
-                    [donor_of(s) for s in ch.sample_ids])
-            ids.extend(ch.sample_ids)
+        # closing(): stop the reader thread now, even while an exception's traceback keeps this
+        # frame (and the generator) alive
+        with contextlib.closing(prefetch(lambda: r.chunks(w.group_rows, take,
+                                                          ring=PREFETCH + 2))) as chunks:
+            for ch in chunks:
+                n = len(ch.sample_ids)
+                if ref_ids is not None and ch.sample_ids != ref_ids[ch.row0:ch.row0 + n]:
+                    raise _OrderMismatch
+                # a reused read buffer must not stay referenced by the writer's pending rows
+                X = ch.X.copy() if r.reuses_buffers and n % w.group_rows else ch.X
+                w.write(X, ch.sample_ids, tissue(ch.sample_ids),
+                        [donor_of(s) for s in ch.sample_ids])
+                ids.extend(ch.sample_ids)
     except _OrderMismatch:
         _discard(sb, role)
         return _write_reordered(sb, role, r, take, ref_ids, tissue)

@@ -177,13 +177,16 @@ class TuneOutcome:
 
 
 def trial_order(variants, k: int) -> list[list]:
-    """Grid of [fold, variant]: slow (neural) variants first, so the short baselines fill the gaps
-    at the end instead of leaving a core idle behind one long trial."""
-    from .variants import BASELINES
+    """Grid of [fold, variant], longest trials first (neural on genes, then neural on a latent,
+    then the baselines): Tune starts trials in this order, so the short ones fill the gaps at the
+    end instead of one long trial leaving a core idle (longest-processing-time-first)."""
+    from .variants import BASELINES, variant_needs
 
-    slow = [v for v in variants if v not in BASELINES]
-    fast = [v for v in variants if v in BASELINES]
-    return [[f, v] for group in (slow, fast) for v in group for f in range(k)]
+    def cost_rank(v):
+        return 2 if v in BASELINES else (0 if "genes" in variant_needs(v) else 1)
+
+    ranked = sorted(variants, key=lambda v: (cost_rank(v), list(variants).index(v)))
+    return [[f, v] for v in ranked for f in range(k)]
 
 
 def tune_folds(data: Labelled, folds: Folds, variants, storage: Path, *, options=None,
@@ -276,6 +279,8 @@ def run_cv(store, pretrained=None, pretrained_ae=None, variants=None, folds: int
     if epochs is not None:
         options["epochs"] = int(epochs)
     options.setdefault("seed", seed)
+    if gpus_per_trial:
+        options.setdefault("device", "cuda")
     init_ray(address=address, num_cpus=num_cpus)
     with atomic_dir(out, overwrite=overwrite) as tmp:
         extra = {}

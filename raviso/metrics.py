@@ -13,9 +13,9 @@ What is reported, and why:
   0 means "no better than the mean", negative means worse.
 - ``median_pearson`` and ``frac_r_gt_05``: per-isoform Pearson r between prediction and observation
   across validation samples. Isoforms whose observed values are constant in the validation fold have
-  no defined r and are excluded (``n_isoforms_excluded``). Where the PREDICTION is constant (e.g. the
-  mean baseline) r is taken as 0: a constant predictor explains none of the variation, and dropping
-  those isoforms instead would let a model look better by predicting fewer things.
+  no defined r and are excluded (``n_isoforms_excluded``). Where the PREDICTION is constant (e.g.
+  the mean baseline) r is taken as 0: a constant predictor explains none of the variation, and
+  dropping those isoforms instead would let a model look better by predicting fewer things.
 - with ``truth`` (synthetic data only): ``noise_floor`` = MSE of the noise-free truth against the
   observations (no model can beat it on average), ``mse_over_noise_floor`` = mse / noise_floor,
   ``mse_excess`` = mse - noise_floor, ``mse_vs_truth`` = MSE of the prediction against the truth.
@@ -95,7 +95,8 @@ def per_isoform_pearson(pred: np.ndarray, Y: np.ndarray) -> tuple[np.ndarray, np
 def evaluate(pred: np.ndarray, Y: np.ndarray, train_mean: np.ndarray,
              truth: np.ndarray | None = None) -> dict:
     """All metrics of one trial; see the module docstring. ``train_mean``: per-isoform mean of the
-    TRAINING fold (`column_mean(isoforms, train_idx)`). Returns floats plus ``per_sample`` (array)."""
+    TRAINING fold (`column_mean(isoforms, train_idx)`). Returns floats plus ``per_sample``
+    (an array)."""
     per_sample = per_sample_mse(pred, Y)
     baseline = np.broadcast_to(np.asarray(train_mean, np.float64), Y.shape)
     mse_mean = float(per_sample_mse(baseline, Y).mean())

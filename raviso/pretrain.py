@@ -407,11 +407,9 @@ def pretrain(store_path, out, model_opts: dict | None = None, train_opts: dict |
     if resume:
         if not (run_dir / "run.json").is_file():
             raise RavisoError("nothing to resume (no run.json)", run_dir)
-    elif run_dir.exists():
-        if not overwrite:
-            raise RavisoError("already exists (pass --resume to continue it or --overwrite to "
-                              "replace it)", run_dir)
-        shutil.rmtree(run_dir)
+    elif run_dir.exists() and not overwrite:
+        raise RavisoError("already exists (pass --resume to continue it or --overwrite to "
+                          "replace it)", run_dir)
     if not run_dir.parent.is_dir():
         raise RavisoError("parent directory does not exist", run_dir.parent)
 
@@ -427,6 +425,8 @@ def pretrain(store_path, out, model_opts: dict | None = None, train_opts: dict |
                               "store the run was started on)", store.uri)
         (run_dir / "config.json").unlink(missing_ok=True)       # no longer finished
     else:
+        if run_dir.exists():                                    # --overwrite, options valid
+            shutil.rmtree(run_dir)
         run_dir.mkdir()
         _write_text(run_dir / "genes.txt", "".join(g + "\n" for g in store.genes))
     _write_text(run_dir / "run.json", json.dumps({"model": mc.to_dict(), "train": asdict(tc),

@@ -154,7 +154,7 @@ def inner_split(rows: np.ndarray, donor, fraction: float, seed: int
     return rows[~val], rows[val]
 
 
-def _adam(params, lr: float, device: torch.device) -> torch.optim.Optimizer:
+def _adam(params, lr: float) -> torch.optim.Optimizer:
     try:
         return torch.optim.Adam(params, lr=lr, fused=True)
     except (RuntimeError, ValueError, TypeError):     # no fused kernel for this device/build
@@ -198,7 +198,7 @@ def train_ffnn(model: nn.Module, X: torch.Tensor, Y: np.ndarray, rows: np.ndarra
     targets = _target_getter(Y, rows, device)
     val_targets = None if val_rows is None else _target_getter(Y, val_rows, device)
     gen = torch.Generator().manual_seed(seed)
-    opt = _adam(model.parameters(), lr, device)
+    opt = _adam(model.parameters(), lr)
     loss_fn = nn.MSELoss()
     n = len(rows)
     hist: dict = {"train_loss": [], "val_loss": [], "best_epoch": None, "stopped_early": False,

@@ -35,11 +35,16 @@ class SmallFolds(Folds):
                 "reason": self.reason}
 
 
+def _missing(v) -> bool:
+    """None, or the NaN that pandas (>= 3, string dtype) returns for a null string."""
+    return v is None or (isinstance(v, float) and v != v)
+
+
 def _groups(n, donor, group_by):
-    use = group_by == "donor" and donor is not None and not all(d is None for d in donor)
+    use = group_by == "donor" and donor is not None and not all(_missing(d) for d in donor)
     if not use:
         return np.array([f"#{i}" for i in range(n)]), False
-    return np.asarray(["" if d is None else str(d) for d in donor]), True
+    return np.asarray(["" if _missing(d) else str(d) for d in donor]), True
 
 
 def small_data_folds(tissue, donor=None, k: int = 5, seed: int = 0, group_by: str = "donor",
@@ -49,7 +54,7 @@ def small_data_folds(tissue, donor=None, k: int = 5, seed: int = 0, group_by: st
         raise RavisoError(f"fold scheme must be one of {', '.join(SCHEMES)} (got {scheme!r})")
     if k < 2:
         raise RavisoError(f"--folds must be at least 2 (got {k})")
-    tissue = np.asarray(["" if t is None else str(t) for t in tissue])
+    tissue = np.asarray(["" if _missing(t) else str(t) for t in tissue])
     n = len(tissue)
     groups, grouped = _groups(n, donor, group_by)
     what = "donors" if grouped else "samples"

@@ -163,7 +163,8 @@ _WRITERS = {"hdf5": _H5Matrix, "tsv": _TsvMatrix}
 
 
 def _write_tables(out: Path, world: model.World) -> None:
-    """The isoform annotation (sorted by gene, then isoform id, as the real file) and tissue table."""
+    """The isoform annotation (sorted by gene, then isoform id, as the real file) and the
+    tissue table."""
     rows = sorted(zip((world.gene_ids[g] for g in world.iso_gene), world.isoform_ids,
                       (world.gene_symbols[g] for g in world.iso_gene)))
     with gzip.open(out / ANNOTATION, "wt") as f:

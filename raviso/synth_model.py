@@ -1,5 +1,5 @@
-"""The generative model behind `raviso synth`: a fixed synthetic "biology" (`World`) and the functions
-that turn a block of its samples into expression matrices.
+"""The generative model behind `raviso synth`: a fixed synthetic "biology" (`World`) and the
+functions that turn a block of its samples into expression matrices.
 
 Why this shape (see ../shared/notes/synthetic-calibration.md for the targets):
 - Each sample has a low-dimensional biological state: its tissue (an embedding shared within an
@@ -12,10 +12,10 @@ Why this shape (see ../shared/notes/synthetic-calibration.md for the targets):
 - ARCHS4 samples come from their own distribution (tissue mixtures, cell-line-like states, broader
   programs), carry a per-gene batch shift and more dropout, and are not rounded.
 - Isoforms: 1..many per gene (long tail), a dominant isoform, shares = a softmax over the gene's
-  isoforms of (base + tissue effect + latent-state effect + a small donor effect); minor isoforms are
-  switched off in some tissues. Isoform TPM = the gene's TRUE TPM x share x a gene-level factor (RSEM
-  and RNA-SeQC disagree), then measured with its own noise: the truth is the noise-free
-  log2(TPM+1), and isoforms are not a function of the OBSERVED gene values.
+  isoforms of (base + tissue effect + latent-state effect + a small donor effect); weak minor
+  isoforms are switched off in some tissues. Isoform TPM = the gene's TRUE TPM x share x a
+  gene-level factor (RSEM and RNA-SeQC disagree), then measured with its own noise: the truth is
+  the noise-free log2(TPM+1), and isoforms are not a function of the OBSERVED gene values.
 
 Everything is float32 and vectorised per block of rows; a block's random draws come from its own
 generator seeded by (seed, stream, block), so the output does not depend on threading.
@@ -35,13 +35,13 @@ TISSUE_DIM = 6           # tissue embedding size
 HIDDEN = 32              # width of the random tanh layer: the nonlinearity
 TPM_PER_GENE = 50.0      # mean TPM per gene: 0.95e6 spread over the course's 18,965 genes
 GENE_LOG2_SD = 2.8       # spread of gene baselines (log2 TPM) -> real median/90th/99th percentiles
-GENE_LOG2_MEAN = 2.3
+GENE_LOG2_MEAN = 2.3     # (only relative levels matter: TPM is renormalised per sample)
 BIO_SD = 0.35            # per-sample, per-gene biological noise (log2), part of the truth
 ISO_PER_GENE_NB_R = 0.7  # dispersion of (isoforms per gene - 1): many 1-2, a few dozens
 P_OFF_WEAK = 0.35        # chance a weak minor isoform is off in a tissue (a true zero)
 ISO_COUNT_LEVEL = 1.0    # log2 TPM gained per doubling of a gene's isoform count
 GENE_OFF_MAX = 0.5       # a gene far below GENE_OFF_LEVEL (log2) is silent in this share of tissues
-GENE_OFF_LEVEL = 1.5       # chance a minor isoform is switched off in a tissue (a true zero)
+GENE_OFF_LEVEL = 1.5
 
 
 @dataclass(frozen=True)
@@ -208,7 +208,7 @@ def build_world(seed: int, n_archs4: int, n_gtex: int, n_genes: int, n_isoforms:
     iso_latent = rng.normal(0, 0.7 / np.sqrt(HIDDEN), (HIDDEN, n_isoforms))
     iso_latent *= rng.lognormal(0, 0.5, n_isoforms)
     iso_donor = rng.normal(0, 0.25, (4, n_isoforms))
-    # only weak minor isoforms switch off by tissue (a strong one switching would swamp the variance)
+    # only weak minor isoforms switch off by tissue (strong ones switching would swamp the variance)
     weak = ~dominant & (base < np.median(base[~dominant]))
     iso_on = (rng.random((n_t, n_isoforms)) >= P_OFF_WEAK) | ~weak
     iso_scale = rng.lognormal(0, 0.15, n_genes)
@@ -242,16 +242,15 @@ def build_world(seed: int, n_archs4: int, n_gtex: int, n_genes: int, n_isoforms:
     return World(
         gene_symbols=symbols, gene_ids=gene_ids, isoform_ids=iso_ids, iso_gene=iso_gene,
         iso_starts=starts, iso_counts=counts, dominant=dominant,
-        gtex_gene_order=gtex_order,
-        isoform_order=rng.permutation(n_isoforms),
+        gtex_gene_order=gtex_order, isoform_order=rng.permutation(n_isoforms),
         tissue_emb=_f32(tissue_emb), w1=_f32(w1), b1=_f32(b1), w2=_f32(w2), gene_mu=_f32(gene_mu),
-        archs4_shift=_f32(archs4_shift), gene_on=_f32(gene_on), iso_base=_f32(base), iso_tissue=_f32(iso_tissue),
-        iso_latent=_f32(iso_latent), iso_donor=_f32(iso_donor), iso_on=_f32(iso_on),
-        iso_scale=_f32(iso_scale),
+        archs4_shift=_f32(archs4_shift), gene_on=_f32(gene_on), iso_base=_f32(base),
+        iso_tissue=_f32(iso_tissue), iso_latent=_f32(iso_latent), iso_donor=_f32(iso_donor),
+        iso_on=_f32(iso_on), iso_scale=_f32(iso_scale),
         gtex_ids=ids, gtex_tissue=tissue, gtex_donor=donor, gtex_z=_f32(z),
         gtex_depth=_f32(gtex_depth), donor_q=_f32(donor_q),
-        archs4_ids=archs4_ids, archs4_emb=_f32(archs4_emb), archs4_mix=_f32(mix), archs4_z=_f32(archs4_z),
-        archs4_depth=_f32(archs4_depth),
+        archs4_ids=archs4_ids, archs4_emb=_f32(archs4_emb), archs4_mix=_f32(mix),
+        archs4_z=_f32(archs4_z), archs4_depth=_f32(archs4_depth),
     )
 
 

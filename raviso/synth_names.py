@@ -1,17 +1,18 @@
 """Realistic-looking identifiers for `raviso synth`: tissues, GTEx / GEO sample ids, gene symbols,
 ENSG / ENST ids.
 
-Why bother: downstream code must cope with the real files' quirks (GTEx donors encoded in the sample
-id, gene symbols with dashes and dots, versioned ENST ids in no sorted order), and synthetic data that
-looks like ``gene_17`` would let code that mishandles them pass its tests.
+Why bother: downstream code must cope with the real files' quirks (GTEx donors encoded in the
+sample id, gene symbols with dashes and dots, versioned ENST ids in no sorted order), and synthetic
+data that looks like ``gene_17`` would let code that mishandles them pass its tests.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-# The 54 GTEx v8 tissues with their sample counts in the v8 transcript TPM file (17,382 samples; from
-# ../shared/realdata/gtex_v8_hk1). The counts are the sampling weights: very unequal, some tiny.
+# The 54 GTEx v8 tissues with their sample counts in the v8 transcript TPM file (17,382 samples;
+# from ../shared/realdata/gtex_v8_hk1). The counts are the sampling weights: very unequal, some
+# tiny.
 GTEX_TISSUES: tuple[tuple[str, int], ...] = (
     ("Muscle - Skeletal", 803), ("Whole Blood", 755), ("Skin - Sun Exposed (Lower leg)", 701),
     ("Adipose - Subcutaneous", 663), ("Artery - Tibial", 663), ("Thyroid", 653),

@@ -78,13 +78,15 @@ class RayHead:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"ray start exited {self.proc.returncode}: {self.tail()}")
             try:
-                if requests.get(self.job_address + "/api/version", timeout=2).ok:
+                # any answer means the job server is up (401 without the token)
+                if requests.get(self.job_address + "/api/version", timeout=2).status_code < 500:
                     return self
             except requests.RequestException:
                 pass
             time.sleep(0.5)
+        log = self.tail()
         self.stop()
-        raise RuntimeError(f"Ray head not up in {timeout_s} s: {self.tail()}")
+        raise RuntimeError(f"Ray head not up in {timeout_s} s: {log}")
 
     def tail(self) -> str:
         return (Path(self.temp_dir) / "head.log").read_text()[-2000:]

@@ -92,7 +92,7 @@ def test_pca_ridge_matches_sklearn():
     pca = PCA(n_components=6, svd_solver="full").fit(X[train])
     ridge = RidgeCV(alphas=baselines.DEFAULT_ALPHAS).fit(pca.transform(X[train]), Y[train])
     assert b.alpha_ == pytest.approx(ridge.alpha_)
-    assert baselines.DEFAULT_ALPHAS[0] < b.alpha_ < baselines.DEFAULT_ALPHAS[-1]   # an interior pick
+    assert baselines.DEFAULT_ALPHAS[0] < b.alpha_ < baselines.DEFAULT_ALPHAS[-1]  # interior
     np.testing.assert_allclose(b.predict(data, val), ridge.predict(pca.transform(X[val])),
                                rtol=1e-4, atol=1e-4)
     fixed = baselines.PCARidgeBaseline(n_components=6, alpha=5.0).fit(data, train)

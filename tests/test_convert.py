@@ -262,3 +262,45 @@ def test_manifest_is_json_with_shapes(tmp_path):
     assert m["dtype"] == "float32" and m["raviso_version"]
     assert all(s["sha256"] is None for s in m["sources"])
     assert gzip.decompress((src / "gtex_annot.tsv.gz").read_bytes()).startswith(b"sample_id")
+
+
+def test_prefetch_reraises_and_stops_its_thread():
+    """The read-ahead thread hands reader errors to the consumer and ends when the consumer
+    stops early (no thread left reading a file the converter is closing)."""
+    import contextlib
+    import threading
+
+    from raviso.convert import prefetch
+    from raviso.errors import RavisoError
+
+    def failing():
+        yield 1
+        yield 2
+        raise RavisoError("bad chunk", "f.hdf5")
+
+    got = []
+    with pytest.raises(RavisoError, match="f.hdf5: bad chunk"):
+        for x in prefetch(failing):
+            got.append(x)
+    assert got == [1, 2]
+    with contextlib.closing(prefetch(lambda: iter(range(10**9)))) as it:
+        assert [next(it) for _ in range(3)] == [0, 1, 2]
+    assert not [t for t in threading.enumerate() if t.name == "raviso-read"]
+
+
+def test_bench_convert_prints_table_then_json(tmp_path):
+    """`raviso bench convert` contract: table lines, then one JSON object as the last line, with
+    the ratio equal to read / convert time and nothing left in the work directory."""
+    from bench.convert import run
+
+    lines = []
+    res = run(rows=24, workdir=tmp_path, reps=1, ray=False, echo=lines.append)
+    last = json.loads(lines[-1])
+    assert last == res
+    for key in ("convert_gbps", "h5_read_gbps", "ratio", "arrow_read_gbps",
+                "convert_permuted_gbps", "convert_cpu_gbps"):
+        assert last[key] > 0, key
+    assert last["ratio"] == pytest.approx(last["convert_gbps"] / last["h5_read_gbps"], rel=0.02)
+    assert last["rows"] == 24 and last["features"] == 18965
+    assert any("HDF5 sequential read" in ln for ln in lines[:-1])
+    assert list(tmp_path.iterdir()) == []

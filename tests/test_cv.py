@@ -30,7 +30,8 @@ def cv(tmp_path_factory, ray_session):
     store, d = write_tiny_store(root / "store")
     run = write_tiny_run(root / "vae", d["genes"])
     (run / "metrics.jsonl").write_text("".join(
-        json.dumps({"epoch": e, "train_elbo": 30.0 - e, "val_elbo": 31.0 - e}) + "\n"
+        json.dumps({"epoch": e, **{f"{k}_{t}": 30.0 - e + j for j, k in enumerate(("train", "val"))
+                                 for t in ("elbo", "recon", "kl")}}) + "\n"
         for e in range(3)))
     out = run_cv(store, pretrained=run, variants=",".join(VARIANTS), folds=K, epochs=2, seed=0,
                  out=root / "cv", save_model=True, progress=lambda s: None,
@@ -141,3 +142,26 @@ def test_bad_inputs_are_one_line_errors_and_write_nothing(tmp_path):
     with pytest.raises(RavisoError, match="donors cannot make"):
         run_cv(store, variants="mean", folds=13, out=tmp_path / "cv", progress=lambda s: None)
     assert not (tmp_path / "cv").exists()
+
+
+def test_report_reruns_from_results_alone(cv, tmp_path):
+    """`raviso report CV` needs only results.json (no Ray): it rewrites the same table."""
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from cli import app
+
+    out, _, _ = cv
+    copy = tmp_path / "cv"
+    shutil.copytree(out, copy, ignore=shutil.ignore_patterns("tune", "model"))
+    (copy / "report.md").unlink()
+    (copy / "table1.csv").unlink()
+    r = CliRunner().invoke(app, ["report", str(copy)])
+    assert r.exit_code == 0, r.output
+    assert (copy / "table1.csv").read_text() == (out / "table1.csv").read_text()
+    assert (copy / "report.md").read_text().split("## Trials")[0] == \
+        (out / "report.md").read_text().split("## Trials")[0]
+    with pytest.raises(RavisoError, match="no results.json"):
+        from raviso.report import write_report
+        write_report(tmp_path)

@@ -33,9 +33,12 @@ def test_geuvadis_chr19_imports_with_right_shapes(realdata, tmp_path, capsys):
         summed[:, gi[g]] += lin[:, k]
     np.testing.assert_allclose(2.0 ** G.astype(np.float64) - 1, summed, rtol=1e-4, atol=1e-2)
     assert st.meta("gtex_gene").sample_id.tolist()[:2] == ["NA06984", "NA06985"]
-    # no donors or tissues: 91 singleton groups, so the requested 5 folds are kept
-    f = small_data_folds(st.meta("gtex_gene").tissue, None, k=5)
-    assert f.k == 5 and f.scheme == "kfold" and np.bincount(f.fold).min() >= 18
+    # no donors or tissues (nulls, which pandas reads as NaN): 91 singleton groups, so the
+    # requested 5 folds are kept
+    meta = st.meta("gtex_gene")
+    f = small_data_folds(meta.tissue, meta.donor, k=5)
+    assert f.k == 5 and f.scheme == "kfold" and f.grouped_by == "none"
+    assert np.bincount(f.fold).min() >= 18
 
 
 def test_gtex_transcript_gct_with_tissue_sheet(realdata, tmp_path):

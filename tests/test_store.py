@@ -104,3 +104,14 @@ def test_folds_stratified_grouped_reproducible():
     assert counts == [40] * 5
     with pytest.raises(RavisoError, match="cannot make 5 folds"):
         make_folds(["a", "b"], None, k=5)
+
+
+def test_missing_metadata_is_none_and_folds_ungrouped(tmp_path):
+    X = np.ones((12, 2), np.float32)
+    write_store(tmp_path / "s", ["A", "B"], gtex_gene=dict(X=X, sample_id=[f"s{j}" for j in range(12)]))
+    meta = Store(tmp_path / "s").meta("gtex_gene")
+    assert meta.tissue.tolist() == [None] * 12 and meta.donor.tolist() == [None] * 12
+    f = make_folds(meta.tissue, meta.donor, k=3, seed=0)
+    assert f.grouped_by == "none" and np.bincount(f.fold).tolist() == [4, 4, 4]
+    logo = make_folds(["a"] * 6, [f"D{j // 2}" for j in range(6)], k=5, scheme="auto")
+    assert logo.k == 3 and logo.to_dict()["scheme"] == "logo"

@@ -1,6 +1,6 @@
-"""`raviso synth`: the files have the course's exact layout, and the synthetic data's statistics fall
-in the ranges of the real data (../shared/notes/synthetic-calibration.md). All on the tiny preset or
-smaller, read back from the written files (not from the generator's own bookkeeping)."""
+"""`raviso synth`: the files have the course's exact layout, and the synthetic data's statistics
+fall in the ranges of the real data (../shared/notes/synthetic-calibration.md). All on the tiny
+preset or smaller, read back from the written files (not from the generator's own bookkeeping)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,127 @@
+"""`raviso bench cv [--quick]`: how well Ray Tune parallelises the cross-validation.
+
+Runs the paper's 3 variants x 5 folds twice on the same in-memory labelled set: one by one in this
+process (1 torch thread each, the unit of work `raviso.cv.run_trial` times itself), then as Tune
+trials (1 CPU each, as many at once as the cluster has CPUs). Prints a table and, as the LAST line,
+one JSON object with ``parallel_efficiency`` = (sum of the one-by-one trial times) /
+(slots x Tune wall time), where slots = concurrent trials (2 on the 2-core development machine).
+Everything Tune costs on top of the work (actor start-up, torch import, putting the matrices in the
+object store, result collection, idle cores at the end) lowers it.
+
+The data are synthetic, shaped like the ``small`` preset's labelled set (1,500 samples, 1,750
+genes, 14,490 isoforms), with fixed 64-d latents standing in for the VAE/AE encodings: the bench
+measures scheduling, not the encoders. The gene FFNN costs about twice a latent FFNN here, so the 15
+trials can pack evenly onto 2 cores when started longest first (as `raviso cv` does).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+VARIANTS = ("gene_ffnn", "vae_ffnn", "ae_ffnn")
+FOLDS = 5
+FULL = dict(n=1500, genes=1750, isoforms=14490, latent=64, epochs=10)
+QUICK = dict(n=400, genes=600, isoforms=4000, latent=32, epochs=5)
+
+
+def synthetic_labelled(n: int, genes: int, isoforms: int, latent: int, seed: int = 0):
+    """A Labelled set with tissue structure and two latent spaces (random projections)."""
+    from raviso.labelled import Labelled
+
+    rng = np.random.default_rng(seed)
+    n_tissues, per_donor = 10, 5
+    tissue = rng.integers(0, n_tissues, n)
+    G = (2 + rng.normal(0, 1, (n_tissues, genes))[tissue] + rng.normal(0, 0.5, (n, genes)))
+    G = G.clip(0).astype(np.float32)
+    W = (rng.normal(0, 0.05, (genes, isoforms)) * (rng.random((genes, isoforms)) < 0.05))
+    Y = (1 + (G - G.mean(0)) @ W + rng.normal(0, 0.3, (n, isoforms))).clip(0).astype(np.float32)
+    data = Labelled(
+        sample_id=np.array([f"GTEX-B{i // per_donor:04d}-{i:05d}" for i in range(n)]),
+        tissue=np.array([f"T{t}" for t in tissue]),
+        donor=np.array([f"GTEX-B{i // per_donor:04d}" for i in range(n)]),
+        genes=G, isoforms=Y, gene_names=[f"G{j}" for j in range(genes)],
+        isoform_names=[f"I{j}" for j in range(isoforms)],
+        isoform_gene=np.arange(isoforms, dtype=np.int64) % genes)
+    for name in ("vae", "ae"):
+        P = rng.normal(0, 1 / np.sqrt(genes), (genes, latent)).astype(np.float32)
+        data.latent[name] = np.ascontiguousarray(G @ P)
+    return data
+
+
+def loadavg() -> float:
+    return round(os.getloadavg()[0], 2)
+
+
+def run_bench(quick: bool = False, address: str | None = None, seed: int = 0) -> dict:
+    from raviso.cv import run_trial, trial_order, tune_folds
+    from raviso.data import make_folds
+    from raviso.session import cluster_cpus, init_ray
+
+    size = QUICK if quick else FULL
+    data = synthetic_labelled(size["n"], size["genes"], size["isoforms"], size["latent"], seed)
+    folds = make_folds(data.tissue, data.donor, k=FOLDS, seed=seed)
+    options = {"epochs": size["epochs"], "seed": seed}
+    load_before = loadavg()
+
+    sequential = {}
+    for fold, variant in trial_order(VARIANTS, FOLDS):
+        out = run_trial(data, folds.fold, fold, variant, options, threads=1)
+        sequential[(fold, variant)] = out["seconds"]
+
+    init_ray(address=address, num_cpus=None if address else os.cpu_count())
+    slots = int(cluster_cpus())
+    with tempfile.TemporaryDirectory() as tmp:
+        outcome = tune_folds(data, folds, VARIANTS, Path(tmp), options=options,
+                             cpus_per_trial=1, max_failures=0, name="bench-cv")
+    tuned = {(t["fold"], t["variant"]): t.get("seconds") for t in outcome.trials}
+    seq_sum = sum(sequential.values())
+    return {
+        "bench": "cv", "quick": quick, "folds": FOLDS, "variants": list(VARIANTS),
+        "shape": {k: size[k] for k in ("n", "genes", "isoforms", "latent")},
+        "epochs": size["epochs"], "slots": slots,
+        "sequential_seconds": round(seq_sum, 2),
+        "tune_wall_seconds": round(outcome.wall_seconds, 2),
+        "tune_trial_seconds": round(sum(v for v in tuned.values() if v), 2),
+        "parallel_efficiency": round(seq_sum / (slots * outcome.wall_seconds), 3),
+        "all_zero_copy": all(t.get("zero_copy") for t in outcome.trials),
+        "failed_trials": sum(t["status"] != "ok" for t in outcome.trials),
+        "loadavg_1m_before": load_before, "loadavg_1m_after": loadavg(),
+        "per_trial": {f"fold{f}_{v}": [round(sequential[(f, v)], 2),
+                                       None if tuned.get((f, v)) is None
+                                       else round(tuned[(f, v)], 2)]
+                      for f, v in sorted(sequential)},
+    }
+
+
+def main(quick: bool = False, address: str | None = None) -> dict:
+    from rich.console import Console
+    from rich.table import Table
+
+    t0 = time.perf_counter()
+    res = run_bench(quick=quick, address=address)
+    table = Table(title=f"raviso bench cv: {FOLDS} folds x {len(VARIANTS)} variants "
+                        f"({'quick' if quick else 'full'})")
+    for col in ("trial", "one by one (s)", "in Tune (s)"):
+        table.add_column(col, justify="right" if col != "trial" else "left")
+    for name, (seq, tun) in res["per_trial"].items():
+        table.add_row(name, f"{seq:.2f}", "-" if tun is None else f"{tun:.2f}")
+    table.add_row("sum / wall", f"{res['sequential_seconds']:.1f}",
+                  f"wall {res['tune_wall_seconds']:.1f} on {res['slots']} slots")
+    Console(stderr=False).print(table)
+    print(f"parallel efficiency {res['parallel_efficiency']:.3f} "
+          f"(load average {res['loadavg_1m_before']} -> {res['loadavg_1m_after']}; "
+          f"bench total {time.perf_counter() - t0:.0f} s)")
+    print(json.dumps(res))
+    return res
+
+
+if __name__ == "__main__":
+    import sys
+
+    main(quick="--quick" in sys.argv)

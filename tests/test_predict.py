@@ -1,0 +1,133 @@
+"""`raviso fit` -> `raviso predict` (no Ray): the saved MODEL reproduces the fitted model, inputs are
+aligned by gene NAME, a mismatched gene set is refused (one line naming the genes) unless
+--allow-missing, and the Parquet / TSV / h5ad outputs hold the same numbers."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from cvdata import write_tiny_run, write_tiny_store
+
+from raviso.errors import RavisoError
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory):
+    from raviso.cv import load_labelled
+    from raviso.fit import fit_model
+
+    root = tmp_path_factory.mktemp("fit")
+    store, d = write_tiny_store(root / "store")
+    run = write_tiny_run(root / "vae", d["genes"])
+    st, data = load_labelled(store, {"vae": str(run)})
+    model = fit_model(data, "vae_ffnn", root / "model", runs={"vae": str(run)},
+                      options={"epochs": 3, "seed": 1}, store_uri=st.uri)
+    expected = model.predict(data, np.arange(data.n))
+    return root, d, data, model, expected
+
+
+def write_tsv(path, ids, genes, X):
+    with open(path, "w") as f:
+        f.write("sample_id\t" + "\t".join(genes) + "\n")
+        for s, row in zip(ids, X):
+            f.write(s + "\t" + "\t".join(repr(float(v)) for v in row) + "\n")
+    return path
+
+
+def test_fit_predict_round_trip_from_store(fitted):
+    from raviso.predict import predict_file, read_predictions
+
+    root, d, data, _, expected = fitted
+    out = predict_file(root / "model", root / "store", root / "pred.parquet")
+    ids, P, meta = read_predictions(out)
+    assert ids == d["sample_id"]
+    assert meta["isoforms"] == d["isoforms"] and meta["missing_genes"]["count"] == 0
+    np.testing.assert_allclose(P, expected, rtol=1e-5, atol=1e-6)
+    # not a constant: the model really maps each sample's genes to its own prediction
+    assert np.ptp(P, axis=0).max() > 1e-3
+
+
+def test_columns_aligned_by_name(fitted, tmp_path):
+    from raviso.predict import predict_file, read_predictions
+
+    root, d, _, _, expected = fitted
+    perm = np.random.default_rng(3).permutation(len(d["genes"]))
+    src = write_tsv(tmp_path / "genes.tsv", d["sample_id"], [d["genes"][j] for j in perm],
+                    d["G"][:, perm])
+    _, P, _ = read_predictions(predict_file(root / "model", src, tmp_path / "p.parquet"))
+    np.testing.assert_allclose(P, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_missing_genes_refused_naming_them(fitted, tmp_path):
+    from raviso.predict import predict_file
+
+    root, d, _, _, _ = fitted
+    keep = [j for j in range(len(d["genes"])) if j not in (2, 5)]
+    src = write_tsv(tmp_path / "few.tsv", d["sample_id"], [d["genes"][j] for j in keep],
+                    d["G"][:, keep])
+    with pytest.raises(RavisoError, match=r"2 of 16 model genes missing: G002, G005"):
+        predict_file(root / "model", src, tmp_path / "p.parquet")
+    assert not (tmp_path / "p.parquet").exists()
+    # the CLI: one line on stderr, exit 1, nothing written
+    r = subprocess.run([sys.executable, "-c", "import cli; cli.main()", "predict",
+                        str(root / "model"), str(src), "--out", str(tmp_path / "q.parquet")],
+                       capture_output=True, text=True)
+    assert r.returncode == 1
+    assert r.stderr.strip().count("\n") == 0
+    assert r.stderr.startswith(f"raviso: error: {src}: 2 of 16 model genes missing: G002, G005")
+    assert not (tmp_path / "q.parquet").exists()
+
+
+def test_allow_missing_fills_zero_and_says_so(fitted, tmp_path):
+    from raviso.predict import LoadedModel, predict_file, read_predictions
+
+    root, d, _, _, _ = fitted
+    keep = [j for j in range(len(d["genes"])) if j not in (2, 5)]
+    src = write_tsv(tmp_path / "few.tsv", d["sample_id"], [d["genes"][j] for j in keep],
+                    d["G"][:, keep])
+    warnings = []
+    out = predict_file(root / "model", src, tmp_path / "p.parquet", allow_missing=True,
+                       warn=warnings.append)
+    _, P, meta = read_predictions(out)
+    assert meta["missing_genes"] == {"count": 2, "names": ["G002", "G005"], "filled_with": 0.0}
+    assert "2 of 16 model genes missing, filled with 0" in warnings[0]
+    X = d["G"].copy()
+    X[:, [2, 5]] = 0
+    np.testing.assert_allclose(P, LoadedModel(root / "model").predict(X), rtol=1e-5, atol=1e-6)
+
+
+def test_tsv_and_h5ad_outputs_hold_the_same_predictions(fitted, tmp_path):
+    import h5py
+
+    from raviso.predict import predict_file
+
+    root, d, _, _, expected = fitted
+    tsv = predict_file(root / "model", root / "store", tmp_path / "p.tsv")
+    lines = tsv.read_text().splitlines()
+    assert lines[0].split("\t") == ["sample_id"] + d["isoforms"]
+    vals = np.array([[float(x) for x in ln.split("\t")[1:]] for ln in lines[1:]])
+    np.testing.assert_allclose(vals, expected, rtol=1e-4, atol=1e-5)
+    h5 = predict_file(root / "model", root / "store", tmp_path / "p.h5ad")
+    with h5py.File(h5, "r") as f:
+        assert f.attrs["encoding-type"] == "anndata"
+        np.testing.assert_allclose(f["X"][:], expected, rtol=1e-5, atol=1e-6)
+        assert [s.decode() for s in f["obs/_index"][:]] == d["sample_id"]
+        assert [s.decode() for s in f["var/_index"][:]] == d["isoforms"]
+        assert json.loads(f["uns/raviso"][()])["units"] == "log2(TPM+1)"
+
+
+def test_bad_model_and_format(fitted, tmp_path):
+    from raviso.predict import predict_file
+
+    root, _, _, _, _ = fitted
+    with pytest.raises(RavisoError, match="not a raviso model"):
+        predict_file(tmp_path, root / "store", tmp_path / "p.parquet")
+    with pytest.raises(RavisoError, match="--format must be one of"):
+        predict_file(root / "model", root / "store", tmp_path / "p.x", fmt="xlsx")
+    with pytest.raises(RavisoError, match="cannot be saved"):
+        from raviso.fit import fit_model
+        fit_model(fitted[2], "mean", tmp_path / "m")
