@@ -169,8 +169,15 @@ def make_folds(tissue, donor=None, k: int = 5, seed: int = 0, group_by: str = "d
     Stratification needs at least k samples per class; tissues with fewer are pooled into a single
     "rare" stratum (reported in `Folds.rare_tissues`) instead of letting sklearn warn and place them
     arbitrarily. With donors (and ``group_by="donor"``) sklearn's StratifiedGroupKFold keeps every
-    donor in one fold; without them StratifiedKFold is used.
+    donor in one fold; without them StratifiedKFold is used. ``scheme="auto"|"logo"`` hands small
+    labelled sets to `raviso.smallfolds.small_data_folds` (leave-one-group-out, or k adapted to the
+    smallest class), which records its choice for the report.
     """
+    if scheme != "kfold":
+        from .smallfolds import small_data_folds
+
+        return small_data_folds(tissue, donor, k=k, seed=seed, group_by=group_by, scheme=scheme,
+                                source=source)
     from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
     tissue = np.asarray(["" if _missing(t) else str(t) for t in tissue])
