@@ -419,8 +419,12 @@ def bench_train_cmd(
 
 
 def main() -> None:
+    import signal
+
     from raviso.errors import RavisoError
 
+    # SIGTERM (kill, job schedulers) unwinds like Ctrl-C, so atomic writers remove their temp dirs
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(143))
     try:
         app()
     except RavisoError as e:

@@ -16,6 +16,12 @@ A learned model is only interesting if it beats the cheap explanations of isofor
   is not the sum of its RSEM transcript TPMs. Prediction: ``log2(share_j * (2^gene - 1) + 1)``.
   Isoforms whose gene is absent from the gene columns, or never expressed in the training fold,
   fall back to the training mean (`n_fallback_` counts them).
+  ``isoform_fraction_fit`` is the same model with the share chosen to minimise the TRAINING error
+  in log2(TPM+1) (grid + golden-section search per isoform, on at most 2,000 training rows drawn
+  with the seed). Why: the ratio of sums is a share of
+  mean TPM, and for noisy, zero-inflated isoforms log2(share * gene + 1) then sits far above the
+  typical log value (Jensen), so on real GEUVADIS chr19 (5-fold, 91 samples) the ratio-of-sums
+  baseline has MSE 2.80 against the mean baseline's 2.14, while the fitted share gets 1.90.
 - `PCARidgeBaseline` ("pca_ridge"): PCA of the genes (fitted on the training rows) then a ridge
   regression to all isoforms. The penalty is picked by exact leave-one-out (generalised) cross
   validation over a grid, like scikit-learn's RidgeCV with one alpha for all targets, but computed
@@ -83,8 +89,10 @@ def _tpm(log_values: np.ndarray) -> np.ndarray:
     return np.maximum(np.exp2(log_values.astype(np.float64)) - 1.0, 0.0)
 
 
-SHARE_GRID = np.concatenate([[0.0], np.logspace(-4, np.log10(4.0), 32)])
-GOLDEN_STEPS = 14
+SHARE_GRID = np.concatenate([[0.0], np.logspace(-4, np.log10(4.0), 16)])
+GOLDEN_STEPS = 12
+FIT_SHARE_ROWS = 2000        # one number per isoform: 2,000 training rows pin it down
+FIT_BLOCK_BYTES = 4 << 20    # ~31 passes over each block: keep it in cache
 
 
 def _log_share_loss(share: np.ndarray, gene_tpm: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -125,11 +133,14 @@ class IsoformFractionBaseline:
 
     SHARES = ("ratio_of_sums", "fit")
 
-    def __init__(self, name: str = "isoform_fraction", share: str = "ratio_of_sums"):
+    def __init__(self, name: str = "isoform_fraction", share: str = "ratio_of_sums",
+                 seed: int = 0, max_rows: int = FIT_SHARE_ROWS):
         if share not in self.SHARES:
             raise ValueError(f"share must be one of {self.SHARES}, got {share!r}")
         self.name = name
         self.share = share
+        self.seed = int(seed)
+        self.max_rows = int(max_rows)
 
     def fit(self, data: Labelled, train_idx) -> "IsoformFractionBaseline":
         rows = _rows(train_idx)
@@ -141,14 +152,21 @@ class IsoformFractionBaseline:
         self.has_share_ = denom > 0
         self.share_ = np.zeros(len(gene_of), np.float64)
         use = np.flatnonzero(self.has_share_)
-        genes = data.genes[rows] if self.share == "fit" else None
-        for block in column_blocks(len(rows), len(use)):
-            cols = use[block]
-            if self.share == "fit":
-                self.share_[cols] = fit_log_share(_tpm(genes[:, gene_of[cols]]),
-                                                  data.isoforms[rows][:, cols].astype(np.float64))
-            else:
-                self.share_[cols] = _tpm(data.isoforms[rows][:, cols]).sum(axis=0) / denom[cols]
+        if self.share == "fit":
+            # a seeded subsample of the TRAINING rows bounds the cost at full scale
+            fit_rows = rows if len(rows) <= self.max_rows else np.sort(
+                np.random.default_rng(self.seed).choice(rows, self.max_rows, replace=False))
+            genes = data.genes[fit_rows]
+            for block in column_blocks(len(fit_rows), len(use), FIT_BLOCK_BYTES):
+                cols = use[block]
+                self.share_[cols] = fit_log_share(
+                    _tpm(genes[:, gene_of[cols]]),
+                    data.isoforms[np.ix_(fit_rows, cols)].astype(np.float64))
+        else:
+            for block in column_blocks(len(rows), len(use)):
+                cols = use[block]
+                self.share_[cols] = (_tpm(data.isoforms[np.ix_(rows, cols)]).sum(axis=0)
+                                     / denom[cols])
         self.gene_of_ = gene_of
         self.mean_ = column_mean(data.isoforms, rows).astype(np.float32)
         self.n_fallback_ = int((~self.has_share_).sum())

@@ -45,10 +45,9 @@ MATRIX_STEMS = {
     "truth": ("truth_isoform_expression_norm_transposed", "truth"),
 }
 TABLE_STEMS = {"annotation": ("gtex_gene_isoform_annoation",), "tissues": ("gtex_annot",)}
-MATRIX_EXTS = (".hdf5", ".h5", ".tsv.gz", ".tsv")   # HDF5 first: ~20x faster to read than text
+MATRIX_EXTS = (".hdf5", ".h5", ".tsv.gz", ".tsv")   # HDF5 first: ~10x less CPU than gzip'd text
 TABLE_EXTS = (".tsv.gz", ".tsv")
 PREFIXES = ("", "head_")
-ROLES = ("archs4", "gtex_gene", "gtex_isoform", "truth", "annotation", "tissues")
 
 
 def find_course_files(src) -> dict[str, Path]:
@@ -82,12 +81,15 @@ class _Hasher(threading.Thread):
         view = memoryview(buf)
         for p in self.paths:
             h = hashlib.sha256()
-            with open(p, "rb") as f:
-                while not self.stop.is_set():
-                    n = f.readinto(buf)
-                    if not n:
-                        break
-                    h.update(view[:n])
+            try:
+                with open(p, "rb") as f:
+                    while not self.stop.is_set():
+                        n = f.readinto(buf)
+                        if not n:
+                            break
+                        h.update(view[:n])
+            except OSError:
+                continue    # the converter itself reports unreadable inputs, as one line
             if self.stop.is_set():
                 return
             self.digests[p] = h.hexdigest()
@@ -230,8 +232,10 @@ def _plan(readers: dict[str, MatrixSource], files: dict[str, Path], gene_set: st
         for role in ("gtex_isoform", "truth"):
             if role in readers:
                 take[role] = _take(readers[role], isoforms, "isoforms", True)
-        iso_gene = _isoform_genes(iso_src, isoforms, files.get("annotation"))
-    missing_gene = sum(1 for g in iso_gene or [] if g not in set(genes)) if genes else 0
+        iso_gene = _isoform_genes(iso_src, isoforms, files.get("annotation"),
+                                  readers["gtex_gene"].gene_symbols if "gtex_gene" in readers else None)
+    gene_set_ = set(genes)
+    missing_gene = sum(1 for g in iso_gene or [] if g not in gene_set_) if genes else 0
     return dict(genes=genes, isoforms=isoforms, isoform_gene=iso_gene, take=take,
                 isoforms_without_gene=missing_gene)
 
@@ -249,13 +253,17 @@ def _take(reader: MatrixSource, target: list[str], what: str, exact: bool):
     return None if np.array_equal(idx, np.arange(len(reader.features))) else idx
 
 
-def _isoform_genes(src: MatrixSource, isoforms: list[str], annotation) -> list[str]:
+def _isoform_genes(src: MatrixSource, isoforms: list[str], annotation, symbols=None) -> list[str]:
+    """Gene name per isoform: the annotation's gene_name (symbol, as the gene matrices are
+    named), else the transcript GCT's gene_id, translated to the gene GCT's symbols when one was
+    given (GTEx transcript files name genes by Ensembl id, gene files by both)."""
     if annotation is not None:
         table = read_isoform_annotation(annotation)
         check_covered(isoforms, table, annotation, what="isoforms", table_what="annotation")
         return [table[i] for i in isoforms]
     if src.feature_gene is not None:
-        return list(src.feature_gene)
+        symbols = symbols or {}
+        return [symbols.get(g, g) for g in src.feature_gene]
     raise RavisoError("no isoform -> gene map: give --annotation "
                       "(gtex_gene_isoform_annoation.tsv.gz)", src.path)
 

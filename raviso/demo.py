@@ -17,6 +17,7 @@ machinery, not the paper's experiment; `raviso cv` with the defaults is that.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from pathlib import Path
@@ -27,7 +28,7 @@ SEED = 0
 PRESET = "small"
 VAE_MODEL = {"hidden": [256], "latent_dim": 32}
 PRETRAIN = {"epochs": 6, "batch_size": 128, "lr": 1e-3, "workers": 1, "cpus_per_worker": 1.0}
-CV = {"folds": 5, "epochs": 8, "variant_options": {"lr": 1e-3, "batch_size": 64}}
+CV = {"folds": 5, "epochs": 12, "variant_options": {"lr": 1e-3, "batch_size": 64}}
 
 
 def run_demo(out="raviso-demo", overwrite: bool = False, address: str | None = None,
@@ -70,6 +71,8 @@ def run_demo(out="raviso-demo", overwrite: bool = False, address: str | None = N
     # one Ray for every stage: a logical CPU more than the cores, so the pretraining worker
     # leaves Ray Data a CPU (the Train + Data hang, see docs)
     init_ray(address=address, num_cpus=None if address else (os.cpu_count() or 1) + 1)
+    for name in ("ray.data", "ray.tune", "ray.train"):   # the demo prints its own progress
+        logging.getLogger(name).setLevel(logging.WARNING)
     store, runs = out / "store", out / "runs"
     runs.mkdir()
     step(f"synthetic data ({PRESET} preset)",

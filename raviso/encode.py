@@ -108,7 +108,7 @@ def encode(run, store, which: str = "gtex", out=None, address: str | None = None
 def _encoded(ray, store, name, run, state, batch_size, concurrency):
     import ray.data
 
-    ds = store.ray_dataset(name, columns=["sample_id", "expr"])
+    ds = store.ray_dataset(name).select_columns(["sample_id", "expr"])
     ds.context.execution_options.preserve_order = True     # this dataset only: rows in store order
     return ds.map_batches(
         _Encoder, fn_constructor_kwargs={"config": run.model_config.to_dict(), "state": [state]},

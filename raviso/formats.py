@@ -74,6 +74,7 @@ class MatrixSource:
         self.sample_ids: list[str] | None = None      # None: known only after streaming (TSV)
         self.tissue: list[str] | None = None
         self.role: str | None = None                  # "gene" / "isoform" when the file says
+        self.gene_symbols: dict[str, str] | None = None  # gene GCT: Ensembl id -> symbol
 
     @property
     def n_rows(self) -> int | None:
@@ -471,6 +472,7 @@ class GCT(MatrixSource):
         else:
             # gene GCT: Name = Ensembl id, Description = symbol (what course matrices use)
             symbols = [str(s) if str(s).strip() else str(n) for n, s in zip(names, genes)]
+            self.gene_symbols = dict(zip(map(str, names), symbols))   # Ensembl id -> symbol
             self._dups = DuplicateSum(symbols)
             self.features = self._dups.names
         self._T = T

@@ -168,7 +168,8 @@ def build_datasets(store, tc: TrainConfig, object_store_bytes: float = 0) -> dic
                    if tc.shuffle == "files" else None)
 
         def split(want_val, **read):
-            return store.ray_dataset("archs4", columns=["sample_id", "expr"], **read).map_batches(
+            ds = store.ray_dataset("archs4", **read).select_columns(["sample_id", "expr"])
+            return ds.map_batches(
                 _keep_split, batch_format="pyarrow", batch_size=None,
                 fn_kwargs={"fraction": tc.val_fraction, "want_val": want_val})
 
@@ -176,7 +177,7 @@ def build_datasets(store, tc: TrainConfig, object_store_bytes: float = 0) -> dic
         if tc.val_fraction > 0:
             datasets["val"] = split(True)
         if want_gtex:
-            datasets["gtex"] = store.ray_dataset("gtex_gene", columns=["expr"])
+            datasets["gtex"] = store.ray_dataset("gtex_gene").select_columns(["expr"])
     if tc.shuffle == "global":
         datasets["train"] = datasets["train"].random_shuffle()
     return datasets

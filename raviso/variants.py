@@ -24,6 +24,8 @@ Variants:
 - ``gene_ffnn`` FFNN on the raw genes, 18,965 -> 256 -> 32 -> n_isoforms
 - ``pca_ffnn``  the latent FFNN on a PCA of the genes (n_components, default 256, fitted per fold)
 - baselines (`raviso.baselines`): ``mean``, ``tissue_mean``, ``isoform_fraction``, ``pca_ridge``
+  (the four in BASELINES), and ``isoform_fraction_fit`` (the isoform-fraction model with its share
+  fitted in log space; much stronger than the ratio of sums on real data, see `raviso.baselines`)
 
 Options (`make_variant(name, **options)`): ``epochs`` (100), ``seed`` (0), ``hidden`` (sizes, e.g.
 "256,32"), ``lr`` (1e-4), ``batch_size`` (64), ``early_stopping`` (False), ``val_fraction`` (0.1),
@@ -90,6 +92,8 @@ VARIANTS: dict[str, Callable[..., Predictor]] = {
     "mean": MeanBaseline,
     "tissue_mean": TissueMeanBaseline,
     "isoform_fraction": IsoformFractionBaseline,
+    "isoform_fraction_fit": lambda seed=0: IsoformFractionBaseline("isoform_fraction_fit",
+                                                                   share="fit", seed=seed),
     "pca_ridge": PCARidgeBaseline,
 }
 
@@ -101,6 +105,7 @@ _OPTIONS: dict[str, frozenset] = {
     "mean": frozenset(),
     "tissue_mean": frozenset(),
     "isoform_fraction": frozenset(),
+    "isoform_fraction_fit": frozenset({"seed"}),
     "pca_ridge": frozenset({"n_components", "alpha", "seed"}),
 }
 KNOWN_OPTIONS = frozenset().union(*_OPTIONS.values())
@@ -129,4 +134,5 @@ def variant_needs(name: str, **options) -> set[str]:
         return {f"latent:{options.get('latent') or ('vae' if name == 'vae_ffnn' else 'ae')}"}
     return {"gene_ffnn": {"genes"}, "pca_ffnn": {"genes"}, "mean": set(),
             "tissue_mean": {"tissue"}, "isoform_fraction": {"genes"},
+            "isoform_fraction_fit": {"genes"},
             "pca_ridge": {"genes"}}[name]

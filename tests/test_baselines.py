@@ -59,6 +59,67 @@ def test_isoform_fraction_ratio_of_sums_in_tpm_space():
     np.testing.assert_allclose(pred, expect, rtol=1e-6)
 
 
+def test_isoform_fraction_fit_recovers_an_exact_share():
+    """iso0 = log2(0.25 * TPM_gene0 + 1) exactly, so the log-space fit must find 0.25."""
+    data = tiny()
+    data.isoforms[:, 0] = np.log2(0.25 * (np.exp2(data.genes[:, 0]) - 1) + 1)
+    b = baselines.IsoformFractionBaseline(share="fit").fit(data, TRAIN)
+    assert b.share_[0] == pytest.approx(0.25, rel=1e-3)
+    assert b.n_fallback_ == 2
+    pred = b.predict(data, VAL)
+    np.testing.assert_allclose(pred[:, 0], [log2(0.25 * 15 + 1), log2(0.25 * 1 + 1)], rtol=1e-3)
+    np.testing.assert_allclose(pred[:, 2:], [[0.5, 2.5]] * 2)
+
+
+def test_fit_log_share_is_the_least_squares_share():
+    from scipy.optimize import minimize_scalar
+
+    rng = np.random.default_rng(3)
+    gene_tpm = np.exp2(rng.gamma(2, 1.5, (50, 6))) - 1
+    y = np.log2(0.3 * gene_tpm * rng.lognormal(0, 1, (50, 6)) + 1)
+    y[:, 5] = 0.0                                        # never expressed: share 0
+    got = baselines.fit_log_share(gene_tpm, y)
+    assert got[5] == 0.0
+    loss = baselines._log_share_loss
+    for j in range(5):
+        ref = minimize_scalar(lambda s: loss(np.array([s]), gene_tpm[:, j:j + 1], y[:, j:j + 1])[0],
+                              bounds=(0, 4), method="bounded", options={"xatol": 1e-10})
+        assert got[j] == pytest.approx(ref.x, rel=2e-3)
+        ratio = np.sum(np.exp2(y[:, j]) - 1) / gene_tpm[:, j].sum()
+        assert loss(got[j:j + 1], gene_tpm[:, j:j + 1], y[:, j:j + 1]) <= \
+            loss(np.array([ratio]), gene_tpm[:, j:j + 1], y[:, j:j + 1])
+
+
+def test_baselines_on_real_geuvadis_transcripts(realdata):
+    """91 real LCL samples, chr19: genes = sums of their transcripts, log2(CPM+1). The fitted
+    share and PCA+ridge must beat the training mean on held-out samples; the ratio-of-sums share
+    does not (see raviso.baselines), which this pins down as a known property."""
+    import pandas as pd
+
+    df = pd.read_csv(realdata / "geuvadis_chr19" / "TrQuantCount_CEU_chr19.tsv.gz", sep="\t")
+    counts = df.iloc[:, 2:].to_numpy(float).T
+    genes = sorted(df.Gene_Symbol.unique())
+    gene_of = np.searchsorted(genes, df.Gene_Symbol.to_numpy())
+    gene_counts = np.zeros((counts.shape[0], len(genes)))
+    np.add.at(gene_counts.T, gene_of, counts.T)
+    lib = gene_counts.sum(axis=1, keepdims=True) / 1e6
+    n = counts.shape[0]
+    data = Labelled(sample_id=np.array(df.columns[2:]), tissue=np.full(n, "LCL"), donor=None,
+                    genes=np.log2(gene_counts / lib + 1).astype(np.float32),
+                    isoforms=np.log2(counts / lib + 1).astype(np.float32),
+                    gene_names=genes, isoform_names=df.TargetID.tolist(), isoform_gene=gene_of)
+    fold = np.random.default_rng(0).permutation(np.arange(n) % 5)
+    train, val = np.flatnonzero(fold != 0), np.flatnonzero(fold == 0)
+    Y = data.isoforms[val]
+    mse = {name: metrics.per_sample_mse(b.fit(data, train).predict(data, val), Y).mean()
+           for name, b in [("mean", baselines.MeanBaseline()),
+                           ("ratio", baselines.IsoformFractionBaseline()),
+                           ("fit", baselines.IsoformFractionBaseline(share="fit")),
+                           ("pca_ridge", baselines.PCARidgeBaseline(n_components=20))]}
+    assert mse["fit"] < 0.95 * mse["mean"] and mse["pca_ridge"] < 0.95 * mse["mean"]
+    assert mse["ratio"] > mse["mean"]
+
+
 def _regression(seed=0, n=40, g=12, m=5):
     rng = np.random.default_rng(seed)
     X = rng.normal(size=(n, g)).astype(np.float32)

@@ -304,3 +304,27 @@ def test_bench_convert_prints_table_then_json(tmp_path):
     assert last["rows"] == 24 and last["features"] == 18965
     assert any("HDF5 sequential read" in ln for ln in lines[:-1])
     assert list(tmp_path.iterdir()) == []
+
+
+def test_gene_and_transcript_gct_pair(tmp_path):
+    """GTEx gene GCT (Name=Ensembl id, Description=symbol; a repeated symbol is summed in TPM)
+    plus transcript GCT (gene_id = Ensembl id): genes named by symbol, isoforms mapped to them."""
+    samples = ["GTEX-A1-0001-SM-1", "GTEX-A1-0002-SM-2", "GTEX-B2-0001-SM-3"]
+    gene_tpm = np.array([[10.0, 0.0, 3.5], [1.0, 2.0, 0.0], [4.0, 4.0, 4.0]])
+    (tmp_path / "genes.gct").write_text(
+        "#1.2\n3\t3\nName\tDescription\t" + "\t".join(samples) + "\n"
+        + "".join(f"{n}\t{d}\t" + "\t".join(map(str, row)) + "\n" for n, d, row in
+                  zip(["ENSG1.1", "ENSG2.4", "ENSG3.1"], ["HK1", "Y_RNA", "Y_RNA"], gene_tpm)))
+    (tmp_path / "tx.gct").write_text(
+        "#1.2\n2\t3\ntranscript_id\tgene_id\t" + "\t".join(samples) + "\n"
+        "ENST1.1\tENSG1.1\t6\t0\t1\nENST2.1\tENSG3.1\t2\t2\t2\n")
+    (tmp_path / "attr.tsv").write_text("SAMPID\tSMTSD\tOTHER\n" + "".join(
+        f"{s}\t{t}\tx\n" for s, t in zip(samples, ["Lung", "Liver", "Lung"])))
+    convert(tmp_path / "store", gct=[tmp_path / "genes.gct", tmp_path / "tx.gct"],
+            attributes=tmp_path / "attr.tsv")
+    st = Store(tmp_path / "store")
+    assert st.genes == ["HK1", "Y_RNA"] and st.isoform_gene == ["HK1", "Y_RNA"]
+    want = np.log2(np.stack([gene_tpm[0], gene_tpm[1] + gene_tpm[2]], axis=1) + 1)
+    np.testing.assert_allclose(st.numpy("gtex_gene"), want, rtol=1e-6)
+    assert list(st.meta("gtex_isoform").tissue) == ["Lung", "Liver", "Lung"]
+    assert list(st.meta("gtex_gene").donor) == ["GTEX-A1", "GTEX-A1", "GTEX-B2"]
