@@ -25,6 +25,7 @@ import queue
 import shutil
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Callable
 
@@ -278,26 +279,41 @@ def _write(store, readers, files, plan, overwrite, hasher, log) -> dict:
         sb.extra.update(gene_order=("archs4" if "archs4" in readers else "gtex_gene"),
                         dataset_units=units,
                         isoforms_without_gene=plan["isoforms_without_gene"])
-        ref_ids = None
-        for role in ("archs4", "gtex_gene", "gtex_isoform", "truth"):
-            if role not in readers:
-                continue
-            r = readers[role]
-            labelled = role != "archs4"
-            tissue = (_tissue_lookup(r, tissue_table, files.get("tissues"))
-                      if labelled else (lambda ids: None))
-            t0 = time.perf_counter()
-            ids = _write_dataset(sb, role, r, plan["take"][role], ref_ids if labelled else None,
-                                 tissue)
-            dt = time.perf_counter() - t0
-            if labelled and ref_ids is None:
-                ref_ids = ids
-            n, d = len(ids), sb.dataset(role).n_features
-            gb = 4 * n * d / 1e9
-            summary["datasets"][role] = dict(rows=n, features=d, seconds=round(dt, 3),
-                                             gbps=round(gb / dt, 3) if dt > 0 else None)
-            log(f"{role}: {n} x {d} from {r.path.name} ({r.kind}) in {dt:.1f} s "
-                f"({gb / dt if dt > 0 else 0:.2f} GB/s float32)")
+        cancel = threading.Event()
+
+        def lane(roles):
+            """Datasets written one after the other (the labelled ones follow gtex_gene's rows)."""
+            ref_ids = None
+            for role in roles:
+                r = readers[role]
+                labelled = role != "archs4"
+                tissue = (_tissue_lookup(r, tissue_table, files.get("tissues"))
+                          if labelled else (lambda ids: None))
+                t0 = time.perf_counter()
+                ids = _write_dataset(sb, role, r, plan["take"][role], ref_ids, tissue, cancel)
+                dt = time.perf_counter() - t0
+                if labelled and ref_ids is None:
+                    ref_ids = ids
+                n, d = len(ids), sb.dataset(role).n_features
+                gb = 4 * n * d / 1e9
+                summary["datasets"][role] = dict(rows=n, features=d, seconds=round(dt, 3),
+                                                 gbps=round(gb / dt, 3) if dt > 0 else None)
+                log(f"{role}: {n} x {d} from {r.path.name} ({r.kind}) in {dt:.1f} s "
+                    f"({gb / dt if dt > 0 else 0:.2f} GB/s float32)")
+
+        # ARCHS4 and the labelled set are independent: two lanes, so two cores encode Parquet
+        # at once (the encoder is the bottleneck; pyarrow releases the GIL while it runs)
+        lanes = [[r for r in group if r in readers]
+                 for group in (["archs4"], ["gtex_gene", "gtex_isoform", "truth"])]
+        lanes = [roles for roles in lanes if roles]
+        with ThreadPoolExecutor(len(lanes), thread_name_prefix="raviso-lane") as pool:
+            futures = [pool.submit(lane, roles) for roles in lanes]
+            try:
+                for f in as_completed(futures):
+                    f.result()
+            except BaseException:
+                cancel.set()        # the other lane stops at its next chunk
+                raise
         digests = hasher.result() if hasher else {}
         for role, r in readers.items():
             info = dict(units=units[role], bytes=r.path.stat().st_size)
@@ -326,11 +342,16 @@ def _tissue_lookup(r: MatrixSource, table, table_path):
     return lambda ids: None
 
 
-def _write_dataset(sb: StoreBuilder, role: str, r: MatrixSource, take, ref_ids, tissue) -> list[str]:
+class _Cancelled(Exception):
+    """Another lane failed; its error is the one reported."""
+
+
+def _write_dataset(sb: StoreBuilder, role: str, r: MatrixSource, take, ref_ids, tissue,
+                   cancel: threading.Event) -> list[str]:
     """Stream `r` into dataset `role`; rows follow `ref_ids` when given. Returns the sample ids."""
     if ref_ids is not None and r.sample_ids is not None and r.sample_ids != ref_ids:
         _check_same_set(r, ref_ids)
-        return _write_reordered(sb, role, r, take, ref_ids, tissue)
+        return _write_reordered(sb, role, r, take, ref_ids, tissue, cancel)
     w = sb.dataset(role)
     ids: list[str] = []
     try:
@@ -339,6 +360,8 @@ def _write_dataset(sb: StoreBuilder, role: str, r: MatrixSource, take, ref_ids, 
         with contextlib.closing(prefetch(lambda: r.chunks(w.group_rows, take,
                                                           ring=PREFETCH + 2))) as chunks:
             for ch in chunks:
+                if cancel.is_set():
+                    raise _Cancelled
                 n = len(ch.sample_ids)
                 if ref_ids is not None and ch.sample_ids != ref_ids[ch.row0:ch.row0 + n]:
                     raise _OrderMismatch
@@ -349,7 +372,7 @@ def _write_dataset(sb: StoreBuilder, role: str, r: MatrixSource, take, ref_ids, 
                 ids.extend(ch.sample_ids)
     except _OrderMismatch:
         _discard(sb, role)
-        return _write_reordered(sb, role, r, take, ref_ids, tissue)
+        return _write_reordered(sb, role, r, take, ref_ids, tissue, cancel)
     if ref_ids is not None and len(ids) != len(ref_ids):
         _check_same_set(r, ref_ids, ids)
     return ids
@@ -370,7 +393,7 @@ def _check_same_set(r: MatrixSource, ref_ids, ids=None):
         raise RavisoError("sample mismatch with the GTEx gene matrix: " + "; ".join(parts), r.path)
 
 
-def _write_reordered(sb, role, r: MatrixSource, take, ref_ids, tissue) -> list[str]:
+def _write_reordered(sb, role, r: MatrixSource, take, ref_ids, tissue, cancel) -> list[str]:
     """Rows into gene-matrix order through a disk-backed scratch matrix inside the store's temp
     dir (the isoform matrix is ~11 GB: no room for it in RAM). Rare: the course files agree."""
     pos = {s: k for k, s in enumerate(ref_ids)}
@@ -381,6 +404,8 @@ def _write_reordered(sb, role, r: MatrixSource, take, ref_ids, tissue) -> list[s
     ids = []
     try:
         for ch in r.chunks(max(1, (64 << 20) // (4 * d)), take):
+            if cancel.is_set():
+                raise _Cancelled
             try:
                 rows = np.array([pos[s] for s in ch.sample_ids], np.int64)
             except KeyError as e:

@@ -7,13 +7,16 @@ genes the input lacks are an error naming them, unless ``allow_missing`` fills t
 count and names go to stderr and into the output's metadata, because a prediction from partly
 invented input should say so.
 
+Input is read, predicted and written in chunks of `CHUNK_ROWS` samples, so neither the input nor
+the predictions (ARCHS4 x 156,958 isoforms would be ~100 GB) need to fit in memory.
+
 Outputs (written atomically, format from ``--format`` or OUT's suffix):
 - Parquet: columns ``sample_id`` and ``expr`` (one ``arrow.fixed_shape_tensor`` float32 column,
   like a store); the schema metadata key ``raviso`` holds JSON with ``isoforms`` (column names of
   ``expr``), ``units``, the model, and ``missing_genes``.
 - TSV: header ``sample_id<TAB>isoform...``, one row per sample.
 - h5ad: the AnnData on-disk layout written with h5py (no anndata dependency): ``X`` (samples x
-  isoforms float32), ``obs``/``var`` dataframes indexed by sample id / isoform id, ``var/gene``, and
+  isoforms float32, appended chunk by chunk), ``obs``/``var`` dataframes indexed by sample id / isoform id, ``var/gene``, and
   ``uns/raviso`` (the same JSON as the Parquet metadata).
 """
 
@@ -154,33 +157,62 @@ def predict_file(model, input, out, fmt: str | None = None, allow_missing: bool 
     meta = {"isoforms": m.isoforms, "units": "log2(TPM+1)", "model": str(model),
             "variant": m.meta["variant"], "input": str(input),
             "missing_genes": {"count": len(missing), "names": missing, "filled_with": 0.0}}
-    preds, ids = [], []
-    for X, sid, tissue in chunks:
-        preds.append(m.predict(take_columns(X, idx), sid, tissue))
-        ids.extend(sid)
-    P = np.concatenate(preds) if preds else np.zeros((0, len(m.isoforms)), np.float32)
+    n = 0
     with atomic_file(out, overwrite=True) as tmp:
-        WRITERS[fmt](tmp, ids, P, m.isoforms, meta, m.meta.get("isoform_gene"))
+        with WRITERS[fmt](tmp, m.isoforms, meta, m.meta.get("isoform_gene")) as w:
+            for X, sid, tissue in chunks:
+                w.write(list(sid), m.predict(take_columns(X, idx), sid, tissue))
+                n += len(sid)
+        if n == 0:
+            raise RavisoError("no samples to predict", input)
     return out
 
 
-def write_parquet(path, ids, P, isoforms, meta, isoform_gene=None) -> None:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+class ParquetOut:
+    """Streams row groups of (sample_id, expr tensor) with the metadata in the schema."""
 
-    from .store import tensor_array
+    def __init__(self, path, isoforms, meta, isoform_gene=None):
+        import pyarrow as pa
 
-    table = pa.Table.from_arrays([pa.array(ids, pa.string()), tensor_array(P)],
-                                 names=["sample_id", "expr"])
-    table = table.replace_schema_metadata({"raviso": json.dumps(meta)})
-    pq.write_table(table, path)
+        from .store import expr_type
+
+        self.path = path
+        self.schema = pa.schema([("sample_id", pa.string()), ("expr", expr_type(len(isoforms)))],
+                                metadata={"raviso": json.dumps(meta)})
+        self.writer = None
+
+    def write(self, ids, P):
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        from .store import tensor_array
+
+        if self.writer is None:
+            self.writer = pq.ParquetWriter(self.path, self.schema)
+        self.writer.write_table(pa.Table.from_arrays(
+            [pa.array(ids, pa.string()), tensor_array(P)], schema=self.schema))
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self.writer is not None:
+            self.writer.close()
 
 
-def write_tsv(path, ids, P, isoforms, meta, isoform_gene=None) -> None:
-    with open(path, "w") as f:
-        f.write("sample_id\t" + "\t".join(isoforms) + "\n")
+class TsvOut(ParquetOut):
+    """Header ``sample_id<TAB>isoform...``, one line per sample."""
+
+    def __init__(self, path, isoforms, meta, isoform_gene=None):
+        self.f = open(path, "w")
+        self.f.write("sample_id\t" + "\t".join(isoforms) + "\n")
+
+    def write(self, ids, P):
         for sid, row in zip(ids, P):
-            f.write(sid + "\t" + "\t".join(f"{v:.6g}" for v in row) + "\n")
+            self.f.write(sid + "\t" + "\t".join(f"{v:.6g}" for v in row) + "\n")
+
+    def __exit__(self, *exc):
+        self.f.close()
 
 
 def _h5_strings(group, name, values):
@@ -205,32 +237,52 @@ def _h5_dataframe(f, name, index, columns: dict):
         _h5_strings(g, col, values)
 
 
-def write_h5ad(path, ids, P, isoforms, meta, isoform_gene=None) -> None:
-    """The AnnData on-disk layout (encoding 0.1.0), readable by `anndata.read_h5ad`."""
-    import h5py
+def _h5_dict(f, name):
+    g = f.create_group(name)
+    g.attrs["encoding-type"] = "dict"
+    g.attrs["encoding-version"] = "0.1.0"
+    return g
 
-    with h5py.File(path, "w") as f:
-        f.attrs["encoding-type"] = "anndata"
-        f.attrs["encoding-version"] = "0.1.0"
-        x = f.create_dataset("X", data=np.asarray(P, np.float32))
-        x.attrs["encoding-type"] = "array"
-        x.attrs["encoding-version"] = "0.2.0"
-        _h5_dataframe(f, "obs", list(ids), {})
+
+class H5adOut(ParquetOut):
+    """The AnnData on-disk layout (encoding 0.1.0), readable by `anndata.read_h5ad`; ``X`` grows
+    by chunks (resizable HDF5 dataset), obs is written at the end."""
+
+    def __init__(self, path, isoforms, meta, isoform_gene=None):
+        import h5py
+
+        self.f = h5py.File(path, "w")
+        self.f.attrs["encoding-type"] = "anndata"
+        self.f.attrs["encoding-version"] = "0.1.0"
+        d = len(isoforms)
+        self.X = self.f.create_dataset("X", shape=(0, d), maxshape=(None, d), dtype="f4",
+                                       chunks=(max(1, min(1024, (1 << 20) // max(1, d))), d))
+        self.X.attrs["encoding-type"] = "array"
+        self.X.attrs["encoding-version"] = "0.2.0"
         cols = {"gene": ["" if g is None else g for g in isoform_gene]} if isoform_gene else {}
-        _h5_dataframe(f, "var", list(isoforms), cols)
-        uns = f.create_group("uns")
-        uns.attrs["encoding-type"] = "dict"
-        uns.attrs["encoding-version"] = "0.1.0"
+        _h5_dataframe(self.f, "var", list(isoforms), cols)
+        uns = _h5_dict(self.f, "uns")
         s = uns.create_dataset("raviso", data=json.dumps(meta), dtype=h5py.string_dtype("utf-8"))
         s.attrs["encoding-type"] = "string"
         s.attrs["encoding-version"] = "0.2.0"
         for name in ("obsm", "varm", "obsp", "varp", "layers"):
-            g = f.create_group(name)
-            g.attrs["encoding-type"] = "dict"
-            g.attrs["encoding-version"] = "0.1.0"
+            _h5_dict(self.f, name)
+        self.ids: list[str] = []
+
+    def write(self, ids, P):
+        n0 = self.X.shape[0]
+        self.X.resize(n0 + len(ids), axis=0)
+        self.X[n0:] = np.asarray(P, np.float32)
+        self.ids.extend(ids)
+
+    def __exit__(self, *exc):
+        try:
+            _h5_dataframe(self.f, "obs", self.ids, {})
+        finally:
+            self.f.close()
 
 
-WRITERS = {"parquet": write_parquet, "tsv": write_tsv, "h5ad": write_h5ad}
+WRITERS = {"parquet": ParquetOut, "tsv": TsvOut, "h5ad": H5adOut}
 
 
 def read_predictions(path) -> tuple[list[str], np.ndarray, dict]:

@@ -10,7 +10,7 @@ Interface (what the cv driver, `raviso fit` and `raviso predict` rely on)::
 
     VARIANTS: dict[str, Callable[..., Predictor]]      # name -> factory(**options)
     PAPER_VARIANTS = ("vae_ffnn", "ae_ffnn", "gene_ffnn")
-    BASELINES = ("mean", "tissue_mean", "isoform_fraction", "pca_ridge")
+    BASELINES = ("mean", "tissue_mean", "isoform_fraction", "isoform_fraction_fit", "pca_ridge")
     make_variant(name, **options) -> Predictor
     variant_needs(name, **options) -> set[str]
 
@@ -23,9 +23,10 @@ Variants:
 - ``ae_ffnn``   the same on ``data.latent["ae"]`` (the beta=0 autoencoder's latent)
 - ``gene_ffnn`` FFNN on the raw genes, 18,965 -> 256 -> 32 -> n_isoforms
 - ``pca_ffnn``  the latent FFNN on a PCA of the genes (n_components, default 256, fitted per fold)
-- baselines (`raviso.baselines`): ``mean``, ``tissue_mean``, ``isoform_fraction``, ``pca_ridge``
-  (the four in BASELINES), and ``isoform_fraction_fit`` (the isoform-fraction model with its share
-  fitted in log space; much stronger than the ratio of sums on real data, see `raviso.baselines`)
+- baselines (`raviso.baselines`, all in BASELINES): ``mean``, ``tissue_mean``, ``isoform_fraction``
+  (the issue's mean training share in TPM space), ``isoform_fraction_fit`` (the same model with its
+  share fitted in log space; much stronger than the ratio of sums on real data, see
+  `raviso.baselines`), ``pca_ridge``
 
 Options (`make_variant(name, **options)`): ``epochs`` (100), ``seed`` (0), ``hidden`` (sizes, e.g.
 "256,32"), ``lr`` (1e-4), ``batch_size`` (64), ``early_stopping`` (False), ``val_fraction`` (0.1),
@@ -61,7 +62,7 @@ class Predictor(Protocol):
 
 
 PAPER_VARIANTS = ("vae_ffnn", "ae_ffnn", "gene_ffnn")
-BASELINES = ("mean", "tissue_mean", "isoform_fraction", "pca_ridge")
+BASELINES = ("mean", "tissue_mean", "isoform_fraction", "isoform_fraction_fit", "pca_ridge")
 
 _FFNN_OPTIONS = frozenset({"epochs", "seed", "hidden", "lr", "batch_size", "early_stopping",
                            "val_fraction", "patience", "scale", "device"})

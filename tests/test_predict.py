@@ -131,3 +131,22 @@ def test_bad_model_and_format(fitted, tmp_path):
     with pytest.raises(RavisoError, match="cannot be saved"):
         from raviso.fit import fit_model
         fit_model(fitted[2], "mean", tmp_path / "m")
+
+
+def test_streams_in_chunks_with_the_same_result(fitted, tmp_path, monkeypatch):
+    """Inputs bigger than one chunk are predicted and written chunk by chunk (48 rows, chunks of
+    10): same rows, same order, same numbers in every output format."""
+    import h5py
+
+    import raviso.predict as predict
+    from raviso.predict import predict_file, read_predictions
+
+    root, d, _, _, expected = fitted
+    monkeypatch.setattr(predict, "CHUNK_ROWS", 10)
+    ids, P, _ = read_predictions(predict_file(root / "model", root / "store",
+                                              tmp_path / "p.parquet"))
+    assert ids == d["sample_id"]
+    np.testing.assert_allclose(P, expected, rtol=1e-5, atol=1e-6)
+    with h5py.File(predict_file(root / "model", root / "store", tmp_path / "p.h5ad"), "r") as f:
+        np.testing.assert_allclose(f["X"][:], expected, rtol=1e-5, atol=1e-6)
+        assert [s.decode() for s in f["obs/_index"][:]] == d["sample_id"]
