@@ -265,6 +265,8 @@ def cv_cmd(
     save_model: bool = typer.Option(False, "--save-model",
                                     help="Also fit the best neural variant on all samples: CV/model."),
     no_report: bool = typer.Option(False, "--no-report"),
+    storage: Optional[str] = typer.Option(None, "--storage", help="Tune storage shared by all "
+                                          "nodes (multi-node clusters; default CV/tune)."),
     overwrite: bool = typer.Option(False, "--overwrite"),
     address: Optional[str] = ADDRESS,
 ):
@@ -275,7 +277,7 @@ def cv_cmd(
                     folds=folds, group_by=group_by, epochs=epochs, seed=seed, out=out,
                     address=address, cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial,
                     max_failures=max_failures, save_model=save_model, overwrite=overwrite,
-                    report=not no_report)
+                    report=not no_report, storage=storage)
     print(cv_dir / ("results.json" if no_report else "report.md"))
 
 
@@ -425,14 +427,37 @@ def main() -> None:
 
     # SIGTERM (kill, job schedulers) unwinds like Ctrl-C, so atomic writers remove their temp dirs
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(143))
+    try:  # typer >= 0.20 vendors click as typer._click; older typer uses click itself
+        from typer._click import exceptions as cx
+    except ImportError:  # pragma: no cover
+        import click.exceptions as cx
+
     try:
-        app()
+        rc = app(standalone_mode=False)   # we print usage errors ourselves, as one line
+    except getattr(cx, "NoArgsIsHelpError", ()) as e:
+        print(e.format_message())
+        sys.exit(0)
+    except cx.UsageError as e:
+        names, ctx = [], e.ctx
+        while ctx is not None and ctx.parent is not None:   # sub-command path, without argv[0]
+            names.insert(0, ctx.info_name)
+            ctx = ctx.parent
+        sub = " ".join(names)
+        where = f"raviso {sub}" if sub else "raviso"
+        msg = " ".join(e.format_message().split())
+        print(f"raviso: error: {sub + ': ' if sub else ''}{msg} (see {where} --help)",
+              file=sys.stderr)
+        sys.exit(2)
+    except typer.Abort:
+        print("raviso: interrupted", file=sys.stderr)
+        sys.exit(130)
     except RavisoError as e:
         print(f"raviso: error: {e}", file=sys.stderr)
         sys.exit(1)
     except KeyboardInterrupt:
         print("raviso: interrupted", file=sys.stderr)
         sys.exit(130)
+    sys.exit(rc if isinstance(rc, int) else 0)
 
 
 if __name__ == "__main__":

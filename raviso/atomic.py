@@ -16,7 +16,28 @@ from .errors import RavisoError
 
 
 def _tmp_sibling(path: Path) -> Path:
+    _remove_stale(path)
     return path.parent / f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _remove_stale(path: Path) -> None:
+    """Remove temp siblings left by a killed (SIGKILL, power loss) earlier run on this host."""
+    if not path.parent.is_dir():
+        return
+    for old in path.parent.glob(f".{path.name}.tmp-*-*"):
+        pid = old.name.rsplit("-", 2)[-2]
+        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+            _remove(old)
 
 
 def _remove(path: Path) -> None:

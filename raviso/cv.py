@@ -10,9 +10,8 @@ Why this shape:
   calls `ray.tune.report`; per-sample validation errors travel as the trial's checkpoint
   (``errors.npy``) and are collected into ``CV/errors/`` by the driver. Actors are reused across
   trials, so torch start-up is paid once per concurrent slot, not once per trial.
-- A crashed trial is retried (``FailureConfig(max_failures)``); each attempt bumps a counter file in
-  the trial directory and the successful attempt reports its number, so results.json can say which
-  trials needed a retry.
+- A crashed trial is retried (``FailureConfig(max_failures)``); a driver-side Tune callback counts
+  Tune's own recoveries of each trial, so results.json can say which trials needed a retry.
 - `run_trial` (no Ray) is the unit of work: the benchmark times it one by one to compute Tune's
   parallel efficiency, and tests can call it directly.
 """
@@ -33,7 +32,6 @@ from .data import Folds, Store, make_folds
 from .errors import RavisoError
 from .labelled import Labelled
 
-ATTEMPTS_FILE = "attempts.txt"
 ERRORS_FILE = "errors.npy"
 
 
@@ -62,18 +60,12 @@ def run_trial(data: Labelled, fold_ids: np.ndarray, fold: int, variant: str,
     return out
 
 
-def _bump_attempts(trial_dir: str) -> int:
-    path = os.path.join(trial_dir, ATTEMPTS_FILE)
-    n = int(Path(path).read_text()) + 1 if os.path.exists(path) else 1
-    Path(path).write_text(str(n))
-    return n
-
-
 def _maybe_fail_once(config: dict) -> None:
     """Test hook: with ``_fail_once_marker`` set, the trial matching ``_fail_once_trial`` crashes on
     its first attempt (it creates the marker file, so the retry finds it and runs normally)."""
     marker = config.get("_fail_once_marker")
-    if not marker or [config["fold"], config["variant"]] != list(config.get("_fail_once_trial", [])):
+    target = list(config.get("_fail_once_trial", []))
+    if not marker or [config["fold"], config["variant"]] != target:
         return
     if not os.path.exists(marker):
         Path(marker).write_text("failed once\n")
@@ -85,16 +77,14 @@ def _tune_trial(config: dict, data: Labelled = None, fold_ids: np.ndarray = None
     """The Tune trainable: one (fold, variant); arrays arrive zero-copy from the object store."""
     from ray import tune
 
-    trial_dir = tune.get_context().get_trial_dir()
-    attempt = _bump_attempts(trial_dir)
     _maybe_fail_once(config)
     out = run_trial(data, fold_ids, config["fold"], config["variant"], config.get("options"),
                     threads=config.get("threads", 1))
-    out.update(attempt=attempt, pid=os.getpid(),
+    out.update(pid=os.getpid(),
                zero_copy=not (data.genes.flags.writeable or data.isoforms.flags.writeable),
                max_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     # the per-sample errors travel as a checkpoint: Tune persists it to the storage path before
-    # `report` returns (plain trial-dir artifacts are synced lazily and were lost with reused actors)
+    # `report` returns (plain trial-dir artifacts are synced lazily: lost with reused actors)
     with tempfile.TemporaryDirectory() as d:
         np.save(os.path.join(d, ERRORS_FILE), out.pop("per_sample"))
         tune.report(out, checkpoint=tune.Checkpoint.from_directory(d))
@@ -192,7 +182,7 @@ def trial_order(variants, k: int) -> list[list]:
 def tune_folds(data: Labelled, folds: Folds, variants, storage: Path, *, options=None,
                cpus_per_trial: float = 1, gpus_per_trial: float = 0, max_failures: int = 2,
                max_concurrent: int | None = None, extra_config: dict | None = None,
-               name: str = "cv") -> TuneOutcome:
+               name: str = "cv", progress=None) -> TuneOutcome:
     """Run every (fold, variant) as a Tune trial on the connected Ray; collect metrics + errors."""
     from ray import tune
 
@@ -209,6 +199,8 @@ def tune_folds(data: Labelled, folds: Folds, variants, storage: Path, *, options
     space = {"job": tune.grid_search(trial_order(variants, folds.k)),
              "options": dict(options or {}), "threads": max(1, int(cpus_per_trial)),
              **(extra_config or {})}
+    storage = str(storage) if "://" in str(storage) else str(Path(storage).absolute())
+    watch = _watch_callback_class()(progress, folds.k * len(variants))
     tuner = tune.Tuner(
         trainable,
         param_space=space,
@@ -216,7 +208,8 @@ def tune_folds(data: Labelled, folds: Folds, variants, storage: Path, *, options
         # trial too, instead of paying seconds of actor start-up per (fold, variant)
         tune_config=tune.TuneConfig(max_concurrent_trials=max_concurrent, reuse_actors=True),
         run_config=tune.RunConfig(
-            name=name, storage_path=str(Path(storage).absolute()), verbose=0,
+            name=name, verbose=0,
+            storage_path=storage, callbacks=[watch],
             failure_config=tune.FailureConfig(max_failures=max_failures)),
     )
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")   # the new console output ignores verbose=0
@@ -227,7 +220,7 @@ def tune_folds(data: Labelled, folds: Folds, variants, storage: Path, *, options
     for r in grid:
         fold, variant = r.config["job"]
         m = dict(r.metrics or {})
-        attempts = int(m.get("attempt", max_failures + 1))
+        attempts = 1 + watch.recoveries.get((int(fold), variant), 0)
         row = {"fold": int(fold), "variant": variant, "status": "error" if r.error else "ok",
                "attempts": attempts, "retried": attempts > 1,
                "error": None if not r.error else str(r.error).strip().splitlines()[-1][:300]}
@@ -239,6 +232,43 @@ def tune_folds(data: Labelled, folds: Folds, variants, storage: Path, *, options
     trials.sort(key=lambda t: (t["fold"], list(variants).index(t["variant"])))
     return TuneOutcome(trials, errors, wall, max_concurrent,
                        {"cpus_per_trial": cpus_per_trial, "gpus_per_trial": gpus_per_trial})
+
+
+def _watch_callback_class():
+    from ray import tune
+
+    class TrialWatch(tune.Callback):
+        """Counts Tune's retries of each (fold, variant) (its own record of a crashed trial being
+        restarted) and says one line per finished or crashed trial when given `say`."""
+
+        def __init__(self, say, total):
+            self.say, self.total, self.done = say, total, 0
+            self.recoveries: dict[tuple, int] = {}
+
+        @staticmethod
+        def _key(trial):
+            fold, variant = trial.config["job"]
+            return int(fold), variant
+
+        def on_trial_result(self, iteration, trials, trial, result, **info):
+            self.done += 1
+            fold, variant = self._key(trial)
+            if self.say:
+                self.say(f"trial {self.done}/{self.total}: fold {fold} {variant}: MSE "
+                         f"{result.get('mse', float('nan')):.4f} in "
+                         f"{result.get('seconds', 0):.1f} s")
+
+        def on_trial_recover(self, iteration, trials, trial, **info):
+            key = self._key(trial)
+            self.recoveries[key] = self.recoveries.get(key, 0) + 1
+            if self.say:
+                self.say(f"trial fold {key[0]} {key[1]} crashed: retrying it")
+
+        def on_trial_error(self, iteration, trials, trial, **info):
+            if self.say:
+                self.say(f"trial fold {self._key(trial)[0]} {self._key(trial)[1]} failed for good")
+
+    return TrialWatch
 
 
 def _job_trial(config: dict, data: Labelled = None, fold_ids: np.ndarray = None) -> None:
@@ -258,9 +288,13 @@ def run_cv(store, pretrained=None, pretrained_ae=None, variants=None, folds: int
            address: str | None = None, cpus_per_trial: float = 1, gpus_per_trial: float = 0,
            max_failures: int = 2, save_model: bool = False, overwrite: bool = False,
            report: bool = True, variant_options: dict | None = None, num_cpus: int | None = None,
-           progress=print, _fail_once: tuple | None = None) -> Path:
+           storage: str | None = None, progress=print,
+           _fail_once: tuple | None = None) -> Path:
     """Cross-validate `variants` on the store's labelled set; write CV (results.json, errors/,
-    report.md, ...) atomically. Returns the CV directory."""
+    report.md, ...) atomically. Returns the CV directory.
+
+    `storage`: where Tune persists trial results (default ``CV/tune`` on this machine; on a
+    multi-node cluster give a path every node shares, or an ``s3://``/``gs://`` URI)."""
     from . import results as results_mod
     from .session import init_ray
 
@@ -288,7 +322,8 @@ def run_cv(store, pretrained=None, pretrained_ae=None, variants=None, folds: int
             extra = {"_fail_once_marker": str(Path(tmp) / ".fail-once"),
                      "_fail_once_trial": list(_fail_once)}
         progress(f"running {folds} folds x {len(names)} variants on Ray Tune")
-        outcome = tune_folds(data, fold_plan, names, Path(tmp) / "tune", options=options,
+        outcome = tune_folds(data, fold_plan, names, storage or Path(tmp) / "tune",
+                             options=options, progress=progress,
                              cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial,
                              max_failures=max_failures, extra_config=extra)
         config = {"store": str(store), "pretrained": runs.get("vae"),

@@ -28,7 +28,7 @@ SEED = 0
 PRESET = "small"
 VAE_MODEL = {"hidden": [256], "latent_dim": 32}
 PRETRAIN = {"epochs": 6, "batch_size": 128, "lr": 1e-3, "workers": 1, "cpus_per_worker": 1.0}
-CV = {"folds": 5, "epochs": 12, "variant_options": {"lr": 1e-3, "batch_size": 64}}
+CV = {"folds": 5, "epochs": 20, "variant_options": {"lr": 1e-3, "batch_size": 64}}
 
 
 def run_demo(out="raviso-demo", overwrite: bool = False, address: str | None = None,
@@ -82,7 +82,7 @@ def run_demo(out="raviso-demo", overwrite: bool = False, address: str | None = N
         step(f"pretrain the {'VAE' if beta else 'autoencoder (beta=0)'} on ARCHS4",
              lambda name=name, beta=beta: pretrain(
                  store, runs / name, {**VAE_MODEL, "beta": beta}, {**PRETRAIN, "seed": SEED},
-                 address=address, quiet=True))
+                 address=address, quiet=False))
         step(f"encode GTEx with the {name} run",
              lambda name=name: encode(runs / name, store, "gtex", address=address))
     cv_dir = step("cross-validate the paper's variants and the baselines on Ray Tune",
@@ -110,5 +110,8 @@ def _summary(con, cv_dir: Path) -> None:
     doc = read_results(cv_dir)
     floor = (doc.get("noise_floor") or {}).get("mean")
     for v, s in sorted(doc["summary"].items(), key=lambda kv: kv[1]["mse_mean"] or 1e9):
+        if s["mse_mean"] is None:
+            con.print(f"  {v:22s} [red]failed on every fold[/]")
+            continue
         ratio = f", {s['mse_mean'] / floor:.2f} x noise floor" if floor and s["mse_mean"] else ""
-        con.print(f"  {v:18s} mean validation MSE {s['mse_mean']:.4f}{ratio}")
+        con.print(f"  {v:22s} mean validation MSE {s['mse_mean']:.4f}{ratio}")

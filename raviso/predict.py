@@ -1,8 +1,8 @@
 """`raviso predict MODEL INPUT --out OUT`: isoform expression, log2(TPM+1), for new samples.
 
 INPUT is gene expression in any format raviso reads: a store (its ``gtex_gene`` or ``archs4``
-dataset, or ``--dataset``) or a file `raviso.formats.open_matrix` detects (course HDF5/TSV, GTEx GCT,
-ARCHS4 H5). Its columns are aligned to the model's genes BY NAME (`raviso.align.column_index`);
+dataset, or ``--dataset``) or a file `raviso.formats.open_matrix` detects (course HDF5/TSV, GTEx
+GCT, ARCHS4 H5). Its columns are aligned to the model's genes BY NAME (`raviso.align.column_index`);
 genes the input lacks are an error naming them, unless ``allow_missing`` fills them with 0 — the
 count and names go to stderr and into the output's metadata, because a prediction from partly
 invented input should say so.
@@ -16,7 +16,8 @@ Outputs (written atomically, format from ``--format`` or OUT's suffix):
   ``expr``), ``units``, the model, and ``missing_genes``.
 - TSV: header ``sample_id<TAB>isoform...``, one row per sample.
 - h5ad: the AnnData on-disk layout written with h5py (no anndata dependency): ``X`` (samples x
-  isoforms float32, appended chunk by chunk), ``obs``/``var`` dataframes indexed by sample id / isoform id, ``var/gene``, and
+  isoforms float32, appended chunk by chunk), ``obs``/``var`` dataframes indexed by sample id /
+  isoform id, ``var/gene``, and
   ``uns/raviso`` (the same JSON as the Parquet metadata).
 """
 

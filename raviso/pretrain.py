@@ -437,6 +437,7 @@ def pretrain(store_path, out, model_opts: dict | None = None, train_opts: dict |
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
+    quiet_ray_data()
     datasets = build_datasets(store, tc, ray.cluster_resources().get("object_store_memory", 0))
     sink = _sink_class().remote()
     storage = storage_path or str(run_dir / "checkpoints")
@@ -473,21 +474,34 @@ def pretrain(store_path, out, model_opts: dict | None = None, train_opts: dict |
 def _start_ray(address, tc: TrainConfig):
     """Attach to `address`, or start a local Ray with one logical CPU beyond what the workers
     reserve, so Ray Data always has a budget (the Train + Data hang)."""
-    from .session import init_ray
-
     need = tc.workers * tc.cpus_per_worker
-    num_cpus = None if address else int(max(os.cpu_count() or 1, math.ceil(need) + 1))
-    if not address:      # a private local Ray: token auth would only get in the way
-        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    ray = init_ray(address=address, num_cpus=num_cpus, num_gpus=None)
+    ray = connect(address, None if address else int(max(os.cpu_count() or 1, math.ceil(need) + 1)))
     have = ray.cluster_resources().get("CPU", 0)
-    if need > have:
-        raise RavisoError(f"{tc.workers} workers x {tc.cpus_per_worker} CPUs need {need:g} CPUs, "
-                          f"the Ray cluster has {have:g} (lower --workers or --cpus-per-worker)")
+    if need > have - 0.5:      # Ray Data needs CPUs the trainer does not hold, or it waits forever
+        raise RavisoError(f"{tc.workers} workers x {tc.cpus_per_worker} CPUs = {need:g} of the Ray "
+                          f"cluster's {have:g} CPUs leaves Ray Data less than half a CPU to read "
+                          "with (lower --workers or --cpus-per-worker, e.g. 0.5)")
     if tc.gpu and ray.cluster_resources().get("GPU", 0) < tc.workers:
         raise RavisoError(f"--gpu with {tc.workers} workers needs {tc.workers} GPUs, the Ray "
                           f"cluster has {ray.cluster_resources().get('GPU', 0):g}")
     return ray
+
+
+def quiet_ray_data() -> None:
+    """Ray Data logs per-operator progress at INFO on a non-terminal stdout, burying the per-epoch
+    lines; keep its warnings (and its progress bars on a terminal)."""
+    import logging
+
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
+
+
+def connect(address: str | None, num_cpus: int | None = None):
+    """`init_ray`, with token auth off for the private local Ray this command starts."""
+    from .session import init_ray
+
+    if not address:
+        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    return init_ray(address=address, num_cpus=num_cpus)
 
 
 def _write_text(path: Path, text: str) -> None:

@@ -126,7 +126,8 @@ def render(doc: dict, plots: list[Path], pretrain_plots: list[Path]) -> str:
     cfg, data, summ = doc["config"], doc["data"], doc["summary"]
     variants, rows = mse_grid(doc)
     out = ["# raviso cross-validation report", "",
-           f"Store `{cfg['store']}`: {data['n_samples']} labelled samples, {data['n_genes']} genes, "
+           f"Store `{cfg['store']}`: {data['n_samples']} labelled samples, "
+           f"{data['n_genes']} genes, "
            f"{data['n_isoforms']} isoforms, {data['n_tissues']} tissues"
            + (f", {data['n_donors']} donors" if data.get("n_donors") else "") + ". "
            f"{cfg['folds']}-fold CV, seed {cfg['seed']}, epochs {cfg.get('epochs') or 'default'}.",

@@ -24,6 +24,8 @@ def init_ray(address: str | None = None, num_cpus: int | None = None, num_gpus: 
         return ray
     address = address or os.environ.get("RAVISO_RAY_ADDRESS") or None
     kwargs = dict(include_dashboard=False, log_to_driver=False, configure_logging=False)
+    if address:
+        probe(address)
     try:
         if address:
             ray.init(address=address, log_to_driver=False)
@@ -35,6 +37,27 @@ def init_ray(address: str | None = None, num_cpus: int | None = None, num_gpus: 
     except ValueError as e:  # ray raises ValueError for malformed addresses
         raise RavisoError(f"bad Ray address {address!r}: {e}".splitlines()[0]) from None
     return ray
+
+
+def probe(address: str, timeout: float = 5.0) -> None:
+    """Fail fast when a cluster address does not answer: `ray.init` retries the GCS for minutes.
+
+    ``auto`` is left to Ray (it reads the local session file and fails at once when there is none).
+    """
+    import socket
+
+    if address == "auto":
+        return
+    hostport = address.split("://", 1)[-1].rstrip("/")
+    host, sep, port = hostport.rpartition(":")
+    if not sep or not port.isdigit():
+        raise RavisoError(f"bad Ray address {address!r} (expected host:port, ray://host:port or auto)")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            pass
+    except OSError as e:
+        raise RavisoError(f"cannot reach the Ray cluster at {address}: {e.strerror or e} "
+                          "(is the head running? `ray status` on it tells)") from None
 
 
 def cluster_cpus() -> int:

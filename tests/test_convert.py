@@ -300,7 +300,8 @@ def test_bench_convert_prints_table_then_json(tmp_path):
     for key in ("convert_gbps", "h5_read_gbps", "ratio", "arrow_read_gbps",
                 "convert_permuted_gbps", "convert_cpu_gbps"):
         assert last[key] > 0, key
-    assert last["ratio"] == pytest.approx(last["convert_gbps"] / last["h5_read_gbps"], rel=0.02)
+    assert last["ratio"] == pytest.approx(last["convert_gbps"] / last["h5_read_gbps"], rel=0.05,
+                                          abs=2e-3)   # the gbps are rounded to 3 digits
     assert last["rows"] == 24 and last["features"] == 18965
     assert any("HDF5 sequential read" in ln for ln in lines[:-1])
     assert list(tmp_path.iterdir()) == []

@@ -140,6 +140,8 @@ CASES = {
         s / "gtex_gene_isoform_annoation.tsv.gz"), "annotation misses 1", []),
     "truncated_hdf5": ("hdf5", lambda s, d: _truncate(_path(s, "gtex_gene", "hdf5")),
                        "truncated or corrupt", []),
+    "truncated_gzip": ("tsv.gz", lambda s, d: _truncate(_path(s, "gtex_isoform", "tsv.gz"), 0.7),
+                       "cannot parse", []),
     "corrupt_hdf5": ("hdf5", lambda s, d: _scribble(_path(s, "archs4", "hdf5")),
                      "truncated or corrupt", []),
     "unknown_format": ("tsv", lambda s, d: _replace(_path(s, "archs4", "tsv"),

@@ -165,3 +165,21 @@ def test_report_reruns_from_results_alone(cv, tmp_path):
     with pytest.raises(RavisoError, match="no results.json"):
         from raviso.report import write_report
         write_report(tmp_path)
+
+
+def test_a_trial_that_keeps_failing_is_reported_not_hidden(tmp_path, ray_session):
+    """max_failures=0: the crashed trial is recorded as failed, the rest is still written, the
+    report names it, and the command ends with an error."""
+    from raviso.cv import run_cv
+
+    store, _ = write_tiny_store(tmp_path / "store")
+    with pytest.raises(RavisoError, match=r"1 trial\(s\) failed .*fold 0 mean"):
+        run_cv(store, variants="mean,tissue_mean", folds=2, out=tmp_path / "cv",
+               max_failures=0, progress=lambda s: None, _fail_once=(0, "mean"))
+    doc = json.loads((tmp_path / "cv" / "results.json").read_text())
+    bad = [t for t in doc["trials"] if t["status"] != "ok"]
+    assert [(t["fold"], t["variant"]) for t in bad] == [(0, "mean")]
+    assert "injected one-time failure" in bad[0]["error"]
+    assert doc["failed_trials"] == ["fold 0 mean (1 attempts)"]
+    assert doc["tests"] == []                    # no pair is complete on every fold
+    assert "**Failed trials**" in (tmp_path / "cv" / "report.md").read_text()

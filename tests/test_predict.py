@@ -1,5 +1,5 @@
-"""`raviso fit` -> `raviso predict` (no Ray): the saved MODEL reproduces the fitted model, inputs are
-aligned by gene NAME, a mismatched gene set is refused (one line naming the genes) unless
+"""`raviso fit` -> `raviso predict` (no Ray): the saved MODEL reproduces the fitted model, inputs
+are aligned by gene NAME, a mismatched gene set is refused (one line naming the genes) unless
 --allow-missing, and the Parquet / TSV / h5ad outputs hold the same numbers."""
 
 from __future__ import annotations
