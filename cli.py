@@ -162,7 +162,7 @@ def _int_list(text: Optional[str], option: str) -> Optional[tuple]:
 
 @app.command("pretrain")
 def pretrain_cmd(
-    store: Path = typer.Argument(..., help="Parquet store with an archs4 dataset (gtex_gene is "
+    store: str = typer.Argument(..., help="Parquet store with an archs4 dataset (gtex_gene is "
                                  "scored each epoch when present)."),
     out: Path = typer.Option(..., "--out", help="RUN directory to create (or continue: --resume)."),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Total epochs [10]; with --resume "
@@ -227,7 +227,7 @@ def pretrain_cmd(
 @app.command("encode")
 def encode_cmd(
     run: Path = typer.Argument(..., help="Finished pretraining RUN directory."),
-    store: Path = typer.Argument(..., help="Parquet store in the model's gene order."),
+    store: str = typer.Argument(..., help="Parquet store in the model's gene order."),
     which: str = typer.Option("gtex", "--which", help="gtex | archs4 | both."),
     out: Optional[Path] = typer.Option(None, "--out", help="Output directory "
                                        "[STORE/latent/<run-name>]."),

@@ -419,6 +419,7 @@ def pretrain(store_path, out, model_opts: dict | None = None, train_opts: dict |
         mc = VAEConfig(**{**mopts, "n_genes": len(store.genes)})
     except (TypeError, ValueError) as e:
         raise RavisoError(str(e)) from None
+    ray = _start_ray(address, tc)     # before RUN exists: an unreachable cluster leaves nothing
     if resume:
         saved_genes = (run_dir / "genes.txt").read_text().splitlines()
         if saved_genes != list(store.genes):
@@ -432,8 +433,6 @@ def pretrain(store_path, out, model_opts: dict | None = None, train_opts: dict |
         _write_text(run_dir / "genes.txt", "".join(g + "\n" for g in store.genes))
     _write_text(run_dir / "run.json", json.dumps({"model": mc.to_dict(), "train": asdict(tc),
                                                   "store": store.uri}, indent=1))
-
-    ray = _start_ray(address, tc)
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
@@ -496,11 +495,9 @@ def quiet_ray_data() -> None:
 
 
 def connect(address: str | None, num_cpus: int | None = None):
-    """`init_ray`, with token auth off for the private local Ray this command starts."""
+    """Start or attach to Ray (`raviso.session.init_ray`)."""
     from .session import init_ray
 
-    if not address:
-        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     return init_ray(address=address, num_cpus=num_cpus)
 
 

@@ -30,6 +30,9 @@ def init_ray(address: str | None = None, num_cpus: int | None = None, num_gpus: 
         if address:
             ray.init(address=address, log_to_driver=False)
         else:
+            # a private, single-user Ray that lives as long as this command: Ray 2.60's token
+            # auth only adds a notice here (clusters keep it on: see cluster.yaml)
+            os.environ.setdefault("RAY_AUTH_MODE", "disabled")
             ray.init(num_cpus=num_cpus, num_gpus=num_gpus, object_store_memory=object_store_memory,
                      **kwargs)
     except ConnectionError as e:

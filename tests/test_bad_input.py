@@ -199,11 +199,6 @@ def test_existing_output_is_not_replaced_without_overwrite(data, capsys, monkeyp
 
 
 # -- store URIs ---------------------------------------------------------------------------------------
-@pytest.mark.xfail(strict=True, reason=(
-    "cli.py STORE arguments typed `Path` (pretrain/encode/cv/fit sections) turn "
-    "'file:///x/store' or 's3://bucket/store' into 'file:/x/store' / 's3:/bucket/store', which "
-    "raviso.data.resolve takes as a relative local path: remote stores cannot be named on the "
-    "command line. Fix: type STORE as `str` (Store() accepts URIs)"))
 def test_store_given_as_uri_is_opened(data, capsys, monkeypatch):
     out = out_path(data, "uri-pretrain")
     # a store with gtex but no archs4: the expected error proves the URI was opened
@@ -215,12 +210,6 @@ def test_store_given_as_uri_is_opened(data, capsys, monkeypatch):
 
 
 # -- the Ray head going away --------------------------------------------------------------------------
-@pytest.mark.xfail(strict=True, reason=(
-    "raviso.session.init_ray (lead): ray.init(address='127.0.0.1:PORT') with nothing listening "
-    "retries the GCS forever (measured: still waiting after 200 s), and `raviso pretrain` has "
-    "already created RUN/ (genes.txt, run.json) before connecting (pretrain engineer). Expected: "
-    "a TCP probe of the GCS port (5 s timeout) before ray.init -> one line `raviso: error: cannot "
-    "reach the Ray cluster at ...`, exit 1, and Ray attached before RUN is created"))
 def test_unreachable_ray_head_is_a_prompt_one_line_error(data):
     run = data / "outputs" / "unreachable-run"
     t0 = time.monotonic()
