@@ -112,8 +112,8 @@ def raydata_read(store: Path) -> None:
         pass
 
 
-def run(quick: bool = False, rows: int | None = None, workdir=None, src=None, reps: int | None = None,
-        ray: bool = True, address=None, echo=print) -> dict:
+def run(quick: bool = False, rows: int | None = None, workdir=None, src=None,
+        reps: int | None = None, ray: bool = True, address=None, echo=print) -> dict:
     rows = rows or (QUICK_ROWS if quick else COURSE_ROWS)
     reps = reps or (3 if quick else 1)
     base = Path(tempfile.mkdtemp(prefix="raviso-bench-convert-", dir=workdir))

@@ -30,7 +30,7 @@ import numpy as np
 
 VARIANTS = ("gene_ffnn", "vae_ffnn", "ae_ffnn")
 FOLDS = 5
-FULL = dict(n=1500, genes=1750, isoforms=14490, latent=64, epochs=20)
+FULL = dict(n=1500, genes=1750, isoforms=14490, latent=64, epochs=60)
 QUICK = dict(n=400, genes=600, isoforms=4000, latent=32, epochs=5)
 
 

@@ -233,8 +233,8 @@ def _plan(readers: dict[str, MatrixSource], files: dict[str, Path], gene_set: st
         for role in ("gtex_isoform", "truth"):
             if role in readers:
                 take[role] = _take(readers[role], isoforms, "isoforms", True)
-        iso_gene = _isoform_genes(iso_src, isoforms, files.get("annotation"),
-                                  readers["gtex_gene"].gene_symbols if "gtex_gene" in readers else None)
+        symbols = readers["gtex_gene"].gene_symbols if "gtex_gene" in readers else None
+        iso_gene = _isoform_genes(iso_src, isoforms, files.get("annotation"), symbols)
     gene_set_ = set(genes)
     missing_gene = sum(1 for g in iso_gene or [] if g not in gene_set_) if genes else 0
     return dict(genes=genes, isoforms=isoforms, isoform_gene=iso_gene, take=take,

@@ -53,6 +53,12 @@ def is_savable(variant: str) -> bool:
     return hasattr(type(make_variant(variant)), "load")
 
 
+def require_savable(variant: str) -> None:
+    if not is_savable(variant):
+        raise RavisoError(f"variant {variant} cannot be saved as a model (savable: the FFNN "
+                          "variants)")
+
+
 def save_predictor(model, directory: Path) -> None:
     if not hasattr(model, "save"):
         raise RavisoError(f"variant {model.name} cannot be saved (only the FFNN regressors can)")
@@ -85,9 +91,7 @@ def fit_model(data, variant: str, out, runs: dict[str, str] | None = None,
     if missing:
         raise RavisoError(f"variant {variant} needs the pretrained run of latent "
                           f"{', '.join(missing)}")
-    if not is_savable(variant):
-        raise RavisoError(f"variant {variant} cannot be saved as a model (savable: the FFNN "
-                          "variants)")
+    require_savable(variant)
     model = make_variant(variant, **(options or {}))
     model.fit(data, np.arange(data.n))
     with atomic_dir(out, overwrite=overwrite) as tmp:
@@ -116,6 +120,7 @@ def fit_store(store, variant: str, out, pretrained=None, pretrained_ae=None,
 
     check_writable_target(out, overwrite)
     (variant,) = parse_variants(variant)
+    require_savable(variant)                     # before minutes of loading
     runs = latent_runs([variant], pretrained, pretrained_ae)
     st, data = load_labelled(store, runs)
     options = {"seed": seed, **({"epochs": int(epochs)} if epochs is not None else {})}

@@ -3,17 +3,20 @@
 Each reader is a `MatrixSource`: feature names (and sample ids when the format has them up front),
 plus `chunks(rows, take)` yielding row slabs of samples x features as float32 on the store's scale
 (log2(x+1)), with the columns already permuted by `take` (the canonical gene order). Nothing reads a
-whole matrix into memory except the GCT transpose, which goes through a disk-backed buffer when large.
+whole matrix into memory except the GCT transpose, which goes through a disk-backed buffer when
+large.
 
 Formats
 - course HDF5 (`*.hdf5`): ``expressions`` float32 samples x features, unchunked; ``row_names`` /
   ``col_names`` vlen UTF-8 (h5py gives bytes); GTEx files also ``tissue``. Read in contiguous row
-  slabs with ``read_direct`` into a reused buffer (the fast path: ~memory bandwidth).
+  slabs with ``read_direct`` into reused buffers (the fast path: ~5 GB per CPU-second here).
 - course TSV / TSV.gz: tab-separated, header row, first column the sample id; values already
-  log2(TPM+1). Parsed by pyarrow's multithreaded streaming CSV reader (pandas is ~5x slower here).
+  log2(TPM+1). Parsed by pyarrow's multithreaded streaming CSV reader, each batch turned into one
+  float32 matrix in C++ (`RecordBatch.to_tensor`); ~10x the CPU of HDF5 (bench/README.md).
 - GTEx portal GCT (``#1.2``; ``rows cols``; ``Name Description <samples>`` for genes or
-  ``transcript_id gene_id <samples>`` for transcripts): features x samples TPM, NOT logged. Transposed
-  on the way in and written as log2(TPM+1), the course's scale. Gene GCTs are named by their
+  ``transcript_id gene_id <samples>`` for transcripts): features x samples TPM, NOT logged.
+  Transposed on the way in (in RAM up to 2 GiB, else through a temporary file next to the store,
+  removed when done) and written as log2(TPM+1), the course's scale. Gene GCTs are named by their
   ``Description`` (the gene symbol, as the course matrices are); symbols that occur more than once
   (GTEx has a few, e.g. Y_RNA) are summed in TPM space, which is what TPM of the union means.
 - public ARCHS4 H5 (``data/expression`` genes x samples integer counts, ``meta/genes/symbol``,
@@ -185,7 +188,8 @@ def _read_names(f, name: str, path) -> list[str]:
     try:
         return _decode(f[name][()])
     except OSError as e:
-        raise RavisoError(f"cannot read `{name}` (truncated or corrupt?): {_first(e)}", path) from None
+        raise RavisoError(f"cannot read `{name}` (truncated or corrupt?): {_first(e)}",
+                          path) from None
 
 
 # --------------------------------------------------------------------------------------------
@@ -308,7 +312,8 @@ def _csv_error(e, path, n_cols) -> RavisoError:
                            f"{m.group(2)}", path)
     m = _BADVALUE.search(msg)
     if m:
-        return RavisoError(f"non-numeric value '{m.group(2)}' in column {int(m.group(1)) + 1}", path)
+        return RavisoError(f"non-numeric value '{m.group(2)}' in column {int(m.group(1)) + 1}",
+                           path)
     if "straddling" in msg or "straddles" in msg:
         return RavisoError("a row is longer than the read block (file corrupt?)", path)
     return RavisoError(f"cannot parse: {_first(e)[:200]}", path)
@@ -441,8 +446,8 @@ class GCT(MatrixSource):
                               self.path) from None
         header = lines[2].split("\t")
         if len(header) != n_samples + 2:
-            raise RavisoError(f"GCT header names {len(header) - 2} samples, line 2 says {n_samples}",
-                              self.path)
+            raise RavisoError(f"GCT header names {len(header) - 2} samples, line 2 says "
+                              f"{n_samples}", self.path)
         self.sample_ids = check_names(header[2:], self.path, "sample ids")
         first = header[0].strip().lower()
         self.role = "isoform" if first in ("transcript_id", "transcript") else "gene"
