@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import queue
-import shutil
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -158,14 +157,6 @@ def prefetch(make_iter, depth: int = PREFETCH):
 
 class _OrderMismatch(Exception):
     """A streamed (TSV) labelled matrix turned out not to list samples in the gene file's order."""
-
-
-def _discard(sb: StoreBuilder, name: str) -> None:
-    # StoreBuilder has no public "drop a dataset" yet (asked the lead); only used when a TSV isoform
-    # file lists the samples in another order than the gene file, found out mid-stream.
-    w = sb._writers.pop(name)
-    w.abort()
-    shutil.rmtree(w.dir, ignore_errors=True)
 
 
 def convert(store, src=None, *, archs4=None, gtex_gene=None, gtex_isoform=None, truth=None,
@@ -371,7 +362,7 @@ def _write_dataset(sb: StoreBuilder, role: str, r: MatrixSource, take, ref_ids, 
                         [donor_of(s) for s in ch.sample_ids])
                 ids.extend(ch.sample_ids)
     except _OrderMismatch:
-        _discard(sb, role)
+        sb.discard(role)    # a TSV file in another sample order, found out mid-stream
         return _write_reordered(sb, role, r, take, ref_ids, tissue, cancel)
     if ref_ids is not None and len(ids) != len(ref_ids):
         _check_same_set(r, ref_ids, ids)

@@ -245,6 +245,10 @@ def _watch_callback_class():
             self.say, self.total, self.done = say, total, 0
             self.recoveries: dict[tuple, int] = {}
 
+        def __getstate__(self):
+            # Tune pickles its callbacks into the experiment state; `say` may hold a console
+            return {**self.__dict__, "say": None}
+
         @staticmethod
         def _key(trial):
             fold, variant = trial.config["job"]

@@ -33,10 +33,35 @@ def cv(tmp_path_factory, ray_session):
         json.dumps({"epoch": e, **{f"{k}_{t}": 30.0 - e + j for j, k in enumerate(("train", "val"))
                                  for t in ("elbo", "recon", "kl")}}) + "\n"
         for e in range(3)))
+    said = Said()
     out = run_cv(store, pretrained=run, variants=",".join(VARIANTS), folds=K, epochs=2, seed=0,
-                 out=root / "cv", save_model=True, progress=lambda s: None,
-                 _fail_once=RETRIED)
+                 out=root / "cv", save_model=True, progress=said, _fail_once=RETRIED)
+    CV_PROGRESS[:] = said.lines
     return out, json.loads((out / "results.json").read_text()), d
+
+
+CV_PROGRESS: list[str] = []
+
+
+class Said:
+    """A progress sink holding a lock, like a rich Console (Tune pickles its callbacks)."""
+
+    def __init__(self):
+        import threading
+
+        self.lock = threading.RLock()
+        self.lines: list[str] = []
+
+    def __call__(self, line: str) -> None:
+        with self.lock:
+            self.lines.append(line)
+
+
+def test_progress_lines(cv):
+    trial_lines = [s for s in CV_PROGRESS if s.startswith("trial ") and "MSE" in s]
+    assert len(trial_lines) == K * len(VARIANTS)
+    assert f"trial {K * len(VARIANTS)}/{K * len(VARIANTS)}:" in trial_lines[-1]
+    assert "trial fold 1 mean crashed: retrying it" in CV_PROGRESS
 
 
 def test_every_fold_and_variant_is_reported(cv):

@@ -1,6 +1,7 @@
 """Store writer/reader: exact round trip, atomicity, folds."""
 
 import json
+import time
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -115,3 +116,89 @@ def test_missing_metadata_is_none_and_folds_ungrouped(tmp_path):
     assert f.grouped_by == "none" and np.bincount(f.fold).tolist() == [4, 4, 4]
     logo = make_folds(["a"] * 6, [f"D{j // 2}" for j in range(6)], k=5, scheme="auto")
     assert logo.k == 3 and logo.to_dict()["scheme"] == "logo"
+
+
+def _small_groups(monkeypatch, rows_per_group_, groups_per_file, d):
+    import raviso.store as store
+
+    monkeypatch.setattr(store, "ROW_GROUP_BYTES", 4 * d * rows_per_group_)
+    monkeypatch.setattr(store, "ROW_GROUPS_PER_FILE", groups_per_file)
+
+
+@pytest.mark.parametrize("threads", [0, 1, 3])
+def test_writer_lanes_keep_order_and_exact_values(tmp_path, monkeypatch, threads):
+    """Many files encoded by several lanes at once come back in row order, bit for bit, although
+    the caller overwrites its one slab buffer right after every write (as convert's reader does)."""
+    d, n = 5, 1003
+    _small_groups(monkeypatch, 10, 2, d)
+    rng = np.random.default_rng(4)
+    X = rng.standard_normal((n, d)).astype(np.float32)
+    ids = [f"S{j}" for j in range(n)]
+    slab = np.empty((37, d), np.float32)          # one reused buffer, not aligned to groups
+    with StoreBuilder(tmp_path / "s", [f"G{j}" for j in range(d)], threads=threads) as sb:
+        w = sb.dataset("archs4")
+        assert w.threads == threads
+        for a in range(0, n, 37):
+            e = min(n, a + 37)
+            slab[:e - a] = X[a:e]
+            w.write(slab[:e - a], ids[a:e], donor=[f"D{j % 3}" for j in range(a, e)])
+            slab[:] = np.nan                      # reused at once: the writer must own its copy
+        for a in range(0, 40, 20):               # whole groups straight from the caller's array
+            w.write(X[a:a + 20] + 1, [f"T{j}" for j in range(a, a + 20)])
+    files = sorted((tmp_path / "s" / "archs4").glob("*.parquet"))
+    groups = -(-(n + 40) // 10)
+    assert len(files) == -(-groups // 2) == Store(tmp_path / "s").manifest["datasets"]["archs4"][
+        "files"]
+    assert [pq.ParquetFile(f).metadata.num_row_groups for f in files] == [2] * (len(files) - 1) + [
+        groups - 2 * (len(files) - 1)]
+    st = Store(tmp_path / "s")
+    np.testing.assert_array_equal(st.numpy("archs4"), np.concatenate([X, X[:40] + 1]))
+    meta = st.meta("archs4")
+    assert list(meta.sample_id) == ids + [f"T{j}" for j in range(40)]
+    assert list(meta.donor[:n]) == [f"D{j % 3}" for j in range(n)] and meta.donor[n:].isna().all()
+
+
+@pytest.mark.parametrize("surfaces_in", ["write", "commit"])
+def test_error_in_encoder_lane_propagates_and_leaves_nothing(tmp_path, monkeypatch, surfaces_in):
+    """A real failure inside a lane thread (its next part file cannot be created) is raised to the
+    caller, by a later `write` or by the commit, and no store or temporary directory is left."""
+    d = 3
+    _small_groups(monkeypatch, 4, 1, d)
+    import shutil
+
+    X = np.ones((4, d), np.float32)
+    with pytest.raises(OSError) as err:
+        with StoreBuilder(tmp_path / "s", ["A", "B", "C"], threads=2) as sb:
+            w = sb.dataset("archs4")
+            w.write(X, ["a", "b", "c", "d"])
+            for _ in range(100):                  # every later part file fails to open
+                shutil.rmtree(w.dir, ignore_errors=True)   # (the lane may still be writing)
+                if not w.dir.exists():
+                    break
+                time.sleep(0.01)
+            w.write(X, ["e", "f", "g", "h"])
+            if surfaces_in == "write":
+                for k in range(100):              # bounded buffers: a write sees the failure
+                    w.write(X, [f"x{k}{j}" for j in range(4)])
+                pytest.fail("the lane's error never reached write()")
+    frames = []
+    tb = err.value.__traceback__
+    while tb is not None:
+        frames.append(tb.tb_frame.f_code.co_name)
+        tb = tb.tb_next
+    assert "_encode" in frames                    # raised in the lane, re-raised to the caller
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_discard_drops_a_dataset_and_restarts_it(tmp_path):
+    genes = ["A", "B"]
+    with StoreBuilder(tmp_path / "s", genes) as sb:
+        w = sb.dataset("gtex_gene")
+        w.write(np.zeros((3, 2), np.float32), ["x", "y", "z"])
+        sb.discard("gtex_gene")
+        assert not (sb.tmp / "gtex_gene").exists()
+        sb.discard("gtex_gene")                   # nothing to drop: no error
+        sb.dataset("gtex_gene").write(np.full((2, 2), 7, np.float32), ["p", "q"])
+    st = Store(tmp_path / "s")
+    np.testing.assert_array_equal(st.numpy("gtex_gene"), np.full((2, 2), 7, np.float32))
+    assert list(st.meta("gtex_gene").sample_id) == ["p", "q"]
