@@ -248,7 +248,7 @@ def encode_cmd(
 
 @app.command("cv")
 def cv_cmd(
-    store: Path = typer.Argument(..., help="Store with gtex_gene + gtex_isoform (raviso convert)."),
+    store: str = typer.Argument(..., help="Store with gtex_gene + gtex_isoform (raviso convert)."),
     out: Path = typer.Option(..., "--out", help="CV directory to write (results.json, report.md)."),
     pretrained: Optional[Path] = typer.Option(None, "--pretrained", help="VAE run (latent 'vae')."),
     pretrained_ae: Optional[Path] = typer.Option(None, "--pretrained-ae",
@@ -294,7 +294,7 @@ def report_cmd(
 
 @app.command("fit")
 def fit_cmd(
-    store: Path = typer.Argument(..., help="Store with the labelled set."),
+    store: str = typer.Argument(..., help="Store with the labelled set."),
     out: Path = typer.Option(..., "--out", help="MODEL directory to write."),
     variant: str = typer.Option("vae_ffnn", "--variant"),
     pretrained: Optional[Path] = typer.Option(None, "--pretrained"),

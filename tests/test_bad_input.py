@@ -91,7 +91,7 @@ WRONG_PATHS = {
     "cv-pretrained": lambda d, o: ["cv", d / "store", "--out", o, "--pretrained", d / MISSING,
                                    "--variants", "vae_ffnn"],
     "report": lambda d, o: ["report", d / MISSING],
-    "fit": lambda d, o: ["fit", d / MISSING, "--out", o, "--variant", "mean"],
+    "fit": lambda d, o: ["fit", d / MISSING, "--out", o, "--variant", "gene_ffnn"],
     "predict-model": lambda d, o: ["predict", d / MISSING, d / "store", "--out", o],
     "copy": lambda d, o: ["copy", d / MISSING, o],
 }
@@ -110,7 +110,7 @@ def test_wrong_path(case, data, capsys, monkeypatch, request):
 # -- a store without GTEx ---------------------------------------------------------------------------
 NO_GTEX = {
     "cv": lambda d, o: ["cv", d / "archs4_only", "--out", o, "--variants", "mean"],
-    "fit": lambda d, o: ["fit", d / "archs4_only", "--out", o, "--variant", "mean"],
+    "fit": lambda d, o: ["fit", d / "archs4_only", "--out", o, "--variant", "gene_ffnn"],
 }
 
 
