@@ -257,6 +257,9 @@ def cv_cmd(
                                            help="Comma list (default: paper variants + baselines)."),
     folds: int = typer.Option(5, "--folds"),
     group_by: str = typer.Option("donor", "--group-by", help="donor | none"),
+    fold_scheme: str = typer.Option("kfold", "--fold-scheme", help="kfold | auto | logo: auto "
+                                    "picks leave-one-group-out or a smaller k for small "
+                                    "labelled sets (reported)."),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Epochs of the neural variants."),
     seed: int = typer.Option(0, "--seed"),
     cpus_per_trial: float = typer.Option(1, "--cpus-per-trial"),
@@ -274,7 +277,8 @@ def cv_cmd(
     from raviso.cv import run_cv
 
     cv_dir = run_cv(store, pretrained=pretrained, pretrained_ae=pretrained_ae, variants=variants,
-                    folds=folds, group_by=group_by, epochs=epochs, seed=seed, out=out,
+                    folds=folds, group_by=group_by, fold_scheme=fold_scheme, epochs=epochs,
+                    seed=seed, out=out,
                     address=address, cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial,
                     max_failures=max_failures, save_model=save_model, overwrite=overwrite,
                     report=not no_report, storage=storage)

@@ -289,7 +289,8 @@ _TRIAL_KEYS = ("mse", "mse_mean_baseline", "r2", "median_pearson", "frac_r_gt_05
 # -- the command -------------------------------------------------------------------------------
 def run_cv(store, pretrained=None, pretrained_ae=None, variants=None, folds: int = 5,
            group_by: str = "donor", epochs: int | None = None, seed: int = 0, out=None,
-           address: str | None = None, cpus_per_trial: float = 1, gpus_per_trial: float = 0,
+           fold_scheme: str = "kfold", address: str | None = None, cpus_per_trial: float = 1,
+           gpus_per_trial: float = 0,
            max_failures: int = 2, save_model: bool = False, overwrite: bool = False,
            report: bool = True, variant_options: dict | None = None, num_cpus: int | None = None,
            storage: str | None = None, progress=print,
@@ -312,7 +313,7 @@ def run_cv(store, pretrained=None, pretrained_ae=None, variants=None, folds: int
     progress(f"loading labelled set from {store}")
     st, data = load_labelled(store, runs)
     fold_plan = make_folds(data.tissue, data.donor, k=folds, seed=seed, group_by=group_by,
-                           source=st.uri)
+                           source=st.uri, scheme=fold_scheme)
     options = dict(variant_options or {})
     if epochs is not None:
         options["epochs"] = int(epochs)
@@ -332,7 +333,7 @@ def run_cv(store, pretrained=None, pretrained_ae=None, variants=None, folds: int
                              max_failures=max_failures, extra_config=extra)
         config = {"store": str(store), "pretrained": runs.get("vae"),
                   "pretrained_ae": runs.get("ae"), "variants": names, "folds": folds,
-                  "group_by": group_by, "epochs": epochs, "seed": seed,
+                  "group_by": group_by, "fold_scheme": fold_scheme, "epochs": epochs, "seed": seed,
                   "variant_options": options, "cpus_per_trial": cpus_per_trial,
                   "gpus_per_trial": gpus_per_trial, "max_failures": max_failures}
         doc = results_mod.build_results(config, data, fold_plan, outcome)

@@ -195,8 +195,9 @@ def _read_names(f, name: str, path) -> list[str]:
 # --------------------------------------------------------------------------------------------
 # course HDF5
 # --------------------------------------------------------------------------------------------
-class CourseHDF5(MatrixSource):
-    kind = "course-hdf5"
+class _H5Source(MatrixSource):
+    """An HDF5 matrix: the file stays open while the source is read; closed if the header is bad."""
+
     reuses_buffers = True
 
     def __init__(self, path):
@@ -207,6 +208,10 @@ class CourseHDF5(MatrixSource):
         except BaseException:
             self.f.close()
             raise
+
+
+class CourseHDF5(_H5Source):
+    kind = "course-hdf5"
 
     def _init(self):
         f, path = self.f, self.path
@@ -518,18 +523,8 @@ class GCT(MatrixSource):
 # --------------------------------------------------------------------------------------------
 # public ARCHS4 H5
 # --------------------------------------------------------------------------------------------
-class Archs4H5(MatrixSource):
+class Archs4H5(_H5Source):
     kind = "archs4-h5"
-    reuses_buffers = True
-
-    def __init__(self, path):
-        super().__init__(path)
-        self.f = _open_h5(self.path)
-        try:
-            self._init()
-        except BaseException:
-            self.f.close()
-            raise
 
     def _init(self):
         f, path = self.f, self.path

@@ -162,7 +162,9 @@ def render(doc: dict, plots: list[Path], pretrain_plots: list[Path]) -> str:
             f"Stratified by tissue; grouped by {g['grouped_by']}"
             + (" (every donor's samples in one fold)" if g["grouped_by"] == "donor" else "") + ". "
             + (f"Rare tissues (fewer samples than folds, pooled into one stratum): "
-               f"{', '.join(g['rare_tissues'])}." if g["rare_tissues"] else "No rare tissues."), ""]
+               f"{', '.join(g['rare_tissues'])}." if g["rare_tissues"] else "No rare tissues.")
+            + (f" Fold scheme: {g['scheme']} with k = {g['k']} (asked for {g['requested_k']}): "
+               f"{g['reason']}." if g.get("scheme") else ""), ""]
     out += _table(["fold", "n_train", "n_test", "tissues", "donors"],
                   [[f["fold"] + 1, f["n_train"], f["n_test"], len(f["tissues"]), f["n_donors"]]
                    for f in doc["folds"]])

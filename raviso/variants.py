@@ -23,6 +23,9 @@ Variants:
 - ``ae_ffnn``   the same on ``data.latent["ae"]`` (the beta=0 autoencoder's latent)
 - ``gene_ffnn`` FFNN on the raw genes, 18,965 -> 256 -> 32 -> n_isoforms
 - ``pca_ffnn``  the latent FFNN on a PCA of the genes (n_components, default 256, fitted per fold)
+- ``foldvae_ffnn`` the latent FFNN on a small VAE pretrained INSIDE the fold on the training rows'
+  genes only (`raviso.foldvae`): for stores without a compendium (users' own small data); options
+  ``vae_epochs``, ``vae_hidden``, ``latent_dim``, ``beta``, ``vae_lr``, ``vae_batch_size``
 - baselines (`raviso.baselines`, all in BASELINES): ``mean``, ``tissue_mean``, ``isoform_fraction``
   (the issue's mean training share in TPM space), ``isoform_fraction_fit`` (the same model with its
   share fitted in log space; much stronger than the ratio of sums on real data, see
@@ -49,6 +52,7 @@ import numpy as np
 
 from .baselines import IsoformFractionBaseline, MeanBaseline, PCARidgeBaseline, TissueMeanBaseline
 from .errors import RavisoError
+from .foldvae import FoldVAEFFNN
 from .labelled import Labelled
 from .regressors import FFNNRegressor
 
@@ -96,6 +100,7 @@ VARIANTS: dict[str, Callable[..., Predictor]] = {
     "isoform_fraction_fit": lambda seed=0: IsoformFractionBaseline("isoform_fraction_fit",
                                                                    share="fit", seed=seed),
     "pca_ridge": PCARidgeBaseline,
+    "foldvae_ffnn": FoldVAEFFNN,   # VAE pretrained per fold on the training genes (raviso.foldvae)
 }
 
 _OPTIONS: dict[str, frozenset] = {
@@ -108,6 +113,8 @@ _OPTIONS: dict[str, frozenset] = {
     "isoform_fraction": frozenset(),
     "isoform_fraction_fit": frozenset({"seed"}),
     "pca_ridge": frozenset({"n_components", "alpha", "seed"}),
+    "foldvae_ffnn": _FFNN_OPTIONS | {"vae_epochs", "vae_hidden", "latent_dim", "beta", "vae_lr",
+                                     "vae_batch_size"},
 }
 KNOWN_OPTIONS = frozenset().union(*_OPTIONS.values())
 
@@ -136,4 +143,4 @@ def variant_needs(name: str, **options) -> set[str]:
     return {"gene_ffnn": {"genes"}, "pca_ffnn": {"genes"}, "mean": set(),
             "tissue_mean": {"tissue"}, "isoform_fraction": {"genes"},
             "isoform_fraction_fit": {"genes"},
-            "pca_ridge": {"genes"}}[name]
+            "pca_ridge": {"genes"}, "foldvae_ffnn": {"genes"}}[name]
