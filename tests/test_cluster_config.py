@@ -97,7 +97,7 @@ def test_dashboard_port_is_never_exposed(path):
 
 def test_exposure_check_catches_an_open_8265():
     config = load(ROOT / "cluster.yaml")
-    config["provider"]["security_group"]["IpPermissions"] = [
+    config["provider"].setdefault("security_group", {})["IpPermissions"] = [
         {"FromPort": 8000, "ToPort": 9000, "IpProtocol": "tcp",
          "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}]
     config["head_start_ray_commands"] = [
@@ -124,7 +124,7 @@ def test_every_node_type_installs_ray_and_raviso(path):
     """A node type's own worker_setup_commands replace the global ones, so check what each node
     type really runs, after the launcher's own merging."""
     prepared = prepare_config(load(path))
-    assert prepared["file_mounts"]["~/raviso"] == "."
+    assert prepared["file_mounts"]["~/raviso/raviso"] == "./raviso"
     pin = f"=={ray.__version__}"
     for name, node_type in prepared["available_node_types"].items():
         if name == prepared["head_node_type"]:
@@ -147,3 +147,80 @@ def test_aws_config_has_autoscaling_gpu_and_cpu_workers():
     # GPU nodes take the CUDA build of torch, the others the CPU build
     gpu_setup = "\n".join(gpu[0]["worker_setup_commands"])
     assert "whl/cu" in gpu_setup
+
+
+# -- issue 12.9 / 12.10: least privilege, private token, no data on the nodes -------------------
+CODE = {"raviso", "bench", "cli.py", "pyproject.toml", "README.md"}
+
+
+def synced_sources(config: dict) -> dict[str, str]:
+    """Remote path -> local source of everything `ray up` rsyncs from the checkout."""
+    return {remote: local for remote, local in config["file_mounts"].items()
+            if not local.startswith("~")}
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_only_code_is_copied_to_the_nodes(path):
+    """A store converted into the checkout (docs/cluster.md's `raviso convert course-data/ store`)
+    must not be rsynced to every node: only the code is mounted, and data suffixes are excluded."""
+    config = prepare_config(load(path))
+    sources = synced_sources(config)
+    assert sources, "the code must still reach the nodes"
+    for remote, local in sources.items():
+        rel = Path(local).as_posix().removeprefix("./")
+        assert rel in CODE, f"{remote} <- {local} copies more than the code"
+        assert remote == f"~/raviso/{rel}"
+    for pattern in ("**/*.parquet", "**/*.h5", "**/manifest.json", "**/*.safetensors"):
+        assert pattern in config["rsync_exclude"], pattern
+
+
+def test_mounted_code_is_installable(tmp_path):
+    """`pip install -e ~/raviso` on a node sees only the mounted paths: they must be enough to
+    build raviso (a package missing from the list would break every node's setup)."""
+    import shutil
+    import subprocess
+    import sys
+
+    node = tmp_path / "raviso"
+    node.mkdir()
+    for local in synced_sources(load(ROOT / "cluster.yaml")).values():
+        src = ROOT / local
+        if src.is_dir():
+            shutil.copytree(src, node / src.name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copyfile(src, node / src.name)
+    r = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+                        "-q", "-w", str(tmp_path / "wheel"), str(node)],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    import zipfile
+
+    (wheel,) = (tmp_path / "wheel").glob("raviso-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "cli.py" in names and any(n.startswith("raviso/") for n in names)
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_token_file_is_private_on_every_node(path):
+    """`ray get-auth-token --generate` writes the token world-readable (default umask) and rsync
+    keeps that mode; every node makes it owner-only before Ray starts."""
+    config = load(path)
+    for commands in (config["head_start_ray_commands"], config["worker_start_ray_commands"]):
+        start = next(i for i, c in enumerate(commands) if "ray start" in c)
+        assert any("chmod 600 ~/.ray/auth_token" in c for c in commands[:start]), commands
+
+
+def test_aws_nodes_get_least_privilege_profiles_and_no_ray_made_group():
+    """Without IamInstanceProfile Ray gives the head EC2FullAccess + S3FullAccess and the workers
+    nothing; without SecurityGroupIds on every node type Ray creates a group with SSH from
+    0.0.0.0/0 (ray/autoscaler/_private/aws/config.py, _create_default_ssh_inbound_rules)."""
+    config = prepare_config(load(ROOT / "cluster.yaml"))
+    head = config["head_node_type"]
+    assert "security_group" not in config["provider"]
+    for name, node_type in config["available_node_types"].items():
+        nc = node_type["node_config"]
+        want = "raviso-head" if name == head else "raviso-worker"
+        assert nc.get("IamInstanceProfile") == {"Name": want}, name
+        # unrendered, the id is a placeholder `ray up` rejects: it never falls back to a
+        # Ray-made group
+        assert nc.get("SecurityGroupIds") == ["RAVISO_SECURITY_GROUP_ID"], name
