@@ -37,7 +37,7 @@ def synth_cmd(
     course's exact file formats."""
     import json
 
-    from raviso.synth import generate
+    from raviso.synth.generate import generate
 
     info = generate(out, preset=preset, seed=seed, fmt=fmt, overwrite=overwrite, workers=workers,
                     log=lambda msg: print(msg, file=sys.stderr))
@@ -80,8 +80,8 @@ def convert_cmd(
                                   help="sha256 of every input in the manifest."),
 ) -> None:
     """Convert course HDF5/TSV files (or GTEx GCT / ARCHS4 H5) into a Parquet store."""
-    from raviso.convert import convert
-    from raviso.errors import RavisoError
+    from raviso.io.convert import convert
+    from raviso.core.errors import RavisoError
 
     if len(paths) > 2:
         raise RavisoError(f"expected [SRC] STORE, got {len(paths)} paths")
@@ -125,8 +125,8 @@ def import_cmd(
     """Import salmon / kallisto / RSEM files or a transcripts x samples matrix into a store.
 
     Values are log2(TPM+1); counts without effective lengths become log2(CPM+1), flagged."""
-    from raviso.errors import RavisoError
-    from raviso.importer import import_matrix, import_samples
+    from raviso.core.errors import RavisoError
+    from raviso.io.importer import import_matrix, import_samples
 
     if matrix is None and len(paths) != 2:
         raise RavisoError("usage: raviso import SAMPLESHEET STORE (or --matrix FILE [SAMPLESHEET] "
@@ -152,7 +152,7 @@ def import_cmd(
 def _int_list(text: Optional[str], option: str) -> Optional[tuple]:
     if text is None:
         return None
-    from raviso.errors import RavisoError
+    from raviso.core.errors import RavisoError
 
     try:
         return tuple(int(v) for v in text.split(",") if v.strip())
@@ -209,7 +209,7 @@ def pretrain_cmd(
     address: Optional[str] = ADDRESS,
 ):
     """Pretrain the VAE (or, with --beta 0, the autoencoder) on ARCHS4 with Ray Train DDP."""
-    from raviso.pretrain import pretrain
+    from raviso.train.pretrain import pretrain
 
     model_opts = {"hidden": _int_list(hidden, "--hidden"), "latent_dim": latent_dim, "beta": beta,
                   "learned_variance": learned_variance}
@@ -236,7 +236,7 @@ def encode_cmd(
     address: Optional[str] = ADDRESS,
 ):
     """Encode a store's samples to posterior means (latent Parquet keyed by sample_id)."""
-    from raviso.encode import encode
+    from raviso.train.encode import encode
 
     for name, path in encode(run, store, which=which, out=out, address=address,
                              batch_size=batch_size, concurrency=concurrency).items():
@@ -274,7 +274,7 @@ def cv_cmd(
     address: Optional[str] = ADDRESS,
 ):
     """Cross-validate the variants: every (fold, variant) is a Ray Tune trial."""
-    from raviso.cv import run_cv
+    from raviso.evaluate.cv import run_cv
 
     cv_dir = run_cv(store, pretrained=pretrained, pretrained_ae=pretrained_ae, variants=variants,
                     folds=folds, group_by=group_by, fold_scheme=fold_scheme, epochs=epochs,
@@ -291,7 +291,7 @@ def report_cmd(
     pretrain: Optional[Path] = typer.Option(None, "--pretrain", help="Run dir: add its curves."),
 ):
     """Write CV/report.md, CV/table1.csv and plots from CV/results.json."""
-    from raviso.report import write_report
+    from raviso.evaluate.report import write_report
 
     print(write_report(cv, pretrain=pretrain))
 
@@ -308,7 +308,7 @@ def fit_cmd(
     overwrite: bool = typer.Option(False, "--overwrite"),
 ):
     """Train one variant on ALL labelled samples and save it for raviso predict."""
-    from raviso.fit import fit_store
+    from raviso.serve.fit import fit_store
 
     print(fit_store(store, variant, out, pretrained=pretrained, pretrained_ae=pretrained_ae,
                     epochs=epochs, seed=seed, overwrite=overwrite))
@@ -328,7 +328,7 @@ def predict_cmd(
     overwrite: bool = typer.Option(False, "--overwrite"),
 ):
     """Predict isoform expression, log2(TPM+1), for new samples."""
-    from raviso.predict import predict_file
+    from raviso.serve.predict import predict_file
 
     print(predict_file(model, input, out, fmt=fmt, allow_missing=allow_missing, dataset=dataset,
                        overwrite=overwrite))
@@ -372,7 +372,7 @@ def submit(
                                    "dependencies (except ray and torch) in the job's env."),
 ):
     """Run `raviso <args>` on a Ray cluster as a Ray Job: raviso submit -- pretrain STORE RUN."""
-    from raviso.submit import submit as submit_job
+    from raviso.cluster.submit import submit as submit_job
 
     outcome = submit_job(list(args or []), address=address, wait=wait, with_deps=with_deps)
     raise typer.Exit(outcome.exit_code)
@@ -385,7 +385,7 @@ def copy(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing DST."),
 ):
     """Copy a store or RUN to/from object storage or a shared filesystem (commit marker last)."""
-    from raviso.remote import copy_tree, summary
+    from raviso.data.remote import copy_tree, summary
 
     print(summary(copy_tree(src, dst, overwrite=overwrite)))
 
@@ -427,7 +427,7 @@ def bench_train_cmd(
 def main() -> None:
     import signal
 
-    from raviso.errors import RavisoError
+    from raviso.core.errors import RavisoError
 
     # SIGTERM (kill, job schedulers) unwinds like Ctrl-C, so atomic writers remove their temp dirs
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(143))

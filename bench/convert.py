@@ -2,7 +2,7 @@
 
 Measured side by side in one run, on one generated course-format HDF5 (ARCHS4 shape: N x 18,965
 float32): a plain sequential ``read_direct`` of the HDF5 (the bound: conversion cannot beat
-reading its input), `raviso.convert.convert` with and without the sha256 thread, the GTEx path
+reading its input), `raviso.io.convert.convert` with and without the sha256 thread, the GTEx path
 (columns permuted into another gene order), and the store read back by pyarrow and by Ray Data.
 GB/s are of float32 payload (rows x features x 4 bytes) / wall seconds. The input was just written,
 so it is (mostly) in the page cache for every reader alike; best of `reps` runs each.
@@ -26,7 +26,7 @@ QUICK_ROWS = 4_000          # ~0.3 GB: a few seconds per measurement
 
 def make_input(path: Path, rows: int, genes: int, seed: int = 0) -> Path:
     """A course-format HDF5 written in slabs (never whole in memory); log-scale-like values."""
-    from raviso.formats import write_course_hdf5
+    from raviso.io.formats import write_course_hdf5
 
     rng = np.random.default_rng(seed)
     slab = max(1, (256 << 20) // (4 * genes))
@@ -70,7 +70,7 @@ def timed(fn, *args, **kwargs) -> tuple[float, float]:
 
 
 def convert_once(store: Path, checksum: bool, **files) -> None:
-    from raviso.convert import convert
+    from raviso.io.convert import convert
 
     shutil.rmtree(store, ignore_errors=True)
     convert(store, checksum=checksum, **files)
@@ -80,7 +80,8 @@ def arrow_read(store: Path) -> None:
     """Stream the archs4 dataset back as numpy (pyarrow, no Ray)."""
     import pyarrow.parquet as pq
 
-    from raviso.data import Store, tensor_to_numpy
+    from raviso.data import Store
+    from raviso.data.reader import tensor_to_numpy
 
     st = Store(store)
     for f in sorted(Path(st.path_of("archs4")).glob("*.parquet")):
@@ -93,7 +94,7 @@ def start_ray(address=None):
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     import ray.data
 
-    from raviso.session import init_ray
+    from raviso.core.ray_session import init_ray
 
     ray = init_ray(address)
     ctx = ray.data.DataContext.get_current()
@@ -128,20 +129,20 @@ def run(quick: bool = False, rows: int | None = None, workdir=None, src=None,
         gen_s = time.perf_counter() - t0
         gb = rows * genes * 4 / 1e9
         from raviso.data import Store
-        from raviso.store import rows_per_group
+        from raviso.data.store import rows_per_group
 
         slab = rows_per_group(genes)
         # a small ARCHS4 file in another gene order makes the big file the permuted GTEx side
         perm = [names[j] for j in np.random.default_rng(1).permutation(genes)]
         small = base / "archs4_small.hdf5"
-        from raviso.formats import write_course_hdf5
+        from raviso.io.formats import write_course_hdf5
 
         write_course_hdf5(small, np.ones((8, genes), np.float32), [f"GSM{k}" for k in range(8)],
                           perm)
         store = base / "store"
         import pyarrow.parquet  # noqa: F401  (imports are not part of any measure)
 
-        import raviso.convert  # noqa: F401
+        import raviso.io.convert  # noqa: F401
 
         load0 = os.getloadavg()[0]
         perm = base / "store_perm"

@@ -1,7 +1,7 @@
 """`raviso bench cv [--quick]`: how well Ray Tune parallelises the cross-validation.
 
 Runs the paper's 3 variants x 5 folds twice on the same in-memory labelled set: one by one in this
-process (1 torch thread each, the unit of work `raviso.cv.run_trial` times itself), then as Tune
+process (1 torch thread each, the unit of work `raviso.evaluate.cv.run_trial` times itself), then as Tune
 trials (1 CPU each, as many at once as the cluster has CPUs). Prints a table and, as the LAST line,
 one JSON object with ``parallel_efficiency`` = (sum of the one-by-one trial times) /
 (slots x Tune wall time), where slots = concurrent trials (2 on the 2-core development machine).
@@ -38,7 +38,7 @@ QUICK = dict(n=400, genes=600, isoforms=4000, latent=32, epochs=5)
 
 def synthetic_labelled(n: int, genes: int, isoforms: int, latent: int, seed: int = 0):
     """A Labelled set with tissue structure and two latent spaces (random projections)."""
-    from raviso.labelled import Labelled
+    from raviso.data.labelled import Labelled
 
     rng = np.random.default_rng(seed)
     n_tissues, per_donor = 10, 5
@@ -70,7 +70,7 @@ def _forked_trial(job) -> float:
 
 
 def run_trial_seconds(data, folds, fold, variant, options) -> float:
-    from raviso.cv import run_trial
+    from raviso.evaluate.cv import run_trial
 
     return run_trial(data, folds.fold, fold, variant, options, threads=1)["seconds"]
 
@@ -94,9 +94,9 @@ def loadavg() -> float:
 
 
 def run_bench(quick: bool = False, address: str | None = None, seed: int = 0) -> dict:
-    from raviso.cv import run_trial, trial_order, tune_folds
+    from raviso.evaluate.cv import run_trial, trial_order, tune_folds
     from raviso.data import make_folds
-    from raviso.session import cluster_cpus, init_ray
+    from raviso.core.ray_session import cluster_cpus, init_ray
 
     size = QUICK if quick else FULL
     data = synthetic_labelled(size["n"], size["genes"], size["isoforms"], size["latent"], seed)

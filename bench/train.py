@@ -4,11 +4,11 @@ Everything is measured side by side in ONE run, so ratios survive a noisy, share
 
 - GEMM bound: float32 1024x4096 @ 4096x4096 matmul FLOP/s (median of 5, measured right before
   the batch-512 run).
-- plain: `raviso.train_loop.train_epoch` (the very loop the Ray workers run) on an in-memory tensor,
+- plain: `raviso.models.loop.train_epoch` (the very loop the Ray workers run) on an in-memory tensor,
   fused Adam, batch 64 and batch 512.
 - seed: the seed project's style: an h5py Dataset read row by row through a torch DataLoader
   (batch 64, num_workers=0), `torch.optim.Adam` with default arguments, same model and loss.
-- ray: `raviso.pretrain.pretrain` itself, 1 worker, batch 64, on a store of the same rows.
+- ray: `raviso.train.pretrain.pretrain` itself, 1 worker, batch 64, on a store of the same rows.
 - ingest: the Ray Data shard the trainer iterates (same datasets, `streaming_split(1)`, same
   batches and shuffle buffer) drained alone, streaming from Parquet and held in the object store.
 
@@ -56,8 +56,8 @@ def expression(rows: int, seed: int = 0) -> np.ndarray:
 def _model(fused: bool):
     import torch
 
-    from raviso.train_loop import make_optimizer
-    from raviso.vae import VAE, VAEConfig
+    from raviso.models.loop import make_optimizer
+    from raviso.models.vae import VAE, VAEConfig
 
     torch.manual_seed(0)
     model = VAE(VAEConfig(n_genes=GENES))
@@ -69,7 +69,7 @@ def plain_rate(X, batch: int, steps: int) -> float:
     """The shared loop on in-memory data: 1 warm-up step then `steps` measured ones."""
     import torch
 
-    from raviso.train_loop import tensor_batches, train_epoch
+    from raviso.models.loop import tensor_batches, train_epoch
 
     model, opt = _model(fused=True)
     T = torch.from_numpy(X[:batch * (steps + 1)])
@@ -85,7 +85,7 @@ def seed_rate(h5_path: Path, batch: int, steps: int) -> float:
     import torch
     from torch.utils.data import DataLoader, Dataset
 
-    from raviso.train_loop import train_epoch
+    from raviso.models.loop import train_epoch
 
     class H5Rows(Dataset):
         def __init__(self, path):
@@ -105,7 +105,7 @@ def seed_rate(h5_path: Path, batch: int, steps: int) -> float:
 
 
 def ray_rate(store: Path, run: Path, batch: int, epochs: int) -> tuple[float, list[dict]]:
-    from raviso.pretrain import pretrain
+    from raviso.train.pretrain import pretrain
 
     pretrain(store, run, {}, {"epochs": epochs, "batch_size": batch, "workers": 1,
                               "cpus_per_worker": 1, "val_fraction": 0.0, "eval_gtex": False,
@@ -120,7 +120,7 @@ def ingest_rate(store: Path, batch: int, materialize: str, passes: int = 2) -> f
     import torch
 
     from raviso.data import Store
-    from raviso.pretrain import TrainConfig, build_datasets
+    from raviso.train.pretrain import TrainConfig, build_datasets
 
     tc = TrainConfig(batch_size=batch, val_fraction=0.0, eval_gtex=False, materialize=materialize)
     ds = build_datasets(Store(store), tc, ray.cluster_resources().get("object_store_memory", 0))
@@ -141,9 +141,9 @@ def run(quick: bool = False, address: str | None = None, workdir: str | None = N
     import h5py
     import torch
 
-    from raviso.pretrain import connect
-    from raviso.store import write_store
-    from raviso.vae import VAE, VAEConfig, n_parameters
+    from raviso.train.pretrain import connect
+    from raviso.data.store import write_store
+    from raviso.models.vae import VAE, VAEConfig, n_parameters
 
     steps = 6 if quick else 20
     ray_steps = 10 if quick else 30

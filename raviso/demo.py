@@ -22,7 +22,7 @@ import os
 import time
 from pathlib import Path
 
-from .errors import RavisoError
+from .core.errors import RavisoError
 
 SEED = 0
 PRESET = "small"
@@ -38,12 +38,12 @@ def run_demo(out="raviso-demo", overwrite: bool = False, address: str | None = N
 
     from rich.console import Console
 
-    from .convert import convert
-    from .cv import run_cv
-    from .encode import encode
-    from .pretrain import pretrain
-    from .session import init_ray
-    from .synth import generate
+    from .io.convert import convert
+    from .evaluate.cv import run_cv
+    from .train.encode import encode
+    from .train.pretrain import pretrain
+    from .core.ray_session import init_ray
+    from .synth.generate import generate
 
     con = console or Console()
     out = Path(out)
@@ -90,7 +90,7 @@ def run_demo(out="raviso-demo", overwrite: bool = False, address: str | None = N
                                  folds=CV["folds"], epochs=CV["epochs"], seed=SEED,
                                  out=out / "cv", address=address, save_model=True,
                                  variant_options=CV["variant_options"], progress=log))
-    from .report import write_report
+    from .evaluate.report import write_report
 
     report = write_report(cv_dir, pretrain=runs / "vae")
     total = time.perf_counter() - t_start
@@ -105,7 +105,7 @@ def run_demo(out="raviso-demo", overwrite: bool = False, address: str | None = N
 
 
 def _summary(con, cv_dir: Path) -> None:
-    from .results import read_results
+    from .evaluate.results import read_results
 
     doc = read_results(cv_dir)
     floor = (doc.get("noise_floor") or {}).get("mean")

@@ -18,7 +18,7 @@ def ray_session():
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     import ray
 
-    from raviso.session import init_ray
+    from raviso.core.ray_session import init_ray
 
     init_ray(num_cpus=4, object_store_memory=2 << 30)
     yield ray

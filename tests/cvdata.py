@@ -1,6 +1,6 @@
 """Tiny labelled stores and pretraining runs for the cv / report / fit / predict tests.
 
-Built with the real writers (`raviso.store.write_store`, the run layout `raviso.runs.load_run`
+Built with the real writers (`raviso.data.store.write_store`, the run layout `raviso.train.runs.load_run`
 reads), small enough that a whole Tune run over them takes seconds.
 """
 
@@ -43,7 +43,7 @@ def tiny_labelled(n_donors: int = 12, per_donor: int = 4, n_genes: int = 16,
 
 
 def write_tiny_store(path: Path, **kw) -> tuple[Path, dict]:
-    from raviso.store import write_store
+    from raviso.data.store import write_store
 
     d = tiny_labelled(**kw)
     meta = dict(sample_id=d["sample_id"], tissue=d["tissue"], donor=d["donor"])
@@ -55,12 +55,12 @@ def write_tiny_store(path: Path, **kw) -> tuple[Path, dict]:
 
 def write_tiny_run(path: Path, genes, latent_dim: int = 4, beta: float = 1.0, seed: int = 0,
                    name: str | None = None) -> Path:
-    """A finished pretraining RUN in the layout `raviso.runs.load_run` reads (untrained weights:
+    """A finished pretraining RUN in the layout `raviso.train.runs.load_run` reads (untrained weights:
     these tests check plumbing and numbers downstream of the encoder, not the encoder)."""
     import torch
     from safetensors.torch import save_file
 
-    from raviso.vae import VAE, VAEConfig
+    from raviso.models.vae import VAE, VAEConfig
 
     path = Path(path)
     path.mkdir(parents=True)

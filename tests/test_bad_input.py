@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from cluster_head import free_port
-from raviso.store import write_store
+from raviso.data.store import write_store
 
 RAVISO = str(Path(sys.executable).parent / "raviso")
 
@@ -65,7 +65,7 @@ def data(tmp_path_factory):
 @pytest.fixture(scope="module")
 def other_run(data, ray_session):
     """A finished RUN pretrained on genes the synthetic store does not have."""
-    from raviso.pretrain import pretrain
+    from raviso.train.pretrain import pretrain
 
     return pretrain(data / "archs4_only", data / "other_run", {"hidden": (8,), "latent_dim": 2},
                     {"epochs": 1, "batch_size": 16, "workers": 1, "cpus_per_worker": 0.5,

@@ -8,8 +8,9 @@ import pytest
 from sklearn.decomposition import PCA
 from sklearn.linear_model import Ridge, RidgeCV
 
-from raviso import baselines, metrics
-from raviso.labelled import Labelled
+from raviso.models import baselines
+from raviso.core import metrics
+from raviso.data.labelled import Labelled
 
 TRAIN, VAL = np.array([0, 1, 2, 3]), np.array([4, 5])
 
@@ -93,7 +94,7 @@ def test_fit_log_share_is_the_least_squares_share():
 def test_baselines_on_real_geuvadis_transcripts(realdata):
     """91 real LCL samples, chr19: genes = sums of their transcripts, log2(CPM+1). The fitted
     share and PCA+ridge must beat the training mean on held-out samples; the ratio-of-sums share
-    does not (see raviso.baselines), which this pins down as a known property."""
+    does not (see raviso.models.baselines), which this pins down as a known property."""
     import pandas as pd
 
     df = pd.read_csv(realdata / "geuvadis_chr19" / "TrQuantCount_CEU_chr19.tsv.gz", sep="\t")

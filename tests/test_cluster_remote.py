@@ -20,9 +20,9 @@ import pytest
 from fsspec.implementations.memory import MemoryFileSystem
 
 from raviso.data import Store
-from raviso.errors import RavisoError
-from raviso.remote import cached_copy, copy_tree
-from raviso.store import write_store
+from raviso.core.errors import RavisoError
+from raviso.data.remote import cached_copy, copy_tree
+from raviso.data.store import write_store
 
 RAVISO = str(Path(sys.executable).parent / "raviso")
 

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from cluster_head import RayHead
-from raviso import submit
-from raviso.errors import RavisoError
+from raviso.cluster import submit
+from raviso.core.errors import RavisoError
 
 ROOT = Path(__file__).resolve().parents[1]
 RAVISO = str(Path(sys.executable).parent / "raviso")

@@ -14,9 +14,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from raviso.convert import convert
+from raviso.io.convert import convert
 from raviso.data import Store
-from raviso.formats import write_course_hdf5, write_course_tsv
+from raviso.io.formats import write_course_hdf5, write_course_tsv
 
 STEMS = {"archs4": "archs4_gene_expression_norm_transposed",
          "gtex_gene": "gtex_gene_expression_norm_transposed",
@@ -76,7 +76,7 @@ def write_course_dir(d, data, fmt="hdf5", iso_order=None):
 def small_groups(monkeypatch):
     """7-row row groups: conversions of 23-30 rows then stream several slabs (reused buffers,
     a partial last slab), as the real 167,884-row file does with 1,769-row groups."""
-    import raviso.store as store
+    import raviso.data.store as store
 
     monkeypatch.setattr(store, "ROW_GROUP_BYTES", 7 * 4 * 12)
     return 7
@@ -245,7 +245,7 @@ def test_public_archs4_h5_log2_cpm(tmp_path, small_groups):
     assert st.manifest["dataset_units"] == {"archs4": "log2(CPM+1)", "gtex_gene": "log2(TPM+1)"}
     assert list(st.meta("archs4").sample_id) == samples
     # without --gene-set intersect the mismatch is an error naming genes
-    from raviso.errors import RavisoError
+    from raviso.core.errors import RavisoError
 
     with pytest.raises(RavisoError, match="GAPDH"):
         convert(tmp_path / "store2", archs4_h5=h5, gtex_gene=gtex)
@@ -270,8 +270,8 @@ def test_prefetch_reraises_and_stops_its_thread():
     import contextlib
     import threading
 
-    from raviso.convert import prefetch
-    from raviso.errors import RavisoError
+    from raviso.io.convert import prefetch
+    from raviso.core.errors import RavisoError
 
     def failing():
         yield 1

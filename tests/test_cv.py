@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from cvdata import write_tiny_run, write_tiny_store
 
-from raviso.errors import RavisoError
+from raviso.core.errors import RavisoError
 
 VARIANTS = ["vae_ffnn", "mean", "tissue_mean"]
 K = 3
@@ -24,7 +24,7 @@ pytestmark = pytest.mark.ray
 
 @pytest.fixture(scope="module")
 def cv(tmp_path_factory, ray_session):
-    from raviso.cv import run_cv
+    from raviso.evaluate.cv import run_cv
 
     root = tmp_path_factory.mktemp("cv")
     store, d = write_tiny_store(root / "store")
@@ -157,7 +157,7 @@ def test_save_model_writes_a_loadable_model(cv):
 
 
 def test_bad_inputs_are_one_line_errors_and_write_nothing(tmp_path):
-    from raviso.cv import run_cv
+    from raviso.evaluate.cv import run_cv
 
     store, d = write_tiny_store(tmp_path / "store")
     with pytest.raises(RavisoError, match="needs a pretrained run: pass --pretrained"):
@@ -188,14 +188,14 @@ def test_report_reruns_from_results_alone(cv, tmp_path):
     assert (copy / "report.md").read_text().split("## Trials")[0] == \
         (out / "report.md").read_text().split("## Trials")[0]
     with pytest.raises(RavisoError, match="no results.json"):
-        from raviso.report import write_report
+        from raviso.evaluate.report import write_report
         write_report(tmp_path)
 
 
 def test_a_trial_that_keeps_failing_is_reported_not_hidden(tmp_path, ray_session):
     """max_failures=0: the crashed trial is recorded as failed, the rest is still written, the
     report names it, and the command ends with an error."""
-    from raviso.cv import run_cv
+    from raviso.evaluate.cv import run_cv
 
     store, _ = write_tiny_store(tmp_path / "store")
     with pytest.raises(RavisoError, match=r"1 trial\(s\) failed .*fold 0 mean"):

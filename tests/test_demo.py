@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from raviso.errors import RavisoError
+from raviso.core.errors import RavisoError
 
 
 def test_demo_refuses_an_existing_directory_and_leaves_it_alone(tmp_path):

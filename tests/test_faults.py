@@ -25,8 +25,8 @@ import numpy as np
 import pytest
 
 from raviso.data import Store
-from raviso.errors import RavisoError
-from raviso.store import write_store
+from raviso.core.errors import RavisoError
+from raviso.data.store import write_store
 
 RAVISO = str(Path(sys.executable).parent / "raviso")
 EPOCHS = 4
@@ -53,7 +53,7 @@ def train_worker_pids(ray) -> set[int]:
 @pytest.mark.ray
 def test_killed_train_worker_resumes_from_checkpoint_without_losing_epochs(ray_session,
                                                                           tmp_path):
-    from raviso.pretrain import pretrain
+    from raviso.train.pretrain import pretrain
 
     store = structured_store(tmp_path / "store")
     run = tmp_path / "run"

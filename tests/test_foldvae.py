@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 import torch
 
-from raviso.errors import RavisoError
-from raviso.labelled import Labelled
-from raviso.metrics import column_mean, evaluate
-from raviso.variants import make_variant, variant_needs
+from raviso.core.errors import RavisoError
+from raviso.data.labelled import Labelled
+from raviso.core.metrics import column_mean, evaluate
+from raviso.models.variants import make_variant, variant_needs
 
 FAST = dict(vae_epochs=8, vae_hidden="32", latent_dim=6, epochs=5, lr=1e-2, batch_size=32)
 

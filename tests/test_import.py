@@ -12,10 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from raviso import quant, tx2gene
+from raviso.io import quant
+from raviso.io import tx2gene
 from raviso.data import Store
-from raviso.errors import RavisoError
-from raviso.importer import import_matrix, import_samples, is_quant_input, read_gene_matrix
+from raviso.core.errors import RavisoError
+from raviso.io.importer import import_matrix, import_samples, is_quant_input, read_gene_matrix
 
 # three genes; G2 has two transcripts. Ids carry versions in the quantifications.
 TX = ["ENST01.1", "ENST02.2", "ENST03.1", "ENST04.3"]

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from raviso.errors import RavisoError
-from raviso.smallfolds import small_data_folds
+from raviso.core.errors import RavisoError
+from raviso.data.folds import small_data_folds
 
 
 def _donors_never_split(folds, donor):

@@ -8,8 +8,8 @@ import gzip
 import numpy as np
 
 from raviso.data import Store
-from raviso.importer import import_matrix
-from raviso.smallfolds import small_data_folds
+from raviso.io.importer import import_matrix
+from raviso.data.folds import small_data_folds
 
 
 def test_geuvadis_chr19_imports_with_right_shapes(realdata, tmp_path, capsys):

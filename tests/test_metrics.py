@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from raviso import metrics
+from raviso.core import metrics
 
 
 @pytest.fixture(params=["one_block", "many_blocks"])

@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 from cvdata import write_tiny_run, write_tiny_store
 
-from raviso.errors import RavisoError
+from raviso.core.errors import RavisoError
 
 
 @pytest.fixture(scope="module")
 def fitted(tmp_path_factory):
-    from raviso.cv import load_labelled
-    from raviso.fit import fit_model
+    from raviso.evaluate.cv import load_labelled
+    from raviso.models.saved import fit_model
 
     root = tmp_path_factory.mktemp("fit")
     store, d = write_tiny_store(root / "store")
@@ -39,7 +39,7 @@ def write_tsv(path, ids, genes, X):
 
 
 def test_fit_predict_round_trip_from_store(fitted):
-    from raviso.predict import predict_file, read_predictions
+    from raviso.serve.predict import predict_file, read_predictions
 
     root, d, data, _, expected = fitted
     out = predict_file(root / "model", root / "store", root / "pred.parquet")
@@ -52,7 +52,7 @@ def test_fit_predict_round_trip_from_store(fitted):
 
 
 def test_columns_aligned_by_name(fitted, tmp_path):
-    from raviso.predict import predict_file, read_predictions
+    from raviso.serve.predict import predict_file, read_predictions
 
     root, d, _, _, expected = fitted
     perm = np.random.default_rng(3).permutation(len(d["genes"]))
@@ -63,7 +63,7 @@ def test_columns_aligned_by_name(fitted, tmp_path):
 
 
 def test_missing_genes_refused_naming_them(fitted, tmp_path):
-    from raviso.predict import predict_file
+    from raviso.serve.predict import predict_file
 
     root, d, _, _, _ = fitted
     keep = [j for j in range(len(d["genes"])) if j not in (2, 5)]
@@ -83,7 +83,7 @@ def test_missing_genes_refused_naming_them(fitted, tmp_path):
 
 
 def test_allow_missing_fills_zero_and_says_so(fitted, tmp_path):
-    from raviso.predict import LoadedModel, predict_file, read_predictions
+    from raviso.serve.predict import LoadedModel, predict_file, read_predictions
 
     root, d, _, _, _ = fitted
     keep = [j for j in range(len(d["genes"])) if j not in (2, 5)]
@@ -103,7 +103,7 @@ def test_allow_missing_fills_zero_and_says_so(fitted, tmp_path):
 def test_tsv_and_h5ad_outputs_hold_the_same_predictions(fitted, tmp_path):
     import h5py
 
-    from raviso.predict import predict_file
+    from raviso.serve.predict import predict_file
 
     root, d, _, _, expected = fitted
     tsv = predict_file(root / "model", root / "store", tmp_path / "p.tsv")
@@ -121,7 +121,7 @@ def test_tsv_and_h5ad_outputs_hold_the_same_predictions(fitted, tmp_path):
 
 
 def test_bad_model_and_format(fitted, tmp_path):
-    from raviso.predict import predict_file
+    from raviso.serve.predict import predict_file
 
     root, _, _, _, _ = fitted
     with pytest.raises(RavisoError, match="not a raviso model"):
@@ -129,7 +129,7 @@ def test_bad_model_and_format(fitted, tmp_path):
     with pytest.raises(RavisoError, match="--format must be one of"):
         predict_file(root / "model", root / "store", tmp_path / "p.x", fmt="xlsx")
     with pytest.raises(RavisoError, match="cannot be saved"):
-        from raviso.fit import fit_model
+        from raviso.models.saved import fit_model
         fit_model(fitted[2], "mean", tmp_path / "m")
 
 
@@ -138,8 +138,8 @@ def test_streams_in_chunks_with_the_same_result(fitted, tmp_path, monkeypatch):
     10): same rows, same order, same numbers in every output format."""
     import h5py
 
-    import raviso.predict as predict
-    from raviso.predict import predict_file, read_predictions
+    import raviso.serve.predict as predict
+    from raviso.serve.predict import predict_file, read_predictions
 
     root, d, _, _, expected = fitted
     monkeypatch.setattr(predict, "CHUNK_ROWS", 10)

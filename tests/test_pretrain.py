@@ -14,9 +14,9 @@ import pytest
 import torch
 
 from raviso.data import Store
-from raviso.errors import RavisoError
-from raviso.pretrain import TrainConfig, is_validation
-from raviso.store import write_store
+from raviso.core.errors import RavisoError
+from raviso.train.pretrain import TrainConfig, is_validation
+from raviso.data.store import write_store
 
 N_ARCHS4, N_GTEX, N_GENES = 400, 60, 40
 MODEL = {"hidden": (32, 16), "latent_dim": 3}
@@ -53,7 +53,7 @@ def steps_in(optimizer_state: dict) -> int:
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, ray_session):
     """(store, run dir, metrics after 2 epochs, checkpoint dir of epoch 2 copied aside)."""
-    from raviso.pretrain import pretrain
+    from raviso.train.pretrain import pretrain
 
     root = tmp_path_factory.mktemp("pretrain")
     store = structured_store(root / "store")
@@ -87,7 +87,7 @@ def test_ddp_training_improves_validation_elbo(trained):
 def test_run_directory_is_complete_and_loadable(trained):
     from safetensors.torch import load_file
 
-    from raviso.runs import load_run
+    from raviso.train.runs import load_run
 
     store, run, _, _ = trained
     for name in ("config.json", "genes.txt", "model.safetensors", "metrics.jsonl", "run.json",
@@ -127,8 +127,8 @@ def test_resume_continues_epoch_count_and_optimizer_state(trained):
 
 @pytest.mark.ray
 def test_encode_rows_and_order_match_the_store(trained, tmp_path):
-    from raviso.encode import encode, read_latent
-    from raviso.runs import load_run
+    from raviso.train.encode import encode, read_latent
+    from raviso.train.runs import load_run
 
     store, run, _, _ = trained
     out = encode(run, store, which="gtex", out=tmp_path / "latent")   # archs4: the same code path
@@ -144,7 +144,7 @@ def test_encode_rows_and_order_match_the_store(trained, tmp_path):
 
 @pytest.mark.ray
 def test_gene_order_mismatch_is_refused(trained, tmp_path):
-    from raviso.encode import encode
+    from raviso.train.encode import encode
 
     _, run, _, _ = trained
     genes = [f"G{i}" for i in range(N_GENES)]
@@ -167,7 +167,7 @@ def test_validation_split_is_deterministic_by_sample_id():
 
 
 def test_unfinished_run_is_refused(tmp_path):
-    from raviso.runs import load_run
+    from raviso.train.runs import load_run
 
     run = tmp_path / "run"
     run.mkdir()
@@ -179,7 +179,7 @@ def test_unfinished_run_is_refused(tmp_path):
 
 
 def test_bad_options_fail_before_anything_is_written(tmp_path):
-    from raviso.pretrain import pretrain
+    from raviso.train.pretrain import pretrain
 
     store = structured_store(tmp_path / "store")
     with pytest.raises(RavisoError, match="--batch-size"):
@@ -195,7 +195,7 @@ def test_bad_options_fail_before_anything_is_written(tmp_path):
 
 
 def test_plots_from_metrics(tmp_path):
-    from raviso.plots import plot_pretraining
+    from raviso.core.plots import plot_pretraining
 
     recs = [{"epoch": e, "train_elbo": -10.0 / e, "train_recon": 9.0 / e, "train_kl": 1.0,
              "val_elbo": -11.0 / e, "val_recon": 10.0 / e, "val_kl": 1.0} for e in (1, 2, 3)]

@@ -7,13 +7,12 @@ import numpy as np
 import pytest
 import torch
 
-from raviso import regressors
-from raviso.errors import RavisoError
-from raviso.labelled import Labelled
-from raviso.metrics import column_mean, evaluate
-from raviso.regressors import FFNNRegressor, inner_split
-from raviso.variants import (BASELINES, PAPER_VARIANTS, VARIANTS, make_variant,
-                             variant_needs)
+from raviso.models import regressors
+from raviso.core.errors import RavisoError
+from raviso.data.labelled import Labelled
+from raviso.core.metrics import column_mean, evaluate
+from raviso.models.regressors import FFNNRegressor, inner_split
+from raviso.models.variants import BASELINES, PAPER_VARIANTS, VARIANTS, make_variant, variant_needs
 
 
 @pytest.fixture(autouse=True)

@@ -8,8 +8,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from raviso.data import Store, make_folds
-from raviso.errors import RavisoError
-from raviso.store import StoreBuilder, rows_per_group, write_store
+from raviso.core.errors import RavisoError
+from raviso.data.store import StoreBuilder, rows_per_group, write_store
 
 
 def _tiny(rng, n=50, g=7, i=11):
@@ -44,7 +44,7 @@ def test_round_trip_exact(tmp_path):
 
 
 def test_row_groups_and_files_rotate(tmp_path, monkeypatch):
-    import raviso.store as store
+    import raviso.data.store as store
 
     monkeypatch.setattr(store, "ROW_GROUP_BYTES", 4 * 7 * 10)   # 10 rows per group
     monkeypatch.setattr(store, "ROW_GROUPS_PER_FILE", 2)
@@ -119,7 +119,7 @@ def test_missing_metadata_is_none_and_folds_ungrouped(tmp_path):
 
 
 def _small_groups(monkeypatch, rows_per_group_, groups_per_file, d):
-    import raviso.store as store
+    import raviso.data.store as store
 
     monkeypatch.setattr(store, "ROW_GROUP_BYTES", 4 * d * rows_per_group_)
     monkeypatch.setattr(store, "ROW_GROUPS_PER_FILE", groups_per_file)

@@ -16,10 +16,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from raviso import synth, synth_model
+from raviso.synth import generate as synth
+from raviso.synth import world as synth_model
 from raviso.data import donor_of
-from raviso.errors import RavisoError
-from raviso.synth import STEMS, Preset, generate, plan
+from raviso.core.errors import RavisoError
+from raviso.synth.generate import STEMS, Preset, generate, plan
 
 ROOT = Path(__file__).resolve().parents[1]
 MINI = Preset("mini", n_archs4=40, n_gtex=70, n_genes=30, n_isoforms=240)

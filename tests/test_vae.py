@@ -8,9 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from raviso.train_loop import (evaluate, kl_weight, make_optimizer, tensor_batches,
-                               train_epoch)
-from raviso.vae import VAE, VAEConfig, kl_standard_normal, n_parameters
+from raviso.models.loop import evaluate, kl_weight, make_optimizer, tensor_batches, train_epoch
+from raviso.models.vae import VAE, VAEConfig, kl_standard_normal, n_parameters
 
 
 def tiny(**kw) -> VAE:

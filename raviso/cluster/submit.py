@@ -1,0 +1,240 @@
+"""`raviso submit`: run any raviso command on a Ray cluster as a Ray Job, and follow it.
+
+Why a job and not `raviso <command> --address`: the driver then runs ON the cluster (head node), so
+the command survives a closed laptop lid, its logs stay in the dashboard, and the code that runs is
+the code in front of the user: this checkout's `raviso` package and `cli.py` travel in the job's
+runtime_env (``py_modules`` and a ``working_dir`` holding cli.py), overriding whatever version the nodes have installed. The nodes bring
+the heavy dependencies (torch with the right CUDA build, Ray itself at the head's version), which
+cluster.yaml installs; ``--with-deps`` also asks Ray to pip-install raviso's other dependencies.
+
+The address is the dashboard's HTTP address (``http://127.0.0.1:8265`` once `ray dashboard
+cluster.yaml` forwards it). With token authentication on, run with ``RAY_AUTH_MODE=token`` and the
+cluster's token in ``~/.ray/auth_token`` (or ``RAY_AUTH_TOKEN``): Ray's client adds the header.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shlex
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..core.errors import RavisoError
+
+DEFAULT_ADDRESS = "http://127.0.0.1:8265"
+PROBE_TIMEOUT_S = 10
+# Dependencies the nodes must already have at versions matching the cluster (not pip-installed
+# per job: a second Ray or a CPU torch on a GPU node would break the job).
+NODE_PROVIDED = ("ray", "torch")
+TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
+
+
+def job_address(address: str | None) -> str:
+    """The job server's HTTP address: --address, else $RAY_API_SERVER_ADDRESS / an http
+    $RAY_ADDRESS, else the local end of `ray dashboard`'s port-forward."""
+    address = (address or os.environ.get("RAY_API_SERVER_ADDRESS")
+               or (os.environ.get("RAY_ADDRESS") if "://" in os.environ.get("RAY_ADDRESS", "")
+                   else None)
+               or DEFAULT_ADDRESS)
+    if address.startswith("ray://"):
+        raise RavisoError(f"{address} is a Ray Client address; `raviso submit` needs the "
+                          "dashboard address, e.g. http://127.0.0.1:8265 (see docs/cluster.md)")
+    if "://" not in address:
+        address = "http://" + address
+    return address.rstrip("/")
+
+
+def entrypoint(args: list[str]) -> str:
+    """The shell command the job runs: this same CLI with the user's arguments, quoted."""
+    if not args:
+        raise RavisoError("nothing to submit: give the raviso command after --, e.g. "
+                          "`raviso submit -- pretrain STORE RUN`")
+    if args[0] == "submit":
+        raise RavisoError("`raviso submit -- submit ...` would submit a job from a job")
+    return "python -m cli " + shlex.join(str(a) for a in args)
+
+
+def package_paths() -> tuple[str, str]:
+    """The local `raviso` package directory and `cli.py`: what the job imports. cli.py is located,
+    not imported: it is the layer above this one (it imports `submit`), and the job needs only its
+    file."""
+    import importlib.util
+
+    import raviso
+
+    spec = importlib.util.find_spec("cli")
+    if spec is None or spec.origin is None:
+        raise RavisoError("cannot find cli.py (is raviso installed? `pip install -e .`)")
+    return str(Path(raviso.__file__).resolve().parent), str(Path(spec.origin).resolve())
+
+
+def cli_working_dir(cli_path: str) -> str:
+    """A directory holding only a copy of cli.py, the job's working_dir (so `python -m cli` finds
+    it). Ray's uploader takes directories and wheels, not single files, in py_modules; a working_dir
+    of the whole checkout would also upload the user's stores and runs. Same content -> same
+    directory -> Ray's content hash reuses the upload."""
+    import hashlib
+    import shutil
+    import tempfile
+
+    data = Path(cli_path).read_bytes()
+    d = Path(tempfile.gettempdir()) / f"raviso-submit-{hashlib.sha256(data).hexdigest()[:16]}"
+    if not (d / "cli.py").is_file():
+        d.mkdir(exist_ok=True)
+        shutil.copyfile(cli_path, d / "cli.py.tmp")
+        os.replace(d / "cli.py.tmp", d / "cli.py")
+    return str(d)
+
+
+def pip_requirements() -> list[str]:
+    """raviso's declared dependencies minus those the nodes provide (`NODE_PROVIDED`)."""
+    from importlib.metadata import PackageNotFoundError, requires
+
+    from packaging.requirements import Requirement
+
+    try:
+        reqs = requires("raviso") or []
+    except PackageNotFoundError:
+        raise RavisoError("--with-deps needs raviso installed (pip install -e .)") from None
+    out = []
+    for spec in reqs:
+        req = Requirement(spec)
+        if req.marker is not None and "extra" in str(req.marker):
+            continue
+        if req.name.lower() not in NODE_PROVIDED:
+            out.append(str(req))
+    return out
+
+
+def runtime_env(with_deps: bool = False, env_vars: dict | None = None) -> dict:
+    """Ship this checkout's code; make the job's own `init_ray` attach to the cluster it runs on
+    (``RAVISO_RAY_ADDRESS=auto``) instead of starting a private Ray beside it."""
+    package, cli_path = package_paths()
+    env = {"py_modules": [package], "working_dir": cli_working_dir(cli_path),
+           "env_vars": {"RAVISO_RAY_ADDRESS": "auto", "PYTHONUNBUFFERED": "1", **(env_vars or {})}}
+    if with_deps:
+        env["pip"] = pip_requirements()
+    return env
+
+
+@dataclass
+class JobOutcome:
+    job_id: str
+    status: str
+    exit_code: int
+
+
+def connect(address: str):
+    """A JobSubmissionClient, or a one-line error within PROBE_TIMEOUT_S if nobody answers.
+
+    Ray's client has no connect timeout (a blackholed address hangs for minutes), so probe the
+    version endpoint first with one.
+    """
+    import requests
+
+    from ray.exceptions import AuthenticationError
+    from ray.job_submission import JobSubmissionClient
+
+    try:
+        requests.get(address + "/api/version", timeout=PROBE_TIMEOUT_S)
+    except requests.exceptions.RequestException as e:
+        raise RavisoError(f"cannot reach the Ray job server ({type(e).__name__}); is the cluster "
+                          "up and `ray dashboard cluster.yaml` forwarding port 8265?",
+                          address) from None
+    _use_token_if_present()
+    try:
+        return JobSubmissionClient(address)
+    except AuthenticationError as e:
+        raise RavisoError(f"{str(e).splitlines()[0]} (the cluster uses token authentication: "
+                          "set RAY_AUTH_MODE=token with its token in ~/.ray/auth_token or "
+                          "RAY_AUTH_TOKEN)", address) from None
+    except (ConnectionError, RuntimeError) as e:  # version too old, not a Ray job server
+        raise RavisoError(str(e).splitlines()[0], address) from None
+
+
+def _use_token_if_present() -> None:
+    """Send the token when the user has one (RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or
+    ~/.ray/auth_token) and RAY_AUTH_MODE is unset: the rule `ray.init` applies to local clusters.
+    Ray's job client alone only sends it with RAY_AUTH_MODE=token."""
+    try:
+        from ray._private.authentication.authentication_token_setup import (
+            maybe_enable_token_auth_if_token_available,
+        )
+    except ImportError:  # an older Ray without token authentication
+        return
+    maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
+
+
+def submit(args: list[str], address: str | None = None, wait: bool = True,
+           with_deps: bool = False, out=None) -> JobOutcome:
+    """Submit `raviso <args>` as a Ray Job; with `wait`, stream its logs to `out` until it ends."""
+    out = out or sys.stdout
+    command = entrypoint(args)
+    address = job_address(address)
+    client = connect(address)
+    try:
+        job_id = client.submit_job(entrypoint=command, runtime_env=runtime_env(with_deps),
+                                   metadata={"raviso": command})
+    except (RuntimeError, ValueError) as e:
+        raise RavisoError(f"job submission refused: {str(e).splitlines()[0]}", address) from None
+    print(f"raviso: submitted {job_id} to {address}: {command}", file=sys.stderr)
+    if not wait:
+        print(f"raviso: follow it with `ray job logs --follow --address {address} {job_id}`",
+              file=sys.stderr)
+        return JobOutcome(job_id, str(client.get_job_status(job_id).value), 0)
+    follow_logs(client, job_id, out)
+    return finish(client, job_id)
+
+
+def follow_logs(client, job_id: str, out) -> None:
+    """Print the job's output as it appears: Ray's websocket tail when aiohttp is installed
+    (ray[default]), else polling the logs endpoint (plain HTTP) once a second."""
+    try:
+        import aiohttp  # noqa: F401
+    except ImportError:
+        _poll_logs(client, job_id, out)
+        return
+
+    async def tail():
+        async for chunk in client.tail_job_logs(job_id):
+            out.write(chunk)
+            out.flush()
+
+    asyncio.run(tail())
+
+
+def _poll_logs(client, job_id: str, out, interval: float = 1.0) -> None:
+    shown = 0
+    while True:
+        status = str(client.get_job_status(job_id).value)
+        logs = client.get_job_logs(job_id)
+        if len(logs) > shown:
+            out.write(logs[shown:])
+            out.flush()
+            shown = len(logs)
+        if status in TERMINAL:
+            return
+        time.sleep(interval)
+
+
+def finish(client, job_id: str, timeout_s: float = 30) -> JobOutcome:
+    """Wait for the terminal state (logs can end a moment before it) and take the job's exit code:
+    the driver's own when Ray recorded it, else 0 for SUCCEEDED and 1 otherwise."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        info = client.get_job_info(job_id)
+        status = str(info.status.value)
+        if status in TERMINAL or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    code = getattr(info, "driver_exit_code", None)
+    if code is None:
+        code = 0 if status == "SUCCEEDED" else 1
+    if status != "SUCCEEDED":
+        code = code or 1
+        reason = (info.message or "").splitlines()[0] if info.message else ""
+        print(f"raviso: job {job_id} {status}: {reason}".rstrip(), file=sys.stderr)
+    return JobOutcome(job_id, status, int(code))

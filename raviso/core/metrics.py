@@ -1,0 +1,135 @@
+"""Validation metrics of one trial (one fold x one variant), computed in column blocks.
+
+At full scale a validation fold is ~3,500 samples x 156,958 isoforms, so every metric walks the
+isoform columns in blocks with float64 accumulators (float32 sums over 10^8 squared errors lose
+digits) and never materialises a float64 copy of the whole matrix.
+
+What is reported, and why:
+- ``per_sample``: MSE over isoforms for each validation sample. This is the unit the paired tests
+  in `raviso.evaluate.stats` pair on (the same sample predicted by two variants).
+- ``mse``: mean over all validation entries (= mean of ``per_sample``).
+- ``r2``: 1 - MSE_model / MSE_mean-baseline on the same validation rows, where the baseline predicts
+  each isoform's TRAINING-fold mean (the paper's baseline, fitted without the validation rows).
+  0 means "no better than the mean", negative means worse.
+- ``median_pearson`` and ``frac_r_gt_05``: per-isoform Pearson r between prediction and observation
+  across validation samples. Isoforms whose observed values are constant in the validation fold have
+  no defined r and are excluded (``n_isoforms_excluded``). Where the PREDICTION is constant (e.g.
+  the mean baseline) r is taken as 0: a constant predictor explains none of the variation, and
+  dropping those isoforms instead would let a model look better by predicting fewer things.
+- with ``truth`` (synthetic data only): ``noise_floor`` = MSE of the noise-free truth against the
+  observations (no model can beat it on average), ``mse_over_noise_floor`` = mse / noise_floor,
+  ``mse_excess`` = mse - noise_floor, ``mse_vs_truth`` = MSE of the prediction against the truth.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+
+BLOCK_BYTES = 64 << 20   # float64 working set per block
+
+
+def column_blocks(n_rows: int, n_cols: int, block_bytes: int | None = None) -> Iterator[slice]:
+    """Slices over columns so that an (n_rows, block) float64 array stays under `block_bytes`
+    (default: the module's BLOCK_BYTES, read at call time so tests can shrink it)."""
+    block_bytes = BLOCK_BYTES if block_bytes is None else block_bytes
+    width = max(1, block_bytes // (8 * max(1, n_rows)))
+    for start in range(0, n_cols, width):
+        yield slice(start, min(start + width, n_cols))
+
+
+def column_mean(X: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+    """Per-column mean of ``X[rows]`` (all rows when None), float64 accumulation, float64 out."""
+    rows = np.arange(X.shape[0]) if rows is None else np.asarray(rows)
+    if len(rows) == 0:
+        raise ValueError("column_mean of zero rows")
+    out = np.empty(X.shape[1], np.float64)
+    for cols in column_blocks(len(rows), X.shape[1]):
+        out[cols] = X[rows, cols].astype(np.float64).mean(axis=0)
+    return out
+
+
+def column_std(X: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+    """Per-column population standard deviation of ``X[rows]``, float64, in column blocks."""
+    rows = np.arange(X.shape[0]) if rows is None else np.asarray(rows)
+    out = np.empty(X.shape[1], np.float64)
+    for cols in column_blocks(len(rows), X.shape[1]):
+        out[cols] = X[rows, cols].astype(np.float64).std(axis=0)
+    return out
+
+
+def per_sample_mse(pred: np.ndarray, Y: np.ndarray) -> np.ndarray:
+    """(n,) float64: mean over isoforms of the squared error, for each sample (row)."""
+    _check_shapes(pred, Y)
+    acc = np.zeros(Y.shape[0], np.float64)
+    for cols in column_blocks(*Y.shape):
+        d = pred[:, cols].astype(np.float64) - Y[:, cols]
+        acc += np.einsum("ij,ij->i", d, d)
+    return acc / Y.shape[1]
+
+
+def per_isoform_pearson(pred: np.ndarray, Y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(r, defined): per-column Pearson r over rows; ``defined`` is False where Y is constant.
+    Where only the prediction is constant, r is 0 (see the module docstring)."""
+    _check_shapes(pred, Y)
+    r = np.zeros(Y.shape[1], np.float64)
+    defined = np.zeros(Y.shape[1], bool)
+    for cols in column_blocks(*Y.shape):
+        y = Y[:, cols].astype(np.float64)
+        p = pred[:, cols].astype(np.float64)
+        y -= y.mean(axis=0)
+        p -= p.mean(axis=0)
+        syy = np.einsum("ij,ij->j", y, y)
+        spp = np.einsum("ij,ij->j", p, p)
+        spy = np.einsum("ij,ij->j", p, y)
+        ok = syy > _tiny(Y.shape[0])
+        defined[cols] = ok
+        both = ok & (spp > _tiny(Y.shape[0]))
+        rb = np.zeros(len(syy))
+        rb[both] = spy[both] / np.sqrt(spp[both] * syy[both])
+        r[cols] = np.clip(rb, -1.0, 1.0)
+    return r, defined
+
+
+def evaluate(pred: np.ndarray, Y: np.ndarray, train_mean: np.ndarray,
+             truth: np.ndarray | None = None) -> dict:
+    """All metrics of one trial; see the module docstring. ``train_mean``: per-isoform mean of the
+    TRAINING fold (`column_mean(isoforms, train_idx)`). Returns floats plus ``per_sample``
+    (an array)."""
+    per_sample = per_sample_mse(pred, Y)
+    baseline = np.broadcast_to(np.asarray(train_mean, np.float64), Y.shape)
+    mse_mean = float(per_sample_mse(baseline, Y).mean())
+    mse = float(per_sample.mean())
+    r, defined = per_isoform_pearson(pred, Y)
+    rd = r[defined]
+    out = {
+        "mse": mse,
+        "mse_mean_baseline": mse_mean,
+        "r2": 1.0 - mse / mse_mean if mse_mean > 0 else float("nan"),
+        "median_pearson": float(np.median(rd)) if len(rd) else float("nan"),
+        "frac_r_gt_05": float((rd > 0.5).mean()) if len(rd) else float("nan"),
+        "n_isoforms_r": int(defined.sum()),
+        "n_isoforms_excluded": int((~defined).sum()),
+        "n_samples": int(Y.shape[0]),
+        "per_sample": per_sample,
+    }
+    if truth is not None:
+        floor = float(per_sample_mse(truth, Y).mean())
+        out.update({
+            "noise_floor": floor,
+            "mse_over_noise_floor": mse / floor if floor > 0 else float("nan"),
+            "mse_excess": mse - floor,
+            "mse_vs_truth": float(per_sample_mse(pred, truth).mean()),
+        })
+    return out
+
+
+def _tiny(n_rows: int) -> float:
+    # a sum of squared deviations this small is rounding noise of a constant column
+    return 1e-12 * max(1, n_rows)
+
+
+def _check_shapes(pred: np.ndarray, Y: np.ndarray) -> None:
+    if pred.shape != Y.shape:
+        raise ValueError(f"prediction shape {pred.shape} != observed shape {Y.shape}")

@@ -1,0 +1,132 @@
+"""Open a Parquet store: as numpy (small stores, object-store sharing), as streaming Ray Datasets,
+with its tissue/donor metadata. (The cross-validation folds live in `raviso.data.folds`.)
+
+`Store` accepts a local path or a URI that pyarrow understands (``s3://``, ``gs://``, ``file://``)
+or an explicit `pyarrow.fs.FileSystem`, so workers on other nodes can read the same store.
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from ..core.errors import RavisoError
+from .store import DATASETS, EXPR, FORMAT_VERSION, ISOFORM_DATASETS, MANIFEST
+
+
+def resolve(path, filesystem: pafs.FileSystem | None = None) -> tuple[pafs.FileSystem, str]:
+    """(filesystem, path inside it) for a local path or a URI."""
+    if filesystem is not None:
+        return filesystem, str(path)
+    path = str(path)
+    if "://" in path:
+        try:
+            return pafs.FileSystem.from_uri(path)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as e:
+            raise RavisoError(f"cannot open filesystem: {e}", path) from None
+    import os
+
+    return pafs.LocalFileSystem(), os.path.abspath(path)
+
+
+class Store:
+    """A converted store. Cheap to construct: reads only the manifest."""
+
+    def __init__(self, path, filesystem: pafs.FileSystem | None = None):
+        self.uri = str(path)
+        self.fs, self.root = resolve(path, filesystem)
+        mpath = posixpath.join(self.root, MANIFEST)
+        info = self.fs.get_file_info(self.root)
+        if info.type == pafs.FileType.NotFound:
+            raise RavisoError("no such store (run `raviso convert` first)", self.uri)
+        try:
+            with self.fs.open_input_stream(mpath) as f:
+                self.manifest = json.loads(f.read())
+        except FileNotFoundError:
+            raise RavisoError(f"not a raviso store (no {MANIFEST}; an interrupted conversion "
+                              "leaves none)", self.uri) from None
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise RavisoError(f"corrupt {MANIFEST}", self.uri) from None
+        if self.manifest.get("format_version") != FORMAT_VERSION:
+            raise RavisoError(
+                f"store format {self.manifest.get('format_version')} is not supported "
+                f"(this raviso reads format {FORMAT_VERSION})", self.uri)
+        self.genes: list[str] = self.manifest["genes"]
+        self.isoforms: list[str] | None = self.manifest.get("isoforms")
+        self.isoform_gene: list[str] | None = self.manifest.get("isoform_gene")
+
+    # -- structure ---------------------------------------------------------------------------
+    def has(self, name: str) -> bool:
+        return name in self.manifest["datasets"]
+
+    def require(self, name: str) -> None:
+        if name not in DATASETS:
+            raise RavisoError(f"unknown dataset {name!r} (expected one of {', '.join(DATASETS)})",
+                              self.uri)
+        if not self.has(name):
+            raise RavisoError(f"store has no {name} dataset", self.uri)
+
+    def path_of(self, name: str) -> str:
+        self.require(name)
+        return posixpath.join(self.root, name)
+
+    def n_rows(self, name: str) -> int:
+        self.require(name)
+        return int(self.manifest["datasets"][name]["rows"])
+
+    def features(self, name: str) -> list[str]:
+        self.require(name)
+        return self.isoforms if name in ISOFORM_DATASETS else self.genes
+
+    def _dataset(self, name: str) -> pq.ParquetDataset:
+        return pq.ParquetDataset(self.path_of(name), filesystem=self.fs)
+
+    # -- reading -----------------------------------------------------------------------------
+    def meta(self, name: str):
+        """pandas DataFrame of sample_id, tissue, donor (no expression read)."""
+        table = self._dataset(name).read(columns=["sample_id", "tissue", "donor"])
+        df = table.to_pandas().astype(object)
+        return df.where(df.notna(), None)   # pandas >= 3 turns null strings into NaN
+
+    def numpy(self, name: str, out: np.ndarray | None = None) -> np.ndarray:
+        """The whole (n, d) float32 matrix, filled chunk by chunk (no second full-size copy)."""
+        n, d = self.n_rows(name), len(self.features(name))
+        X = np.empty((n, d), np.float32) if out is None else out
+        if X.shape != (n, d):
+            raise ValueError(f"out has shape {X.shape}, expected {(n, d)}")
+        row = 0
+        for piece in self._dataset(name).fragments:
+            for batch in piece.to_batches(columns=[EXPR]):
+                arr = tensor_to_numpy(batch.column(0))
+                X[row:row + len(arr)] = arr
+                row += len(arr)
+        if row != n:
+            raise RavisoError(f"{name} holds {row} rows, manifest says {n} (store damaged?)",
+                              self.uri)
+        return X
+
+    def ray_dataset(self, name: str, **read_kwargs):
+        """A streaming `ray.data.Dataset` of the dataset's rows (columns sample_id, tissue, donor,
+        expr); ``expr`` arrives in `iter_torch_batches` as an (n, d) float32 tensor."""
+        import ray.data
+
+        return ray.data.read_parquet(self.path_of(name), filesystem=self.fs, **read_kwargs)
+
+
+def tensor_to_numpy(column) -> np.ndarray:
+    """An Arrow fixed_shape_tensor column (array or chunked) -> (n, d) float32 numpy."""
+    if isinstance(column, pa.ChunkedArray):
+        if column.num_chunks == 1:
+            column = column.chunk(0)
+        else:
+            return np.concatenate([tensor_to_numpy(c) for c in column.chunks])
+    if isinstance(column, pa.ExtensionArray) and hasattr(column, "to_numpy_ndarray"):
+        return column.to_numpy_ndarray()
+    # plain fixed_size_list fallback
+    d = column.type.list_size
+    return column.flatten().to_numpy(zero_copy_only=False).reshape(-1, d)

@@ -1,0 +1,143 @@
+"""Stores and RUN directories on object storage (s3://, gs://) or a shared filesystem.
+
+Reading needs nothing from here: `raviso.data.Store` opens any URI or `pyarrow.fs.FileSystem`, so
+Ray Data tasks on every node read their own shards, and Ray Train/Tune write checkpoints through
+their ``storage_path`` (a URI). What is here is *writing* a whole directory somewhere else safely:
+`raviso convert` / `pretrain` build their outputs on local disk (atomic rename), then
+`copy_tree` publishes them, or pulls them back onto a node's local NVMe (`cached_copy`).
+
+Object stores have no rename, so the atomic-rename trick of `raviso.core.atomic` does not carry over.
+Instead the copy writes the *commit marker* last: ``manifest.json`` for a store (`Store` refuses a
+directory without one) and ``config.json`` for a pretraining RUN (`load_run` refuses one without).
+An interrupted copy therefore leaves something every reader rejects with a clear error, never
+something that opens as whole; on --overwrite the old marker is deleted first, for the same reason.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import posixpath
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow.fs as pafs
+
+from .reader import resolve
+from ..core.errors import RavisoError
+from .store import MANIFEST
+
+RUN_MARKER = "config.json"
+MARKERS = (MANIFEST, RUN_MARKER)
+
+
+@dataclass
+class Copied:
+    kind: str        # "store", "run" or "directory"
+    files: int
+    bytes: int
+    destination: str
+
+
+def _exists(fs: pafs.FileSystem, path: str) -> bool:
+    return fs.get_file_info(path).type != pafs.FileType.NotFound
+
+
+def kind_of(fs: pafs.FileSystem, root: str, where: str) -> str:
+    """What `root` holds, refusing what no reader would open (a source that is itself half-made)."""
+    info = fs.get_file_info(root)
+    if info.type == pafs.FileType.NotFound:
+        raise RavisoError("no such file or directory", where)
+    if info.type != pafs.FileType.Directory:
+        raise RavisoError("not a directory (copy a store or a RUN directory)", where)
+    if _exists(fs, posixpath.join(root, MANIFEST)):
+        return "store"
+    if _exists(fs, posixpath.join(root, RUN_MARKER)):
+        return "run"
+    if _exists(fs, posixpath.join(root, "run.json")):
+        raise RavisoError("an unfinished pretraining run (no config.json): finish it with "
+                          "`raviso pretrain --resume` before copying it", where)
+    return "directory"
+
+
+def _files(fs: pafs.FileSystem, root: str) -> list[pafs.FileInfo]:
+    """Every file under root, commit markers at the top level last, hidden temporaries skipped."""
+    infos = fs.get_file_info(pafs.FileSelector(root, recursive=True))
+    files = []
+    for info in infos:
+        rel = posixpath.relpath(info.path, root)
+        if info.type != pafs.FileType.File or any(p.startswith(".") for p in rel.split("/")):
+            continue
+        files.append(info)
+    top = lambda i: posixpath.relpath(i.path, root) in MARKERS  # noqa: E731
+    return sorted(files, key=lambda i: (top(i), i.path))
+
+
+def copy_tree(src, dst, *, src_filesystem: pafs.FileSystem | None = None,
+              dst_filesystem: pafs.FileSystem | None = None, overwrite: bool = False,
+              on_file=None) -> Copied:
+    """Copy a store, a finished RUN or a plain directory from `src` to `dst` (paths or URIs, or
+    paths inside the given filesystems), writing the commit marker last.
+
+    `on_file(relative_path)` is called after each file (progress; fault tests interrupt here).
+    """
+    sfs, sroot = resolve(src, src_filesystem)
+    dfs, droot = resolve(dst, dst_filesystem)
+    kind = kind_of(sfs, sroot, src)
+    if _exists(dfs, droot):
+        if not overwrite:
+            raise RavisoError("already exists (pass --overwrite to replace it)", dst)
+        for marker in MARKERS:                       # unreadable first, then gone
+            if _exists(dfs, posixpath.join(droot, marker)):
+                dfs.delete_file(posixpath.join(droot, marker))
+        dfs.delete_dir(droot)
+    elif isinstance(dfs, pafs.LocalFileSystem) and not os.path.isdir(os.path.dirname(droot)):
+        raise RavisoError("parent directory does not exist", os.path.dirname(droot))
+    dfs.create_dir(droot, recursive=True)
+    n = size = 0
+    for info in _files(sfs, sroot):
+        rel = posixpath.relpath(info.path, sroot)
+        target = posixpath.join(droot, rel)
+        parent = posixpath.dirname(target)
+        if parent != droot:
+            dfs.create_dir(parent, recursive=True)
+        pafs.copy_files(info.path, target, source_filesystem=sfs, destination_filesystem=dfs)
+        n += 1
+        size += info.size or 0
+        if on_file is not None:
+            on_file(rel)
+    return Copied(kind=kind, files=n, bytes=size, destination=str(dst))
+
+
+def cached_copy(src, cache_root, *, src_filesystem: pafs.FileSystem | None = None) -> Path:
+    """A local copy of the store at `src` under `cache_root` (a node's NVMe), reused while the
+    source's manifest is unchanged: epochs 2..N then read local disk, not the object store."""
+    sfs, sroot = resolve(src, src_filesystem)
+    if kind_of(sfs, sroot, src) != "store":
+        raise RavisoError("not a raviso store (only stores are cached)", src)
+    with sfs.open_input_stream(posixpath.join(sroot, MANIFEST)) as f:
+        manifest = f.read()
+    key = hashlib.sha256(str(src).encode() + b"\0" + manifest).hexdigest()[:16]
+    cache_root = Path(cache_root)
+    local = cache_root / f"{Path(sroot).name or 'store'}-{key}"
+    if (local / MANIFEST).is_file() and (local / MANIFEST).read_bytes() == manifest:
+        return local
+    cache_root.mkdir(parents=True, exist_ok=True)
+    copy_tree(src, local, src_filesystem=src_filesystem, overwrite=True)
+    return local
+
+
+def summary(copied: Copied) -> str:
+    return (f"copied {copied.kind}: {copied.files} files, {copied.bytes / 1e6:.1f} MB -> "
+            f"{copied.destination}")
+
+
+def read_json(path, filesystem: pafs.FileSystem | None = None) -> dict:
+    """A JSON file from a path or URI (e.g. a remote RUN's config.json)."""
+    fs, p = resolve(path, filesystem)
+    try:
+        with fs.open_input_stream(p) as f:
+            return json.loads(f.read())
+    except FileNotFoundError:
+        raise RavisoError("no such file", path) from None

@@ -1,0 +1,358 @@
+"""`raviso cv`: every (fold, variant) pair as one Ray Tune trial, run in parallel.
+
+Why this shape:
+- The labelled matrices go into the object store ONCE (`tune.with_parameters` puts the `Labelled`
+  object there); every trial on a node deserialises it zero-copy, so its numpy arrays are read-only
+  views into shared memory. At full scale the isoform matrix is 10.9 GB and must not be copied per
+  trial; each trial reports ``zero_copy`` (its matrices are not writeable = not private copies) and
+  its peak RSS so this can be checked.
+- The trainable is a plain function that trains in-process (Train V2 cannot be nested in Tune) and
+  calls `ray.tune.report`; per-sample validation errors travel as the trial's checkpoint
+  (``errors.npy``) and are collected into ``CV/errors/`` by the driver. Actors are reused across
+  trials, so torch start-up is paid once per concurrent slot, not once per trial.
+- A crashed trial is retried (``FailureConfig(max_failures)``); a driver-side Tune callback counts
+  Tune's own recoveries of each trial, so results.json can say which trials needed a retry.
+- `run_trial` (no Ray) is the unit of work: the benchmark times it one by one to compute Tune's
+  parallel efficiency, and tests can call it directly.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..core.atomic import atomic_dir, check_writable_target
+from ..data.folds import Folds, make_folds
+from ..data.reader import Store
+from ..core.errors import RavisoError
+from ..data.labelled import Labelled
+
+ERRORS_FILE = "errors.npy"
+
+
+# -- the unit of work ---------------------------------------------------------------------------
+def run_trial(data: Labelled, fold_ids: np.ndarray, fold: int, variant: str,
+              options: dict | None = None, threads: int = 1) -> dict:
+    """Fit `variant` on every fold but `fold`, predict `fold`; return metrics (+ ``per_sample``)."""
+    import torch
+
+    from ..core.metrics import column_mean, evaluate
+    from ..models.variants import make_variant
+
+    torch.set_num_threads(max(1, int(threads)))
+    train_idx = np.flatnonzero(fold_ids != fold)
+    val_idx = np.flatnonzero(fold_ids == fold)
+    t0 = time.perf_counter()
+    model = make_variant(variant, **(options or {}))
+    model.fit(data, train_idx)
+    fit_s = time.perf_counter() - t0
+    pred = model.predict(data, val_idx)
+    Y = data.isoforms[val_idx]
+    truth = None if data.truth is None else data.truth[val_idx]
+    out = evaluate(pred, Y, column_mean(data.isoforms, train_idx), truth)
+    out.update(fit_seconds=fit_s, seconds=time.perf_counter() - t0, n_train=int(len(train_idx)),
+               n_test=int(len(val_idx)))
+    return out
+
+
+def _maybe_fail_once(config: dict) -> None:
+    """Test hook: with ``_fail_once_marker`` set, the trial matching ``_fail_once_trial`` crashes on
+    its first attempt (it creates the marker file, so the retry finds it and runs normally)."""
+    marker = config.get("_fail_once_marker")
+    target = list(config.get("_fail_once_trial", []))
+    if not marker or [config["fold"], config["variant"]] != target:
+        return
+    if not os.path.exists(marker):
+        Path(marker).write_text("failed once\n")
+        raise RuntimeError(f"injected one-time failure of fold {config['fold']} "
+                           f"{config['variant']} (_fail_once_marker)")
+
+
+def _tune_trial(config: dict, data: Labelled = None, fold_ids: np.ndarray = None) -> None:
+    """The Tune trainable: one (fold, variant); arrays arrive zero-copy from the object store."""
+    from ray import tune
+
+    _maybe_fail_once(config)
+    out = run_trial(data, fold_ids, config["fold"], config["variant"], config.get("options"),
+                    threads=config.get("threads", 1))
+    out.update(pid=os.getpid(),
+               zero_copy=not (data.genes.flags.writeable or data.isoforms.flags.writeable),
+               max_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    # the per-sample errors travel as a checkpoint: Tune persists it to the storage path before
+    # `report` returns (plain trial-dir artifacts are synced lazily: lost with reused actors)
+    with tempfile.TemporaryDirectory() as d:
+        np.save(os.path.join(d, ERRORS_FILE), out.pop("per_sample"))
+        tune.report(out, checkpoint=tune.Checkpoint.from_directory(d))
+
+
+# -- inputs ------------------------------------------------------------------------------------
+def parse_variants(text) -> list[str]:
+    """'a,b' or a list -> validated variant names (default: the paper's variants + baselines)."""
+    from ..models.variants import BASELINES, PAPER_VARIANTS, VARIANTS
+
+    if text is None or text == "" or text == []:
+        return list(PAPER_VARIANTS) + list(BASELINES)
+    names = [v.strip() for v in (text.split(",") if isinstance(text, str) else text) if v.strip()]
+    unknown = [v for v in names if v not in VARIANTS]
+    if unknown:
+        raise RavisoError(f"unknown variant(s) {', '.join(unknown)} (known: {', '.join(VARIANTS)})")
+    if len(set(names)) != len(names):
+        raise RavisoError(f"variant listed twice in {','.join(names)}")
+    return names
+
+
+def latent_runs(variants, pretrained=None, pretrained_ae=None) -> dict[str, str]:
+    """Which latent spaces the variants need -> the run that provides each (error if not given)."""
+    from ..models.variants import variant_needs
+
+    given = {"vae": pretrained, "ae": pretrained_ae}
+    flag = {"vae": "--pretrained", "ae": "--pretrained-ae"}
+    runs = {}
+    for v in variants:
+        for need in variant_needs(v):
+            if not need.startswith("latent:"):
+                continue
+            name = need.split(":", 1)[1]
+            if name not in given:
+                raise RavisoError(f"variant {v} needs latent {name!r}, which raviso cv cannot make")
+            if not given[name]:
+                raise RavisoError(f"variant {v} needs a pretrained run: pass {flag[name]} RUN")
+            runs[name] = str(given[name])
+    return runs
+
+
+def latent_for(run_path, store: Store, data: Labelled) -> tuple[np.ndarray, np.ndarray]:
+    """(sample_id, Z) of the labelled samples in `run_path`'s latent space: read from
+    ``STORE/latent/<run name>/gtex`` when `raviso encode` already wrote it, else encoded in memory
+    from `data.genes` (columns aligned by name to the run's genes)."""
+    from ..train.runs import load_run
+
+    run = load_run(run_path)
+    cached = Path(store.root) / "latent" / run.name / "gtex"
+    if cached.exists():
+        from ..train.encode import read_latent
+
+        return read_latent(cached)
+    return data.sample_id, run.encode_named(data.genes, data.gene_names, source=store.uri)
+
+
+def attach_latents(data: Labelled, store: Store, runs: dict[str, str]) -> None:
+    for name, run_path in runs.items():
+        sid, Z = latent_for(run_path, store, data)
+        data.add_latent(name, sid, Z)
+
+
+def load_labelled(store, runs: dict[str, str]) -> tuple[Store, Labelled]:
+    st = store if isinstance(store, Store) else Store(store)
+    data = Labelled.from_store(st)
+    attach_latents(data, st, runs)
+    return st, data
+
+
+# -- the Tune driver ---------------------------------------------------------------------------
+@dataclass
+class TuneOutcome:
+    """What the driver collected from Tune, ready for `raviso.evaluate.results`."""
+
+    trials: list[dict]                              # one per (fold, variant), sorted
+    errors: dict[tuple[int, str], np.ndarray]       # per-sample validation errors
+    wall_seconds: float
+    max_concurrent: int
+    resources: dict = field(default_factory=dict)
+
+
+def trial_order(variants, k: int) -> list[list]:
+    """Grid of [fold, variant], longest trials first (neural on genes, then neural on a latent,
+    then the baselines): Tune starts trials in this order, so the short ones fill the gaps at the
+    end instead of one long trial leaving a core idle (longest-processing-time-first)."""
+    from ..models.variants import BASELINES, variant_needs
+
+    def cost_rank(v):
+        return 2 if v in BASELINES else (0 if "genes" in variant_needs(v) else 1)
+
+    ranked = sorted(variants, key=lambda v: (cost_rank(v), list(variants).index(v)))
+    return [[f, v] for v in ranked for f in range(k)]
+
+
+def tune_folds(data: Labelled, folds: Folds, variants, storage: Path, *, options=None,
+               cpus_per_trial: float = 1, gpus_per_trial: float = 0, max_failures: int = 2,
+               max_concurrent: int | None = None, extra_config: dict | None = None,
+               name: str = "cv", progress=None) -> TuneOutcome:
+    """Run every (fold, variant) as a Tune trial on the connected Ray; collect metrics + errors."""
+    from ray import tune
+
+    from ..core.ray_session import cluster_cpus, cluster_gpus
+
+    if max_concurrent is None:
+        by_cpu = int(cluster_cpus() // max(cpus_per_trial, 1e-9))
+        by_gpu = int(cluster_gpus() // gpus_per_trial) if gpus_per_trial else by_cpu
+        max_concurrent = max(1, min(by_cpu, by_gpu))
+    res = {"cpu": cpus_per_trial, **({"gpu": gpus_per_trial} if gpus_per_trial else {})}
+    # one grid axis of [fold, variant] pairs (not a cross product), unpacked by `_job_trial`
+    trainable = tune.with_resources(
+        tune.with_parameters(_job_trial, data=data, fold_ids=folds.fold), res)
+    space = {"job": tune.grid_search(trial_order(variants, folds.k)),
+             "options": dict(options or {}), "threads": max(1, int(cpus_per_trial)),
+             **(extra_config or {})}
+    storage = str(storage) if "://" in str(storage) else str(Path(storage).absolute())
+    watch = _watch_callback_class()(progress, folds.k * len(variants))
+    tuner = tune.Tuner(
+        trainable,
+        param_space=space,
+        # reuse_actors: a trial's process (torch imported, object-store data mapped) runs the next
+        # trial too, instead of paying seconds of actor start-up per (fold, variant)
+        tune_config=tune.TuneConfig(max_concurrent_trials=max_concurrent, reuse_actors=True),
+        run_config=tune.RunConfig(
+            name=name, verbose=0,
+            storage_path=storage, callbacks=[watch],
+            failure_config=tune.FailureConfig(max_failures=max_failures)),
+    )
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")   # the new console output ignores verbose=0
+    t0 = time.perf_counter()
+    grid = tuner.fit()
+    wall = time.perf_counter() - t0
+    trials, errors = [], {}
+    for r in grid:
+        fold, variant = r.config["job"]
+        m = dict(r.metrics or {})
+        attempts = 1 + watch.recoveries.get((int(fold), variant), 0)
+        row = {"fold": int(fold), "variant": variant, "status": "error" if r.error else "ok",
+               "attempts": attempts, "retried": attempts > 1,
+               "error": None if not r.error else str(r.error).strip().splitlines()[-1][:300]}
+        if not r.error:
+            row.update({k: m[k] for k in _TRIAL_KEYS if k in m})
+            with r.checkpoint.as_directory() as d:
+                errors[(int(fold), variant)] = np.load(os.path.join(d, ERRORS_FILE))
+        trials.append(row)
+    trials.sort(key=lambda t: (t["fold"], list(variants).index(t["variant"])))
+    return TuneOutcome(trials, errors, wall, max_concurrent,
+                       {"cpus_per_trial": cpus_per_trial, "gpus_per_trial": gpus_per_trial})
+
+
+def _watch_callback_class():
+    from ray import tune
+
+    class TrialWatch(tune.Callback):
+        """Counts Tune's retries of each (fold, variant) (its own record of a crashed trial being
+        restarted) and says one line per finished or crashed trial when given `say`."""
+
+        def __init__(self, say, total):
+            self.say, self.total, self.done = say, total, 0
+            self.recoveries: dict[tuple, int] = {}
+
+        def __getstate__(self):
+            # Tune pickles its callbacks into the experiment state; `say` may hold a console
+            return {**self.__dict__, "say": None}
+
+        @staticmethod
+        def _key(trial):
+            fold, variant = trial.config["job"]
+            return int(fold), variant
+
+        def on_trial_result(self, iteration, trials, trial, result, **info):
+            self.done += 1
+            fold, variant = self._key(trial)
+            if self.say:
+                self.say(f"trial {self.done}/{self.total}: fold {fold} {variant}: MSE "
+                         f"{result.get('mse', float('nan')):.4f} in "
+                         f"{result.get('seconds', 0):.1f} s")
+
+        def on_trial_recover(self, iteration, trials, trial, **info):
+            key = self._key(trial)
+            self.recoveries[key] = self.recoveries.get(key, 0) + 1
+            if self.say:
+                self.say(f"trial fold {key[0]} {key[1]} crashed: retrying it")
+
+        def on_trial_error(self, iteration, trials, trial, **info):
+            if self.say:
+                self.say(f"trial fold {self._key(trial)[0]} {self._key(trial)[1]} failed for good")
+
+    return TrialWatch
+
+
+def _job_trial(config: dict, data: Labelled = None, fold_ids: np.ndarray = None) -> None:
+    fold, variant = config["job"]
+    _tune_trial({**config, "fold": int(fold), "variant": variant}, data=data, fold_ids=fold_ids)
+
+
+_TRIAL_KEYS = ("mse", "mse_mean_baseline", "r2", "median_pearson", "frac_r_gt_05",
+               "n_isoforms_r", "n_isoforms_excluded", "n_samples", "noise_floor",
+               "mse_over_noise_floor", "mse_excess", "mse_vs_truth", "fit_seconds", "seconds",
+               "n_train", "n_test", "pid", "zero_copy", "max_rss_mb")
+
+
+# -- the command -------------------------------------------------------------------------------
+def run_cv(store, pretrained=None, pretrained_ae=None, variants=None, folds: int = 5,
+           group_by: str = "donor", epochs: int | None = None, seed: int = 0, out=None,
+           fold_scheme: str = "kfold", address: str | None = None, cpus_per_trial: float = 1,
+           gpus_per_trial: float = 0,
+           max_failures: int = 2, save_model: bool = False, overwrite: bool = False,
+           report: bool = True, variant_options: dict | None = None, num_cpus: int | None = None,
+           storage: str | None = None, progress=print,
+           _fail_once: tuple | None = None) -> Path:
+    """Cross-validate `variants` on the store's labelled set; write CV (results.json, errors/,
+    report.md, ...) atomically. Returns the CV directory.
+
+    `storage`: where Tune persists trial results (default ``CV/tune`` on this machine; on a
+    multi-node cluster give a path every node shares, or an ``s3://``/``gs://`` URI)."""
+    from . import results as results_mod
+    from ..core.ray_session import init_ray
+
+    if out is None:
+        raise RavisoError("--out is required")
+    out = check_writable_target(Path(out), overwrite)
+    if group_by not in ("donor", "none"):
+        raise RavisoError(f"--group-by must be donor or none (got {group_by!r})")
+    names = parse_variants(variants)
+    runs = latent_runs(names, pretrained, pretrained_ae)
+    progress(f"loading labelled set from {store}")
+    st, data = load_labelled(store, runs)
+    fold_plan = make_folds(data.tissue, data.donor, k=folds, seed=seed, group_by=group_by,
+                           source=st.uri, scheme=fold_scheme)
+    options = dict(variant_options or {})
+    if epochs is not None:
+        options["epochs"] = int(epochs)
+    options.setdefault("seed", seed)
+    if gpus_per_trial:
+        options.setdefault("device", "cuda")
+    init_ray(address=address, num_cpus=num_cpus)
+    with atomic_dir(out, overwrite=overwrite) as tmp:
+        extra = {}
+        if _fail_once:
+            extra = {"_fail_once_marker": str(Path(tmp) / ".fail-once"),
+                     "_fail_once_trial": list(_fail_once)}
+        progress(f"running {folds} folds x {len(names)} variants on Ray Tune")
+        outcome = tune_folds(data, fold_plan, names, storage or Path(tmp) / "tune",
+                             options=options, progress=progress,
+                             cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial,
+                             max_failures=max_failures, extra_config=extra)
+        config = {"store": str(store), "pretrained": runs.get("vae"),
+                  "pretrained_ae": runs.get("ae"), "variants": names, "folds": folds,
+                  "group_by": group_by, "fold_scheme": fold_scheme, "epochs": epochs, "seed": seed,
+                  "variant_options": options, "cpus_per_trial": cpus_per_trial,
+                  "gpus_per_trial": gpus_per_trial, "max_failures": max_failures}
+        doc = results_mod.build_results(config, data, fold_plan, outcome)
+        results_mod.write_results(tmp, doc, outcome.errors)
+        if save_model:
+            from ..models.saved import fit_model, model_variant
+
+            variant = model_variant(doc)
+            progress(f"fitting {variant} on all {data.n} labelled samples (--save-model)")
+            fit_model(data, variant, Path(tmp) / "model", runs=runs, options=options,
+                      store_uri=st.uri)
+        if report:
+            from .report import has_curves, write_report
+
+            write_report(tmp, pretrain=pretrained if has_curves(pretrained) else None)
+    failed = [t for t in doc["trials"] if t["status"] != "ok"]
+    if failed:
+        which = ", ".join(f"fold {t['fold']} {t['variant']}" for t in failed[:5])
+        raise RavisoError(f"{len(failed)} trial(s) failed after {max_failures} retries ({which}); "
+                          "see results.json", out)
+    return out

@@ -1,0 +1,194 @@
+"""``CV/results.json``: everything a cross-validation run measured, in one documented file.
+
+Written atomically (temp file + rename) next to ``CV/errors/fold<i>_<variant>.npy``, the per-sample
+validation errors (MSE over isoforms, float64, in the order of ``folds[i].sample_id``), from which
+every statistic below can be recomputed. ``raviso report`` reads only these files.
+
+Schema (``"schema": "raviso.cv.results/1"``)::
+
+    schema           "raviso.cv.results/1"
+    created          ISO-8601 UTC time; raviso_version
+    config           store, pretrained, pretrained_ae (run paths or null), variants (list, in
+                     column order), folds (k), group_by, epochs, seed, variant_options,
+                     cpus_per_trial, gpus_per_trial, max_failures
+    data             n_samples, n_genes, n_isoforms, n_tissues, n_donors (null when unknown),
+                     has_truth (synthetic data: a noise-free truth is known)
+    grouping         k, grouped_by ("donor" | "none"), rare_tissues (tissues with fewer samples
+                     than folds, pooled into one stratum), seed
+    folds            list over folds: fold, n_train, n_test, sample_id (validation ids),
+                     tissues ({tissue: n validation samples}), n_donors (validation donors),
+                     noise_floor (MSE(observed, truth) on the validation rows; null without truth)
+    trials           list over fold x variant: fold, variant, status ("ok" | "error"), attempts,
+                     retried (attempts > 1), error (last line, or null), mse, mse_mean_baseline,
+                     r2 (vs the training-fold mean), median_pearson, frac_r_gt_05, n_isoforms_r,
+                     n_isoforms_excluded, n_samples, fit_seconds, seconds, n_train, n_test,
+                     zero_copy (the trial's matrices were read-only object-store views),
+                     max_rss_mb; with truth also noise_floor, mse_over_noise_floor, mse_excess,
+                     mse_vs_truth
+    summary          {variant: {folds_ok, mse_mean, mse_sd, r2_mean, median_pearson_mean,
+                     frac_r_gt_05_mean, seconds_mean, mse_over_noise_floor_mean (or null)}}
+    tests            `raviso.evaluate.stats.compare_all` on the per-sample errors: per pair of variants the
+                     paired t-test per fold (same validation samples), the Wilcoxon signed-rank
+                     test, the Nadeau-Bengio corrected resampled t-test across folds, effect sizes
+    noise_floor      null, or {per_fold: [...], mean, over_floor: {variant: mean MSE / floor}}
+    retried_trials   ["fold <i> <variant> (<attempts> attempts)", ...]
+    failed_trials    the same for trials that never succeeded
+    tune             wall_seconds, max_concurrent_trials, trial_seconds_sum, parallel_efficiency
+                     (sum of trial seconds / (concurrency x wall)), all_zero_copy
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from .. import __version__
+from ..core.atomic import atomic_file
+from ..core.errors import RavisoError
+
+SCHEMA = "raviso.cv.results/1"
+RESULTS = "results.json"
+ERRORS_DIR = "errors"
+
+
+def errors_path(cv_dir, fold: int, variant: str) -> Path:
+    return Path(cv_dir) / ERRORS_DIR / f"fold{fold}_{variant}.npy"
+
+
+def _mean(xs):
+    xs = [x for x in xs if x is not None and not (isinstance(x, float) and math.isnan(x))]
+    return float(np.mean(xs)) if xs else None
+
+
+def _fold_rows(data, folds) -> list[dict]:
+    from ..core.metrics import per_sample_mse
+
+    rows = []
+    for i in range(folds.k):
+        train, val = folds.split(i)
+        names, counts = np.unique(data.tissue[val], return_counts=True)
+        floor = None
+        if data.truth is not None:
+            floor = float(per_sample_mse(data.truth[val], data.isoforms[val]).mean())
+        rows.append({"fold": i, "n_train": int(len(train)), "n_test": int(len(val)),
+                     "sample_id": data.sample_id[val].tolist(),
+                     "tissues": {str(t): int(c) for t, c in zip(names, counts)},
+                     "n_donors": None if data.donor is None else int(len(set(data.donor[val]))),
+                     "noise_floor": floor})
+    return rows
+
+
+def summarise(trials: list[dict], variants) -> dict:
+    out = {}
+    for v in variants:
+        ok = [t for t in trials if t["variant"] == v and t["status"] == "ok"]
+        mses = [t["mse"] for t in ok]
+        out[v] = {"folds_ok": len(ok),
+                  "mse_mean": _mean(mses),
+                  "mse_sd": float(np.std(mses, ddof=1)) if len(mses) > 1 else None,
+                  **{f"{k}_mean": _mean([t.get(k) for t in ok])
+                     for k in ("r2", "median_pearson", "frac_r_gt_05", "seconds",
+                               "mse_over_noise_floor")}}
+    return out
+
+
+def pair_tests(errors: dict, variants, fold_rows: list[dict]) -> dict:
+    """`stats.compare_all` over the variants that succeeded on every fold."""
+    from .stats import compare_all
+
+    k = len(fold_rows)
+    complete = [v for v in variants if all((i, v) in errors for i in range(k))]
+    if len(complete) < 2:
+        return []
+    per_sample = {v: {i: np.asarray(errors[(i, v)]) for i in range(k)} for v in complete}
+    return compare_all(per_sample, {f["fold"]: f["n_train"] for f in fold_rows},
+                       {f["fold"]: f["n_test"] for f in fold_rows})
+
+
+def build_results(config: dict, data, folds, outcome) -> dict:
+    """The results document (see the module docstring) from a finished Tune run."""
+    variants = list(config["variants"])
+    fold_rows = _fold_rows(data, folds)
+    trials = outcome.trials
+    label = lambda t: f"fold {t['fold']} {t['variant']} ({t['attempts']} attempts)"  # noqa: E731
+    noise = None
+    if data.truth is not None:
+        per_fold = [f["noise_floor"] for f in fold_rows]
+        noise = {"per_fold": per_fold, "mean": _mean(per_fold),
+                 "over_floor": {v: _mean([t.get("mse_over_noise_floor") for t in trials
+                                          if t["variant"] == v and t["status"] == "ok"])
+                                for v in variants}}
+    busy = sum(t.get("seconds", 0.0) for t in trials if t["status"] == "ok")
+    return {
+        "schema": SCHEMA,
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "raviso_version": __version__,
+        "config": config,
+        "data": {"n_samples": int(data.n), "n_genes": len(data.gene_names),
+                 "n_isoforms": len(data.isoform_names),
+                 "n_tissues": int(len(set(data.tissue.tolist()))),
+                 "n_donors": None if data.donor is None else int(len(set(data.donor.tolist()))),
+                 "has_truth": data.truth is not None},
+        "grouping": folds.to_dict(),
+        "folds": fold_rows,
+        "trials": trials,
+        "summary": summarise(trials, variants),
+        "tests": pair_tests(outcome.errors, variants, fold_rows),
+        "noise_floor": noise,
+        "retried_trials": [label(t) for t in trials if t.get("retried")],
+        "failed_trials": [label(t) for t in trials if t["status"] != "ok"],
+        "tune": {"wall_seconds": outcome.wall_seconds,
+                 "max_concurrent_trials": outcome.max_concurrent,
+                 "trial_seconds_sum": busy,
+                 "parallel_efficiency": busy / (outcome.max_concurrent * outcome.wall_seconds)
+                 if outcome.wall_seconds > 0 else None,
+                 "all_zero_copy": all(t.get("zero_copy", False) for t in trials
+                                      if t["status"] == "ok"),
+                 **outcome.resources},
+    }
+
+
+def _jsonable(o):
+    if isinstance(o, dict):
+        return {str(k): _jsonable(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_jsonable(v) for v in o]
+    if isinstance(o, np.ndarray):
+        return _jsonable(o.tolist())
+    if isinstance(o, (np.bool_,)):
+        return bool(o)
+    if isinstance(o, np.integer):
+        return int(o)
+    if isinstance(o, (float, np.floating)):
+        return None if math.isnan(o) or math.isinf(o) else float(o)
+    return o
+
+
+def write_results(cv_dir, doc: dict, errors: dict) -> Path:
+    """Write ``errors/*.npy`` then ``results.json`` (each atomically)."""
+    cv_dir = Path(cv_dir)
+    (cv_dir / ERRORS_DIR).mkdir(exist_ok=True)
+    for (fold, variant), e in errors.items():
+        with atomic_file(errors_path(cv_dir, fold, variant)) as tmp:
+            with open(tmp, "wb") as f:
+                np.save(f, np.asarray(e, np.float64))
+    with atomic_file(cv_dir / RESULTS) as tmp:
+        Path(tmp).write_text(json.dumps(_jsonable(doc), indent=1, allow_nan=False))
+    return cv_dir / RESULTS
+
+
+def read_results(cv_dir) -> dict:
+    path = Path(cv_dir) / RESULTS
+    if not path.exists():
+        raise RavisoError(f"no {RESULTS} (run `raviso cv ... --out {cv_dir}` first)", cv_dir)
+    try:
+        doc = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise RavisoError(f"corrupt results file: {e}", path) from None
+    if doc.get("schema") != SCHEMA:
+        raise RavisoError(f"not a {SCHEMA} file (schema={doc.get('schema')!r})", path)
+    return doc

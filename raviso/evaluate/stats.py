@@ -1,0 +1,165 @@
+"""Comparing two variants honestly: paired tests per fold and a corrected test across folds.
+
+The unit of pairing is the VALIDATION SAMPLE: each variant's per-sample error (MSE over isoforms,
+`raviso.core.metrics.per_sample_mse`) for the same samples of the same fold, in the same order. The seed
+project paired unrelated numbers; here a fold's two arrays must have the same length and the caller
+guarantees the same sample order (the cv driver builds both from the fold's validation indices).
+
+Per fold (the paper's analysis, done right):
+- paired t-test (`scipy.stats.ttest_rel`) and the Wilcoxon signed-rank test (`scipy.stats.wilcoxon`)
+  on the per-sample errors, the mean difference A - B with its 95% t interval, and Cohen's d_z
+  (mean of the paired differences / their standard deviation).
+Across folds:
+- the Nadeau-Bengio corrected resampled t-test. Per-fold mean differences d_k are NOT independent
+  (training sets overlap), so the naive variance var(d)/k is too small and p-values too optimistic;
+  the correction inflates it to (1/k + n_test/n_train) var(d):
+  ``t = mean(d) / sqrt((1/k + n_test/n_train) * var(d, ddof=1))``, df = k - 1.
+  With per-fold sizes, n_test/n_train is the mean of the per-fold ratios.
+- optionally Holm's step-down correction of the corrected-test p-values across all pairs.
+
+Sign convention everywhere: differences are A - B in ERROR, so a negative mean difference means A
+predicts better. Everything returned is JSON-able (floats, ints, strings, lists; NaN -> None).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Mapping
+
+import numpy as np
+from scipy import stats as sps
+
+
+def _num(x) -> float | None:
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+def _diff(a, b) -> np.ndarray:
+    a = np.asarray(a, np.float64)
+    b = np.asarray(b, np.float64)
+    if a.shape != b.shape or a.ndim != 1:
+        raise ValueError(f"paired errors must be 1-d arrays of equal length, got {a.shape} and "
+                         f"{b.shape}")
+    return a - b
+
+
+def mean_ci(d: np.ndarray, scale: float | None = None, df: int | None = None
+            ) -> tuple[float, float]:
+    """95% t interval of mean(d) with standard error sqrt(scale * var(d, ddof=1)); the default
+    scale 1/n is the ordinary one, the corrected test passes its variance factor."""
+    df = len(d) - 1 if df is None else df
+    if len(d) < 2:
+        return (math.nan, math.nan)
+    scale = 1.0 / len(d) if scale is None else scale
+    half = sps.t.ppf(0.975, df) * math.sqrt(scale * np.var(d, ddof=1))
+    return (float(d.mean() - half), float(d.mean() + half))
+
+
+def cohens_dz(d: np.ndarray) -> float:
+    """Mean of paired differences over their standard deviation (ddof=1); NaN if undefined."""
+    d = np.asarray(d, np.float64)
+    sd = np.std(d, ddof=1) if len(d) > 1 else 0.0
+    return float(d.mean() / sd) if sd > 0 else math.nan
+
+
+def paired_t(a, b) -> dict:
+    """Paired t-test of per-sample errors a vs b (same samples, same order)."""
+    d = _diff(a, b)
+    if len(d) < 2 or np.all(d == d[0]):
+        t, p = math.nan, (1.0 if len(d) and np.all(d == 0) else math.nan)
+    else:
+        res = sps.ttest_rel(a, b)
+        t, p = float(res.statistic), float(res.pvalue)
+    lo, hi = mean_ci(d)
+    return {"n": int(len(d)), "mean_diff": _num(d.mean()) if len(d) else None,
+            "ci95": [_num(lo), _num(hi)], "t": _num(t), "df": int(len(d) - 1), "p": _num(p),
+            "cohens_dz": _num(cohens_dz(d))}
+
+
+def wilcoxon(a, b) -> dict:
+    """Wilcoxon signed-rank test of the paired differences (two-sided; zero differences dropped
+    by scipy's default 'wilcox' rule). All-zero differences give p = 1."""
+    d = _diff(a, b)
+    if len(d) == 0 or np.all(d == 0):
+        return {"n": int(len(d)), "statistic": None, "p": 1.0 if len(d) else None}
+    res = sps.wilcoxon(a, b)
+    return {"n": int(len(d)), "statistic": _num(res.statistic), "p": _num(res.pvalue)}
+
+
+def corrected_t(d_folds, n_train, n_test) -> dict:
+    """Nadeau-Bengio corrected resampled t-test on per-fold mean differences ``d_folds``.
+
+    ``n_train``/``n_test``: numbers of training/validation samples, scalars or one per fold.
+    """
+    d = np.asarray(d_folds, np.float64)
+    k = len(d)
+    ratio = float(np.mean(np.asarray(n_test, np.float64) / np.asarray(n_train, np.float64)))
+    factor = 1.0 / k + ratio
+    var = np.var(d, ddof=1) if k > 1 else math.nan
+    if k < 2 or not var > 0:
+        t = math.nan
+        p = 1.0 if k >= 2 and np.all(d == 0) else math.nan
+    else:
+        t = float(d.mean() / math.sqrt(factor * var))
+        p = float(2 * sps.t.sf(abs(t), k - 1))
+    lo, hi = mean_ci(d, scale=factor)
+    return {"k": k, "mean_diff": _num(d.mean()), "ci95": [_num(lo), _num(hi)],
+            "test_train_ratio": ratio, "var_factor": factor, "t": _num(t), "df": k - 1,
+            "p": _num(p)}
+
+
+def holm(pvalues) -> list[float | None]:
+    """Holm step-down adjusted p-values (None stays None)."""
+    idx = [i for i, p in enumerate(pvalues) if p is not None]
+    m = len(idx)
+    out: list[float | None] = [None] * len(pvalues)
+    running = 0.0
+    for rank, i in enumerate(sorted(idx, key=lambda i: pvalues[i])):
+        running = max(running, min(1.0, (m - rank) * pvalues[i]))
+        out[i] = running
+    return out
+
+
+def _per_fold(values, folds) -> list:
+    if isinstance(values, Mapping):
+        return [values[f] for f in folds]
+    return [values] * len(folds)
+
+
+def compare_pair(errors_a: Mapping, errors_b: Mapping, n_train, n_test,
+                 name_a: str = "A", name_b: str = "B") -> dict:
+    """Every test for one pair. ``errors_*``: fold -> per-sample errors of that fold's validation
+    samples; ``n_train``/``n_test``: scalars or fold -> sample counts of that fold."""
+    folds = sorted(errors_a, key=lambda f: (len(str(f)), str(f)))
+    if set(errors_a) != set(errors_b):
+        raise ValueError(f"{name_a} and {name_b} cover different folds: "
+                         f"{sorted(map(str, errors_a))} vs {sorted(map(str, errors_b))}")
+    per_fold, d_means, pooled = [], [], []
+    for f in folds:
+        d = _diff(errors_a[f], errors_b[f])
+        d_means.append(d.mean())
+        pooled.append(d)
+        per_fold.append({"fold": str(f),
+                         "mean_a": _num(np.mean(errors_a[f])), "mean_b": _num(np.mean(errors_b[f])),
+                         "paired_t": paired_t(errors_a[f], errors_b[f]),
+                         "wilcoxon": wilcoxon(errors_a[f], errors_b[f])})
+    pooled_d = np.concatenate(pooled) if pooled else np.zeros(0)
+    return {"a": name_a, "b": name_b, "per_fold": per_fold,
+            "corrected": corrected_t(d_means, _per_fold(n_train, folds), _per_fold(n_test, folds)),
+            "cohens_dz_pooled": _num(cohens_dz(pooled_d)),
+            "n_samples": int(len(pooled_d))}
+
+
+def compare_all(per_sample_errors: Mapping[str, Mapping], n_train, n_test,
+                holm_correction: bool = True) -> list[dict]:
+    """`compare_pair` for every pair of variants (in the mapping's order, A before B), plus
+    ``corrected.p_holm`` adjusted across all pairs when ``holm_correction``."""
+    names = list(per_sample_errors)
+    pairs = [compare_pair(per_sample_errors[a], per_sample_errors[b], n_train, n_test, a, b)
+             for a, b in itertools.combinations(names, 2)]
+    if holm_correction:
+        for pair, p in zip(pairs, holm([pr["corrected"]["p"] for pr in pairs])):
+            pair["corrected"]["p_holm"] = p
+    return pairs

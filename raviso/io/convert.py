@@ -1,0 +1,418 @@
+"""`raviso convert`: course files (or their public sources) -> the Parquet store every later stage
+reads.
+
+What it guarantees, and why:
+- One canonical gene order for every gene matrix: the ARCHS4 matrix's own order when present (it
+  is the 12.7 GB one, so it is written without a column permutation), else the GTEx gene order.
+  GTEx gene columns are aligned BY NAME (`raviso.io.align.column_index`); a gene-set mismatch is an
+  error naming the genes (``--gene-set intersect`` keeps the common genes instead, which the public
+  sources need: ARCHS4 and GTEx annotate different gene sets).
+- gtex_gene, gtex_isoform and truth rows are the same samples in the same order (isoform rows are
+  re-ordered by sample id when the files disagree; a different sample SET is an error).
+- Input is streamed in row slabs of one Parquet row group (~128 MiB), validated per slab
+  (`raviso.io.validate`), and written through `StoreBuilder`, so a failure leaves no store and no
+  temporary directory.
+- Source checksums (sha256) are computed by a background thread that reads each file while the
+  conversion runs (hashlib releases the GIL), so hashing overlaps conversion instead of adding a
+  second pass; ``--no-checksum`` skips it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import queue
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .align import column_index
+from ..core.atomic import check_writable_target
+from ..data.folds import donor_of
+from ..core.errors import RavisoError
+from .formats import (Archs4H5, MatrixSource, open_matrix, read_isoform_annotation,
+                      read_tissue_table)
+from ..data.store import StoreBuilder
+from .validate import check_covered
+
+MATRIX_STEMS = {
+    "archs4": ("archs4_gene_expression_norm_transposed",),
+    "gtex_gene": ("gtex_gene_expression_norm_transposed",),
+    "gtex_isoform": ("gtex_isoform_expression_norm_transposed",),
+    "truth": ("truth_isoform_expression_norm_transposed", "truth"),
+}
+TABLE_STEMS = {"annotation": ("gtex_gene_isoform_annoation",), "tissues": ("gtex_annot",)}
+MATRIX_EXTS = (".hdf5", ".h5", ".tsv.gz", ".tsv")   # HDF5 first: ~10x less CPU than gzip'd text
+TABLE_EXTS = (".tsv.gz", ".tsv")
+PREFIXES = ("", "head_")
+
+
+def find_course_files(src) -> dict[str, Path]:
+    """The course files present in directory `src` (also the `head_` slices in realdata)."""
+    src = Path(src)
+    if not src.is_dir():
+        raise RavisoError("not a directory (SRC must hold the course files)", src)
+    found: dict[str, Path] = {}
+    for role, stems, exts in ([(r, s, MATRIX_EXTS) for r, s in MATRIX_STEMS.items()]
+                              + [(r, s, TABLE_EXTS) for r, s in TABLE_STEMS.items()]):
+        for stem in stems:
+            for ext in exts:
+                for prefix in PREFIXES:
+                    p = src / f"{prefix}{stem}{ext}"
+                    if role not in found and p.is_file():
+                        found[role] = p
+    return found
+
+
+class _Hasher(threading.Thread):
+    """sha256 of each input file, read in a background thread alongside the conversion."""
+
+    def __init__(self, paths):
+        super().__init__(daemon=True, name="raviso-sha256")
+        self.paths = list(dict.fromkeys(Path(p) for p in paths))
+        self.digests: dict[Path, str] = {}
+        self.stop = threading.Event()
+
+    def run(self):
+        buf = bytearray(8 << 20)
+        view = memoryview(buf)
+        for p in self.paths:
+            h = hashlib.sha256()
+            try:
+                with open(p, "rb") as f:
+                    while not self.stop.is_set():
+                        n = f.readinto(buf)
+                        if not n:
+                            break
+                        h.update(view[:n])
+            except OSError:
+                continue    # the converter itself reports unreadable inputs, as one line
+            if self.stop.is_set():
+                return
+            self.digests[p] = h.hexdigest()
+
+    def result(self) -> dict[Path, str]:
+        self.join()
+        return self.digests
+
+
+PREFETCH = 1   # chunks read ahead by a reader thread while the main thread writes Parquet
+
+
+class _Raised:
+    def __init__(self, exc: BaseException):
+        self.exc = exc
+
+
+_END = object()
+
+
+def prefetch(make_iter, depth: int = PREFETCH):
+    """Iterate `make_iter()` in a background thread, `depth` items ahead.
+
+    Reading (h5py, the CSV parser) and writing Parquet then overlap: pyarrow releases the GIL while
+    it encodes and writes, so on two or more cores the conversion costs about max(read, write)
+    instead of their sum. Readers must cycle through ``depth + 2`` buffers (the `ring` argument of
+    `MatrixSource.chunks`): one being consumed, `depth` queued, one being filled. Exceptions in
+    the reader re-raise here; leaving the loop early stops the reader.
+    """
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def work():
+        try:
+            for item in make_iter():
+                if not put(item):
+                    return
+            put(_END)
+        except BaseException as e:  # handed to the consumer, which re-raises it
+            put(_Raised(e))
+
+    t = threading.Thread(target=work, daemon=True, name="raviso-read")
+    t.start()
+    try:
+        while True:
+            item = q.get()
+            if item is _END:
+                return
+            if isinstance(item, _Raised):
+                raise item.exc
+            yield item
+    finally:
+        stop.set()
+        t.join()
+
+
+class _OrderMismatch(Exception):
+    """A streamed (TSV) labelled matrix turned out not to list samples in the gene file's order."""
+
+
+def convert(store, src=None, *, archs4=None, gtex_gene=None, gtex_isoform=None, truth=None,
+            annotation=None, tissues=None, gct=(), attributes=None, archs4_h5=None,
+            gene_set: str = "exact", overwrite: bool = False, checksum: bool = True,
+            log: Callable[[str], None] | None = None) -> dict:
+    """Convert the inputs into a store at `store`; returns a summary (rows, seconds, GB/s per
+    dataset). Explicit file arguments override the files found in directory `src`."""
+    log = log or (lambda msg: None)
+    if gene_set not in ("exact", "intersect"):
+        raise RavisoError(f"--gene-set must be exact or intersect (got {gene_set!r})")
+    files: dict[str, Path] = find_course_files(src) if src is not None else {}
+    explicit = dict(archs4=archs4 or archs4_h5, gtex_gene=gtex_gene, gtex_isoform=gtex_isoform,
+                    truth=truth, annotation=annotation, tissues=tissues or attributes)
+    if archs4 and archs4_h5:
+        raise RavisoError("give --archs4 or --archs4-h5, not both")
+    if tissues and attributes:
+        raise RavisoError("give --tissues or --attributes, not both")
+    files.update({k: Path(v) for k, v in explicit.items() if v is not None})
+    store = check_writable_target(store, overwrite)
+    with contextlib.ExitStack() as stack:
+        readers: dict[str, MatrixSource] = {}
+        for role in ("archs4", "gtex_gene", "gtex_isoform", "truth"):
+            if role in files:
+                readers[role] = stack.enter_context(open_matrix(files[role], tmpdir=store.parent))
+        for path in gct:
+            r = stack.enter_context(open_matrix(path, tmpdir=store.parent))
+            role = "gtex_isoform" if r.role == "isoform" else "gtex_gene"
+            if r.kind != "gct":
+                raise RavisoError(f"--gct expects a GTEx GCT file, this is {r.kind}", path)
+            if role in readers:
+                raise RavisoError(f"two sources for {role}: {readers[role].path} and this", path)
+            readers[role], files[role] = r, Path(path)
+        if archs4_h5 and readers["archs4"].kind != "archs4-h5":
+            raise RavisoError(f"--archs4-h5 expects an ARCHS4 H5 file, this is "
+                              f"{readers['archs4'].kind}", archs4_h5)
+        if not readers:
+            raise RavisoError("no expression matrices found (give SRC with the course files, or "
+                              "--archs4 / --gtex-gene / --gtex-isoform / --gct / --archs4-h5)", src)
+        hasher = _Hasher(files.values()) if checksum else None
+        if hasher:
+            hasher.start()
+            stack.callback(hasher.stop.set)
+        plan = _plan(readers, files, gene_set)
+        return _write(store, readers, files, plan, overwrite, hasher, log)
+
+
+def _plan(readers: dict[str, MatrixSource], files: dict[str, Path], gene_set: str) -> dict:
+    """Canonical gene/isoform lists, column permutations and the isoform -> gene map."""
+    gene_srcs = [readers[r] for r in ("archs4", "gtex_gene") if r in readers]
+    genes = list(gene_srcs[0].features) if gene_srcs else []
+    if gene_set == "intersect" and len(gene_srcs) > 1:
+        common = set.intersection(*(set(s.features) for s in gene_srcs))
+        genes = [g for g in genes if g in common]
+        if not genes:
+            raise RavisoError("the gene matrices share no gene names", gene_srcs[1].path)
+    take = {}
+    for role in ("archs4", "gtex_gene"):
+        if role in readers:
+            take[role] = _take(readers[role], genes, "genes", gene_set == "exact")
+    isoforms, iso_gene = None, None
+    iso_src = readers.get("gtex_isoform") or readers.get("truth")
+    if iso_src is not None:
+        isoforms = list(iso_src.features)
+        for role in ("gtex_isoform", "truth"):
+            if role in readers:
+                take[role] = _take(readers[role], isoforms, "isoforms", True)
+        symbols = readers["gtex_gene"].gene_symbols if "gtex_gene" in readers else None
+        iso_gene = _isoform_genes(iso_src, isoforms, files.get("annotation"), symbols)
+    gene_set_ = set(genes)
+    missing_gene = sum(1 for g in iso_gene or [] if g not in gene_set_) if genes else 0
+    return dict(genes=genes, isoforms=isoforms, isoform_gene=iso_gene, take=take,
+                isoforms_without_gene=missing_gene)
+
+
+def _take(reader: MatrixSource, target: list[str], what: str, exact: bool):
+    """Column index putting `reader`'s columns in `target` order (None when already in order).
+    With `exact`, columns the target lacks are an error too (a gene-set mismatch both ways)."""
+    idx, _ = column_index(reader.features, target, source=reader.path, what=what)
+    if exact and len(reader.features) != len(target):
+        tset = set(target)
+        extra = [f for f in reader.features if f not in tset]
+        raise RavisoError(f"{len(extra)} {what} not in the canonical set "
+                          f"({len(target)} {what}): {', '.join(extra[:20])}"
+                          + (" ..." if len(extra) > 20 else ""), reader.path)
+    return None if np.array_equal(idx, np.arange(len(reader.features))) else idx
+
+
+def _isoform_genes(src: MatrixSource, isoforms: list[str], annotation, symbols=None) -> list[str]:
+    """Gene name per isoform: the annotation's gene_name (symbol, as the gene matrices are
+    named), else the transcript GCT's gene_id, translated to the gene GCT's symbols when one was
+    given (GTEx transcript files name genes by Ensembl id, gene files by both)."""
+    if annotation is not None:
+        table = read_isoform_annotation(annotation)
+        check_covered(isoforms, table, annotation, what="isoforms", table_what="annotation")
+        return [table[i] for i in isoforms]
+    if src.feature_gene is not None:
+        symbols = symbols or {}
+        return [symbols.get(g, g) for g in src.feature_gene]
+    raise RavisoError("no isoform -> gene map: give --annotation "
+                      "(gtex_gene_isoform_annoation.tsv.gz)", src.path)
+
+
+def _write(store, readers, files, plan, overwrite, hasher, log) -> dict:
+    tissue_table = read_tissue_table(files["tissues"]) if "tissues" in files else None
+    units = {r: ("log2(CPM+1)" if isinstance(readers[r], Archs4H5) else "log2(TPM+1)")
+             for r in readers}
+    summary: dict = {"store": str(store), "datasets": {}}
+    with StoreBuilder(store, plan["genes"], plan["isoforms"], plan["isoform_gene"],
+                      overwrite=overwrite) as sb:
+        sb.extra.update(gene_order=("archs4" if "archs4" in readers else "gtex_gene"),
+                        dataset_units=units,
+                        isoforms_without_gene=plan["isoforms_without_gene"])
+        cancel = threading.Event()
+
+        def lane(roles):
+            """Datasets written one after the other (the labelled ones follow gtex_gene's rows)."""
+            ref_ids = None
+            for role in roles:
+                r = readers[role]
+                labelled = role != "archs4"
+                tissue = (_tissue_lookup(r, tissue_table, files.get("tissues"))
+                          if labelled else (lambda ids: None))
+                t0 = time.perf_counter()
+                ids = _write_dataset(sb, role, r, plan["take"][role], ref_ids, tissue, cancel)
+                dt = time.perf_counter() - t0
+                if labelled and ref_ids is None:
+                    ref_ids = ids
+                n, d = len(ids), sb.dataset(role).n_features
+                gb = 4 * n * d / 1e9
+                summary["datasets"][role] = dict(rows=n, features=d, seconds=round(dt, 3),
+                                                 gbps=round(gb / dt, 3) if dt > 0 else None)
+                log(f"{role}: {n} x {d} from {r.path.name} ({r.kind}) in {dt:.1f} s "
+                    f"({gb / dt if dt > 0 else 0:.2f} GB/s float32)")
+
+        # ARCHS4 and the labelled set are independent: two lanes, so two cores encode Parquet
+        # at once (the encoder is the bottleneck; pyarrow releases the GIL while it runs)
+        lanes = [[r for r in group if r in readers]
+                 for group in (["archs4"], ["gtex_gene", "gtex_isoform", "truth"])]
+        lanes = [roles for roles in lanes if roles]
+        with ThreadPoolExecutor(len(lanes), thread_name_prefix="raviso-lane") as pool:
+            futures = [pool.submit(lane, roles) for roles in lanes]
+            try:
+                for f in as_completed(futures):
+                    f.result()
+            except BaseException:
+                cancel.set()        # the other lane stops at its next chunk
+                raise
+        digests = hasher.result() if hasher else {}
+        for role, r in readers.items():
+            info = dict(units=units[role], bytes=r.path.stat().st_size)
+            if isinstance(r, Archs4H5) and r.zero_library:
+                info["zero_library_samples"] = r.zero_library[:100]
+            sb.add_source(role, r.path.resolve(), kind=r.kind, sha256=digests.get(r.path), **info)
+        for role in ("annotation", "tissues"):
+            if role in files:
+                p = files[role]
+                sb.add_source(role, p.resolve(), kind="tsv-table", sha256=digests.get(p),
+                              bytes=p.stat().st_size)
+    return summary
+
+
+def _tissue_lookup(r: MatrixSource, table, table_path):
+    """A function ids -> tissue list for one labelled matrix: the tissue table when given (it
+    must cover every sample), else the HDF5's own `tissue` dataset, else unknown (None)."""
+    if table is not None:
+        def lookup(ids):
+            check_covered(ids, table, table_path, what=f"samples of {r.path.name}")
+            return [table[s] for s in ids]
+        return lookup
+    if r.tissue is not None:
+        own = dict(zip(r.sample_ids, r.tissue))
+        return lambda ids: [own[s] for s in ids]
+    return lambda ids: None
+
+
+class _Cancelled(Exception):
+    """Another lane failed; its error is the one reported."""
+
+
+def _write_dataset(sb: StoreBuilder, role: str, r: MatrixSource, take, ref_ids, tissue,
+                   cancel: threading.Event) -> list[str]:
+    """Stream `r` into dataset `role`; rows follow `ref_ids` when given. Returns the sample ids."""
+    if ref_ids is not None and r.sample_ids is not None and r.sample_ids != ref_ids:
+        _check_same_set(r, ref_ids)
+        return _write_reordered(sb, role, r, take, ref_ids, tissue, cancel)
+    w = sb.dataset(role)
+    ids: list[str] = []
+    try:
+        # closing(): stop the reader thread now, even while an exception's traceback keeps this
+        # frame (and the generator) alive
+        with contextlib.closing(prefetch(lambda: r.chunks(w.group_rows, take,
+                                                          ring=PREFETCH + 2))) as chunks:
+            for ch in chunks:
+                if cancel.is_set():
+                    raise _Cancelled
+                n = len(ch.sample_ids)
+                if ref_ids is not None and ch.sample_ids != ref_ids[ch.row0:ch.row0 + n]:
+                    raise _OrderMismatch
+                # a reused read buffer must not stay referenced by the writer's pending rows
+                X = ch.X.copy() if r.reuses_buffers and n % w.group_rows else ch.X
+                w.write(X, ch.sample_ids, tissue(ch.sample_ids),
+                        [donor_of(s) for s in ch.sample_ids])
+                ids.extend(ch.sample_ids)
+    except _OrderMismatch:
+        sb.discard(role)    # a TSV file in another sample order, found out mid-stream
+        return _write_reordered(sb, role, r, take, ref_ids, tissue, cancel)
+    if ref_ids is not None and len(ids) != len(ref_ids):
+        _check_same_set(r, ref_ids, ids)
+    return ids
+
+
+def _check_same_set(r: MatrixSource, ref_ids, ids=None):
+    ids = r.sample_ids if ids is None else ids
+    have, want = set(ids), set(ref_ids)
+    if have != want or len(ids) != len(ref_ids):
+        lack, extra = [s for s in ref_ids if s not in have], [s for s in ids if s not in want]
+        parts = []
+        if lack:
+            parts.append(f"lacks {len(lack)} samples of the gene matrix ({', '.join(lack[:3])})")
+        if extra:
+            parts.append(f"has {len(extra)} samples the gene matrix lacks ({', '.join(extra[:3])})")
+        if not parts:
+            parts.append("repeats samples")
+        raise RavisoError("sample mismatch with the GTEx gene matrix: " + "; ".join(parts), r.path)
+
+
+def _write_reordered(sb, role, r: MatrixSource, take, ref_ids, tissue, cancel) -> list[str]:
+    """Rows into gene-matrix order through a disk-backed scratch matrix inside the store's temp
+    dir (the isoform matrix is ~11 GB: no room for it in RAM). Rare: the course files agree."""
+    pos = {s: k for k, s in enumerate(ref_ids)}
+    d = len(take) if take is not None else len(r.features)
+    scratch = sb.tmp / f".reorder-{role}.f32"
+    M = np.memmap(scratch, np.float32, "w+", shape=(len(ref_ids), d))
+    filled = np.zeros(len(ref_ids), bool)
+    ids = []
+    try:
+        for ch in r.chunks(max(1, (64 << 20) // (4 * d)), take):
+            if cancel.is_set():
+                raise _Cancelled
+            try:
+                rows = np.array([pos[s] for s in ch.sample_ids], np.int64)
+            except KeyError as e:
+                raise RavisoError(f"sample {e.args[0]} is not in the GTEx gene matrix",
+                                  r.path) from None
+            M[rows] = ch.X
+            filled[rows] = True
+            ids.extend(ch.sample_ids)
+        _check_same_set(r, ref_ids, ids)
+        w = sb.dataset(role)
+        for s in range(0, len(ref_ids), w.group_rows):
+            e = min(len(ref_ids), s + w.group_rows)
+            sid = ref_ids[s:e]
+            w.write(np.array(M[s:e]), sid, tissue(sid), [donor_of(x) for x in sid])
+    finally:
+        del M
+        scratch.unlink(missing_ok=True)
+    return list(ref_ids)

@@ -1,0 +1,514 @@
+"""`raviso import`: users' own quantifications (salmon, kallisto, RSEM, or a transcripts x samples
+matrix) plus a sample sheet -> a raviso store of the same layout as `raviso convert`'s.
+
+Why a separate importer rather than a converter option: real users start from per-sample
+quantifier outputs that disagree on column names, units (TPM vs counts) and id versions, and they
+need an explicit record of every normalisation choice. The store records it in its manifest
+(``units`` and ``import``) and loud choices are also printed as warnings on stderr.
+
+Values are log2(TPM+1): isoform = the transcript's TPM, gene = the sum of its transcripts' TPM
+(RSEM's genes.results instead, when the sheet gives one). Counts are turned into TPM with the
+effective lengths when every sample has them, otherwise into CPM for every sample (units
+``log2(CPM+1)``, flagged). Samples that give TPM and samples that give only counts cannot share one
+scale: that is an error, not a silent mix.
+
+Streaming: pass 1 reads only identifiers (the union of transcripts and their genes); pass 2 reads
+values a slab of samples at a time and streams them into `StoreBuilder` (atomic: an error or a kill
+leaves no store). A matrix is read in row chunks into a float32 buffer (a disk memmap when large)
+and emitted in sample slabs, so the text is parsed once and never held as objects.
+"""
+
+from __future__ import annotations
+
+import csv
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import quant, tx2gene
+from ..core.atomic import check_writable_target
+from ..core.errors import RavisoError
+from ..data.store import StoreBuilder
+
+SAMPLE_COLS = ("sample", "sample_id")
+PATH_COLS = ("path", "quant", "file")
+GENE_PATH_COLS = ("gene_quant",)
+DONOR_COLS = ("donor", "group")
+UNITS = ("tpm", "counts")
+MAX_UNMAPPED = 0.05            # more unmapped transcripts than this means the wrong annotation
+SLAB_ELEMENTS = 1 << 25        # values per sample slab in pass 2 (~128-256 MiB)
+IN_MEMORY_BYTES = 1 << 29      # matrix buffers above this go to a disk memmap
+
+
+def warn(message: str) -> None:
+    """Loud choices go to stderr as one line each (and into the manifest)."""
+    print(f"raviso: warning: {message}", file=sys.stderr)
+
+
+# -- sample sheet ---------------------------------------------------------------------------------
+@dataclass
+class SheetRow:
+    sample_id: str
+    path: Path | None
+    label: str | None
+    donor: str | None
+    gene_path: Path | None = None
+
+
+def _key(name: str) -> str:
+    return name.strip().lower().replace("_", "")
+
+
+def _pick(header, names, sheet, required):
+    """The sheet's column for one of `names`, matched ignoring case and underscores."""
+    keys = {_key(h): h for h in header}
+    for n in names:
+        if _key(n) in keys:
+            return keys[_key(n)]
+    if required:
+        raise RavisoError(f"sample sheet needs a column named {' or '.join(names)} "
+                          f"(it has {', '.join(header)})", sheet)
+    return None
+
+
+def read_samplesheet(path, label: str | None = None, need_paths: bool = True) -> list[SheetRow]:
+    """Rows of a CSV/TSV sample sheet; quantification paths are relative to the sheet.
+
+    `label` names the condition column stored as ``tissue`` (None: ``tissue`` if present).
+    Duplicate sample names and missing files are errors naming the sheet line.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise RavisoError("no such sample sheet", path)
+    with open(path, newline="") as f:
+        head = f.readline()
+        f.seek(0)
+        delim = "\t" if "\t" in head else ","
+        rows = [r for r in csv.reader(f, delimiter=delim)]
+    rows = [(i, r) for i, r in enumerate(rows, 1) if any(c.strip() for c in r)]
+    if len(rows) < 2:
+        raise RavisoError("sample sheet has no samples (expected a header line and one line per "
+                          "sample)", path)
+    header = [c.strip() for c in rows[0][1]]
+    sample_col = _pick(header, SAMPLE_COLS, path, True)
+    path_col = _pick(header, PATH_COLS, path, need_paths)
+    gene_col = _pick(header, GENE_PATH_COLS, path, False)
+    donor_col = _pick(header, DONOR_COLS, path, False)
+    label_col = _pick(header, [label or "tissue"], path, label is not None)
+    out, seen = [], {}
+    for lineno, r in rows[1:]:
+        if len(r) != len(header):
+            raise RavisoError(f"line {lineno}: {len(r)} fields, header has {len(header)}", path)
+        rec = dict(zip(header, (c.strip() for c in r)))
+        sid = rec[sample_col]
+        if not sid:
+            raise RavisoError(f"line {lineno}: empty sample name", path)
+        if sid in seen:
+            raise RavisoError(f"line {lineno}: duplicate sample {sid!r} (first on line "
+                              f"{seen[sid]})", path)
+        seen[sid] = lineno
+
+        def file_of(col):
+            if col is None or not rec[col]:
+                return None
+            p = Path(rec[col])
+            p = p if p.is_absolute() else path.parent / p
+            if not p.is_file():
+                raise RavisoError(f"line {lineno}: quantification file of sample {sid!r} not "
+                                  f"found: {p}", path)
+            return p
+
+        qpath = file_of(path_col)
+        if need_paths and qpath is None:
+            raise RavisoError(f"line {lineno}: sample {sid!r} has no quantification path", path)
+        out.append(SheetRow(sid, qpath, (rec[label_col] or None) if label_col else None,
+                            (rec[donor_col] or None) if donor_col else None, file_of(gene_col)))
+    return out
+
+
+# -- normalisation ----------------------------------------------------------------------------------
+def resolve_units(has_tpm: np.ndarray, has_counts: np.ndarray, has_len: np.ndarray,
+                  units: str | None, names) -> str:
+    """'tpm' (quantifier TPM), 'tpm-from-counts' (counts / effective length) or 'cpm'."""
+    if units is not None and units not in UNITS:
+        raise RavisoError(f"--units must be one of {', '.join(UNITS)} (got {units!r})")
+    if units is None:
+        if has_tpm.all():
+            units = "tpm"
+        elif not has_tpm.any():
+            units = "counts"
+        else:
+            tpm_ex = names[int(np.flatnonzero(has_tpm)[0])]
+            cnt_ex = names[int(np.flatnonzero(~has_tpm)[0])]
+            raise RavisoError(
+                f"samples mix TPM ({int(has_tpm.sum())}, e.g. {tpm_ex}) and counts-only input "
+                f"({int((~has_tpm).sum())}, e.g. {cnt_ex}); counts without lengths can only "
+                "become CPM, which is not on the TPM scale: pass --units counts to build every "
+                "sample from its counts, or quantify all samples the same way")
+    if units == "tpm":
+        if not has_tpm.all():
+            ex = names[int(np.flatnonzero(~has_tpm)[0])]
+            raise RavisoError(f"--units tpm but {int((~has_tpm).sum())} samples give only counts "
+                              f"(e.g. {ex}); pass --units counts")
+        return "tpm"
+    if not has_counts.all():
+        ex = names[int(np.flatnonzero(~has_counts)[0])]
+        raise RavisoError(f"--units counts but {int((~has_counts).sum())} samples give only TPM "
+                          f"(e.g. {ex}); pass --units tpm")
+    return "tpm-from-counts" if has_len.all() else "cpm"
+
+
+UNITS_LABEL = {"tpm": "log2(TPM+1)", "tpm-from-counts": "log2(TPM+1)", "cpm": "log2(CPM+1)"}
+UNITS_NOTE = {
+    "tpm": "TPM as reported by the quantifier",
+    "tpm-from-counts": "TPM computed from counts / effective length",
+    "cpm": "CPM: counts per million of the sample's total counts; NO length normalisation "
+           "(no effective lengths in the input), so values are not TPM",
+}
+
+
+def normalise(values: np.ndarray, eff_length: np.ndarray | None, mode: str) -> np.ndarray:
+    """One sample's transcript values (TPM or counts) -> TPM or CPM (float64)."""
+    if mode == "tpm":
+        return values
+    if mode == "tpm-from-counts":
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rate = np.where(eff_length > 0, values / eff_length, 0.0)
+        total = rate.sum()
+    else:
+        rate, total = values, values.sum()
+    return rate * (1e6 / total) if total > 0 else np.zeros_like(rate)
+
+
+# -- the union of features and the map ----------------------------------------------------------
+@dataclass
+class Features:
+    """Transcripts kept (mapped) and their genes, built in pass 1."""
+
+    union: list[str]            # every transcript seen, first-appearance order
+    keep: np.ndarray            # (k,) index into union of mapped transcripts
+    isoforms: list[str]
+    isoform_gene: list[str]
+    genes: list[str]
+    agg: object                 # scipy.sparse (len(union), len(genes)): transcript -> gene sum
+    report: tx2gene.MapReport
+
+
+def build_features(union: list[str], own_map: dict | None, txmap, source, max_unmapped: float,
+                   ) -> Features:
+    import scipy.sparse as sp
+
+    if txmap is None:
+        if not own_map:
+            raise RavisoError("no transcript -> gene map: pass --tx2gene TSV or --gtf GTF (or use "
+                              "RSEM isoforms.results / a matrix with a gene column)", source)
+        txmap = tx2gene.from_pairs(list(own_map), list(own_map.values()), str(source))
+    gene_of, report = txmap.lookup(union)
+    if report.mapped == 0:
+        raise RavisoError(f"none of the {report.total} transcripts is in the transcript -> gene "
+                          f"map {txmap.source} (e.g. {', '.join(report.unmapped[:5])}); wrong "
+                          "annotation?", source)
+    frac = 1 - report.mapped / report.total
+    if report.unmapped:
+        msg = (f"{len(report.unmapped)} of {report.total} transcripts are not in the transcript "
+               f"-> gene map {txmap.source}: {', '.join(report.unmapped[:20])}")
+        if frac > max_unmapped:
+            raise RavisoError(f"{msg} ({frac:.1%} > --max-unmapped {max_unmapped:.1%}); wrong "
+                              "annotation?", source)
+        warn(msg + " (left out of the store and of the gene sums)")
+    keep = np.flatnonzero([g is not None for g in gene_of])
+    iso_gene = [str(gene_of[k]) for k in keep]
+    genes = list(dict.fromkeys(iso_gene))
+    col = {g: j for j, g in enumerate(genes)}
+    agg = sp.csr_matrix((np.ones(len(keep)), (keep, [col[g] for g in iso_gene])),
+                        shape=(len(union), len(genes)))
+    return Features(union, keep, [union[k] for k in keep], iso_gene, genes, agg, report)
+
+
+def _check_unique_ids(ids, path):
+    if len(set(ids)) != len(ids):
+        seen, dup = set(), None
+        for i in ids:
+            if i in seen:
+                dup = i
+                break
+            seen.add(i)
+        raise RavisoError(f"transcript {dup!r} appears more than once", path)
+
+
+# -- the writer shared by both sources ---------------------------------------------------------------
+def _write(store, feats: Features | None, genes: list[str], slabs, meta, overwrite, units_label,
+           as_compendium, extra, sources):
+    """Stream (sample_ids, X_union (n, len(union)) normalised, gene override or None) slabs."""
+    with StoreBuilder(store, genes, None if feats is None else feats.isoforms,
+                      None if feats is None else feats.isoform_gene, overwrite=overwrite,
+                      units=units_label) as sb:
+        sb.extra["import"] = extra
+        for dataset, path, kind in sources:
+            sb.add_source(dataset, path, kind)
+        wg = sb.dataset("gtex_gene")
+        wi = sb.dataset("gtex_isoform") if feats is not None else None
+        wa = sb.dataset("archs4") if as_compendium else None
+        for rows, X, G in slabs:
+            ids = [meta[r].sample_id for r in rows]
+            tissue = [meta[r].label for r in rows]
+            donor = [meta[r].donor for r in rows]
+            if feats is not None:
+                gene_vals = np.asarray(X @ feats.agg) if G is None else G
+                iso = np.log2(X[:, feats.keep] + 1.0).astype(np.float32)
+                wi.write(iso, ids, tissue, donor)
+            else:
+                gene_vals = X
+            if G is not None and feats is not None:
+                fill = np.isnan(G)
+                if fill.any():
+                    gene_vals = np.where(fill, np.asarray(X @ feats.agg), G)
+            gene_log = np.log2(gene_vals + 1.0).astype(np.float32)
+            wg.write(gene_log, ids, tissue, donor)
+            if wa is not None:
+                wa.write(gene_log, ids, tissue, donor)
+    return Path(store)
+
+
+def _slab_rows(n_samples: int, n_features: int):
+    step = max(1, SLAB_ELEMENTS // max(1, n_features))
+    for s in range(0, n_samples, step):
+        yield list(range(s, min(n_samples, s + step)))
+
+
+# -- sample sheet of per-sample files -----------------------------------------------------------
+def import_samples(samplesheet, store, label: str | None = None, tx2gene_path=None, gtf=None,
+                   units: str | None = None, overwrite: bool = False, as_compendium: bool = False,
+                   max_unmapped: float = MAX_UNMAPPED) -> Path:
+    """Import per-sample salmon / kallisto / RSEM files named by a sample sheet into `store`."""
+    store = check_writable_target(store, overwrite)
+    rows = read_samplesheet(samplesheet, label)
+    layouts = [quant.detect_layout(r.path) for r in rows]
+    levels = {lay.level for lay in layouts}
+    if len(levels) > 1:
+        raise RavisoError("sample sheet mixes gene-level (RSEM genes.results) and transcript-level "
+                          "files; put genes.results in a gene_quant column", samplesheet)
+    gene_level = levels == {"gene"}
+    # pass 1: identifiers only
+    union: dict[str, None] = {}
+    own_map: dict[str, str] = {}
+    for r, lay in zip(rows, layouts):
+        ids, gene = quant.read_ids(r.path, lay)
+        _check_unique_ids(ids, r.path)
+        union.update(dict.fromkeys(ids.tolist()))
+        if gene is not None:
+            own_map.update(zip(ids.tolist(), gene.tolist()))
+    union_l = list(union)
+    index = {t: k for k, t in enumerate(union_l)}
+    names = [r.sample_id for r in rows]
+    if gene_level:
+        feats, genes = None, union_l
+    else:
+        txmap = tx2gene.load(tx2gene_path, gtf)
+        feats = build_features(union_l, own_map, txmap, samplesheet, max_unmapped)
+        genes = feats.genes
+    # units are decided from what the files carry (quantifiers: TPM, counts and lengths)
+    has_tpm = np.array([lay.tpm is not None for lay in layouts])
+    has_counts = np.array([lay.counts is not None for lay in layouts])
+    has_len = np.array([lay.eff_length is not None for lay in layouts])
+    mode = resolve_units(has_tpm, has_counts, has_len, units, names)
+    if mode == "cpm":
+        warn("counts without effective lengths: values are log2(CPM+1), NOT TPM (no length "
+             "normalisation; recorded in the manifest as units log2(CPM+1))")
+    gene_index = {g: j for j, g in enumerate(genes)}
+    gene_index_stripped = {tx2gene.strip_version(g): j for j, g in enumerate(genes)}
+    incomplete: list[str] = []
+
+    def slabs():
+        for rws in _slab_rows(len(rows), len(union_l)):
+            X = np.zeros((len(rws), len(union_l)), np.float64)
+            G = None
+            for i, r in enumerate(rws):
+                q = quant.read_quant(rows[r].path, layouts[r])
+                pos = np.fromiter((index[t] for t in q.ids), np.int64, len(q.ids))
+                if len(q.ids) < len(union_l):
+                    incomplete.append(rows[r].sample_id)
+                vals = q.tpm if mode == "tpm" else q.counts
+                X[i, pos] = normalise(vals, q.eff_length, mode)
+                if rows[r].gene_path is not None and feats is not None and mode == "tpm":
+                    if G is None:
+                        G = np.full((len(rws), len(genes)), np.nan)
+                    G[i] = _gene_quant_row(rows[r].gene_path, gene_index, gene_index_stripped)
+            yield rws, X, G
+
+    extra = {"source": "samplesheet", "samplesheet": str(samplesheet),
+             "formats": sorted({lay.name for lay in layouts}), "normalisation": mode,
+             "normalisation_note": UNITS_NOTE[mode], "label_column": label or "tissue",
+             "samples": len(rows), "gene_level_only": gene_level,
+             "gene_from": "sum of transcript values" if not any(r.gene_path for r in rows)
+             else "RSEM genes.results where given, else sum of transcript values"}
+    if feats is not None:
+        extra["tx2gene"] = feats.report.to_dict()
+    sources = [("gtex_gene", samplesheet, "samplesheet:" + "+".join(extra["formats"]))]
+    out = _write(store, feats, genes, slabs(), rows, overwrite, UNITS_LABEL[mode], as_compendium,
+                 extra, sources)
+    if incomplete:
+        warn(f"{len(incomplete)} samples lack some transcripts of the union (set to 0), e.g. "
+             f"{', '.join(incomplete[:5])}")
+    return out
+
+
+def _gene_quant_row(path, gene_index, gene_index_stripped) -> np.ndarray:
+    lay = quant.detect_layout(path)
+    if lay.level != "gene":
+        raise RavisoError(f"gene_quant must be an RSEM genes.results file (this is {lay.name})",
+                          path)
+    q = quant.read_quant(path, lay)
+    row = np.full(len(gene_index), np.nan)
+    for g, v in zip(q.ids, q.tpm):
+        j = gene_index.get(g)
+        if j is None:
+            j = gene_index_stripped.get(tx2gene.strip_version(g))
+        if j is not None:
+            row[j] = v
+    return row
+
+
+# -- a transcripts x samples matrix -------------------------------------------------------------
+def import_matrix(matrix, store, units: str | None, samplesheet=None, label: str | None = None,
+                  tx_col: str | None = None, gene_col: str | None = None, tx2gene_path=None,
+                  gtf=None, overwrite: bool = False, as_compendium: bool = False,
+                  max_unmapped: float = MAX_UNMAPPED) -> Path:
+    """Import a transcripts x samples table (TSV or GCT) of TPM or counts into `store`.
+
+    A matrix carries no effective lengths, so counts become CPM (flagged). An optional sample
+    sheet (sample, label, donor; no paths needed) labels and selects the matrix's samples.
+    """
+    store = check_writable_target(store, overwrite)
+    if units is None:
+        raise RavisoError("a matrix does not say whether it holds TPM or counts: pass --units tpm "
+                          "or --units counts", matrix)
+    m = quant.Matrix(matrix, tx_col, gene_col)
+    if samplesheet is not None:
+        rows = read_samplesheet(samplesheet, label, need_paths=False)
+        have = set(m.samples)
+        absent = [r.sample_id for r in rows if r.sample_id not in have]
+        if absent:
+            raise RavisoError(f"{len(absent)} samples of the sheet are not columns of {matrix}: "
+                              f"{', '.join(absent[:20])}", samplesheet)
+        dropped = len(m.samples) - len(rows)
+        if dropped:
+            warn(f"{dropped} matrix samples are not in the sample sheet and are left out")
+    else:
+        if label is not None:
+            raise RavisoError("--label needs a sample sheet (--samples) with that column")
+        rows = [SheetRow(s, None, None, None) for s in m.samples]
+    ids, gene = m.read_ids()
+    _check_unique_ids(ids, matrix)
+    union = ids.tolist()
+    txmap = tx2gene.load(tx2gene_path, gtf)
+    own = dict(zip(union, gene.tolist())) if gene is not None else None
+    feats = build_features(union, own, txmap, matrix, max_unmapped)
+    tpm = np.full(len(rows), units == "tpm")
+    mode = resolve_units(tpm, ~tpm, np.zeros(len(rows), bool), units, [r.sample_id for r in rows])
+    if mode == "cpm":
+        warn("a counts matrix has no effective lengths: values are log2(CPM+1), NOT TPM (no "
+             "length normalisation; recorded in the manifest as units log2(CPM+1))")
+    names = [r.sample_id for r in rows]
+    with tempfile.TemporaryDirectory(prefix=f".{store.name}.scratch-", dir=store.parent) as tmp:
+        nbytes = 4 * len(union) * len(names)
+        if nbytes > IN_MEMORY_BYTES:
+            buf = np.lib.format.open_memmap(Path(tmp) / "buf.npy", "w+", np.float32,
+                                            (len(union), len(names)))
+        else:
+            buf = np.empty((len(union), len(names)), np.float32)
+        totals = np.zeros(len(names))
+        r0 = 0
+        for block in m.iter_values(names):
+            buf[r0:r0 + len(block)] = block
+            totals += block.sum(axis=0)
+            r0 += len(block)
+        if r0 != len(union):
+            raise RavisoError(f"matrix changed while reading ({r0} rows, expected {len(union)})",
+                              matrix)
+
+        def slabs():
+            for rws in _slab_rows(len(rows), len(union)):
+                X = np.asarray(buf[:, rws[0]:rws[-1] + 1], np.float64).T
+                if mode == "cpm":
+                    t = totals[rws[0]:rws[-1] + 1, None]
+                    X = np.divide(X * 1e6, t, out=np.zeros_like(X), where=t > 0)
+                yield rws, X, None
+
+        extra = {"source": "matrix", "matrix": str(matrix), "matrix_units": units,
+                 "normalisation": mode, "normalisation_note": UNITS_NOTE[mode],
+                 "cpm_library_size": "sum of all the matrix's transcripts per sample"
+                 if mode == "cpm" else None,
+                 "samplesheet": None if samplesheet is None else str(samplesheet),
+                 "label_column": (label or "tissue") if samplesheet is not None else None,
+                 "samples": len(rows), "tx2gene": feats.report.to_dict()}
+        sources = [("gtex_isoform", matrix, f"matrix:{units}")]
+        return _write(store, feats, feats.genes, slabs(), rows, overwrite, UNITS_LABEL[mode],
+                      as_compendium, extra, sources)
+
+
+# -- gene expression for `raviso predict` ---------------------------------------------------------
+GENERIC_NAMES = ("quant.sf", "abundance.tsv", "quant.genes.sf")
+
+
+def _sample_name(path: Path) -> str:
+    """quantifiers write fixed names (salmon's quant.sf in the sample's folder): use the folder."""
+    name = path.name[:-3] if path.name.endswith(".gz") else path.name
+    return path.parent.name if name in GENERIC_NAMES else name.split(".")[0]
+
+
+def is_quant_input(path) -> bool:
+    """True when `path` is something only this module reads: a per-sample quantification, a
+    sample sheet of them, or a GCT transcript table (predict falls back to `read_gene_matrix`)."""
+    path = Path(path)
+    if not path.is_file():
+        return False
+    line = quant.first_line(path)
+    header = line.split("\t") if "\t" in line else line.split(",")
+    if line.startswith("#1.2"):
+        return True
+    try:
+        quant.detect_layout(path)
+        return True
+    except RavisoError:
+        keys = {_key(h) for h in header}
+        return bool(keys & {_key(c) for c in SAMPLE_COLS}) and bool(keys & set(PATH_COLS))
+
+
+def read_gene_matrix(path, tx2gene_path=None, gtf=None, units: str | None = None,
+                     matrix: bool = False, tx_col=None, gene_col=None):
+    """``(sample_ids, gene_names, X)`` log2 gene expression from any import input, for predict.
+
+    `path`: a store, a sample sheet, one per-sample quantification file (sample named after its
+    folder for salmon's quant.sf / kallisto's abundance.tsv), or with ``matrix=True`` (or a GCT
+    file) a transcripts x samples table. Goes through the same import code (into a temporary
+    store), so predict inputs are normalised exactly like training stores.
+    """
+    from ..data.reader import Store
+
+    path = Path(path)
+    if path.is_dir():
+        st = Store(path)
+        name = next((d for d in ("gtex_gene", "archs4") if st.has(d)), None)
+        if name is None:
+            raise RavisoError("store has no gene expression dataset", path)
+        return st.meta(name).sample_id.to_numpy().astype(str), list(st.genes), st.numpy(name)
+    if not path.is_file():
+        raise RavisoError("no such file", path)
+    with tempfile.TemporaryDirectory(prefix="raviso-import-") as tmp:
+        store = Path(tmp) / "store"
+        if matrix or quant.first_line(path).startswith("#1.2"):
+            import_matrix(path, store, units, tx_col=tx_col, gene_col=gene_col,
+                          tx2gene_path=tx2gene_path, gtf=gtf)
+        else:
+            try:
+                quant.detect_layout(path)
+                sheet = Path(tmp) / "sheet.tsv"
+                sheet.write_text(f"sample\tpath\n{_sample_name(path)}\t{path.resolve()}\n")
+            except RavisoError:
+                sheet = path
+            import_samples(sheet, store, tx2gene_path=tx2gene_path, gtf=gtf, units=units)
+        return read_gene_matrix(store)

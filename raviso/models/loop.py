@@ -1,0 +1,154 @@
+"""The per-epoch training and evaluation loop, shared VERBATIM by plain in-process torch (tests, the
+benchmark's baseline) and by the Ray Train worker in `raviso.train.pretrain`.
+
+The loop only sees an iterable of (n, genes) float32 tensors, so the benchmark's "identical loop in
+plain torch on in-memory data" is literally this code: Ray adds data shards, DDP (`prepare_model`)
+and `ray.train.report` around it, nothing inside it.
+
+Statistics are sums over samples of the per-batch means times the batch size, divided by the total
+sample count: exact per-sample means over the epoch (the last, smaller batch weighs less). Under DDP,
+`all_reduce` sums them over workers before dividing, so every worker reports the global mean.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from typing import Callable, Iterable, Iterator
+
+import torch
+
+from .vae import LossRecord
+
+TERMS = ("loss", "elbo", "recon", "kl")
+
+
+def make_optimizer(model: torch.nn.Module, lr: float, fused: bool | None = None):
+    """Adam, fused where torch supports it for these parameters (CPU float32 since torch 2.4 and
+    CUDA): ~3x faster than the default for-each Adam at 178M parameters on CPU, same maths."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    if fused is not False:
+        try:
+            return torch.optim.Adam(params, lr=lr, fused=True)
+        except (RuntimeError, ValueError, TypeError):
+            if fused:
+                raise
+    return torch.optim.Adam(params, lr=lr)
+
+
+def kl_weight(epoch: int, warmup_epochs: int) -> float:
+    """Linear KL warm-up: weight epoch/warmup for the first `warmup_epochs` epochs, then 1
+    (epoch is 0-based, so the first epoch trains the plain autoencoder objective)."""
+    if warmup_epochs <= 0:
+        return 1.0
+    return min(1.0, epoch / warmup_epochs)
+
+
+@dataclass
+class EpochStats:
+    """Per-sample means over one pass. `samples_per_s` is the steady-state rate: the clock starts
+    when the first batch has been consumed (time to first batch and one-off warm-up excluded, as
+    in Ray's own ingest benchmarks); `seconds` is the whole pass."""
+
+    samples: int = 0
+    seconds: float = 0.0
+    samples_per_s: float = 0.0
+    loss: float = float("nan")
+    elbo: float = float("nan")
+    recon: float = float("nan")
+    kl: float = float("nan")
+
+    def to_dict(self, prefix: str = "") -> dict:
+        return {f"{prefix}{k}": v for k, v in asdict(self).items()}
+
+
+class _Accumulator:
+    def __init__(self, device):
+        self.sums = torch.zeros(len(TERMS) + 1, dtype=torch.float64, device=device)
+        self.t0 = time.perf_counter()
+        self.t_first = None
+        self.n_first = 0
+        self.n = 0          # python int: no device sync per step
+
+    def add(self, rec: LossRecord, n: int) -> None:
+        vals = torch.stack([t.detach() for t in rec]).double() * n
+        self.sums[:-1] += vals
+        self.sums[-1] += n
+        self.n += n
+        if self.t_first is None:
+            self.t_first = time.perf_counter()
+            self.n_first = n
+
+    def result(self, distributed: bool) -> EpochStats:
+        """Global means (summed over DDP workers when `distributed`)."""
+        sums = self.sums.clone()
+        seconds = time.perf_counter() - self.t0
+        steady = time.perf_counter() - (self.t_first or self.t0)
+        rate = torch.tensor([self.n - self.n_first, steady], dtype=torch.float64,
+                            device=sums.device)
+        if distributed:
+            torch.distributed.all_reduce(sums)
+            # global rate = total samples / slowest worker's time
+            n_after = rate[:1].clone()
+            torch.distributed.all_reduce(n_after)
+            t = rate[1:].clone()
+            torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
+            rate = torch.cat([n_after, t])
+        n = int(sums[-1].item())
+        means = (sums[:-1] / max(n, 1)).tolist() if n else [float("nan")] * len(TERMS)
+        sps = rate[0].item() / rate[1].item() if rate[1].item() > 0 and rate[0].item() > 0 else 0.0
+        return EpochStats(samples=n, seconds=seconds, samples_per_s=sps,
+                          **dict(zip(TERMS, means)))
+
+
+def _is_distributed() -> bool:
+    return torch.distributed.is_available() and torch.distributed.is_initialized()
+
+
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The plain module inside a DDP wrapper (evaluation needs no gradient sync)."""
+    return getattr(model, "module", model)
+
+
+def train_epoch(model, optimizer, batches: Iterable[torch.Tensor], kl_weight: float = 1.0,
+                device=None, on_step: Callable[[int, int], None] | None = None) -> EpochStats:
+    """One pass of Adam steps over `batches`; returns the epoch's training means.
+
+    `on_step(step, samples_so_far)` is called after every step (progress display)."""
+    model.train()
+    acc = _Accumulator(device or "cpu")
+    for step, x in enumerate(batches):
+        if device is not None:
+            x = x.to(device, non_blocking=True)
+        rec = model(x, kl_weight=kl_weight)
+        optimizer.zero_grad(set_to_none=True)
+        rec.loss.backward()
+        optimizer.step()
+        acc.add(rec, x.shape[0])
+        if on_step is not None:
+            on_step(step, acc.n)
+    return acc.result(_is_distributed())
+
+
+@torch.no_grad()
+def evaluate(model, batches: Iterable[torch.Tensor], seed: int = 0, device=None) -> EpochStats:
+    """Validation means (full KL weight, i.e. the true ELBO), with reparameterisation noise from a
+    generator seeded by `seed` so successive epochs are scored on the same noise."""
+    module = unwrap(model)
+    module.eval()
+    gen = torch.Generator(device=device or "cpu").manual_seed(seed)
+    acc = _Accumulator(device or "cpu")
+    for x in batches:
+        if device is not None:
+            x = x.to(device, non_blocking=True)
+        acc.add(module(x, kl_weight=1.0, generator=gen), x.shape[0])
+    return acc.result(_is_distributed())
+
+
+def tensor_batches(X: torch.Tensor, batch_size: int, shuffle: bool = True,
+                   generator: torch.Generator | None = None) -> Iterator[torch.Tensor]:
+    """Mini-batches of an in-memory (n, genes) tensor, reshuffled on every call."""
+    n = X.shape[0]
+    order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+    for i in range(0, n, batch_size):
+        yield X[order[i:i + batch_size]]

@@ -1,0 +1,132 @@
+"""A saved MODEL: one variant trained on ALL labelled samples, in a self-contained directory that
+`raviso predict` can apply to new gene expression. Written by `raviso fit` (`raviso.serve.fit`) and
+`raviso cv --save-model` (`raviso.evaluate.cv`); it sits in the models layer so that both can use it
+without the cv driver importing the serve layer.
+
+MODEL layout::
+
+    MODEL/model.json        format "raviso.model/1", variant, options, features the variant reads
+                            ("genes" and/or "latent:<name>"), genes (the input gene names, in the
+                            order the regressor was trained on), isoforms (output names, in order),
+                            isoform_gene, encoders ({latent name: sub-directory}), trained_on
+                            (store, n_samples, n_tissues), created, raviso_version
+    MODEL/encoder-<name>/   a copy of the pretraining run that makes latent <name> (`raviso.train.runs.load_run`)
+    MODEL/regressor/        the fitted predictor (`save_predictor` below)
+
+The encoder is copied (not referenced) so a MODEL keeps working after the run directory is moved
+or deleted, and predict needs nothing but MODEL and the input file.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+from pathlib import Path
+
+from .. import __version__
+from ..core.atomic import atomic_dir
+from ..core.errors import RavisoError
+
+FORMAT = "raviso.model/1"
+MODEL_JSON = "model.json"
+REGRESSOR_DIR = "regressor"
+
+
+def encoder_dir(name: str) -> str:
+    return f"encoder-{name}"
+
+
+def model_variant(doc: dict) -> str:
+    """Which variant `raviso cv --save-model` saves: the savable variant with the lowest mean CV
+    MSE (a saved baseline would be pointless when a neural variant was cross-validated)."""
+    ranked = sorted((s["mse_mean"], v) for v, s in doc["summary"].items()
+                    if s["mse_mean"] is not None and is_savable(v))
+    if not ranked:
+        raise RavisoError("--save-model: no savable variant succeeded on every fold")
+    return ranked[0][1]
+
+
+def is_savable(variant: str) -> bool:
+    """Whether `variant`'s predictor can be saved and loaded (the FFNN regressors can; baselines
+    are cheap to refit and are not saved)."""
+    from .variants import make_variant
+
+    return hasattr(type(make_variant(variant)), "load")
+
+
+def require_savable(variant: str) -> None:
+    if not is_savable(variant):
+        raise RavisoError(f"variant {variant} cannot be saved as a model (savable: the FFNN "
+                          "variants)")
+
+
+def save_predictor(model, directory: Path) -> None:
+    if not hasattr(model, "save"):
+        raise RavisoError(f"variant {model.name} cannot be saved (only the FFNN regressors can)")
+    directory.mkdir()
+    model.save(directory)
+
+
+def load_predictor(directory: Path):
+    from .regressors import FFNNRegressor
+
+    return FFNNRegressor.load(directory)
+
+
+def fit_model(data, variant: str, out, runs: dict[str, str] | None = None,
+              options: dict | None = None, store_uri: str | None = None,
+              overwrite: bool = False, threads: int | None = None):
+    """Fit `variant` on every row of `data` (a `Labelled` with the latents it needs) and write
+    MODEL atomically. `runs` maps latent name -> pretraining run directory (copied in). Returns
+    the fitted predictor (what MODEL holds)."""
+    import numpy as np
+    import torch
+
+    from .variants import make_variant, variant_needs
+
+    if threads:
+        torch.set_num_threads(threads)
+    needs = sorted(variant_needs(variant))
+    latents = [n.split(":", 1)[1] for n in needs if n.startswith("latent:")]
+    missing = [n for n in latents if n not in (runs or {})]
+    if missing:
+        raise RavisoError(f"variant {variant} needs the pretrained run of latent "
+                          f"{', '.join(missing)}")
+    require_savable(variant)
+    model = make_variant(variant, **(options or {}))
+    model.fit(data, np.arange(data.n))
+    with atomic_dir(out, overwrite=overwrite) as tmp:
+        for name in latents:
+            shutil.copytree(runs[name], Path(tmp) / encoder_dir(name))
+        save_predictor(model, Path(tmp) / REGRESSOR_DIR)
+        meta = {"format": FORMAT, "variant": variant, "options": options or {},
+                "features": needs, "genes": list(data.gene_names),
+                "isoforms": list(data.isoform_names),
+                "isoform_gene": [data.gene_names[j] if j >= 0 else None
+                                 for j in data.isoform_gene.tolist()],
+                "encoders": {name: encoder_dir(name) for name in latents},
+                "trained_on": {"store": store_uri, "n_samples": int(data.n),
+                               "n_tissues": int(len(set(data.tissue.tolist())))},
+                "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                "raviso_version": __version__}
+        (Path(tmp) / MODEL_JSON).write_text(json.dumps(meta, indent=1))
+    return model
+
+
+def read_model(model_dir) -> dict:
+    """model.json of a MODEL directory, checked."""
+    path = Path(model_dir) / MODEL_JSON
+    if not Path(model_dir).is_dir():
+        raise RavisoError("no such model directory (raviso fit / raviso cv --save-model)",
+                          model_dir)
+    try:
+        meta = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise RavisoError(f"not a raviso model (no {MODEL_JSON})", model_dir) from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise RavisoError(f"corrupt {MODEL_JSON}: {e}", path) from None
+    if meta.get("format") != FORMAT:
+        raise RavisoError(f"unsupported model format {meta.get('format')!r} (expected {FORMAT})",
+                          path)
+    return meta

@@ -1,0 +1,25 @@
+"""`raviso fit STORE --variant V --out MODEL`: load the labelled set (+ the latents the variant
+needs), fit on every sample and save MODEL. The MODEL format itself lives in `raviso.models.saved`
+(shared with `raviso cv --save-model`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..core.atomic import check_writable_target
+from ..evaluate.cv import latent_runs, load_labelled, parse_variants
+from ..models.saved import fit_model, require_savable
+
+
+def fit_store(store, variant: str, out, pretrained=None, pretrained_ae=None,
+              epochs: int | None = None, seed: int = 0, overwrite: bool = False) -> Path:
+    """`raviso fit STORE --variant V --out MODEL`: load the labelled set (+ latents), fit, save."""
+    check_writable_target(out, overwrite)
+    (variant,) = parse_variants(variant)
+    require_savable(variant)                     # before minutes of loading
+    runs = latent_runs([variant], pretrained, pretrained_ae)
+    st, data = load_labelled(store, runs)
+    options = {"seed": seed, **({"epochs": int(epochs)} if epochs is not None else {})}
+    fit_model(data, variant, out, runs=runs, options=options, store_uri=st.uri,
+              overwrite=overwrite)
+    return Path(out)

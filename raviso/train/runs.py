@@ -1,0 +1,93 @@
+"""Load a finished pretraining RUN (written by `raviso pretrain`) for encoding and prediction.
+
+API (kept small on purpose; cv/predict use it)::
+
+    run = load_run("RUN")        # RavisoError if RUN is missing, unfinished or damaged
+    run.name, run.genes          # run name (config.json "run_name"), input gene order (list[str])
+    run.model_config             # raviso.models.vae.VAEConfig; run.train_config: dict
+    run.model                    # raviso.models.vae.VAE on CPU, eval mode
+    Z = run.encode(X)            # (n, genes) float32 in run.genes order -> (n, latent) posterior mean
+    Z = run.encode_named(X, gene_names, source="file")  # aligns columns by NAME first
+
+A RUN is finished only when ``RUN/config.json`` exists: pretrain writes it last, so a crashed run
+is refused here with a hint to resume instead of being silently half-used.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..io.align import column_index, take_columns
+from ..core.errors import RavisoError
+from ..models.vae import VAE, VAEConfig
+
+
+@dataclass
+class Run:
+    path: Path
+    name: str
+    genes: list[str]
+    model_config: VAEConfig
+    train_config: dict
+    model: VAE
+
+    @property
+    def latent_dim(self) -> int:
+        return self.model_config.latent_dim
+
+    def encode(self, X: np.ndarray, batch_size: int = 1024) -> np.ndarray:
+        """Posterior means of rows already in `self.genes` order."""
+        import torch
+
+        X = np.asarray(X, dtype=np.float32)
+        if X.ndim != 2 or X.shape[1] != len(self.genes):
+            raise RavisoError(f"expected (n, {len(self.genes)}) gene expression, got {X.shape}",
+                              self.path)
+        out = np.empty((X.shape[0], self.latent_dim), np.float32)
+        with torch.no_grad():
+            for i in range(0, X.shape[0], batch_size):
+                out[i:i + batch_size] = self.model.encode(torch.from_numpy(X[i:i + batch_size])).numpy()
+        return out
+
+    def encode_named(self, X: np.ndarray, gene_names, source=None) -> np.ndarray:
+        """Encode rows whose columns are `gene_names` (any order); every model gene must be
+        present (a missing gene is an error naming them, via `raviso.io.align`)."""
+        idx, _ = column_index(gene_names, self.genes, source=source, what="model genes")
+        return self.encode(take_columns(np.asarray(X), idx))
+
+
+def is_finished(path) -> bool:
+    return (Path(path) / "config.json").is_file()
+
+
+def load_run(path) -> Run:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.is_dir():
+        raise RavisoError("no such run directory", path)
+    if not is_finished(path):
+        hint = " (continue it with `raviso pretrain --resume`)" if (path / "run.json").exists() else ""
+        raise RavisoError(f"not a finished pretraining run: no config.json{hint}", path)
+    try:
+        config = json.loads((path / "config.json").read_text())
+        genes = (path / config.get("genes", "genes.txt")).read_text().splitlines()
+        mc = VAEConfig.from_dict(config["model"])
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError, FileNotFoundError) as e:
+        raise RavisoError(f"damaged run ({type(e).__name__}: {e})", path) from None
+    if len(genes) != mc.n_genes:
+        raise RavisoError(f"genes.txt lists {len(genes)} genes, the model takes {mc.n_genes}", path)
+    model = VAE(mc)
+    weights = path / config.get("weights", "model.safetensors")
+    try:
+        model.load_state_dict(load_file(str(weights)))
+    except (FileNotFoundError, SafetensorError, RuntimeError) as e:
+        raise RavisoError(f"cannot load the weights: {str(e).splitlines()[0]}", weights) from None
+    model.eval()
+    return Run(path=path, name=config.get("run_name") or path.name, genes=genes,
+               model_config=mc, train_config=config.get("train", {}), model=model)
