@@ -27,20 +27,25 @@ def read_metrics(run_dir) -> list[dict]:
         raise RavisoError(f"corrupt metrics.jsonl: {e}", path) from None
 
 
+def new_figure(**kwargs):
+    """A matplotlib `Figure` drawn without pyplot. Library code never calls `matplotlib.use` or
+    pyplot: either would switch or register the backend of a user's notebook or GUI session. A
+    bare Figure renders PNG through Agg by itself and is freed with its last reference."""
+    from matplotlib.figure import Figure
+
+    return Figure(**kwargs)
+
+
 def plot_pretraining(run_dir, out_dir=None) -> list[Path]:
     """Write pretrain_elbo.png, pretrain_recon.png, pretrain_kl.png into `out_dir` (default
     `run_dir`); returns their paths."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     records = read_metrics(run_dir)
     out_dir = Path(out_dir or run_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
     for term, label in PANELS:
-        fig, ax = plt.subplots(figsize=(5.5, 3.8), dpi=110)
+        fig = new_figure(figsize=(5.5, 3.8), dpi=110)
+        ax = fig.subplots()
         for key, name in SERIES:
             pts = [(r["epoch"], r[f"{key}_{term}"]) for r in records if f"{key}_{term}" in r]
             if pts:
@@ -54,6 +59,5 @@ def plot_pretraining(run_dir, out_dir=None) -> list[Path]:
         path = out_dir / f"pretrain_{term}.png"
         with atomic_file(path) as tmp:
             fig.savefig(tmp, format="png")
-        plt.close(fig)
         paths.append(path)
     return paths

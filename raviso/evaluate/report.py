@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ..core.atomic import atomic_file
 from ..core.errors import RavisoError
+from ..core.plots import new_figure
 from .results import read_results
 
 REPORT = "report.md"
@@ -62,13 +63,9 @@ def write_table1(doc: dict, path: Path) -> Path:
 
 
 def plot_folds(doc: dict, path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     variants, rows = mse_grid(doc)
-    fig, ax = plt.subplots(figsize=(max(5, 1 + 0.9 * len(variants)), 3.6))
+    fig = new_figure(figsize=(max(5, 1 + 0.9 * len(variants)), 3.6))
+    ax = fig.subplots()
     width = 0.8 / max(1, len(rows))
     for k, row in enumerate(rows):
         xs = [j + (k - (len(rows) - 1) / 2) * width for j in range(len(variants))]
@@ -83,7 +80,6 @@ def plot_folds(doc: dict, path: Path) -> Path:
     fig.tight_layout()
     with atomic_file(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
     return path
 
 
