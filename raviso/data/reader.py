@@ -16,7 +16,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from ..core.errors import RavisoError
-from .store import DATASETS, EXPR, FORMAT_VERSION, ISOFORM_DATASETS, MANIFEST
+from .schema import DATASETS, EXPR, FORMAT_VERSION, ISOFORM_DATASETS, MANIFEST
 
 
 def resolve(path, filesystem: pafs.FileSystem | None = None) -> tuple[pafs.FileSystem, str]:
@@ -100,15 +100,20 @@ class Store:
         if X.shape != (n, d):
             raise ValueError(f"out has shape {X.shape}, expected {(n, d)}")
         row = 0
-        for piece in self._dataset(name).fragments:
-            for batch in piece.to_batches(columns=[EXPR]):
-                arr = tensor_to_numpy(batch.column(0))
-                X[row:row + len(arr)] = arr
-                row += len(arr)
+        for arr in self.blocks(name):
+            X[row:row + len(arr)] = arr
+            row += len(arr)
         if row != n:
             raise RavisoError(f"{name} holds {row} rows, manifest says {n} (store damaged?)",
                               self.uri)
         return X
+
+    def blocks(self, name: str):
+        """The (rows, d) float32 blocks of a dataset in row order, one Arrow batch at a time:
+        for a statistic over a whole matrix without holding it (e.g. the held-out-donor floor)."""
+        for piece in self._dataset(name).fragments:
+            for batch in piece.to_batches(columns=[EXPR]):
+                yield tensor_to_numpy(batch.column(0))
 
     def ray_dataset(self, name: str, **read_kwargs):
         """A streaming `ray.data.Dataset` of the dataset's rows (columns sample_id, tissue, donor,

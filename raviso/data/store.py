@@ -1,17 +1,5 @@
-"""The Parquet store: the one on-disk layout every stage after `convert`/`import` reads.
+"""Writing the Parquet store (layout and column type: `raviso.data.schema`).
 
-Layout::
-
-    STORE/manifest.json          feature names, shapes, dtype, isoform->gene map, sources, version
-    STORE/archs4/part-*.parquet  unlabelled compendium (genes)
-    STORE/gtex_gene/part-*.parquet    labelled set, gene expression (same canonical gene order)
-    STORE/gtex_isoform/part-*.parquet labelled set, isoform expression (rows match gtex_gene)
-    STORE/truth/part-*.parquet   synthetic data only: noise-free isoform values (rows match)
-
-Each row is one sample: ``sample_id`` (string), ``tissue`` and ``donor`` (string, null when unknown)
-and ``expr``, the whole expression vector as ONE ``arrow.fixed_shape_tensor`` float32 column.
-One column per gene is unusable at 18,965 or 156,958 features (multi-MB footers, OOM); the
-Arrow-native tensor type arrives in Ray Data as an (n, d) tensor and stays readable without Ray.
 Row groups are ~128 MiB to match Ray Data's block size; files rotate every few row groups so
 Ray Data has several read tasks to spread over workers.
 
@@ -35,13 +23,9 @@ import pyarrow.parquet as pq
 from .. import __version__
 from ..core.atomic import _remove, _replace, _tmp_sibling, check_writable_target
 from ..core.errors import RavisoError
+from .schema import (DATASETS, EXPR, FORMAT_VERSION, ISOFORM_DATASETS, MANIFEST, schema,
+                     tensor_array)
 
-FORMAT_VERSION = 1
-MANIFEST = "manifest.json"
-EXPR = "expr"
-GENE_DATASETS = ("archs4", "gtex_gene")
-ISOFORM_DATASETS = ("gtex_isoform", "truth")
-DATASETS = ("archs4", "gtex_gene", "gtex_isoform", "truth")
 ROW_GROUP_BYTES = 128 << 20
 ROW_GROUPS_PER_FILE = 8
 # Floats per chunk handed to the Parquet encoder: its level buffers (2 x int16 per float) stay in
@@ -51,27 +35,6 @@ ENCODE_CHUNK_VALUES = 1 << 16
 # per thread.
 WRITE_THREADS = 0 if (os.cpu_count() or 1) <= 2 else 2
 BUFFERS_PER_THREAD = 2
-
-
-def expr_type(n_features: int) -> pa.DataType:
-    return pa.fixed_shape_tensor(pa.float32(), [n_features])
-
-
-def schema(n_features: int) -> pa.Schema:
-    return pa.schema(
-        [
-            ("sample_id", pa.string()),
-            ("tissue", pa.string()),
-            ("donor", pa.string()),
-            (EXPR, expr_type(n_features)),
-        ]
-    )
-
-
-def tensor_array(X: np.ndarray) -> pa.ExtensionArray:
-    """(n, d) float32 -> FixedShapeTensorArray without copying when X is C-contiguous float32."""
-    X = np.ascontiguousarray(X, dtype=np.float32)
-    return pa.FixedShapeTensorArray.from_numpy_ndarray(X)
 
 
 def rows_per_group(n_features: int) -> int:
@@ -395,7 +358,8 @@ def _check_unique(names, what, path):
 
 
 def write_store(path, genes, *, archs4=None, gtex_gene=None, gtex_isoform=None, truth=None,
-                isoforms=None, isoform_gene=None, overwrite=False, extra=None) -> Path:
+                isoforms=None, isoform_gene=None, overwrite=False, extra=None,
+                truth_heldout=None) -> Path:
     """Write a whole (small) store from in-memory arrays; tests and `import` use this.
 
     Each dataset argument is a dict with ``X`` (n, d) and ``sample_id``, optionally ``tissue`` and
@@ -404,7 +368,8 @@ def write_store(path, genes, *, archs4=None, gtex_gene=None, gtex_isoform=None, 
     with StoreBuilder(path, genes, isoforms, isoform_gene, overwrite=overwrite) as sb:
         sb.extra.update(extra or {})
         for name, part in (("archs4", archs4), ("gtex_gene", gtex_gene),
-                           ("gtex_isoform", gtex_isoform), ("truth", truth)):
+                           ("gtex_isoform", gtex_isoform), ("truth", truth),
+                           ("truth_heldout", truth_heldout)):
             if part is not None:
                 sb.dataset(name).write(part["X"], part["sample_id"], part.get("tissue"),
                                        part.get("donor"))

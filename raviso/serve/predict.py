@@ -175,7 +175,7 @@ class ParquetOut:
     def __init__(self, path, isoforms, meta, isoform_gene=None):
         import pyarrow as pa
 
-        from ..data.store import expr_type
+        from ..data.schema import expr_type
 
         self.path = path
         self.schema = pa.schema([("sample_id", pa.string()), ("expr", expr_type(len(isoforms)))],
@@ -186,7 +186,7 @@ class ParquetOut:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        from ..data.store import tensor_array
+        from ..data.schema import tensor_array
 
         if self.writer is None:
             self.writer = pq.ParquetWriter(self.path, self.schema)
