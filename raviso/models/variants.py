@@ -26,6 +26,14 @@ Variants:
 - ``foldvae_ffnn`` the latent FFNN on a small VAE pretrained INSIDE the fold on the training rows'
   genes only (`raviso.models.foldvae`): for stores without a compendium (users' own small data); options
   ``vae_epochs``, ``vae_hidden``, ``latent_dim``, ``beta``, ``vae_lr``, ``vae_batch_size``
+- ``share_net`` (RECOMMENDED, raviso's own model, `raviso.models.share_net`): per gene, a softmax
+  over its isoforms (context = per-fold PCA of the genes or ``latent``, + tissue one-hot) times the
+  gene's expression, + a linear residual; starts at isoform_fraction_fit + a ridge correction,
+  early stopping on an inner donor split. Options ``n_components`` (64), ``tissue`` (True),
+  ``epochs`` (30), ``lr`` (3e-3), ``batch_size`` (64), ``patience`` (8), ``val_fraction`` (0.15),
+  ``ridge_start`` (True), ``latent`` (None = PCA), ``seed``, ``device``
+- ``ffnn_plus`` (RECOMMENDED, `raviso.models.ffnn_plus`): the FFNN done well: same context and
+  recipe as share_net, a wide hidden layer (``hidden``, default 256) and a linear skip
 - baselines (`raviso.models.baselines`, all in BASELINES): ``mean``, ``tissue_mean``, ``isoform_fraction``
   (the issue's mean training share in TPM space), ``isoform_fraction_fit`` (the same model with its
   share fitted in log space; much stronger than the ratio of sums on real data, see
@@ -52,9 +60,11 @@ import numpy as np
 
 from .baselines import IsoformFractionBaseline, MeanBaseline, PCARidgeBaseline, TissueMeanBaseline
 from ..core.errors import RavisoError
+from .ffnn_plus import FFNNPlus
 from .foldvae import FoldVAEFFNN
 from ..data.labelled import Labelled
 from .regressors import FFNNRegressor
+from .share_net import ShareNet
 
 
 class Predictor(Protocol):
@@ -66,6 +76,7 @@ class Predictor(Protocol):
 
 
 PAPER_VARIANTS = ("vae_ffnn", "ae_ffnn", "gene_ffnn")
+RECOMMENDED = ("share_net", "ffnn_plus")   # raviso's own models (issue 10), best first
 BASELINES = ("mean", "tissue_mean", "isoform_fraction", "isoform_fraction_fit", "pca_ridge")
 
 _FFNN_OPTIONS = frozenset({"epochs", "seed", "hidden", "lr", "batch_size", "early_stopping",
@@ -89,6 +100,13 @@ def pca_ffnn(n_components: int = 256, hidden=(32,), **opts) -> FFNNRegressor:
     return FFNNRegressor("pca_ffnn", "genes", hidden=hidden, n_components=n_components, **opts)
 
 
+def _context_model(cls):
+    def factory(latent: str | None = None, **opts):
+        return cls(context=f"latent:{latent}" if latent else "pca", **opts)
+    factory.__doc__ = f"{cls.__name__} on a per-fold PCA of the genes, or on data.latent[latent]."
+    return factory
+
+
 VARIANTS: dict[str, Callable[..., Predictor]] = {
     "vae_ffnn": _latent_ffnn("vae_ffnn", "vae"),
     "ae_ffnn": _latent_ffnn("ae_ffnn", "ae"),
@@ -101,8 +119,12 @@ VARIANTS: dict[str, Callable[..., Predictor]] = {
                                                                    share="fit", seed=seed),
     "pca_ridge": PCARidgeBaseline,
     "foldvae_ffnn": FoldVAEFFNN,   # VAE pretrained per fold on the training genes (raviso.models.foldvae)
+    "share_net": _context_model(ShareNet),     # gene-anchored share model (raviso.models.share_net)
+    "ffnn_plus": _context_model(FFNNPlus),     # the FFNN done well (raviso.models.ffnn_plus)
 }
 
+_CONTEXT_OPTIONS = frozenset({"latent", "n_components", "tissue", "epochs", "lr", "batch_size",
+                              "patience", "val_fraction", "ridge_start", "seed", "device"})
 _OPTIONS: dict[str, frozenset] = {
     "vae_ffnn": _FFNN_OPTIONS | {"latent"},
     "ae_ffnn": _FFNN_OPTIONS | {"latent"},
@@ -115,6 +137,8 @@ _OPTIONS: dict[str, frozenset] = {
     "pca_ridge": frozenset({"n_components", "alpha", "seed"}),
     "foldvae_ffnn": _FFNN_OPTIONS | {"vae_epochs", "vae_hidden", "latent_dim", "beta", "vae_lr",
                                      "vae_batch_size"},
+    "share_net": _CONTEXT_OPTIONS,
+    "ffnn_plus": _CONTEXT_OPTIONS | {"hidden"},
 }
 KNOWN_OPTIONS = frozenset().union(*_OPTIONS.values())
 
@@ -140,6 +164,9 @@ def variant_needs(name: str, **options) -> set[str]:
     _check_name(name)
     if name in ("vae_ffnn", "ae_ffnn"):
         return {f"latent:{options.get('latent') or ('vae' if name == 'vae_ffnn' else 'ae')}"}
+    if name in RECOMMENDED:      # genes: the share term (share_net) and the PCA context
+        latent = options.get("latent")
+        return {"genes", "tissue"} | ({f"latent:{latent}"} if latent else set())
     return {"gene_ffnn": {"genes"}, "pca_ffnn": {"genes"}, "mean": set(),
             "tissue_mean": {"tissue"}, "isoform_fraction": {"genes"},
             "isoform_fraction_fit": {"genes"},

@@ -1,0 +1,155 @@
+"""``share_net``: the gene-anchored share model. The segment softmax against a dense reference,
+shares summing to one per gene, the starting point (= ``isoform_fraction_fit``), GTEx width, no
+leakage from validation rows, and that it beats the strong baselines on the generator's data."""
+
+import numpy as np
+import pytest
+import torch
+
+from raviso.core.errors import RavisoError
+from raviso.data.labelled import Labelled
+from raviso.models.baselines import IsoformFractionBaseline
+from raviso.models.regressors import inner_split
+from raviso.models.share_net import ShareNet, segment_softmax
+from raviso.models.variants import make_variant, variant_needs
+
+FAST = dict(epochs=3, lr=1e-2, batch_size=16, n_components=4)
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def world_data(n=240, n_genes=40, n_isoforms=120, seed=3) -> Labelled:
+    """A labelled set from the synthetic generator itself (`raviso.synth.world`): shares that move
+    with tissue and a hidden state, noisy genes and isoforms, donors giving several tissues."""
+    from raviso.synth import world as w
+
+    world = w.build_world(seed, 10, n, n_genes, n_isoforms)
+    genes, iso, truth = w.gtex_block(world, slice(0, n), np.random.default_rng([seed, 1]))
+    gene_col = np.argsort(world.gtex_gene_order)           # internal gene -> file column
+    iso_gene = gene_col[world.iso_gene[world.isoform_order]]
+    return Labelled(sample_id=np.array(world.gtex_ids),
+                    tissue=np.array([f"t{t}" for t in world.gtex_tissue]),
+                    donor=np.array([f"d{d}" for d in world.gtex_donor]),
+                    genes=genes, isoforms=iso, gene_names=[f"g{k}" for k in range(n_genes)],
+                    isoform_names=[f"i{k}" for k in range(n_isoforms)],
+                    isoform_gene=iso_gene.astype(np.int64), truth=truth)
+
+
+def test_segment_softmax_matches_a_dense_reference():
+    rng = np.random.default_rng(0)
+    seg = torch.from_numpy(rng.integers(0, 7, 50))
+    logits = torch.from_numpy(rng.normal(0, 30, (5, 50)).astype(np.float32))  # large: stability
+    got = segment_softmax(logits, seg, 8)                  # segment 7 has no columns
+    want = torch.empty_like(logits)
+    for s in range(7):
+        cols = (seg == s).nonzero().flatten()
+        want[:, cols] = torch.softmax(logits[:, cols].double(), dim=1).float()
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+    sums = torch.zeros(5, 8).index_add_(1, seg, got)
+    torch.testing.assert_close(sums[:, :7], torch.ones(5, 7))
+    with torch.autocast("cpu", dtype=torch.bfloat16):      # bf16 input: still float32 shares
+        assert segment_softmax(logits.bfloat16(), seg, 8).dtype == torch.float32
+
+
+def test_registered_with_its_options_and_needs():
+    assert variant_needs("share_net") == {"genes", "tissue"}
+    m = make_variant("share_net", n_components=8, epochs=None, hidden="9")  # hidden: not its own
+    assert m.opts["n_components"] == 8 and m.opts["epochs"] == 30 and m.opts["tissue"]
+    with pytest.raises(RavisoError, match="bad share_net options"):
+        make_variant("share_net", lr=0)
+
+
+def test_starts_at_isoform_fraction_fit_and_shares_sum_to_one():
+    """epochs=0, no ridge start: the model is isoform_fraction_fit fitted on the same rows;
+    the shares of every measured gene's isoforms sum to 1; unmeasured-gene isoforms are free."""
+    data = world_data(n=120)
+    data.isoform_gene[:3] = -1                              # three isoforms without a gene
+    train, val = np.arange(90), np.arange(90, 120)
+    m = ShareNet(epochs=0, ridge_start=False, n_components=4, seed=2).fit(data, train)
+    fit_rows, _ = inner_split(train, data.donor, 0.15, 2)
+    base = IsoformFractionBaseline("f", share="fit").fit(data, fit_rows)
+    keep = base.share_ > 1e-3                               # away from the start's share floor
+    np.testing.assert_allclose(m.predict(data, val)[:, keep], base.predict(data, val)[:, keep],
+                               atol=2e-4)
+    np.testing.assert_allclose(m.predict(data, val)[:, :3],
+                               np.repeat(base.mean_[None, :3], len(val), 0), atol=1e-6)
+    shares = m.shares(data, val)
+    sums = np.zeros((len(val), data.genes.shape[1]))
+    for j, g in enumerate(data.isoform_gene):
+        if g >= 0:
+            sums[:, g] += shares[:, j]
+    measured = np.unique(data.isoform_gene[data.isoform_gene >= 0])
+    np.testing.assert_allclose(sums[:, measured], 1.0, atol=1e-5)
+
+
+def test_trains_at_gtex_width():
+    """A few rows x 156,958 isoforms over 18,965 genes: trains, predicts, shares sum to 1."""
+    n, n_genes, n_iso = 6, 18_965, 156_958
+    rng = np.random.default_rng(0)
+    iso_gene = np.sort(rng.integers(0, n_genes, n_iso))
+    iso_gene[:5] = -1
+    data = Labelled(sample_id=np.array([f"s{k}" for k in range(n)]),
+                    tissue=np.array(["a", "b"] * 3), donor=None,
+                    genes=rng.gamma(1, 2, (n, n_genes)).astype(np.float32),
+                    isoforms=rng.gamma(1, 1, (n, n_iso)).astype(np.float32),
+                    gene_names=[f"g{k}" for k in range(n_genes)],
+                    isoform_names=[f"i{k}" for k in range(n_iso)], isoform_gene=iso_gene)
+    m = ShareNet(epochs=1, batch_size=4, n_components=3).fit(data, np.arange(n))
+    assert m.history_["epochs_run"] == 1 and np.isfinite(m.history_["train_loss"][0])
+    pred = m.predict(data, np.arange(2))
+    assert pred.shape == (2, n_iso) and pred.dtype == np.float32 and np.isfinite(pred).all()
+    shares = torch.from_numpy(m.shares(data, np.arange(2)))
+    sums = torch.zeros(2, n_genes + 1).index_add_(1, m.module.segment, shares)[:, :n_genes]
+    measured = torch.from_numpy(np.unique(iso_gene[iso_gene >= 0]))
+    torch.testing.assert_close(sums[:, measured], torch.ones(2, len(measured)))
+
+
+def test_no_validation_row_influences_training():
+    """Scrambled validation genes/isoforms/tissues before fit: bit-identical parameters and
+    predictions; every batch drew training rows only."""
+    data = world_data(n=120)
+    train = np.arange(0, 120, 2)
+    val = np.setdiff1d(np.arange(120), train)
+    other = world_data(n=120)
+    rng = np.random.default_rng(5)
+    for arr in (other.genes, other.isoforms):
+        arr[val] = rng.permutation(arr[val].ravel()).reshape(arr[val].shape) * 3
+    other.tissue[val] = "scrambled"
+    data.genes.flags.writeable = False                     # as in a cv trial (object-store)
+    data.isoforms.flags.writeable = False
+    seen = set()
+    a = ShareNet(seed=4, **FAST).fit(data, train, on_batch=lambda e, r: seen.update(r.tolist()))
+    b = ShareNet(seed=4, **FAST).fit(other, train)
+    assert seen <= set(train.tolist())
+    for (k, va), vb in zip(a.module.state_dict().items(), b.module.state_dict().values()):
+        assert torch.equal(va, vb), k
+    np.testing.assert_array_equal(a.predict(data, val), b.predict(data, val))
+
+
+def test_deterministic_by_seed():
+    data = world_data(n=100)
+    train, val = np.arange(80), np.arange(80, 100)
+    pa = ShareNet(seed=1, **FAST).fit(data, train).predict(data, val)
+    pb = ShareNet(seed=1, **FAST).fit(data, train).predict(data, val)
+    pc = ShareNet(seed=2, **FAST).fit(data, train).predict(data, val)
+    np.testing.assert_array_equal(pa, pb)
+    assert not np.allclose(pa, pc)
+
+
+def test_beats_the_strong_baselines_on_generator_data():
+    data = world_data(n=400, n_genes=60, n_isoforms=240)
+    val = np.flatnonzero(np.isin(data.donor, np.unique(data.donor)[::5]))  # held-out donors
+    train = np.setdiff1d(np.arange(data.n), val)
+    m = ShareNet(seed=0, n_components=16).fit(data, train)
+    assert m.history_["best_epoch"] > 0                    # training beat the starting point
+    mse = lambda p: float(np.mean((p - data.isoforms[val]) ** 2))  # noqa: E731
+    got = mse(m.predict(data, val))
+    for name in ("isoform_fraction_fit", "tissue_mean", "pca_ridge"):
+        base = mse(make_variant(name, n_components=16).fit(data, train).predict(data, val))
+        assert got < base, (name, got, base)
