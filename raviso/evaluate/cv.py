@@ -93,11 +93,12 @@ def _tune_trial(config: dict, data: Labelled = None, fold_ids: np.ndarray = None
 
 # -- inputs ------------------------------------------------------------------------------------
 def parse_variants(text) -> list[str]:
-    """'a,b' or a list -> validated variant names (default: the paper's variants + baselines)."""
-    from ..models.variants import BASELINES, PAPER_VARIANTS, VARIANTS
+    """'a,b' or a list -> validated variant names (default: raviso's recommended models, the
+    paper's variants and the baselines)."""
+    from ..models.variants import BASELINES, PAPER_VARIANTS, RECOMMENDED, VARIANTS
 
     if text is None or text == "" or text == []:
-        return list(PAPER_VARIANTS) + list(BASELINES)
+        return list(RECOMMENDED) + list(PAPER_VARIANTS) + list(BASELINES)
     names = [v.strip() for v in (text.split(",") if isinstance(text, str) else text) if v.strip()]
     unknown = [v for v in names if v not in VARIANTS]
     if unknown:
