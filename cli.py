@@ -6,17 +6,31 @@ propagate; `main` prints it as one line and exits non-zero.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Optional
 
 import typer
 
+# rich_markup_mode=None: help texts are printed as written. With rich markup, "[unit]" or
+# "[auto: when small]" (how defaults are written here) are taken for markup tags and vanish.
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  rich_markup_mode=None,
                   help="Predict isoform expression from gene expression: pretrained VAE + "
                        "regressors, distributed on Ray.")
-bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks that print figures (last line JSON).")
+bench_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
+                        help="Benchmarks that print figures (last line JSON).")
 app.add_typer(bench_app, name="bench")
+
+# `raviso --debug CMD`: an unexpected exception shows its traceback instead of one line.
+DEBUG = {"on": False}
+
+
+@app.callback()
+def _options(debug: bool = typer.Option(False, "--debug", help="Show the full traceback of an "
+                                        "unexpected error (for a bug report).")):
+    DEBUG["on"] = debug
 
 ADDRESS = typer.Option(None, "--address", help="Ray cluster address (default: start a local Ray).")
 
@@ -51,11 +65,11 @@ def synth_cmd(
 # ---- convert (issue 2) --------------------------------------------------------------------------
 @app.command("convert")
 def convert_cmd(
-    paths: list[Path] = typer.Argument(
-        ..., metavar="[SRC] STORE",
-        help="SRC: directory with the course files (*.hdf5 / *.tsv.gz / *.tsv, also head_* "
-             "slices); STORE: the Parquet store to write. SRC may be left out when files are "
-             "given by option."),
+    first: Path = typer.Argument(..., metavar="SRC", help="Directory with the course files "
+                                 "(*.hdf5 / *.tsv.gz / *.tsv, also head_* slices). Alone (files "
+                                 "given by option), it is the STORE."),
+    second: Optional[Path] = typer.Argument(None, metavar="STORE",
+                                            help="The Parquet store to write."),
     archs4: Optional[Path] = typer.Option(None, "--archs4", help="ARCHS4 gene matrix (course "
                                           "HDF5/TSV, or public ARCHS4 H5)."),
     gtex_gene: Optional[Path] = typer.Option(None, "--gtex-gene", help="GTEx gene matrix."),
@@ -67,7 +81,8 @@ def convert_cmd(
                                               "gene_name table (isoform -> gene map)."),
     tissues: Optional[Path] = typer.Option(None, "--tissues", help="sample_id tissue table "
                                            "(gtex_annot)."),
-    gct: Optional[list[Path]] = typer.Option(None, "--gct", help="GTEx portal GCT (gene or "
+    gct: Optional[list[Path]] = typer.Option(None, "--gct", metavar="GCT",
+                                             help="GTEx portal GCT (gene or "
                                              "transcript TPM; repeatable) -> log2(TPM+1)."),
     attributes: Optional[Path] = typer.Option(None, "--attributes", help="GTEx sample "
                                               "attributes (SampleID/Tissue or SAMPID/SMTSD)."),
@@ -83,9 +98,7 @@ def convert_cmd(
     from raviso.io.convert import convert
     from raviso.core.errors import RavisoError
 
-    if len(paths) > 2:
-        raise RavisoError(f"expected [SRC] STORE, got {len(paths)} paths")
-    src, store = (paths[0], paths[1]) if len(paths) == 2 else (None, paths[0])
+    src, store = (first, second) if second is not None else (None, first)
     convert(store, src, archs4=archs4, gtex_gene=gtex_gene, gtex_isoform=gtex_isoform,
             truth=truth, annotation=annotation, tissues=tissues, gct=gct or (),
             attributes=attributes, archs4_h5=archs4_h5, gene_set=gene_set, overwrite=overwrite,
@@ -98,11 +111,11 @@ def convert_cmd(
 
 @app.command("import")
 def import_cmd(
-    paths: list[Path] = typer.Argument(..., metavar="[SAMPLESHEET] STORE",
-                                       help="Sample sheet (CSV/TSV columns: sample, path; "
-                                            "optional tissue, donor, gene_quant) and the store "
-                                            "to write. With "
-                                            "--matrix the sheet is optional (labels only)."),
+    first: Path = typer.Argument(..., metavar="SAMPLESHEET",
+                                 help="Sample sheet (CSV/TSV/semicolon-separated; columns sample, "
+                                      "path; optional tissue, donor, gene_quant). With --matrix "
+                                      "it is optional (labels only); alone, it is the STORE."),
+    second: Optional[Path] = typer.Argument(None, metavar="STORE", help="The store to write."),
     matrix: Optional[Path] = typer.Option(None, "--matrix", help="A transcripts x samples table "
                                           "(TSV or GCT #1.2) instead of per-sample files."),
     label: Optional[str] = typer.Option(None, "--label", help="Sheet column stored as the class "
@@ -120,7 +133,8 @@ def import_cmd(
                                        "transcripts allowed to miss the map (they are dropped)."),
     as_compendium: bool = typer.Option(False, "--as-compendium", help="Also write the gene matrix "
                                        "as 'archs4' so the VAE can pretrain on it."),
-    overwrite: bool = typer.Option(False, "--overwrite"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output "
+                                   "(only a raviso output is ever replaced)."),
 ):
     """Import salmon / kallisto / RSEM files or a transcripts x samples matrix into a store.
 
@@ -128,12 +142,10 @@ def import_cmd(
     from raviso.core.errors import RavisoError
     from raviso.io.importer import import_matrix, import_samples
 
-    if matrix is None and len(paths) != 2:
+    if matrix is None and second is None:
         raise RavisoError("usage: raviso import SAMPLESHEET STORE (or --matrix FILE [SAMPLESHEET] "
                           "STORE)")
-    if matrix is not None and len(paths) not in (1, 2):
-        raise RavisoError("usage: raviso import --matrix FILE [SAMPLESHEET] STORE")
-    store, sheet = paths[-1], (paths[0] if len(paths) == 2 else None)
+    store, sheet = (second, first) if second is not None else (first, None)
     if matrix is None:
         if tx_col or gene_col:
             raise RavisoError("--tx-col/--gene-col apply to --matrix only")
@@ -255,22 +267,26 @@ def cv_cmd(
                                                  help="Autoencoder (beta=0) run (latent 'ae')."),
     variants: Optional[str] = typer.Option(None, "--variants",
                                            help="Comma list (default: paper variants + baselines)."),
-    folds: int = typer.Option(5, "--folds"),
+    folds: int = typer.Option(5, "--folds", help="Number of cross-validation folds."),
     group_by: str = typer.Option("donor", "--group-by", help="donor | none"),
     fold_scheme: str = typer.Option("kfold", "--fold-scheme", help="kfold | auto | logo: auto "
                                     "picks leave-one-group-out or a smaller k for small "
                                     "labelled sets (reported)."),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Epochs of the neural variants."),
-    seed: int = typer.Option(0, "--seed"),
-    cpus_per_trial: float = typer.Option(1, "--cpus-per-trial"),
-    gpus_per_trial: float = typer.Option(0, "--gpus-per-trial"),
+    seed: int = typer.Option(0, "--seed", help="Seed of the folds and of every trial."),
+    cpus_per_trial: float = typer.Option(1, "--cpus-per-trial", help="Logical CPUs reserved "
+                                         "per (fold, variant) trial, may be fractional."),
+    gpus_per_trial: float = typer.Option(0, "--gpus-per-trial", help="GPUs per trial, may be "
+                                         "fractional (0: CPU only)."),
     max_failures: int = typer.Option(2, "--max-failures", help="Retries of a crashed trial."),
     save_model: bool = typer.Option(False, "--save-model",
                                     help="Also fit the best neural variant on all samples: CV/model."),
-    no_report: bool = typer.Option(False, "--no-report"),
+    no_report: bool = typer.Option(False, "--no-report", help="Write results.json only, "
+                                   "no report.md/table1.csv/plots."),
     storage: Optional[str] = typer.Option(None, "--storage", help="Tune storage shared by all "
                                           "nodes (multi-node clusters; default CV/tune)."),
-    overwrite: bool = typer.Option(False, "--overwrite"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output "
+                                   "(only a raviso output is ever replaced)."),
     address: Optional[str] = ADDRESS,
 ):
     """Cross-validate the variants: every (fold, variant) is a Ray Tune trial."""
@@ -300,12 +316,17 @@ def report_cmd(
 def fit_cmd(
     store: str = typer.Argument(..., help="Store with the labelled set."),
     out: Path = typer.Option(..., "--out", help="MODEL directory to write."),
-    variant: str = typer.Option("vae_ffnn", "--variant"),
-    pretrained: Optional[Path] = typer.Option(None, "--pretrained"),
-    pretrained_ae: Optional[Path] = typer.Option(None, "--pretrained-ae"),
-    epochs: Optional[int] = typer.Option(None, "--epochs"),
-    seed: int = typer.Option(0, "--seed"),
-    overwrite: bool = typer.Option(False, "--overwrite"),
+    variant: str = typer.Option("vae_ffnn", "--variant", help="The variant to fit (one of "
+                                "raviso cv's --variants that can be saved)."),
+    pretrained: Optional[Path] = typer.Option(None, "--pretrained", help="VAE run (latent "
+                                              "'vae'), for the variants that use it."),
+    pretrained_ae: Optional[Path] = typer.Option(None, "--pretrained-ae", help="Autoencoder "
+                                                 "(beta=0) run (latent 'ae')."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="Epochs of a neural variant "
+                                         "(default: the variant's)."),
+    seed: int = typer.Option(0, "--seed", help="Random seed of the fit."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output "
+                                   "(only a raviso output is ever replaced)."),
 ):
     """Train one variant on ALL labelled samples and save it for raviso predict."""
     from raviso.serve.fit import fit_store
@@ -325,7 +346,8 @@ def predict_cmd(
                                        help="Fill genes the input lacks with 0 (and say how many)."),
     dataset: Optional[str] = typer.Option(None, "--dataset",
                                           help="Store dataset to read (default gtex_gene/archs4)."),
-    overwrite: bool = typer.Option(False, "--overwrite"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output "
+                                   "(only a raviso output is ever replaced)."),
 ):
     """Predict isoform expression, log2(TPM+1), for new samples."""
     from raviso.serve.predict import predict_file
@@ -337,7 +359,8 @@ def predict_cmd(
 @app.command("demo")
 def demo_cmd(
     out: Path = typer.Option(Path("raviso-demo"), "--out", help="Everything is written under it."),
-    overwrite: bool = typer.Option(False, "--overwrite"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output "
+                                   "(only a raviso output is ever replaced)."),
     address: Optional[str] = ADDRESS,
 ):
     """The whole pipeline on built-in synthetic data (small preset), in minutes."""
@@ -360,9 +383,10 @@ def bench_cv_cmd(
 # ---- submit (issue 5) ---------------------------------------------------------------------------
 
 
-@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+             options_metavar="[OPTIONS] -- COMMAND [ARGS]...")
 def submit(
-    args: Optional[list[str]] = typer.Argument(None, help="The raviso command to run, after --."),
+    ctx: typer.Context,
     address: Optional[str] = typer.Option(
         None, "--address", help="Ray job server (dashboard) address; default "
         "$RAY_API_SERVER_ADDRESS, else http://127.0.0.1:8265 (where `ray dashboard` forwards)."),
@@ -371,10 +395,11 @@ def submit(
     with_deps: bool = typer.Option(False, "--with-deps", help="Also pip-install raviso's "
                                    "dependencies (except ray and torch) in the job's env."),
 ):
-    """Run `raviso <args>` on a Ray cluster as a Ray Job: raviso submit -- pretrain STORE RUN."""
+    """Run `raviso COMMAND ARGS...` on a Ray cluster as a Ray Job, e.g.
+    raviso submit -- pretrain STORE --out RUN, or raviso submit -- cv STORE --out CV."""
     from raviso.cluster.submit import submit as submit_job
 
-    outcome = submit_job(list(args or []), address=address, wait=wait, with_deps=with_deps)
+    outcome = submit_job(list(ctx.args), address=address, wait=wait, with_deps=with_deps)
     raise typer.Exit(outcome.exit_code)
 
 
@@ -461,7 +486,18 @@ def main() -> None:
     except KeyboardInterrupt:
         print("raviso: interrupted", file=sys.stderr)
         sys.exit(130)
+    except Exception as e:   # last resort: a bug or an input no check foresaw
+        if DEBUG["on"] or os.environ.get("RAVISO_DEBUG"):
+            raise
+        print(f"raviso: error: unexpected {type(e).__name__}: {_first_line(e)} (a bug or an "
+              "unforeseen input; `raviso --debug ...` shows the traceback)", file=sys.stderr)
+        sys.exit(1)
     sys.exit(rc if isinstance(rc, int) else 0)
+
+
+def _first_line(e: BaseException) -> str:
+    lines = str(e).strip().splitlines()
+    return lines[0][:300] if lines else "(no message)"
 
 
 if __name__ == "__main__":

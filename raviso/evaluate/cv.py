@@ -42,8 +42,9 @@ def run_trial(data: Labelled, fold_ids: np.ndarray, fold: int, variant: str,
     """Fit `variant` on every fold but `fold`, predict `fold`; return metrics (+ ``per_sample``)."""
     import torch
 
-    from ..core.metrics import column_mean, evaluate
+    from ..core.metrics import column_mean
     from ..models.variants import make_variant
+    from .stream_metrics import evaluate_streaming
 
     torch.set_num_threads(max(1, int(threads)))
     train_idx = np.flatnonzero(fold_ids != fold)
@@ -52,10 +53,8 @@ def run_trial(data: Labelled, fold_ids: np.ndarray, fold: int, variant: str,
     model = make_variant(variant, **(options or {}))
     model.fit(data, train_idx)
     fit_s = time.perf_counter() - t0
-    pred = model.predict(data, val_idx)
-    Y = data.isoforms[val_idx]
-    truth = None if data.truth is None else data.truth[val_idx]
-    out = evaluate(pred, Y, column_mean(data.isoforms, train_idx), truth)
+    # predicted and scored in row chunks: never a (validation rows x isoforms) matrix in memory
+    out = evaluate_streaming(model, data, val_idx, column_mean(data.isoforms, train_idx))
     out.update(fit_seconds=fit_s, seconds=time.perf_counter() - t0, n_train=int(len(train_idx)),
                n_test=int(len(val_idx)))
     return out
@@ -149,9 +148,12 @@ def attach_latents(data: Labelled, store: Store, runs: dict[str, str]) -> None:
         data.add_latent(name, sid, Z)
 
 
-def load_labelled(store, runs: dict[str, str]) -> tuple[Store, Labelled]:
+def load_labelled(store, runs: dict[str, str], target_dtype: str = "auto"
+                  ) -> tuple[Store, Labelled]:
+    """The store's labelled set, its matrices memory-mapped (`raviso.data.mapped`: one copy per
+    machine, shared by every trial, pickled as an address), with the latents `runs` provide."""
     st = store if isinstance(store, Store) else Store(store)
-    data = Labelled.from_store(st)
+    data = Labelled.from_store(st, mapped=True, target_dtype=target_dtype)
     attach_latents(data, st, runs)
     return st, data
 
@@ -190,10 +192,12 @@ def tune_folds(data: Labelled, folds: Folds, variants, storage: Path, *, options
 
     from ..core.ray_session import cluster_cpus, cluster_gpus
 
+    memory = {}
     if max_concurrent is None:
         by_cpu = int(cluster_cpus() // max(cpus_per_trial, 1e-9))
         by_gpu = int(cluster_gpus() // gpus_per_trial) if gpus_per_trial else by_cpu
-        max_concurrent = max(1, min(by_cpu, by_gpu))
+        by_mem, memory = _trials_by_memory(data, folds, variants)
+        max_concurrent = max(1, min(by_cpu, by_gpu, by_mem))
     res = {"cpu": cpus_per_trial, **({"gpu": gpus_per_trial} if gpus_per_trial else {})}
     # one grid axis of [fold, variant] pairs (not a cross product), unpacked by `_job_trial`
     trainable = tune.with_resources(
@@ -233,7 +237,21 @@ def tune_folds(data: Labelled, folds: Folds, variants, storage: Path, *, options
         trials.append(row)
     trials.sort(key=lambda t: (t["fold"], list(variants).index(t["variant"])))
     return TuneOutcome(trials, errors, wall, max_concurrent,
-                       {"cpus_per_trial": cpus_per_trial, "gpus_per_trial": gpus_per_trial})
+                       {"cpus_per_trial": cpus_per_trial, "gpus_per_trial": gpus_per_trial,
+                        **({"memory": memory} if memory else {})})
+
+
+def _trials_by_memory(data: Labelled, folds: Folds, variants) -> tuple[int, dict]:
+    """Trials that fit in this machine's memory next to the shared (mapped) matrices that every
+    trial reads (`raviso.evaluate.capacity`)."""
+    from .capacity import max_trials_by_memory
+
+    n_train = int(len(folds.fold) - np.bincount(folds.fold).min())
+    shared = data.genes.nbytes + data.isoforms.nbytes
+    if data.truth is not None:
+        shared += data.truth.nbytes // folds.k    # only the validation rows' truth is read
+    return max_trials_by_memory(variants, n_train, data.genes.shape[1], data.isoforms.shape[1],
+                                shared_bytes=shared)
 
 
 def _watch_callback_class():
@@ -295,7 +313,8 @@ def run_cv(store, pretrained=None, pretrained_ae=None, variants=None, folds: int
            gpus_per_trial: float = 0,
            max_failures: int = 2, save_model: bool = False, overwrite: bool = False,
            report: bool = True, variant_options: dict | None = None, num_cpus: int | None = None,
-           storage: str | None = None, progress=print,
+           storage: str | None = None, progress=print, target_dtype: str = "auto",
+           max_concurrent: int | None = None,
            _fail_once: tuple | None = None) -> Path:
     """Cross-validate `variants` on the store's labelled set; write CV (results.json, errors/,
     report.md, ...) atomically. Returns the CV directory.
@@ -313,7 +332,7 @@ def run_cv(store, pretrained=None, pretrained_ae=None, variants=None, folds: int
     names = parse_variants(variants)
     runs = latent_runs(names, pretrained, pretrained_ae)
     progress(f"loading labelled set from {store}")
-    st, data = load_labelled(store, runs)
+    st, data = load_labelled(store, runs, target_dtype)
     fold_plan = make_folds(data.tissue, data.donor, k=folds, seed=seed, group_by=group_by,
                            source=st.uri, scheme=fold_scheme)
     options = dict(variant_options or {})
@@ -332,12 +351,14 @@ def run_cv(store, pretrained=None, pretrained_ae=None, variants=None, folds: int
         outcome = tune_folds(data, fold_plan, names, storage or Path(tmp) / "tune",
                              options=options, progress=progress,
                              cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial,
-                             max_failures=max_failures, extra_config=extra)
+                             max_failures=max_failures, extra_config=extra,
+                             max_concurrent=max_concurrent)
         config = {"store": str(store), "pretrained": runs.get("vae"),
                   "pretrained_ae": runs.get("ae"), "variants": names, "folds": folds,
                   "group_by": group_by, "fold_scheme": fold_scheme, "epochs": epochs, "seed": seed,
                   "variant_options": options, "cpus_per_trial": cpus_per_trial,
-                  "gpus_per_trial": gpus_per_trial, "max_failures": max_failures}
+                  "gpus_per_trial": gpus_per_trial, "max_failures": max_failures,
+                  "target_dtype": data.mapped.dtype if data.mapped else "float32"}
         doc = results_mod.build_results(config, data, fold_plan, outcome)
         results_mod.write_results(tmp, doc, outcome.errors)
         if save_model:

@@ -12,13 +12,14 @@ from ..models.saved import fit_model, require_savable
 
 
 def fit_store(store, variant: str, out, pretrained=None, pretrained_ae=None,
-              epochs: int | None = None, seed: int = 0, overwrite: bool = False) -> Path:
+              epochs: int | None = None, seed: int = 0, overwrite: bool = False,
+              target_dtype: str = "auto") -> Path:
     """`raviso fit STORE --variant V --out MODEL`: load the labelled set (+ latents), fit, save."""
     check_writable_target(out, overwrite)
     (variant,) = parse_variants(variant)
     require_savable(variant)                     # before minutes of loading
     runs = latent_runs([variant], pretrained, pretrained_ae)
-    st, data = load_labelled(store, runs)
+    st, data = load_labelled(store, runs, target_dtype)
     options = {"seed": seed, **({"epochs": int(epochs)} if epochs is not None else {})}
     fit_model(data, variant, out, runs=runs, options=options, store_uri=st.uri,
               overwrite=overwrite)

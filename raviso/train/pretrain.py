@@ -45,6 +45,7 @@ to the node's cores divided by the workers on that node, independent of the logi
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -87,6 +88,7 @@ class TrainConfig:
     max_failures: int = 0
     keep_checkpoints: int = 2
     eval_gtex: bool = True
+    max_steps: int = 0            # stop after this many optimizer steps in all (0: no limit)
 
     def __post_init__(self):
         checks = [(self.epochs >= 1, "--epochs must be >= 1"),
@@ -100,6 +102,7 @@ class TrainConfig:
                   (self.materialize in ("auto", "always", "never"),
                    "--materialize must be auto, always or never"),
                   (self.keep_checkpoints >= 1, "--keep-checkpoints must be >= 1"),
+                  (self.max_steps >= 0, "--max-steps must be >= 0"),
                   (self.max_failures >= -1, "--max-failures must be >= -1")]
         for ok, msg in checks:
             if not ok:
@@ -234,6 +237,7 @@ def train_func(cfg: dict) -> None:
         if rank == 0 and sink is not None and step % 10 == 0:
             sink.step.remote(epoch, n * ctx.get_world_size())
 
+    steps = int(history[-1].get("steps", 0)) if history else 0
     for epoch in range(start_epoch, tc.epochs):
         torch.manual_seed(tc.seed * 100_003 + epoch * 1009 + rank)   # reproducible after resume
         w = kl_weight(epoch, tc.warmup_epochs)
@@ -242,8 +246,18 @@ def train_func(cfg: dict) -> None:
             local_shuffle_buffer_size=tc.shuffle_buffer if tc.shuffle == "files" else None,
             local_shuffle_seed=None)
         t0 = time.time()
-        tr = train_epoch(model, optimizer, _expr(batches), w, device, progress)
-        record = {"epoch": epoch + 1, "kl_weight": w, **tr.to_dict("train_")}
+        # --max-steps (bounded benchmarks): every worker stops after the same number of steps
+        batch_iter = _expr(batches) if not tc.max_steps else itertools.islice(
+            _expr(batches), max(0, tc.max_steps - steps))
+        taken = [0]
+
+        def on_step(step, n):
+            taken[0] = step + 1
+            progress(step, n)
+
+        tr = train_epoch(model, optimizer, batch_iter, w, device, on_step)
+        steps += taken[0]
+        record = {"epoch": epoch + 1, "kl_weight": w, **tr.to_dict("train_"), "steps": steps}
         record["samples_per_s"] = record.pop("train_samples_per_s")
         for name in ("val", "gtex"):
             if name in shards:
@@ -268,6 +282,8 @@ def train_func(cfg: dict) -> None:
                              checkpoint_dir_name=f"checkpoint_epoch-{epoch + 1:05d}")
         if rank == 0 and sink is not None:
             sink.epoch.remote(record)
+        if tc.max_steps and steps >= tc.max_steps:
+            break
 
 
 # -- driver ------------------------------------------------------------------------------------
