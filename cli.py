@@ -211,6 +211,9 @@ def pretrain_cmd(
     keep_checkpoints: Optional[int] = typer.Option(None, "--keep-checkpoints", help="Checkpoints "
                                                    "kept [2]."),
     no_gtex: bool = typer.Option(False, "--no-gtex-eval", help="Skip scoring gtex_gene."),
+    max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Stop after this many "
+                                            "optimizer steps in all (bounded benchmarks) [0: "
+                                            "no limit]."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Random seed [0]."),
     storage: Optional[str] = typer.Option(None, "--storage", help="Ray Train storage for "
                                           "checkpoints (shared path or URI on a multi-node "
@@ -230,7 +233,8 @@ def pretrain_cmd(
                   "workers": workers, "cpus_per_worker": cpus_per_worker, "gpu": gpu,
                   "threads": threads, "shuffle": shuffle, "shuffle_buffer": shuffle_buffer,
                   "materialize": materialize, "max_failures": max_failures,
-                  "keep_checkpoints": keep_checkpoints, "eval_gtex": False if no_gtex else None}
+                  "keep_checkpoints": keep_checkpoints, "eval_gtex": False if no_gtex else None,
+                  "max_steps": max_steps}
     run = pretrain(store, out, model_opts, train_opts, resume=resume, overwrite=overwrite,
                    address=address, quiet=quiet, storage_path=storage)
     print(run)
@@ -287,6 +291,11 @@ def cv_cmd(
                                           "nodes (multi-node clusters; default CV/tune)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output "
                                    "(only a raviso output is ever replaced)."),
+    target_dtype: str = typer.Option("auto", "--target-dtype", help="auto | float32 | float16: "
+                                     "storage of the memory-mapped isoform targets (auto: float16 "
+                                     "above 4 GB of float32; adds ~1e-7 MSE)."),
+    max_concurrent: Optional[int] = typer.Option(None, "--max-concurrent", help="Trials at once "
+                                                 "[what the CPUs, GPUs and memory allow]."),
     address: Optional[str] = ADDRESS,
 ):
     """Cross-validate the variants: every (fold, variant) is a Ray Tune trial."""
@@ -297,7 +306,8 @@ def cv_cmd(
                     seed=seed, out=out,
                     address=address, cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial,
                     max_failures=max_failures, save_model=save_model, overwrite=overwrite,
-                    report=not no_report, storage=storage)
+                    report=not no_report, storage=storage, target_dtype=target_dtype,
+                    max_concurrent=max_concurrent)
     print(cv_dir / ("results.json" if no_report else "report.md"))
 
 
@@ -327,12 +337,15 @@ def fit_cmd(
     seed: int = typer.Option(0, "--seed", help="Random seed of the fit."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output "
                                    "(only a raviso output is ever replaced)."),
+    target_dtype: str = typer.Option("auto", "--target-dtype", help="auto | float32 | float16 "
+                                     "(as raviso cv)."),
 ):
     """Train one variant on ALL labelled samples and save it for raviso predict."""
     from raviso.serve.fit import fit_store
 
     print(fit_store(store, variant, out, pretrained=pretrained, pretrained_ae=pretrained_ae,
-                    epochs=epochs, seed=seed, overwrite=overwrite))
+                    epochs=epochs, seed=seed, overwrite=overwrite,
+                    target_dtype=target_dtype))
 
 
 @app.command("predict")
@@ -367,6 +380,29 @@ def demo_cmd(
     from raviso.demo import run_demo
 
     run_demo(out, overwrite=overwrite, address=address)
+
+
+@bench_app.command("scale")
+def bench_scale_cmd(
+    quick: bool = typer.Option(False, "--quick", help="Tiny widths and model (a smoke test)."),
+    rows_gtex: Optional[int] = typer.Option(None, "--rows-gtex", help="GTEx rows [17,356]."),
+    rows_archs4: Optional[int] = typer.Option(None, "--rows-archs4", help="ARCHS4 rows [20,000]."),
+    workdir: Optional[Path] = typer.Option(None, "--workdir", help="Where the synth files, "
+                                           "store, runs and CV go [a temp dir, removed]."),
+    keep: bool = typer.Option(False, "--keep", help="Keep the synth files and outputs."),
+    max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Pretraining steps [20]."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="CV / fit epochs [1]."),
+    variants: Optional[str] = typer.Option(None, "--variants", help="CV variants [mean, "
+                                           "pca_ridge, vae_ffnn, share_net]."),
+    target_dtype: str = typer.Option("auto", "--target-dtype", help="auto | float32 | float16."),
+) -> None:
+    """The course's widths through every stage: per-stage seconds, peak memory (driver + Ray
+    workers), object store, disk bytes (issue 11)."""
+    from bench.scale import main as bench_scale
+
+    bench_scale(quick=quick, rows_gtex=rows_gtex, rows_archs4=rows_archs4, workdir=workdir,
+                keep=keep, max_steps=max_steps, epochs=epochs, variants=variants,
+                target_dtype=target_dtype)
 
 
 @bench_app.command("cv")
