@@ -314,7 +314,6 @@ def run_cv(store, pretrained=None, pretrained_ae=None, variants=None, folds: int
            max_failures: int = 2, save_model: bool = False, overwrite: bool = False,
            report: bool = True, variant_options: dict | None = None, num_cpus: int | None = None,
            storage: str | None = None, progress=print, target_dtype: str = "auto",
-           max_concurrent: int | None = None, target_dtype: str = "auto",
            max_concurrent: int | None = None,
            _fail_once: tuple | None = None) -> Path:
     """Cross-validate `variants` on the store's labelled set; write CV (results.json, errors/,
