@@ -488,6 +488,10 @@ def bench_train_cmd(
 def main() -> None:
     import signal
 
+    from raviso.core import malloc
+
+    malloc.reexec()     # huge pages for this process's big buffers (raviso.core.malloc)
+
     from raviso.core.errors import RavisoError
 
     # SIGTERM (kill, job schedulers) unwinds like Ctrl-C, so atomic writers remove their temp dirs

@@ -33,6 +33,9 @@ def init_ray(address: str | None = None, num_cpus: int | None = None, num_gpus: 
             # a private, single-user Ray that lives as long as this command: Ray 2.60's token
             # auth only adds a notice here (clusters keep it on: see cluster.yaml)
             os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+            from .malloc import for_children
+
+            for_children()      # the raylet and every worker inherit huge-page malloc
             ray.init(num_cpus=num_cpus, num_gpus=num_gpus, object_store_memory=object_store_memory,
                      **kwargs)
     except ConnectionError as e:
