@@ -93,6 +93,8 @@ def convert_cmd(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing STORE."),
     checksum: bool = typer.Option(True, "--checksum/--no-checksum",
                                   help="sha256 of every input in the manifest."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress display (a bar with rows/s and "
+                               "ETA on a terminal, a line every 10 s otherwise)."),
 ) -> None:
     """Convert course HDF5/TSV files (or GTEx GCT / ARCHS4 H5) into a Parquet store."""
     from raviso.io.convert import convert
@@ -102,7 +104,7 @@ def convert_cmd(
     convert(store, src, archs4=archs4, gtex_gene=gtex_gene, gtex_isoform=gtex_isoform,
             truth=truth, annotation=annotation, tissues=tissues, gct=gct or (),
             attributes=attributes, archs4_h5=archs4_h5, gene_set=gene_set, overwrite=overwrite,
-            checksum=checksum, log=lambda m: typer.echo(m, err=True))
+            checksum=checksum, log=lambda m: typer.echo(m, err=True), quiet=quiet)
     typer.echo(f"wrote {store}")
 
 
@@ -351,7 +353,9 @@ def fit_cmd(
 @app.command("predict")
 def predict_cmd(
     model: Path = typer.Argument(..., help="MODEL from raviso fit or raviso cv --save-model."),
-    input: Path = typer.Argument(..., help="Gene expression: a store, course HDF5/TSV, ..."),
+    input: Path = typer.Argument(..., help="Gene expression: a store, a course HDF5/TSV, a GTEx "
+                                 "GCT, an ARCHS4 H5 or an AnnData .h5ad (obs = samples, var = "
+                                 "genes, X log2(TPM+1), dense or sparse)."),
     out: Path = typer.Option(..., "--out", help="Output file (.parquet, .tsv or .h5ad)."),
     fmt: Optional[str] = typer.Option(None, "--format", help="parquet | tsv | h5ad (default: "
                                       "from --out's suffix, else parquet)."),
@@ -361,12 +365,35 @@ def predict_cmd(
                                           help="Store dataset to read (default gtex_gene/archs4)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output "
                                    "(only a raviso output is ever replaced)."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress display (a bar with rows/s and "
+                               "ETA on a terminal, a line every 10 s otherwise)."),
 ):
     """Predict isoform expression, log2(TPM+1), for new samples."""
     from raviso.serve.predict import predict_file
 
     print(predict_file(model, input, out, fmt=fmt, allow_missing=allow_missing, dataset=dataset,
-                       overwrite=overwrite))
+                       overwrite=overwrite, quiet=quiet))
+
+
+@app.command("export")
+def export_cmd(
+    store: str = typer.Argument(..., help="The store (path or URI)."),
+    to: str = typer.Option(..., "--to", help="h5ad (AnnData: obs = samples with tissue and "
+                           "donor, var = features) | tsv (sample_id + one column per feature)."),
+    out: Path = typer.Option(..., "--out", help="The file to write."),
+    dataset: Optional[str] = typer.Option(None, "--dataset", help="archs4 | gtex_gene | "
+                                          "gtex_isoform | truth (default: gtex_gene, else "
+                                          "archs4)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output "
+                                   "(only a raviso output is ever replaced)."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress display (a bar with rows/s and "
+                               "ETA on a terminal, a line every 10 s otherwise)."),
+):
+    """Write one dataset of a store as a samples x features table that scanpy (h5ad) or pandas
+    (tsv) open directly, names included."""
+    from raviso.io.export import export_store
+
+    print(export_store(store, to, out, dataset=dataset, overwrite=overwrite, quiet=quiet))
 
 
 @app.command("demo")

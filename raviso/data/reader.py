@@ -115,6 +115,16 @@ class Store:
             for batch in piece.to_batches(columns=[EXPR]):
                 yield tensor_to_numpy(batch.column(0))
 
+    def batches(self, name: str, rows: int = 2048):
+        """Stream ``(X (n, d) float32, sample_ids, tissue, donor)`` in batches of at most `rows`
+        samples, in store order (predict and export read stores larger than memory this way);
+        unknown tissue / donor are None."""
+        for piece in self._dataset(name).fragments:
+            for b in piece.to_batches(columns=["sample_id", "tissue", "donor", EXPR],
+                                      batch_size=rows):
+                yield (tensor_to_numpy(b.column(3)), b.column(0).to_pylist(),
+                       b.column(1).to_pylist(), b.column(2).to_pylist())
+
     def ray_dataset(self, name: str, **read_kwargs):
         """A streaming `ray.data.Dataset` of the dataset's rows (columns sample_id, tissue, donor,
         expr); ``expr`` arrives in `iter_torch_batches` as an (n, d) float32 tensor."""

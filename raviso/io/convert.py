@@ -32,6 +32,7 @@ import numpy as np
 
 from .align import column_index
 from ..core.atomic import check_writable_target
+from ..core.progress import Progress
 from ..data.folds import donor_of
 from ..core.errors import RavisoError
 from .formats import (Archs4H5, MatrixSource, open_matrix, read_isoform_annotation,
@@ -163,7 +164,7 @@ class _OrderMismatch(Exception):
 def convert(store, src=None, *, archs4=None, gtex_gene=None, gtex_isoform=None, truth=None,
             annotation=None, tissues=None, gct=(), attributes=None, archs4_h5=None,
             gene_set: str = "exact", overwrite: bool = False, checksum: bool = True,
-            log: Callable[[str], None] | None = None) -> dict:
+            log: Callable[[str], None] | None = None, quiet: bool = False) -> dict:
     """Convert the inputs into a store at `store`; returns a summary (rows, seconds, GB/s per
     dataset). Explicit file arguments override the files found in directory `src`."""
     log = log or (lambda msg: None)
@@ -202,7 +203,7 @@ def convert(store, src=None, *, archs4=None, gtex_gene=None, gtex_isoform=None, 
             hasher.start()
             stack.callback(hasher.stop.set)
         plan = _plan(readers, files, gene_set)
-        return _write(store, readers, files, plan, overwrite, hasher, log)
+        return _write(store, readers, files, plan, overwrite, hasher, log, quiet)
 
 
 def _plan(readers: dict[str, MatrixSource], files: dict[str, Path], gene_set: str) -> dict:
@@ -261,7 +262,7 @@ def _isoform_genes(src: MatrixSource, isoforms: list[str], annotation, symbols=N
                       "(gtex_gene_isoform_annoation.tsv.gz)", src.path)
 
 
-def _write(store, readers, files, plan, overwrite, hasher, log) -> dict:
+def _write(store, readers, files, plan, overwrite, hasher, log, quiet=False) -> dict:
     tissue_table = read_tissue_table(files["tissues"]) if "tissues" in files else None
     units = {r: ("log2(CPM+1)" if isinstance(readers[r], Archs4H5) else "log2(TPM+1)")
              for r in readers}
@@ -272,6 +273,8 @@ def _write(store, readers, files, plan, overwrite, hasher, log) -> dict:
                         dataset_units=units,
                         isoforms_without_gene=plan["isoforms_without_gene"])
         cancel = threading.Event()
+        rows = [r.n_rows for r in readers.values()]
+        progress = Progress("convert", total=None if None in rows else sum(rows), quiet=quiet)
 
         def lane(roles):
             """Datasets written one after the other (the labelled ones follow gtex_gene's rows)."""
@@ -282,7 +285,8 @@ def _write(store, readers, files, plan, overwrite, hasher, log) -> dict:
                 tissue = (_tissue_lookup(r, tissue_table, files.get("tissues"))
                           if labelled else (lambda ids: None))
                 t0 = time.perf_counter()
-                ids = _write_dataset(sb, role, r, plan["take"][role], ref_ids, tissue, cancel)
+                ids = _write_dataset(sb, role, r, plan["take"][role], ref_ids, tissue, cancel,
+                                     progress)
                 dt = time.perf_counter() - t0
                 if labelled and ref_ids is None:
                     ref_ids = ids
@@ -298,7 +302,8 @@ def _write(store, readers, files, plan, overwrite, hasher, log) -> dict:
         lanes = [[r for r in group if r in readers]
                  for group in (["archs4"], ["gtex_gene", "gtex_isoform", "truth"])]
         lanes = [roles for roles in lanes if roles]
-        with ThreadPoolExecutor(len(lanes), thread_name_prefix="raviso-lane") as pool:
+        with progress, \
+                ThreadPoolExecutor(len(lanes), thread_name_prefix="raviso-lane") as pool:
             futures = [pool.submit(lane, roles) for roles in lanes]
             try:
                 for f in as_completed(futures):
@@ -339,11 +344,11 @@ class _Cancelled(Exception):
 
 
 def _write_dataset(sb: StoreBuilder, role: str, r: MatrixSource, take, ref_ids, tissue,
-                   cancel: threading.Event) -> list[str]:
+                   cancel: threading.Event, progress=None) -> list[str]:
     """Stream `r` into dataset `role`; rows follow `ref_ids` when given. Returns the sample ids."""
     if ref_ids is not None and r.sample_ids is not None and r.sample_ids != ref_ids:
         _check_same_set(r, ref_ids)
-        return _write_reordered(sb, role, r, take, ref_ids, tissue, cancel)
+        return _write_reordered(sb, role, r, take, ref_ids, tissue, cancel, progress)
     w = sb.dataset(role)
     ids: list[str] = []
     try:
@@ -359,12 +364,13 @@ def _write_dataset(sb: StoreBuilder, role: str, r: MatrixSource, take, ref_ids, 
                     raise _OrderMismatch
                 # a reused read buffer must not stay referenced by the writer's pending rows
                 X = ch.X.copy() if r.reuses_buffers and n % w.group_rows else ch.X
-                w.write(X, ch.sample_ids, tissue(ch.sample_ids),
-                        [donor_of(s) for s in ch.sample_ids])
+                w.write(X, ch.sample_ids, tissue(ch.sample_ids), _donors(r, ch))
                 ids.extend(ch.sample_ids)
+                if progress is not None:
+                    progress.advance(n)
     except _OrderMismatch:
         sb.discard(role)    # a TSV file in another sample order, found out mid-stream
-        return _write_reordered(sb, role, r, take, ref_ids, tissue, cancel)
+        return _write_reordered(sb, role, r, take, ref_ids, tissue, cancel, progress)
     if ref_ids is not None and len(ids) != len(ref_ids):
         _check_same_set(r, ref_ids, ids)
     return ids
@@ -385,7 +391,16 @@ def _check_same_set(r: MatrixSource, ref_ids, ids=None):
         raise RavisoError("sample mismatch with the GTEx gene matrix: " + "; ".join(parts), r.path)
 
 
-def _write_reordered(sb, role, r: MatrixSource, take, ref_ids, tissue, cancel) -> list[str]:
+def _donors(r: MatrixSource, ch) -> list:
+    """The file's own donors (an AnnData's obs["donor"]) when it has them, else GTEx ids'."""
+    own = getattr(r, "donor", None)
+    if own is not None:
+        return own[ch.row0:ch.row0 + len(ch.sample_ids)]
+    return [donor_of(s) for s in ch.sample_ids]
+
+
+def _write_reordered(sb, role, r: MatrixSource, take, ref_ids, tissue, cancel,
+                     progress=None) -> list[str]:
     """Rows into gene-matrix order through a disk-backed scratch matrix inside the store's temp
     dir (the isoform matrix is ~11 GB: no room for it in RAM). Rare: the course files agree."""
     pos = {s: k for k, s in enumerate(ref_ids)}
@@ -412,6 +427,8 @@ def _write_reordered(sb, role, r: MatrixSource, take, ref_ids, tissue, cancel) -
             e = min(len(ref_ids), s + w.group_rows)
             sid = ref_ids[s:e]
             w.write(np.array(M[s:e]), sid, tissue(sid), [donor_of(x) for x in sid])
+            if progress is not None:
+                progress.advance(e - s)
     finally:
         del M
         scratch.unlink(missing_ok=True)

@@ -50,7 +50,7 @@ CSV_BLOCK_BYTES = 64 << 20
 # GCT transposes bigger than this go through a temporary file instead of RAM.
 GCT_MEMORY_BYTES = 2 << 30
 
-KINDS = ("course-hdf5", "course-tsv", "gct", "archs4-h5")
+KINDS = ("course-hdf5", "course-tsv", "gct", "archs4-h5", "h5ad")
 
 
 @dataclass
@@ -157,8 +157,12 @@ def _sniff_hdf5(path: Path) -> str:
             return "course-hdf5"
         if "data/expression" in f:
             return "archs4-h5"
+        from .h5ad import is_h5ad
+
+        if is_h5ad(f):
+            return "h5ad"
     raise RavisoError("HDF5 file has neither `expressions` (course format) nor `data/expression` "
-                      "(ARCHS4 format)", path)
+                      "(ARCHS4 format), and is not an AnnData (X, obs, var)", path)
 
 
 def _first(e: BaseException) -> str:
@@ -175,6 +179,10 @@ def open_matrix(path, tmpdir=None) -> MatrixSource:
         return CourseTSV(path)
     if kind == "gct":
         return GCT(path, tmpdir=tmpdir)
+    if kind == "h5ad":
+        from .h5ad import H5adSource   # imports this module: a late import
+
+        return H5adSource(path)
     return Archs4H5(path)
 
 
@@ -190,6 +198,19 @@ def _read_names(f, name: str, path) -> list[str]:
     except OSError as e:
         raise RavisoError(f"cannot read `{name}` (truncated or corrupt?): {_first(e)}",
                           path) from None
+    except UnicodeDecodeError as e:   # e.g. Latin-1 names written by another tool
+        k = next(i for i, v in enumerate(f[name][()])
+                 if isinstance(v, bytes) and not _is_utf8(v))
+        raise RavisoError(f"`{name}` entry {k + 1} is not UTF-8 text ({e.object[:40]!r}); "
+                          "re-encode the names as UTF-8", path) from None
+
+
+def _is_utf8(raw: bytes) -> bool:
+    try:
+        raw.decode("utf-8")
+        return True
+    except UnicodeDecodeError:
+        return False
 
 
 # --------------------------------------------------------------------------------------------

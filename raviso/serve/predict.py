@@ -2,7 +2,7 @@
 
 INPUT is gene expression in any format raviso reads: a store (its ``gtex_gene`` or ``archs4``
 dataset, or ``--dataset``) or a file `raviso.io.formats.open_matrix` detects (course HDF5/TSV, GTEx
-GCT, ARCHS4 H5). Its columns are aligned to the model's genes BY NAME (`raviso.io.align.column_index`);
+GCT, ARCHS4 H5, AnnData .h5ad with dense or sparse X). Its columns are aligned to the model's genes BY NAME (`raviso.io.align.column_index`);
 genes the input lacks are an error naming them, unless ``allow_missing`` fills them with 0 — the
 count and names go to stderr and into the output's metadata, because a prediction from partly
 invented input should say so.
@@ -14,11 +14,9 @@ Outputs (written atomically, format from ``--format`` or OUT's suffix):
 - Parquet: columns ``sample_id`` and ``expr`` (one ``arrow.fixed_shape_tensor`` float32 column,
   like a store); the schema metadata key ``raviso`` holds JSON with ``isoforms`` (column names of
   ``expr``), ``units``, the model, and ``missing_genes``.
-- TSV: header ``sample_id<TAB>isoform...``, one row per sample.
-- h5ad: the AnnData on-disk layout written with h5py (no anndata dependency): ``X`` (samples x
-  isoforms float32, appended chunk by chunk), ``obs``/``var`` dataframes indexed by sample id /
-  isoform id, ``var/gene``, and
-  ``uns/raviso`` (the same JSON as the Parquet metadata).
+- TSV and h5ad through `raviso.io.tables`: TSV ``sample_id<TAB>isoform...``; a real AnnData
+  (obs = samples with ``tissue``, var = isoforms with ``gene_id``, ``uns["raviso"]`` the same JSON
+  as the Parquet metadata), X appended chunk by chunk, obs/var/uns encoded by anndata itself.
 """
 
 from __future__ import annotations
@@ -30,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from ..io.align import column_index, take_columns
+from ..io.tables import TABLES
 from ..core.atomic import atomic_file, check_writable_target
 from ..core.errors import RavisoError
 from ..models.saved import REGRESSOR_DIR, read_model
@@ -78,9 +77,7 @@ class LoadedModel:
 
 def _store_chunks(path, dataset):
     """(features, iterator of (X, sample_ids, tissue)) for a store's gene dataset."""
-    import pyarrow.parquet as pq
-
-    from ..data.reader import Store, tensor_to_numpy
+    from ..data.reader import Store
 
     st = Store(path)
     if dataset is None:
@@ -92,13 +89,10 @@ def _store_chunks(path, dataset):
     st.require(dataset)
 
     def gen():
-        for piece in pq.ParquetDataset(st.path_of(dataset), filesystem=st.fs).fragments:
-            for b in piece.to_batches(columns=["sample_id", "tissue", "expr"],
-                                      batch_size=CHUNK_ROWS):
-                yield (tensor_to_numpy(b.column(2)), b.column(0).to_pylist(),
-                       ["" if t is None else t for t in b.column(1).to_pylist()])
+        for X, ids, tissue, _ in st.batches(dataset, CHUNK_ROWS):
+            yield X, ids, ["" if t is None else t for t in tissue]
 
-    return st.genes, gen()
+    return st.genes, gen(), st.n_rows(dataset)
 
 
 def _file_chunks(path):
@@ -110,18 +104,20 @@ def _file_chunks(path):
         with src:
             for ch in src.chunks(CHUNK_ROWS):
                 lo = ch.row0
-                tissue = src.tissue[lo:lo + len(ch.sample_ids)] if src.tissue else None
+                tissue = ([t or "" for t in src.tissue[lo:lo + len(ch.sample_ids)]]
+                          if src.tissue else None)
                 yield np.array(ch.X, np.float32, copy=True), list(ch.sample_ids), tissue
 
     if src.role == "isoform" or src.feature_gene is not None:
         src.close()
         raise RavisoError("holds isoform (transcript) expression; predict needs gene expression",
                           path)
-    return src.features, gen()
+    return src.features, gen(), src.n_rows
 
 
 def open_input(path, dataset=None):
-    """(feature names, chunk iterator) for any supported gene-expression input."""
+    """(feature names, chunk iterator, number of samples or None) for any supported
+    gene-expression input."""
     path = Path(path)
     if not path.exists():
         raise RavisoError("no such input", path)
@@ -142,13 +138,16 @@ def output_format(out: Path, fmt: str | None) -> str:
 
 
 def predict_file(model, input, out, fmt: str | None = None, allow_missing: bool = False,
-                 dataset: str | None = None, overwrite: bool = False, warn=None) -> Path:
+                 dataset: str | None = None, overwrite: bool = False, warn=None,
+                 quiet: bool = False) -> Path:
     """Predict every sample of `input` with MODEL; write `out`. Returns `out`."""
+    from ..core.progress import Progress
+
     out = Path(out)
     fmt = output_format(out, fmt)
     check_writable_target(out, overwrite)
     m = LoadedModel(model)
-    features, chunks = open_input(input, dataset)
+    features, chunks, total = open_input(input, dataset)
     idx, missing = column_index(features, m.genes, source=input, what="model genes",
                                 allow_missing=allow_missing)
     if missing:
@@ -159,11 +158,16 @@ def predict_file(model, input, out, fmt: str | None = None, allow_missing: bool 
             "variant": m.meta["variant"], "input": str(input),
             "missing_genes": {"count": len(missing), "names": missing, "filled_with": 0.0}}
     n = 0
+    iso_gene = m.meta.get("isoform_gene")
+    var = {"gene_id": ["" if g is None else g for g in iso_gene]} if iso_gene else {}
     with atomic_file(out, overwrite=True) as tmp:
-        with WRITERS[fmt](tmp, m.isoforms, meta, m.meta.get("isoform_gene")) as w:
+        with WRITERS[fmt](tmp, m.isoforms, var, meta) as w, \
+                Progress("predict", total=total, quiet=quiet) as progress:
             for X, sid, tissue in chunks:
-                w.write(list(sid), m.predict(take_columns(X, idx), sid, tissue))
+                w.write(list(sid), m.predict(take_columns(X, idx), sid, tissue),
+                        {"tissue": tissue})
                 n += len(sid)
+                progress.advance(len(sid))
         if n == 0:
             raise RavisoError("no samples to predict", input)
     return out
@@ -172,7 +176,7 @@ def predict_file(model, input, out, fmt: str | None = None, allow_missing: bool 
 class ParquetOut:
     """Streams row groups of (sample_id, expr tensor) with the metadata in the schema."""
 
-    def __init__(self, path, isoforms, meta, isoform_gene=None):
+    def __init__(self, path, isoforms, var_columns=None, meta=None):
         import pyarrow as pa
 
         from ..data.schema import expr_type
@@ -182,7 +186,7 @@ class ParquetOut:
                                 metadata={"raviso": json.dumps(meta)})
         self.writer = None
 
-    def write(self, ids, P):
+    def write(self, ids, P, obs=None):
         import pyarrow as pa
         import pyarrow.parquet as pq
 
@@ -201,89 +205,7 @@ class ParquetOut:
             self.writer.close()
 
 
-class TsvOut(ParquetOut):
-    """Header ``sample_id<TAB>isoform...``, one line per sample."""
-
-    def __init__(self, path, isoforms, meta, isoform_gene=None):
-        self.f = open(path, "w")
-        self.f.write("sample_id\t" + "\t".join(isoforms) + "\n")
-
-    def write(self, ids, P):
-        for sid, row in zip(ids, P):
-            self.f.write(sid + "\t" + "\t".join(f"{v:.6g}" for v in row) + "\n")
-
-    def __exit__(self, *exc):
-        self.f.close()
-
-
-def _h5_strings(group, name, values):
-    import h5py
-
-    ds = group.create_dataset(name, data=np.array(values, dtype=object),
-                              dtype=h5py.string_dtype("utf-8"))
-    ds.attrs["encoding-type"] = "string-array"
-    ds.attrs["encoding-version"] = "0.2.0"
-    return ds
-
-
-def _h5_dataframe(f, name, index, columns: dict):
-    g = f.create_group(name)
-    g.attrs["encoding-type"] = "dataframe"
-    g.attrs["encoding-version"] = "0.2.0"
-    g.attrs["_index"] = "_index"
-    g.attrs["column-order"] = np.array(list(columns), dtype=object) if columns else \
-        np.zeros(0, dtype="S1")
-    _h5_strings(g, "_index", index)
-    for col, values in columns.items():
-        _h5_strings(g, col, values)
-
-
-def _h5_dict(f, name):
-    g = f.create_group(name)
-    g.attrs["encoding-type"] = "dict"
-    g.attrs["encoding-version"] = "0.1.0"
-    return g
-
-
-class H5adOut(ParquetOut):
-    """The AnnData on-disk layout (encoding 0.1.0), readable by `anndata.read_h5ad`; ``X`` grows
-    by chunks (resizable HDF5 dataset), obs is written at the end."""
-
-    def __init__(self, path, isoforms, meta, isoform_gene=None):
-        import h5py
-
-        self.f = h5py.File(path, "w")
-        self.f.attrs["encoding-type"] = "anndata"
-        self.f.attrs["encoding-version"] = "0.1.0"
-        d = len(isoforms)
-        self.X = self.f.create_dataset("X", shape=(0, d), maxshape=(None, d), dtype="f4",
-                                       chunks=(max(1, min(1024, (1 << 20) // max(1, d))), d))
-        self.X.attrs["encoding-type"] = "array"
-        self.X.attrs["encoding-version"] = "0.2.0"
-        cols = {"gene": ["" if g is None else g for g in isoform_gene]} if isoform_gene else {}
-        _h5_dataframe(self.f, "var", list(isoforms), cols)
-        uns = _h5_dict(self.f, "uns")
-        s = uns.create_dataset("raviso", data=json.dumps(meta), dtype=h5py.string_dtype("utf-8"))
-        s.attrs["encoding-type"] = "string"
-        s.attrs["encoding-version"] = "0.2.0"
-        for name in ("obsm", "varm", "obsp", "varp", "layers"):
-            _h5_dict(self.f, name)
-        self.ids: list[str] = []
-
-    def write(self, ids, P):
-        n0 = self.X.shape[0]
-        self.X.resize(n0 + len(ids), axis=0)
-        self.X[n0:] = np.asarray(P, np.float32)
-        self.ids.extend(ids)
-
-    def __exit__(self, *exc):
-        try:
-            _h5_dataframe(self.f, "obs", self.ids, {})
-        finally:
-            self.f.close()
-
-
-WRITERS = {"parquet": ParquetOut, "tsv": TsvOut, "h5ad": H5adOut}
+WRITERS = {"parquet": ParquetOut, **TABLES}
 
 
 def read_predictions(path) -> tuple[list[str], np.ndarray, dict]:
