@@ -298,6 +298,12 @@ def cv_cmd(
                                      "above 4 GB of float32; adds ~1e-7 MSE)."),
     max_concurrent: Optional[int] = typer.Option(None, "--max-concurrent", help="Trials at once "
                                                  "[what the CPUs, GPUs and memory allow]."),
+    tune: int = typer.Option(0, "--tune", help="Nested CV: a search of N trials inside every "
+                             "outer fold (its training rows only) for each tunable variant, "
+                             "scored as <variant>@tuned next to the defaults."),
+    config: Optional[Path] = typer.Option(None, "--config", help="best.json from raviso tune: "
+                                          "cross-validate that fixed config as <variant>@tuned."),
+    inner_folds: int = typer.Option(3, "--inner-folds", help="Inner folds of --tune's search."),
     address: Optional[str] = ADDRESS,
 ):
     """Cross-validate the variants: every (fold, variant) is a Ray Tune trial."""
@@ -309,8 +315,65 @@ def cv_cmd(
                     address=address, cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial,
                     max_failures=max_failures, save_model=save_model, overwrite=overwrite,
                     report=not no_report, storage=storage, target_dtype=target_dtype,
-                    max_concurrent=max_concurrent)
+                    max_concurrent=max_concurrent, tune=tune, tuned_config=config,
+                    inner_folds=inner_folds)
     print(cv_dir / ("results.json" if no_report else "report.md"))
+
+
+@app.command("tune")
+def tune_cmd(
+    store: str = typer.Argument(..., help="Store with gtex_gene + gtex_isoform."),
+    variant: str = typer.Option(..., "--variant", help="The variant to tune (gene_ffnn, "
+                                "vae_ffnn, ae_ffnn, pca_ffnn, foldvae_ffnn, ...)."),
+    trials: int = typer.Option(16, "--trials", help="Configs to try (per grid point when the "
+                               "space has grid dimensions)."),
+    out: Path = typer.Option(..., "--out", help="TUNE directory: best.json, trials.parquet, "
+                             "search.png."),
+    space: Optional[Path] = typer.Option(None, "--space", help="JSON search space (default: "
+                                         "the variant's, see README)."),
+    pretrained: Optional[Path] = typer.Option(None, "--pretrained", help="VAE run (latent 'vae')."),
+    pretrained_ae: Optional[Path] = typer.Option(None, "--pretrained-ae",
+                                                 help="Autoencoder run (latent 'ae')."),
+    max_epochs: int = typer.Option(100, "--max-epochs", help="Epoch budget per trial (ASHA's "
+                                   "max_t); the chosen epochs come from the best curve."),
+    inner_folds: int = typer.Option(3, "--inner-folds", help="Donor-grouped inner folds."),
+    scheduler: str = typer.Option("asha", "--scheduler", help="asha | fifo (no early stop)."),
+    grace: Optional[int] = typer.Option(None, "--grace", help="ASHA grace period in epochs "
+                                        "[max_epochs / 10]."),
+    group_by: str = typer.Option("donor", "--group-by", help="donor | none"),
+    fold_scheme: str = typer.Option("kfold", "--fold-scheme", help="kfold | auto | logo"),
+    seed: int = typer.Option(0, "--seed"),
+    cpus_per_trial: float = typer.Option(1, "--cpus-per-trial"),
+    gpus_per_trial: float = typer.Option(0, "--gpus-per-trial"),
+    max_failures: int = typer.Option(2, "--max-failures", help="Restarts of a crashed trial "
+                                     "(from its last checkpoint)."),
+    storage: Optional[str] = typer.Option(None, "--storage", help="Tune storage shared by all "
+                                          "nodes (multi-node clusters; default TUNE/tune)."),
+    overwrite: bool = typer.Option(False, "--overwrite"),
+    address: Optional[str] = ADDRESS,
+):
+    """Search a variant's hyperparameters on Ray Tune (Optuna TPE + ASHA) on inner folds."""
+    from raviso.evaluate.tune_cmd import tune_store
+
+    out_dir = tune_store(store, variant, trials, out, space_file=space, pretrained=pretrained,
+                         pretrained_ae=pretrained_ae, max_epochs=max_epochs,
+                         inner_folds=inner_folds, seed=seed, group_by=group_by,
+                         fold_scheme=fold_scheme, scheduler=scheduler, grace=grace,
+                         cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial,
+                         max_failures=max_failures, address=address, storage=storage,
+                         overwrite=overwrite, progress=lambda m: typer.echo(m, err=True))
+    print(out_dir / "best.json")
+
+
+@bench_app.command("tune")
+def bench_tune_cmd(
+    quick: bool = typer.Option(False, "--quick", help="tiny preset, 4 trials (a smoke test)."),
+    address: Optional[str] = ADDRESS,
+):
+    """ASHA + TPE vs a grid of the same budget: best inner MSE and wall time (issue 13)."""
+    from bench.tune import main as bench_tune
+
+    bench_tune(quick=quick, address=address)
 
 
 @app.command("report")
@@ -328,8 +391,9 @@ def report_cmd(
 def fit_cmd(
     store: str = typer.Argument(..., help="Store with the labelled set."),
     out: Path = typer.Option(..., "--out", help="MODEL directory to write."),
-    variant: str = typer.Option("vae_ffnn", "--variant", help="The variant to fit (one of "
-                                "raviso cv's --variants that can be saved)."),
+    variant: Optional[str] = typer.Option(None, "--variant", help="The variant to fit (one "
+                                          "of raviso cv's --variants that can be saved) "
+                                          "[vae_ffnn, or the --config's]."),
     pretrained: Optional[Path] = typer.Option(None, "--pretrained", help="VAE run (latent "
                                               "'vae'), for the variants that use it."),
     pretrained_ae: Optional[Path] = typer.Option(None, "--pretrained-ae", help="Autoencoder "
@@ -341,13 +405,15 @@ def fit_cmd(
                                    "(only a raviso output is ever replaced)."),
     target_dtype: str = typer.Option("auto", "--target-dtype", help="auto | float32 | float16 "
                                      "(as raviso cv)."),
+    config: Optional[Path] = typer.Option(None, "--config", help="best.json from raviso tune: "
+                                          "its variant and options."),
 ):
     """Train one variant on ALL labelled samples and save it for raviso predict."""
     from raviso.serve.fit import fit_store
 
     print(fit_store(store, variant, out, pretrained=pretrained, pretrained_ae=pretrained_ae,
                     epochs=epochs, seed=seed, overwrite=overwrite,
-                    target_dtype=target_dtype))
+                    target_dtype=target_dtype, config=config))
 
 
 @app.command("predict")

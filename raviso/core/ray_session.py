@@ -76,3 +76,11 @@ def cluster_gpus() -> int:
     import ray
 
     return int(ray.cluster_resources().get("GPU", 0))
+
+
+def trial_slots(cpus_per_trial: float, gpus_per_trial: float = 0) -> int:
+    """How many trials of this size the connected cluster runs at once (at least 1): its CPUs
+    (and GPUs) divided by the per-trial share. Used by cv and tune for max_concurrent_trials."""
+    by_cpu = int(cluster_cpus() // max(cpus_per_trial, 1e-9))
+    by_gpu = int(cluster_gpus() // gpus_per_trial) if gpus_per_trial else by_cpu
+    return max(1, min(by_cpu, by_gpu))

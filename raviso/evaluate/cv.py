@@ -77,8 +77,12 @@ def _tune_trial(config: dict, data: Labelled = None, fold_ids: np.ndarray = None
     """The Tune trainable: one (fold, variant); arrays arrive zero-copy from the object store."""
     from ray import tune
 
+    from .nested import options_for
+
     _maybe_fail_once(config)
-    out = run_trial(data, fold_ids, config["fold"], config["variant"], config.get("options"),
+    options = {**(config.get("options") or {}),          # + a tuned column's per-fold config
+               **options_for(config.get("fold_options", {}), config["fold"], config["variant"])}
+    out = run_trial(data, fold_ids, config["fold"], config["variant"], options,
                     threads=config.get("threads", 1))
     out.update(pid=os.getpid(),
                zero_copy=not (data.genes.flags.writeable or data.isoforms.flags.writeable),
@@ -315,13 +319,17 @@ def run_cv(store, pretrained=None, pretrained_ae=None, variants=None, folds: int
            report: bool = True, variant_options: dict | None = None, num_cpus: int | None = None,
            storage: str | None = None, progress=print, target_dtype: str = "auto",
            max_concurrent: int | None = None,
+           tune: int = 0, tuned_config=None, inner_folds: int = 3,
            _fail_once: tuple | None = None) -> Path:
     """Cross-validate `variants` on the store's labelled set; write CV (results.json, errors/,
-    report.md, ...) atomically. Returns the CV directory.
+    report.md, ...) atomically. Returns the CV directory. `tune` / `tuned_config`: a nested search
+    of that many trials per outer fold, or a fixed best.json, as ``<variant>@tuned`` columns
+    (`raviso.evaluate.nested`).
 
     `storage`: where Tune persists trial results (default ``CV/tune`` on this machine; on a
     multi-node cluster give a path every node shares, or an ``s3://``/``gs://`` URI)."""
     from . import results as results_mod
+    from .nested import check_tuning, tuning_plan
     from ..core.ray_session import init_ray
 
     if out is None:
@@ -330,6 +338,7 @@ def run_cv(store, pretrained=None, pretrained_ae=None, variants=None, folds: int
     if group_by not in ("donor", "none"):
         raise RavisoError(f"--group-by must be donor or none (got {group_by!r})")
     names = parse_variants(variants)
+    check_tuning(tune, tuned_config)
     runs = latent_runs(names, pretrained, pretrained_ae)
     progress(f"loading labelled set from {store}")
     st, data = load_labelled(store, runs, target_dtype)
@@ -347,6 +356,13 @@ def run_cv(store, pretrained=None, pretrained_ae=None, variants=None, folds: int
         if _fail_once:
             extra = {"_fail_once_marker": str(Path(tmp) / ".fail-once"),
                      "_fail_once_trial": list(_fail_once)}
+        plan = tuning_plan(data, fold_plan, names, tune, tuned_config, tmp,
+                           storage or Path(tmp) / "tune", options, epochs=epochs,
+                           inner_folds=inner_folds, seed=seed, group_by=group_by,
+                           fold_scheme=fold_scheme, cpus_per_trial=cpus_per_trial,
+                           gpus_per_trial=gpus_per_trial, max_failures=max_failures,
+                           progress=progress)
+        names, extra["fold_options"] = names + plan.variants, plan.fold_options
         progress(f"running {folds} folds x {len(names)} variants on Ray Tune")
         outcome = tune_folds(data, fold_plan, names, storage or Path(tmp) / "tune",
                              options=options, progress=progress,
@@ -359,14 +375,17 @@ def run_cv(store, pretrained=None, pretrained_ae=None, variants=None, folds: int
                   "variant_options": options, "cpus_per_trial": cpus_per_trial,
                   "gpus_per_trial": gpus_per_trial, "max_failures": max_failures,
                   "target_dtype": data.mapped.dtype if data.mapped else "float32"}
+        config.update(tune=tune, tuned_config=None if not tuned_config else str(tuned_config))
         doc = results_mod.build_results(config, data, fold_plan, outcome)
+        if plan.record:
+            doc["tuning"] = plan.record
         results_mod.write_results(tmp, doc, outcome.errors)
         if save_model:
             from ..models.saved import fit_model, model_variant
 
-            variant = model_variant(doc)
+            variant, fit_options = plan.final_model(model_variant(doc), options, progress)
             progress(f"fitting {variant} on all {data.n} labelled samples (--save-model)")
-            fit_model(data, variant, Path(tmp) / "model", runs=runs, options=options,
+            fit_model(data, variant, Path(tmp) / "model", runs=runs, options=fit_options,
                       store_uri=st.uri)
         if report:
             from .report import has_curves, write_report

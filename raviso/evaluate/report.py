@@ -119,6 +119,8 @@ def _tests_section(doc: dict) -> list[str]:
 
 
 def render(doc: dict, plots: list[Path], pretrain_plots: list[Path]) -> str:
+    from .nested import tuning_section
+
     cfg, data, summ = doc["config"], doc["data"], doc["summary"]
     variants, rows = mse_grid(doc)
     out = ["# raviso cross-validation report", "",
@@ -152,6 +154,7 @@ def render(doc: dict, plots: list[Path], pretrain_plots: list[Path]) -> str:
                 f"data): mean {_fmt(nf['mean'])}; per fold "
                 + ", ".join(_fmt(x) for x in nf["per_fold"]) + ". No model can beat it on "
                 "average; a ratio near 1 means nothing is left to learn.", ""]
+    out += tuning_section(doc)          # nested --tune / --config: chosen configs per fold
     out += ["## Pairwise tests", ""] + _tests_section(doc)
     g = doc["grouping"]
     out += ["## Folds", "",

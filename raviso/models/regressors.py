@@ -31,7 +31,6 @@ components, scaler mean and std).
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -43,6 +42,7 @@ from .baselines import fit_pca, pca_transform
 from ..core.errors import RavisoError
 from ..data.labelled import Labelled
 from ..core.metrics import column_mean, column_std
+from .train_state import TrainState
 
 SAVE_JSON = "regressor.json"
 SAVE_TENSORS = "regressor.safetensors"
@@ -183,16 +183,31 @@ def _mse(model: nn.Module, X: torch.Tensor, targets: Callable, n: int) -> float:
     return total / (n * model.net[-1].out_features)
 
 
-def train_ffnn(model: nn.Module, X: torch.Tensor, Y: np.ndarray, rows: np.ndarray, *,
-               epochs: int, batch_size: int = 64, lr: float = 1e-4, seed: int = 0,
-               X_val: torch.Tensor | None = None, val_rows: np.ndarray | None = None,
-               patience: int = 10, on_batch: Callable[[int, np.ndarray], None] | None = None
-               ) -> dict:
-    """Train in place on inputs X (row k = labelled row ``rows[k]``) and targets ``Y[rows]``.
+def train_ffnn(model: nn.Module, X: torch.Tensor, Y: np.ndarray, rows: np.ndarray,
+               **kw) -> dict:
+    """Train in place on inputs X (row k = labelled row ``rows[k]``) and targets ``Y[rows]``;
+    return the history. The options are `iter_train_ffnn`'s."""
+    steps = iter_train_ffnn(model, X, Y, rows, **kw)
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value
+
+
+def iter_train_ffnn(model: nn.Module, X: torch.Tensor, Y: np.ndarray, rows: np.ndarray, *,
+                    epochs: int, batch_size: int = 64, lr: float = 1e-4, seed: int = 0,
+                    X_val: torch.Tensor | None = None, val_rows: np.ndarray | None = None,
+                    patience: int = 10,
+                    on_batch: Callable[[int, np.ndarray], None] | None = None,
+                    resume: dict | None = None):
+    """`train_ffnn` as a generator: yields a `TrainState` after every epoch (callers score,
+    report and checkpoint between epochs: `raviso tune`); returns the history at the end.
 
     Each epoch visits every row exactly once (seeded permutation). With ``X_val``/``val_rows``,
     stops after `patience` epochs without a lower validation MSE and restores the best weights.
     ``on_batch(epoch, labelled_rows)`` is called per batch (tests use it to count rows).
+    ``resume``: a `TrainState.state_dict` to continue from.
     """
     device = X.device
     targets = _target_getter(Y, rows, device)
@@ -203,9 +218,12 @@ def train_ffnn(model: nn.Module, X: torch.Tensor, Y: np.ndarray, rows: np.ndarra
     n = len(rows)
     hist: dict = {"train_loss": [], "val_loss": [], "best_epoch": None, "stopped_early": False,
                   "rows_per_epoch": n}
-    best, best_state, waited = math.inf, None, 0
-    model.train()
-    for epoch in range(epochs):
+    st = TrainState(model, opt, gen, hist)
+    if resume is not None:
+        st.load_state_dict(resume)
+    while st.epoch < epochs and not hist["stopped_early"]:
+        epoch = st.epoch
+        model.train()              # a caller may have predicted (eval mode) between epochs
         perm = torch.randperm(n, generator=gen).numpy()
         total = torch.zeros((), dtype=torch.float64, device=device)
         for s in range(0, n, batch_size):
@@ -221,17 +239,17 @@ def train_ffnn(model: nn.Module, X: torch.Tensor, Y: np.ndarray, rows: np.ndarra
         if val_targets is not None:
             v = _mse(model, X_val, val_targets, len(val_rows))
             hist["val_loss"].append(v)
-            if v < best:
-                best, waited, hist["best_epoch"] = v, 0, epoch
-                best_state = {k: t.detach().clone() for k, t in model.state_dict().items()}
+            if v < st.best:
+                st.best, st.waited, hist["best_epoch"] = v, 0, epoch
+                st.best_state = {k: t.detach().clone() for k, t in model.state_dict().items()}
             else:
-                waited += 1
-                if waited >= patience:
-                    hist["stopped_early"] = True
-                    break
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    hist["epochs_run"] = len(hist["train_loss"])
+                st.waited += 1
+                hist["stopped_early"] = st.waited >= patience
+        hist["epochs_run"] = st.epoch
+        yield st
+    if st.best_state is not None:
+        model.load_state_dict(st.best_state)
+    hist["epochs_run"] = st.epoch
     model.eval()
     return hist
 
@@ -283,6 +301,12 @@ class FFNNRegressor:
         return torch.from_numpy(X).to(self.device)
 
     def fit(self, data: Labelled, train_idx, on_batch=None) -> "FFNNRegressor":
+        for _ in self.fit_steps(data, train_idx, on_batch=on_batch):
+            pass
+        return self
+
+    def fit_steps(self, data: Labelled, train_idx, on_batch=None, resume: dict | None = None):
+        """`fit` one epoch at a time: yields a `TrainState` per epoch (`iter_train_ffnn`)."""
         o = self.opts
         rows = np.asarray(train_idx, np.int64)
         val_rows = None
@@ -299,11 +323,10 @@ class FFNNRegressor:
             self.model.net[-1].bias.copy_(torch.from_numpy(
                 column_mean(data.isoforms, rows).astype(np.float32)))
         self.model.to(self.device)
-        self.history_ = train_ffnn(self.model, X, data.isoforms, rows, epochs=o["epochs"],
-                                   batch_size=o["batch_size"], lr=o["lr"], seed=o["seed"],
-                                   X_val=X_val, val_rows=val_rows, patience=o["patience"],
-                                   on_batch=on_batch)
-        return self
+        self.history_ = yield from iter_train_ffnn(
+            self.model, X, data.isoforms, rows, epochs=o["epochs"], batch_size=o["batch_size"],
+            lr=o["lr"], seed=o["seed"], X_val=X_val, val_rows=val_rows, patience=o["patience"],
+            on_batch=on_batch, resume=resume)
 
     def predict(self, data: Labelled, idx) -> np.ndarray:
         return self.predict_source(self.features.source_matrix(data)[np.asarray(idx, np.int64)])

@@ -143,14 +143,27 @@ _OPTIONS: dict[str, frozenset] = {
 KNOWN_OPTIONS = frozenset().union(*_OPTIONS.values())
 
 
-def _check_name(name: str) -> None:
-    if name not in VARIANTS:
+def base_name(name: str) -> str:
+    """``gene_ffnn@tuned`` -> ``gene_ffnn``: a tag after ``@`` names another configuration of the
+    same variant (cv's tuned column), built and fed exactly like the variant itself."""
+    return str(name).split("@", 1)[0]
+
+
+def _check_name(name: str) -> str:
+    base = base_name(name)
+    if base not in VARIANTS:
         raise RavisoError(f"unknown variant {name!r} (known: {', '.join(VARIANTS)})")
+    return base
+
+
+def variant_options(name: str) -> frozenset:
+    """The options `name` takes (what a search space may vary)."""
+    return _OPTIONS[_check_name(name)]
 
 
 def make_variant(name: str, **options) -> Predictor:
     """A fresh, unfitted predictor; see the module docstring for the options."""
-    _check_name(name)
+    name = _check_name(name)
     unknown = sorted(set(options) - KNOWN_OPTIONS)
     if unknown:
         raise RavisoError(f"unknown variant option(s) {', '.join(unknown)} "
@@ -161,7 +174,7 @@ def make_variant(name: str, **options) -> Predictor:
 
 def variant_needs(name: str, **options) -> set[str]:
     """The inputs `name` reads besides the isoform targets (honours a ``latent`` option)."""
-    _check_name(name)
+    name = _check_name(name)
     if name in ("vae_ffnn", "ae_ffnn"):
         return {f"latent:{options.get('latent') or ('vae' if name == 'vae_ffnn' else 'ae')}"}
     if name in RECOMMENDED:      # genes: the share term (share_net) and the PCA context

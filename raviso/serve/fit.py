@@ -7,20 +7,31 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..core.atomic import check_writable_target
+from ..core.errors import RavisoError
 from ..evaluate.cv import latent_runs, load_labelled, parse_variants
 from ..models.saved import fit_model, require_savable
 
 
-def fit_store(store, variant: str, out, pretrained=None, pretrained_ae=None,
+def fit_store(store, variant: str | None, out, pretrained=None, pretrained_ae=None,
               epochs: int | None = None, seed: int = 0, overwrite: bool = False,
-              target_dtype: str = "auto") -> Path:
-    """`raviso fit STORE --variant V --out MODEL`: load the labelled set (+ latents), fit, save."""
+              target_dtype: str = "auto", config=None) -> Path:
+    """`raviso fit STORE --variant V --out MODEL`: load the labelled set (+ latents), fit, save.
+    ``config``: a best.json from `raviso tune` (its variant and options; --epochs still wins)."""
     check_writable_target(out, overwrite)
-    (variant,) = parse_variants(variant)
+    tuned = {}
+    if config is not None:               # a best.json from `raviso tune`: variant + options
+        from ..evaluate.tune_space import read_best
+
+        chosen, tuned = read_best(config)
+        if variant not in (None, chosen):
+            raise RavisoError(f"--variant {variant} differs from the tuned config's {chosen}",
+                              config)
+        variant = chosen
+    (variant,) = parse_variants(variant or "vae_ffnn")
     require_savable(variant)                     # before minutes of loading
     runs = latent_runs([variant], pretrained, pretrained_ae)
     st, data = load_labelled(store, runs, target_dtype)
-    options = {"seed": seed, **({"epochs": int(epochs)} if epochs is not None else {})}
+    options = {**tuned, "seed": seed, **({"epochs": int(epochs)} if epochs is not None else {})}
     fit_model(data, variant, out, runs=runs, options=options, store_uri=st.uri,
               overwrite=overwrite)
     return Path(out)

@@ -1,0 +1,182 @@
+"""Nested cross-validation for `raviso cv --tune N` and a fixed tuned config for `--config FILE`.
+
+`--tune N`: for every outer fold, each tunable variant gets its own search
+(`raviso.evaluate.tune.search`) on that fold's OUTER TRAINING rows only; the best config is then
+trained on those rows and scored on the outer validation fold like any other trial. The tuned model
+is a column of its own, ``<variant>@tuned``, next to ``<variant>`` with its defaults, so the report's
+tables and paired tests on the same validation samples compare tuned against default directly.
+
+`--config best.json`: the same ``<variant>@tuned`` column with one fixed config on every fold (the
+config was tuned elsewhere, e.g. by `raviso tune` on other data; tuned on THIS store's rows it would
+have seen the validation folds, and the report says where it came from).
+
+Both return a `Plan`: the extra columns, per (fold, column) options for the cv trials, and the
+``tuning`` record that results.json keeps (chosen config, inner MSE and search counts per fold).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..core.errors import RavisoError
+from .tune_space import DEFAULT_SPACES, default_space, read_best
+
+TUNED = "@tuned"
+
+
+DEFAULT_MAX_EPOCHS = 100     # the FFNN regressors' default epochs: the search's budget
+
+
+@dataclass
+class Plan:
+    variants: list[str] = field(default_factory=list)        # extra columns: "<variant>@tuned"
+    fold_options: dict[str, dict] = field(default_factory=dict)   # "fold/column" -> options
+    record: dict | None = None                               # results.json "tuning"
+
+    def final_model(self, variant: str, options: dict, progress=None) -> tuple[str, dict]:
+        """(variant, options) for ``--save-model`` when cv picked `variant`: a fixed config is
+        saved as tuned; nested tuning chose one config per fold and none for all rows, so the
+        variant is saved with its defaults (a tuned final model: raviso tune, then raviso fit
+        --config)."""
+        if variant not in self.variants:
+            return variant, options
+        base = variant[:-len(TUNED)]
+        if self.record["mode"] == "config":
+            return base, self.fold_options[f"0/{variant}"]
+        if progress:
+            progress(f"--save-model: nested tuning has no config for all rows; saving {base} "
+                     "with its defaults (raviso tune + raviso fit --config for a tuned model)")
+        return base, options
+
+
+def check_tuning(tune: int, config) -> None:
+    """Fail fast (before loading data) on conflicting or bad tuning options."""
+    if tune and config:
+        raise RavisoError("--tune and --config exclude each other (search, or reuse a config)")
+    if tune < 0:
+        raise RavisoError(f"--tune takes a number of trials >= 1 (got {tune})")
+    if config:
+        read_best(config)
+
+
+def tuning_plan(data, folds, variants, tune: int, config, out_dir, storage, options: dict, *,
+                epochs: int | None, **search_kw) -> Plan:
+    """The plan `raviso cv` follows: nested search (--tune N), fixed config (--config) or none."""
+    if config:
+        return config_plan(config, folds, options)
+    if tune:
+        return nested_plan(data, folds, variants, tune, out_dir, storage, base_options=options,
+                           max_epochs=epochs or DEFAULT_MAX_EPOCHS, **search_kw)
+    return Plan()
+
+
+def tuned_name(variant: str) -> str:
+    return f"{variant}{TUNED}"
+
+
+def options_for(fold_options: dict, fold: int, variant: str) -> dict:
+    """The options a cv trial of `variant` on `fold` adds to the shared ones."""
+    return dict(fold_options.get(f"{int(fold)}/{variant}", {}))
+
+
+def nested_plan(data, folds, variants, trials: int, out_dir, storage, *, base_options: dict,
+                max_epochs: int, inner_folds: int = 3, seed: int = 0, group_by: str = "donor",
+                fold_scheme: str = "kfold", cpus_per_trial: float = 1,
+                gpus_per_trial: float = 0, max_failures: int = 2, progress=None) -> Plan:
+    """Search every tunable variant inside every outer fold; write each search's best.json,
+    trials.parquet and search.png to ``out_dir/tuning/fold<i>_<variant>/``."""
+    from .tune import search, write_search
+
+    tunable = [v for v in variants if v in DEFAULT_SPACES]
+    if not tunable:
+        raise RavisoError(f"--tune: none of {', '.join(variants)} has a search space (tunable: "
+                          f"{', '.join(sorted(DEFAULT_SPACES))})")
+    plan = Plan(variants=[tuned_name(v) for v in tunable])
+    per_fold, t0 = [], time.perf_counter()
+    for v in tunable:
+        space = default_space(v)
+        for f in range(folds.k):
+            train, _ = folds.split(f)
+            if progress:
+                progress(f"outer fold {f}: tuning {v} on its {len(train)} training rows")
+            out = search(data, train, v, space, trials=trials, storage=storage,
+                         base_options=base_options, max_epochs=max_epochs,
+                         inner_folds=inner_folds, seed=seed + f, group_by=group_by,
+                         fold_scheme=fold_scheme, cpus_per_trial=cpus_per_trial,
+                         gpus_per_trial=gpus_per_trial, max_failures=max_failures,
+                         name=f"search-fold{f}-{v}", progress=progress)
+            where = Path(out_dir) / "tuning" / f"fold{f}_{v}"
+            where.mkdir(parents=True)
+            write_search(where, out)
+            plan.fold_options[f"{f}/{tuned_name(v)}"] = out.best["options"]
+            s = out.best["search"]
+            per_fold.append({"fold": f, "variant": v, "options": out.best["options"],
+                             "inner_val_mse": out.best["inner_val_mse"],
+                             "best_epoch": out.best["best_epoch"], "trials": s["trials"],
+                             "stopped_early": s["stopped_early"], "failed": s["failed"],
+                             "epochs_trained": s["epochs_trained"],
+                             "seconds": s["wall_seconds"]})
+    plan.record = {"mode": "nested", "trials": trials, "inner_folds": inner_folds,
+                   "max_epochs": max_epochs, "algorithm": s["algorithm"],
+                   "scheduler": s["scheduler"],
+                   "spaces": {v: default_space(v) for v in tunable},
+                   "per_fold": per_fold, "seconds": time.perf_counter() - t0}
+    return plan
+
+
+def config_plan(path, folds, base_options: dict) -> Plan:
+    """One fixed tuned config (best.json) for every fold, as ``<variant>@tuned``."""
+    variant, options = read_best(path)
+    name = tuned_name(variant)
+    opts = {**base_options, **options}
+    return Plan(variants=[name],
+                fold_options={f"{f}/{name}": opts for f in range(folds.k)},
+                record={"mode": "config", "config_file": str(path), "variant": variant,
+                        "options": options})
+
+
+def tuning_section(doc: dict) -> list[str]:
+    """Markdown lines for report.md: what was tuned and the config each fold chose."""
+    t = doc.get("tuning")
+    if not t:
+        return []
+    if t["mode"] == "config":
+        return ["## Tuned config", "",
+                f"`{t['variant']}{TUNED}` uses the fixed config from `{t['config_file']}` on "
+                f"every fold: `{_opts(t['options'])}`. It was not tuned inside these folds, so "
+                "its CV estimate is unbiased only if the config was tuned on other data.", ""]
+    out = ["## Nested tuning", "",
+           f"Each `<variant>{TUNED}` column: a search of {t['trials']} trials ({t['algorithm']}, "
+           f"{t['scheduler']}) on the outer fold's training rows only, scored on {t['inner_folds']}"
+           f" inner donor-grouped folds of them; the best config was then trained on the outer "
+           f"training rows and scored on the outer validation fold. Search time "
+           f"{t['seconds']:.0f} s.", "",
+           "| fold | variant | inner MSE | epochs | stopped early | config |",
+           "| --- | --- | --- | --- | --- | --- |"]
+    for r in t["per_fold"]:
+        out.append(f"| {r['fold'] + 1} | {r['variant']} | {r['inner_val_mse']:.5g} | "
+                   f"{r['best_epoch']} | {r['stopped_early']}/{r['trials']} | "
+                   f"`{_opts(r['options'])}` |")
+    out.append("")
+    summ = doc["summary"]
+    for v in sorted({r["variant"] for r in t["per_fold"]}):
+        d, tu = summ.get(v, {}).get("mse_mean"), summ.get(tuned_name(v), {}).get("mse_mean")
+        if d is not None and tu is not None:
+            out.append(f"Outer-validation MSE, mean over folds: `{v}` with defaults {d:.5g}, "
+                       f"tuned {tu:.5g} ({'lower' if tu < d else 'NOT lower'}, "
+                       f"{100 * (tu - d) / d:+.1f}%).")
+    out += ["", "Searches: " + ", ".join(
+        f"[fold {r['fold'] + 1} {r['variant']}](tuning/fold{r['fold']}_{r['variant']}/search.png)"
+        for r in t["per_fold"]) + " (curves per trial; best.json and trials.parquet beside)."]
+    return out + [""]
+
+
+def _opts(options: dict) -> str:
+    skip = {"seed", "device"}
+    return ", ".join(f"{k}={_fmt(v)}" for k, v in sorted(options.items()) if k not in skip)
+
+
+def _fmt(v) -> str:
+    return f"{v:.3g}" if isinstance(v, float) else str(v)
