@@ -274,6 +274,8 @@ def cv_cmd(
     variants: Optional[str] = typer.Option(None, "--variants",
                                            help="Comma list (default: paper variants + baselines)."),
     folds: int = typer.Option(5, "--folds", help="Number of cross-validation folds."),
+    repeats: int = typer.Option(1, "--repeats", help="R x k-fold with fold seeds seed..seed+R-1 "
+                                "(corrected repeated k-fold t-test across all R*k folds)."),
     group_by: str = typer.Option("donor", "--group-by", help="donor | none"),
     fold_scheme: str = typer.Option("kfold", "--fold-scheme", help="kfold | auto | logo: auto "
                                     "picks leave-one-group-out or a smaller k for small "
@@ -316,7 +318,7 @@ def cv_cmd(
                     max_failures=max_failures, save_model=save_model, overwrite=overwrite,
                     report=not no_report, storage=storage, target_dtype=target_dtype,
                     max_concurrent=max_concurrent, tune=tune, tuned_config=config,
-                    inner_folds=inner_folds)
+                    inner_folds=inner_folds, repeats=repeats)
     print(cv_dir / ("results.json" if no_report else "report.md"))
 
 

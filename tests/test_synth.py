@@ -58,8 +58,11 @@ def test_plan_gives_the_course_shapes_without_generating():
     assert p == {"archs4_gene_expression_norm_transposed.hdf5": (167_884, 18_965),
                  "gtex_gene_expression_norm_transposed.hdf5": (17_356, 18_965),
                  "gtex_isoform_expression_norm_transposed.hdf5": (17_356, 156_958),
-                 "truth_isoform_expression_norm_transposed.hdf5": (17_356, 156_958)}
+                 "truth_isoform_expression_norm_transposed.hdf5": (17_356, 156_958),
+                 "truth_heldout_isoform_expression_norm_transposed.hdf5": (17_356, 156_958)}
     assert all(name.endswith(".tsv.gz") for name in plan("course", fmt="tsv"))
+    assert "truth_heldout_isoform_expression_norm_transposed.hdf5" not in plan("course",
+                                                                              heldout=False)
 
 
 def test_hdf5_layout_is_the_courses(tiny, files):

@@ -107,12 +107,12 @@ def heldout_floor(store: Store, data: Labelled) -> np.ndarray:
     read one Arrow batch at a time (never a second isoform-sized matrix in memory)."""
     from ..core.metrics import per_sample_mse
 
-    ids = store.meta("truth_heldout").sample_id.to_numpy().astype(str)
-    if not np.array_equal(ids, data.sample_id):
-        raise RavisoError("truth_heldout rows are not the labelled samples in order", store.uri)
     out = np.empty(data.n, np.float64)
     row = 0
-    for block in store.blocks("truth_heldout"):
+    for block, ids, _, _ in store.batches("truth_heldout"):
+        if list(data.sample_id[row:row + len(block)]) != list(ids):
+            raise RavisoError("truth_heldout rows are not the labelled samples in order",
+                              store.uri)
         out[row:row + len(block)] = per_sample_mse(block, data.isoforms[row:row + len(block)])
         row += len(block)
     return out

@@ -100,20 +100,15 @@ class Store:
         if X.shape != (n, d):
             raise ValueError(f"out has shape {X.shape}, expected {(n, d)}")
         row = 0
-        for arr in self.blocks(name):
-            X[row:row + len(arr)] = arr
-            row += len(arr)
+        for piece in self._dataset(name).fragments:
+            for batch in piece.to_batches(columns=[EXPR]):
+                arr = tensor_to_numpy(batch.column(0))
+                X[row:row + len(arr)] = arr
+                row += len(arr)
         if row != n:
             raise RavisoError(f"{name} holds {row} rows, manifest says {n} (store damaged?)",
                               self.uri)
         return X
-
-    def blocks(self, name: str):
-        """The (rows, d) float32 blocks of a dataset in row order, one Arrow batch at a time:
-        for a statistic over a whole matrix without holding it (e.g. the held-out-donor floor)."""
-        for piece in self._dataset(name).fragments:
-            for batch in piece.to_batches(columns=[EXPR]):
-                yield tensor_to_numpy(batch.column(0))
 
     def batches(self, name: str, rows: int = 2048):
         """Stream ``(X (n, d) float32, sample_ids, tissue, donor)`` in batches of at most `rows`

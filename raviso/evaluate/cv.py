@@ -28,10 +28,11 @@ from pathlib import Path
 import numpy as np
 
 from ..core.atomic import atomic_dir, check_writable_target
-from ..data.folds import Folds, make_folds
+from ..data.folds import Folds
 from ..data.reader import Store
 from ..core.errors import RavisoError
 from ..data.labelled import Labelled
+from .repeats import fold_split, repeated_folds
 
 ERRORS_FILE = "errors.npy"
 
@@ -42,19 +43,17 @@ def run_trial(data: Labelled, fold_ids: np.ndarray, fold: int, variant: str,
     """Fit `variant` on every fold but `fold`, predict `fold`; return metrics (+ ``per_sample``)."""
     import torch
 
-    from ..core.metrics import column_mean
     from ..models.variants import make_variant
-    from .stream_metrics import evaluate_streaming
+    from .breakdown import evaluate_trial
 
     torch.set_num_threads(max(1, int(threads)))
-    train_idx = np.flatnonzero(fold_ids != fold)
-    val_idx = np.flatnonzero(fold_ids == fold)
+    train_idx, val_idx = fold_split(fold_ids, fold)   # (R, n) ids: the repeat holding `fold`
     t0 = time.perf_counter()
     model = make_variant(variant, **(options or {}))
     model.fit(data, train_idx)
     fit_s = time.perf_counter() - t0
     # predicted and scored in row chunks: never a (validation rows x isoforms) matrix in memory
-    out = evaluate_streaming(model, data, val_idx, column_mean(data.isoforms, train_idx))
+    out = evaluate_trial(model, data, train_idx, val_idx)    # metrics, breakdown, curves
     out.update(fit_seconds=fit_s, seconds=time.perf_counter() - t0, n_train=int(len(train_idx)),
                n_test=int(len(val_idx)))
     return out
@@ -204,8 +203,8 @@ def tune_folds(data: Labelled, folds: Folds, variants, storage: Path, *, options
         max_concurrent = max(1, min(by_cpu, by_gpu, by_mem))
     res = {"cpu": cpus_per_trial, **({"gpu": gpus_per_trial} if gpus_per_trial else {})}
     # one grid axis of [fold, variant] pairs (not a cross product), unpacked by `_job_trial`
-    trainable = tune.with_resources(
-        tune.with_parameters(_job_trial, data=data, fold_ids=folds.fold), res)
+    trainable = tune.with_resources(tune.with_parameters(     # (R, n) ids with --repeats
+        _job_trial, data=data, fold_ids=getattr(folds, "assignments", folds.fold)), res)
     space = {"job": tune.grid_search(trial_order(variants, folds.k)),
              "options": dict(options or {}), "threads": max(1, int(cpus_per_trial)),
              **(extra_config or {})}
@@ -307,7 +306,7 @@ def _job_trial(config: dict, data: Labelled = None, fold_ids: np.ndarray = None)
 _TRIAL_KEYS = ("mse", "mse_mean_baseline", "r2", "median_pearson", "frac_r_gt_05",
                "n_isoforms_r", "n_isoforms_excluded", "n_samples", "noise_floor",
                "mse_over_noise_floor", "mse_excess", "mse_vs_truth", "fit_seconds", "seconds",
-               "n_train", "n_test", "pid", "zero_copy", "max_rss_mb")
+               "n_train", "n_test", "pid", "zero_copy", "max_rss_mb", "breakdown", "history")
 
 
 # -- the command -------------------------------------------------------------------------------
@@ -318,7 +317,7 @@ def run_cv(store, pretrained=None, pretrained_ae=None, variants=None, folds: int
            max_failures: int = 2, save_model: bool = False, overwrite: bool = False,
            report: bool = True, variant_options: dict | None = None, num_cpus: int | None = None,
            storage: str | None = None, progress=print, target_dtype: str = "auto",
-           max_concurrent: int | None = None,
+           max_concurrent: int | None = None, repeats: int = 1,
            tune: int = 0, tuned_config=None, inner_folds: int = 3,
            _fail_once: tuple | None = None) -> Path:
     """Cross-validate `variants` on the store's labelled set; write CV (results.json, errors/,
@@ -342,8 +341,8 @@ def run_cv(store, pretrained=None, pretrained_ae=None, variants=None, folds: int
     runs = latent_runs(names, pretrained, pretrained_ae)
     progress(f"loading labelled set from {store}")
     st, data = load_labelled(store, runs, target_dtype)
-    fold_plan = make_folds(data.tissue, data.donor, k=folds, seed=seed, group_by=group_by,
-                           source=st.uri, scheme=fold_scheme)
+    fold_plan = repeated_folds(data.tissue, data.donor, k=folds, seed=seed, repeats=repeats,
+                               group_by=group_by, source=st.uri, scheme=fold_scheme)
     options = dict(variant_options or {})
     if epochs is not None:
         options["epochs"] = int(epochs)
@@ -363,7 +362,7 @@ def run_cv(store, pretrained=None, pretrained_ae=None, variants=None, folds: int
                            gpus_per_trial=gpus_per_trial, max_failures=max_failures,
                            progress=progress)
         names, extra["fold_options"] = names + plan.variants, plan.fold_options
-        progress(f"running {folds} folds x {len(names)} variants on Ray Tune")
+        progress(f"running {fold_plan.k} folds x {len(names)} variants on Ray Tune")
         outcome = tune_folds(data, fold_plan, names, storage or Path(tmp) / "tune",
                              options=options, progress=progress,
                              cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial,
@@ -371,8 +370,9 @@ def run_cv(store, pretrained=None, pretrained_ae=None, variants=None, folds: int
                              max_concurrent=max_concurrent)
         config = {"store": str(store), "pretrained": runs.get("vae"),
                   "pretrained_ae": runs.get("ae"), "variants": names, "folds": folds,
-                  "group_by": group_by, "fold_scheme": fold_scheme, "epochs": epochs, "seed": seed,
-                  "variant_options": options, "cpus_per_trial": cpus_per_trial,
+                  "repeats": repeats, "group_by": group_by, "fold_scheme": fold_scheme,
+                  "epochs": epochs, "seed": seed, "variant_options": options,
+                  "cpus_per_trial": cpus_per_trial,
                   "gpus_per_trial": gpus_per_trial, "max_failures": max_failures,
                   "target_dtype": data.mapped.dtype if data.mapped else "float32"}
         config.update(tune=tune, tuned_config=None if not tuned_config else str(tuned_config))

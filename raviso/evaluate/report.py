@@ -1,11 +1,15 @@
 """`raviso report CV [--pretrain RUN]`: results.json -> report.md, table1.csv and PNG plots.
 
-The report is the paper's Table 1 (validation MSE per fold per variant, a mean row, and the paper's
-per-fold paired t-test p-values against the first variant) followed by what the paper lacked: the
-extra metrics, the Wilcoxon and Nadeau-Bengio corrected tests with effect sizes, the noise floor on
-synthetic data, how the folds were made (donor grouping, pooled rare tissues) and which trials had
-to be retried. It reads only ``results.json`` (and the run directory for the pretraining curves), so
-it can be re-run at any time without Ray.
+Read first to last: the leaderboard (best first, MSE with a corrected CI, x the held-out-donor
+floor, the corrected test against the best baseline, Holm-adjusted), the floors, the paper's own
+Table 1 numbers beside ours, the paper's Table 1 layout (validation MSE per fold per variant and
+its per-fold paired t-test p-values against the first variant), per tissue, where the errors are
+(within-tissue r, by expression level, dominant vs minor isoform), the other metrics, training
+curves, the pairwise tests that matter (each variant vs the best baseline and vs `mean`, with the
+donor-averaged per-fold tests), how the folds were made (donor grouping, pooled rare tissues),
+which trials had to be retried, and every pair in an appendix
+(`raviso.evaluate.report_sections`). It reads only ``results.json`` (and the run directory for the
+pretraining curves), so it can be re-run at any time without Ray.
 """
 
 from __future__ import annotations
@@ -17,27 +21,12 @@ from pathlib import Path
 from ..core.atomic import atomic_file
 from ..core.errors import RavisoError
 from ..core.plots import new_figure
+from .report_sections import fmt as _fmt, table as _table
 from .results import read_results
 
 REPORT = "report.md"
 TABLE1 = "table1.csv"
 FOLD_PLOT = "mse_per_fold.png"
-
-
-def _fmt(x, digits: int = 4) -> str:
-    if x is None or (isinstance(x, float) and math.isnan(x)):
-        return "–"
-    if isinstance(x, float):
-        if x != 0 and (abs(x) < 1e-3 or abs(x) >= 1e5):
-            return f"{x:.2e}"
-        return f"{x:.{digits}f}"
-    return str(x)
-
-
-def _table(header, rows) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(_fmt(c) for c in row) + " |" for row in rows]
-    return lines + [""]
 
 
 def mse_grid(doc: dict) -> tuple[list[str], list[list]]:
@@ -72,9 +61,11 @@ def plot_folds(doc: dict, path: Path) -> Path:
         ax.bar(xs, [math.nan if v is None else v for v in row[1:]], width, label=f"fold {row[0]}")
     ax.set_xticks(range(len(variants)), variants, rotation=30, ha="right")
     ax.set_ylabel("validation MSE, log2(TPM+1)")
-    floor = (doc.get("noise_floor") or {}).get("mean")
-    if floor:
-        ax.axhline(floor, color="k", ls="--", lw=1, label="noise floor")
+    for key, label, style in (("floor_heldout_donor", "held-out-donor floor", "-"),
+                              ("noise_floor", "measurement floor", "--")):
+        floor = (doc.get(key) or {}).get("mean")
+        if floor:
+            ax.axhline(floor, color="k", ls=style, lw=1, label=label)
     ax.legend(fontsize=7, ncol=2)
     ax.set_title("Validation MSE per fold")
     fig.tight_layout()
@@ -104,32 +95,40 @@ def _tests_section(doc: dict) -> list[str]:
         c = t["corrected"]
         ci = c.get("ci95") or [None, None]
         rows.append([f"{t['a']} vs {t['b']}", c["mean_diff"], f"[{_fmt(ci[0])}, {_fmt(ci[1])}]",
-                     c["p"], c.get("p_holm"), t.get("cohens_dz_pooled"),
+                     c["p"], c.get("p_holm"), (t.get("corrected_repeated") or {}).get("p_holm"),
+                     t.get("cohens_dz_pooled"),
                      max((f["paired_t"]["p"] for f in t["per_fold"] if f["paired_t"]["p"]
                           is not None), default=None),
                      max((f["wilcoxon"]["p"] for f in t["per_fold"] if f["wilcoxon"]["p"]
                           is not None), default=None)])
     head = ["pair (A vs B)", "mean MSE diff A-B", "95% CI (corrected)", "p corrected (NB)",
-            "p Holm", "d_z (pooled)", "max p paired t", "max p Wilcoxon"]
+            "p Holm", "p B&F Holm", "d_z (pooled)", "max p paired t", "max p Wilcoxon"]
     return (["Differences are A - B in per-sample MSE: negative means A predicts better. "
              "\"corrected\" is the Nadeau-Bengio resampled t-test across folds (variance factor "
              f"1/k + n_test/n_train = {_fmt(tests[0]['corrected']['var_factor'])}), Holm-adjusted "
-             "over all pairs; the per-fold paired t and Wilcoxon tests pair the same validation "
-             "samples and the largest p over folds is shown.", ""] + _table(head, rows))
+             "over all pairs (B&F: the corrected repeated k-fold test over every repeat's folds); "
+             "the per-fold paired t and Wilcoxon tests pair the same validation samples and the "
+             "largest p over folds is shown.", ""] + _table(head, rows))
 
 
-def render(doc: dict, plots: list[Path], pretrain_plots: list[Path]) -> str:
+def render(doc: dict, plots: list[Path], pretrain_plots: list[Path],
+           figures: dict | None = None) -> str:
+    from . import report_sections as sec
     from .nested import tuning_section
 
     cfg, data, summ = doc["config"], doc["data"], doc["summary"]
+    figures = figures or {}
     variants, rows = mse_grid(doc)
+    reps = cfg.get("repeats") or 1
     out = ["# raviso cross-validation report", "",
            f"Store `{cfg['store']}`: {data['n_samples']} labelled samples, "
            f"{data['n_genes']} genes, "
            f"{data['n_isoforms']} isoforms, {data['n_tissues']} tissues"
            + (f", {data['n_donors']} donors" if data.get("n_donors") else "") + ". "
-           f"{cfg['folds']}-fold CV, seed {cfg['seed']}, epochs {cfg.get('epochs') or 'default'}.",
-           "", "## Table 1: validation MSE per fold", ""]
+           f"{cfg['folds']}-fold CV" + (f" x {reps} repeats" if reps > 1 else "")
+           + f", seed {cfg['seed']}, epochs {cfg.get('epochs') or 'default'}.", ""]
+    out += sec.leaderboard_section(doc) + sec.floors_section(doc) + sec.paper_section(doc)
+    out += ["## Table 1: validation MSE per fold", ""]
     mean_row = ["mean"] + [summ[v]["mse_mean"] for v in variants]
     sd_row = ["sd"] + [summ[v]["mse_sd"] for v in variants]
     out += _table(["fold"] + variants, rows + [mean_row, sd_row])
@@ -141,21 +140,19 @@ def render(doc: dict, plots: list[Path], pretrain_plots: list[Path]) -> str:
         out += _table(["fold"] + [f"{first} vs {v}" for v in variants[1:]],
                       [[f["fold"] + 1] + [ps[v][i] for v in variants[1:]]
                        for i, f in enumerate(doc["folds"])])
+    out += sec.tissue_section(doc, figures.get("tissues")) + sec.breakdown_section(doc)
     out += ["## Other metrics (mean over folds)", ""]
     keys = [("r2_mean", "R2 vs train mean"), ("median_pearson_mean", "median isoform r"),
             ("frac_r_gt_05_mean", "frac r > 0.5"), ("seconds_mean", "trial s")]
+    if doc.get("floor_heldout_donor"):
+        keys.append(("mse_over_floor_heldout_donor_mean", "x held-out-donor floor"))
     if doc.get("noise_floor"):
-        keys.append(("mse_over_noise_floor_mean", "MSE / noise floor"))
+        keys.append(("mse_over_noise_floor_mean", "x measurement floor"))
     out += _table(["variant"] + [k[1] for k in keys],
                   [[v] + [summ[v].get(k[0]) for k in keys] for v in variants])
-    if doc.get("noise_floor"):
-        nf = doc["noise_floor"]
-        out += [f"Noise floor (MSE of the noise-free truth against the observations, synthetic "
-                f"data): mean {_fmt(nf['mean'])}; per fold "
-                + ", ".join(_fmt(x) for x in nf["per_fold"]) + ". No model can beat it on "
-                "average; a ratio near 1 means nothing is left to learn.", ""]
+    out += sec.curves_section(doc, figures.get("curves"))
     out += tuning_section(doc)          # nested --tune / --config: chosen configs per fold
-    out += ["## Pairwise tests", ""] + _tests_section(doc)
+    out += sec.pairs_section(doc)
     g = doc["grouping"]
     out += ["## Folds", "",
             f"Stratified by tissue; grouped by {g['grouped_by']}"
@@ -180,6 +177,7 @@ def render(doc: dict, plots: list[Path], pretrain_plots: list[Path]) -> str:
                 + ".", ""]
     out += ["## Plots", ""] + [f"![{p.stem}]({p.name})" for p in plots]
     out += [f"![{p.stem}]({p.relative_to(p.parents[1]).as_posix()})" for p in pretrain_plots]
+    out += ["", "## Appendix: every pair of variants", ""] + _tests_section(doc)
     return "\n".join(out) + "\n"
 
 
@@ -199,7 +197,11 @@ def write_report(cv_dir, pretrain=None) -> Path:
     """Write report.md, table1.csv and the plots into `cv_dir`; return report.md's path."""
     cv_dir = Path(cv_dir)
     doc = read_results(cv_dir)
+    from .report_plots import CURVES_PLOT, TISSUE_PLOT, plot_curves, plot_tissues
+
     plots = [plot_folds(doc, cv_dir / FOLD_PLOT)]
+    figures = {k: p.name for k, p in (("tissues", plot_tissues(doc, cv_dir / TISSUE_PLOT)),
+                                      ("curves", plot_curves(doc, cv_dir / CURVES_PLOT))) if p}
     pretrain_plots: list[Path] = []
     if pretrain is not None:
         if not Path(pretrain).is_dir():
@@ -211,5 +213,5 @@ def write_report(cv_dir, pretrain=None) -> Path:
         pretrain_plots = [Path(p) for p in plot_pretraining(Path(pretrain), pdir)]
     write_table1(doc, cv_dir / TABLE1)
     with atomic_file(cv_dir / REPORT) as tmp:
-        Path(tmp).write_text(render(doc, plots, pretrain_plots))
+        Path(tmp).write_text(render(doc, plots, pretrain_plots, figures))
     return cv_dir / REPORT

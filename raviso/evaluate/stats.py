@@ -15,7 +15,18 @@ Across folds:
   the correction inflates it to (1/k + n_test/n_train) var(d):
   ``t = mean(d) / sqrt((1/k + n_test/n_train) * var(d, ddof=1))``, df = k - 1.
   With per-fold sizes, n_test/n_train is the mean of the per-fold ratios.
+- with R repeats of k-fold (`raviso cv --repeats R`): the Bouckaert & Frank (2004) corrected
+  repeated k-fold t-test over all R*k folds, variance factor 1/(R*k) + n_test/n_train, df = R*k - 1
+  (``corrected_repeated``); ``corrected`` stays Nadeau-Bengio on the first repeat's k folds (the
+  paper's single split). With R = 1 the two are the same number.
 - optionally Holm's step-down correction of the corrected-test p-values across all pairs.
+
+With donors: the samples of one donor share the donor's effects, so they are not independent; the
+per-fold tests are ALSO run on donor-averaged errors (``per_fold[i].donor``: each donor's mean error
+under A and under B, paired by donor), whose n is the number of validation donors.
+
+A variant's MSE gets a confidence interval from its per-fold MSEs with the same corrected variance
+(`mse_ci`): the per-fold numbers share training rows, so the naive interval is too narrow.
 
 Sign convention everywhere: differences are A - B in ERROR, so a negative mean difference means A
 predicts better. Everything returned is JSON-able (floats, ints, strings, lists; NaN -> None).
@@ -110,6 +121,38 @@ def corrected_t(d_folds, n_train, n_test) -> dict:
             "p": _num(p)}
 
 
+def corrected_repeated_t(d_folds, n_train, n_test, repeats: int) -> dict:
+    """Bouckaert & Frank's corrected repeated k-fold t-test on the R*k per-fold mean differences
+    (any order): t = mean(d) / sqrt((1/(k r) + n_test/n_train) var(d, ddof=1)), df = k r - 1. The
+    formula is Nadeau-Bengio's with every repeat's folds as the resamples."""
+    return {**corrected_t(d_folds, n_train, n_test), "repeats": int(repeats)}
+
+
+def mse_ci(fold_mse, n_train, n_test) -> list[float | None]:
+    """95% interval of a variant's cross-validated MSE from its per-fold MSEs, with the corrected
+    variance factor 1/J + n_test/n_train (J folds over all repeats) and df = J - 1."""
+    x = np.asarray(fold_mse, np.float64)
+    ratio = float(np.mean(np.asarray(n_test, np.float64) / np.asarray(n_train, np.float64)))
+    lo, hi = mean_ci(x, scale=1.0 / len(x) + ratio) if len(x) > 1 else (math.nan, math.nan)
+    return [_num(lo), _num(hi)]
+
+
+def group_means(x, groups) -> tuple[np.ndarray, np.ndarray]:
+    """(group names sorted, mean of x per group)."""
+    names, inverse = np.unique(np.asarray(groups).astype(str), return_inverse=True)
+    sums = np.bincount(inverse, weights=np.asarray(x, np.float64), minlength=len(names))
+    return names, sums / np.bincount(inverse, minlength=len(names))
+
+
+def donor_tests(a, b, donors) -> dict:
+    """The paired t and Wilcoxon tests on DONOR-averaged errors (a donor's samples averaged under
+    A and under B, then paired by donor)."""
+    _diff(a, b)
+    _, ma = group_means(a, donors)
+    _, mb = group_means(b, donors)
+    return {"n_donors": int(len(ma)), "paired_t": paired_t(ma, mb), "wilcoxon": wilcoxon(ma, mb)}
+
+
 def holm(pvalues) -> list[float | None]:
     """Holm step-down adjusted p-values (None stays None)."""
     idx = [i for i, p in enumerate(pvalues) if p is not None]
@@ -129,9 +172,12 @@ def _per_fold(values, folds) -> list:
 
 
 def compare_pair(errors_a: Mapping, errors_b: Mapping, n_train, n_test,
-                 name_a: str = "A", name_b: str = "B") -> dict:
+                 name_a: str = "A", name_b: str = "B", donors: Mapping | None = None,
+                 repeat_of: Mapping | None = None) -> dict:
     """Every test for one pair. ``errors_*``: fold -> per-sample errors of that fold's validation
-    samples; ``n_train``/``n_test``: scalars or fold -> sample counts of that fold."""
+    samples; ``n_train``/``n_test``: scalars or fold -> sample counts of that fold; ``donors``:
+    fold -> donor of each validation sample (adds the donor-averaged tests); ``repeat_of``: fold ->
+    repeat (R x k-fold; ``corrected`` then uses repeat 0, ``corrected_repeated`` every fold)."""
     folds = sorted(errors_a, key=lambda f: (len(str(f)), str(f)))
     if set(errors_a) != set(errors_b):
         raise ValueError(f"{name_a} and {name_b} cover different folds: "
@@ -141,25 +187,37 @@ def compare_pair(errors_a: Mapping, errors_b: Mapping, n_train, n_test,
         d = _diff(errors_a[f], errors_b[f])
         d_means.append(d.mean())
         pooled.append(d)
-        per_fold.append({"fold": str(f),
-                         "mean_a": _num(np.mean(errors_a[f])), "mean_b": _num(np.mean(errors_b[f])),
-                         "paired_t": paired_t(errors_a[f], errors_b[f]),
-                         "wilcoxon": wilcoxon(errors_a[f], errors_b[f])})
+        row = {"fold": str(f),
+               "mean_a": _num(np.mean(errors_a[f])), "mean_b": _num(np.mean(errors_b[f])),
+               "paired_t": paired_t(errors_a[f], errors_b[f]),
+               "wilcoxon": wilcoxon(errors_a[f], errors_b[f])}
+        if donors is not None and donors.get(f) is not None:
+            row["donor"] = donor_tests(errors_a[f], errors_b[f], donors[f])
+        per_fold.append(row)
     pooled_d = np.concatenate(pooled) if pooled else np.zeros(0)
+    n_tr, n_te = _per_fold(n_train, folds), _per_fold(n_test, folds)
+    rep = [0 if repeat_of is None else int(repeat_of[f]) for f in folds]
+    first = [i for i, r in enumerate(rep) if r == rep[0]] if folds else []
     return {"a": name_a, "b": name_b, "per_fold": per_fold,
-            "corrected": corrected_t(d_means, _per_fold(n_train, folds), _per_fold(n_test, folds)),
+            "corrected": corrected_t([d_means[i] for i in first], [n_tr[i] for i in first],
+                                     [n_te[i] for i in first]),
+            "corrected_repeated": corrected_repeated_t(d_means, n_tr, n_te, len(set(rep))),
             "cohens_dz_pooled": _num(cohens_dz(pooled_d)),
             "n_samples": int(len(pooled_d))}
 
 
 def compare_all(per_sample_errors: Mapping[str, Mapping], n_train, n_test,
-                holm_correction: bool = True) -> list[dict]:
+                holm_correction: bool = True, donors: Mapping | None = None,
+                repeat_of: Mapping | None = None) -> list[dict]:
     """`compare_pair` for every pair of variants (in the mapping's order, A before B), plus
-    ``corrected.p_holm`` adjusted across all pairs when ``holm_correction``."""
+    ``corrected.p_holm`` and ``corrected_repeated.p_holm`` adjusted across all pairs when
+    ``holm_correction``."""
     names = list(per_sample_errors)
-    pairs = [compare_pair(per_sample_errors[a], per_sample_errors[b], n_train, n_test, a, b)
+    pairs = [compare_pair(per_sample_errors[a], per_sample_errors[b], n_train, n_test, a, b,
+                          donors=donors, repeat_of=repeat_of)
              for a, b in itertools.combinations(names, 2)]
     if holm_correction:
-        for pair, p in zip(pairs, holm([pr["corrected"]["p"] for pr in pairs])):
-            pair["corrected"]["p_holm"] = p
+        for key in ("corrected", "corrected_repeated"):
+            for pair, p in zip(pairs, holm([pr[key]["p"] for pr in pairs])):
+                pair[key]["p_holm"] = p
     return pairs

@@ -7,8 +7,9 @@ What it guarantees, and why:
   GTEx gene columns are aligned BY NAME (`raviso.io.align.column_index`); a gene-set mismatch is an
   error naming the genes (``--gene-set intersect`` keeps the common genes instead, which the public
   sources need: ARCHS4 and GTEx annotate different gene sets).
-- gtex_gene, gtex_isoform and truth rows are the same samples in the same order (isoform rows are
-  re-ordered by sample id when the files disagree; a different sample SET is an error).
+- gtex_gene, gtex_isoform, truth and truth_heldout rows are the same samples in the same order
+  (isoform rows are re-ordered by sample id when the files disagree; a different sample SET is an
+  error).
 - Input is streamed in row slabs of one Parquet row group (~128 MiB), validated per slab
   (`raviso.io.validate`), and written through `StoreBuilder`, so a failure leaves no store and no
   temporary directory.
@@ -45,7 +46,9 @@ MATRIX_STEMS = {
     "gtex_gene": ("gtex_gene_expression_norm_transposed",),
     "gtex_isoform": ("gtex_isoform_expression_norm_transposed",),
     "truth": ("truth_isoform_expression_norm_transposed", "truth"),
+    "truth_heldout": ("truth_heldout_isoform_expression_norm_transposed",),
 }
+TRUTHS = ("truth", "truth_heldout")     # synthetic data only (`raviso synth`)
 TABLE_STEMS = {"annotation": ("gtex_gene_isoform_annoation",), "tissues": ("gtex_annot",)}
 MATRIX_EXTS = (".hdf5", ".h5", ".tsv.gz", ".tsv")   # HDF5 first: ~10x less CPU than gzip'd text
 TABLE_EXTS = (".tsv.gz", ".tsv")
@@ -181,7 +184,7 @@ def convert(store, src=None, *, archs4=None, gtex_gene=None, gtex_isoform=None, 
     store = check_writable_target(store, overwrite)
     with contextlib.ExitStack() as stack:
         readers: dict[str, MatrixSource] = {}
-        for role in ("archs4", "gtex_gene", "gtex_isoform", "truth"):
+        for role in ("archs4", "gtex_gene", "gtex_isoform", *TRUTHS):
             if role in files:
                 readers[role] = stack.enter_context(open_matrix(files[role], tmpdir=store.parent))
         for path in gct:
@@ -223,7 +226,7 @@ def _plan(readers: dict[str, MatrixSource], files: dict[str, Path], gene_set: st
     iso_src = readers.get("gtex_isoform") or readers.get("truth")
     if iso_src is not None:
         isoforms = list(iso_src.features)
-        for role in ("gtex_isoform", "truth"):
+        for role in ("gtex_isoform", *TRUTHS):
             if role in readers:
                 take[role] = _take(readers[role], isoforms, "isoforms", True)
         symbols = readers["gtex_gene"].gene_symbols if "gtex_gene" in readers else None
@@ -300,7 +303,7 @@ def _write(store, readers, files, plan, overwrite, hasher, log, quiet=False) -> 
         # ARCHS4 and the labelled set are independent: two lanes, so two cores encode Parquet
         # at once (the encoder is the bottleneck; pyarrow releases the GIL while it runs)
         lanes = [[r for r in group if r in readers]
-                 for group in (["archs4"], ["gtex_gene", "gtex_isoform", "truth"])]
+                 for group in (["archs4"], ["gtex_gene", "gtex_isoform", *TRUTHS])]
         lanes = [roles for roles in lanes if roles]
         with progress, \
                 ThreadPoolExecutor(len(lanes), thread_name_prefix="raviso-lane") as pool:

@@ -314,9 +314,11 @@ def _segment_softmax(logits: np.ndarray, starts: np.ndarray, counts: np.ndarray)
     return logits
 
 
-def gtex_block(world: World, rows: slice,
-               rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(gene observed, isoform observed, isoform truth) rows, each in its file's column order."""
+def gtex_block(world: World, rows: slice, rng: np.random.Generator,
+               heldout=None) -> tuple[np.ndarray, ...]:
+    """(gene observed, isoform observed, isoform truth) rows, each in its file's column order;
+    with `heldout` (a `raviso.synth.heldout.HeldoutDonor` of this world) also the held-out-donor
+    expectation of the observed isoforms (no random draws: the other three are unchanged by it)."""
     tissue = world.gtex_tissue[rows]
     h, gene_tpm = _true_gene_tpm(world, world.tissue_emb[tissue], world.gtex_z[rows],
                                  world.gene_on[tissue], rng, None)
@@ -325,14 +327,17 @@ def gtex_block(world: World, rows: slice,
     logits = h @ world.iso_latent
     logits += world.iso_base
     logits += world.iso_tissue[tissue]
+    scale = (gene_tpm * world.iso_scale)[:, world.iso_gene]
+    held = None if heldout is None else heldout(logits, tissue, scale, depth)
     logits += world.donor_q[world.gtex_donor[rows]] @ world.iso_donor
     share = _segment_softmax(logits, world.iso_starts, world.iso_counts)
     share *= world.iso_on[tissue]
     iso_tpm = share
-    iso_tpm *= (gene_tpm * world.iso_scale)[:, world.iso_gene]
+    iso_tpm *= scale
 
     iso_tpm = iso_tpm[:, world.isoform_order]  # file order from here on
     iso_obs = measure(iso_tpm, depth, GTEX_ISOFORM, rng)
     truth = _log2p1(iso_tpm)
     gene_obs = measure(gene_tpm, depth, GTEX_GENE, rng)
-    return gene_obs[:, world.gtex_gene_order], iso_obs, truth
+    out = (gene_obs[:, world.gtex_gene_order], iso_obs, truth)
+    return out if held is None else out + (held[:, world.isoform_order],)

@@ -1,0 +1,150 @@
+"""Where a trial's error is: by expression level, by an isoform's role in its gene, and how well it
+follows samples WITHIN a tissue. Accumulated over row chunks of the validation fold, like the
+trial's other metrics, so no (validation rows x isoforms) matrix is held.
+
+Why these three (issue 10, item 5):
+- ``within_tissue_median_r``: the per-isoform Pearson r across validation samples, pooled
+  over tissues AFTER centring prediction and observation on each tissue's own validation mean
+  (sum over tissues of the centred cross-products / the square root of the centred sums of
+  squares). The plain per-isoform r pools tissues, so a model that only knows the tissue mean
+  already scores high: it mostly measures tissue separation. Tissues with one validation sample
+  contribute nothing (nothing varies within them). Isoforms that do not vary within tissues are
+  excluded; a prediction that does not vary within tissues has r = 0 (as in `core.metrics`).
+- ``mse_by_level``: MSE over the isoforms in bins of their TRAINING-fold mean log2(TPM+1)
+  (edges `LEVEL_EDGES`): the same bins for every variant, fixed before seeing validation data.
+- ``mse_by_role``: per gene (the ``isoform_gene`` map), the isoform with the highest training mean
+  is ``dominant``, the others ``minor``; a gene's only isoform is ``single``; an isoform whose gene
+  is not measured is ``unmapped``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..core.metrics import _tiny, column_blocks
+
+LEVEL_EDGES = (0.1, 1.0, 3.0, 6.0)
+LEVELS = ("<0.1", "0.1-1", "1-3", "3-6", ">=6")
+ROLES = ("dominant", "minor", "single", "unmapped")
+
+
+def isoform_roles(train_mean: np.ndarray, isoform_gene: np.ndarray) -> np.ndarray:
+    """(I,) index into ROLES for every isoform (see the module docstring)."""
+    gene = np.asarray(isoform_gene, np.int64)
+    mean = np.asarray(train_mean, np.float64)
+    role = np.full(len(gene), ROLES.index("unmapped"))
+    mapped = np.flatnonzero(gene >= 0)
+    if len(mapped) == 0:
+        return role
+    order = mapped[np.lexsort((np.arange(len(mapped)), -mean[mapped], gene[mapped]))]
+    first = np.ones(len(order), bool)
+    first[1:] = gene[order[1:]] != gene[order[:-1]]
+    counts = np.bincount(gene[mapped])
+    role[order] = np.where(first, ROLES.index("dominant"), ROLES.index("minor"))
+    role[mapped[counts[gene[mapped]] == 1]] = ROLES.index("single")
+    return role
+
+
+class Breakdown:
+    """Accumulate the breakdown of one trial; ``add`` row chunks, then ``result()``."""
+
+    def __init__(self, train_mean: np.ndarray, isoform_gene: np.ndarray):
+        self.shift = np.asarray(train_mean, np.float64)
+        m = len(self.shift)
+        self.level = np.searchsorted(LEVEL_EDGES, self.shift, side="right")
+        self.role = isoform_roles(self.shift, isoform_gene)
+        self.sse = np.zeros(m)
+        self.sums = np.zeros((3, m))              # S_pp, S_yy, S_py (shifted)
+        self.by_tissue: dict[str, list] = {}      # tissue -> [n, S_p (m,), S_y (m,)]
+        self.n = 0
+
+    def add(self, pred: np.ndarray, Y: np.ndarray, tissue) -> None:
+        k, m = Y.shape
+        tissue = np.asarray(tissue).astype(str)
+        names, inverse = np.unique(tissue, return_inverse=True)
+        for t, c in zip(names, np.bincount(inverse)):
+            self.by_tissue.setdefault(t, [0, np.zeros(m), np.zeros(m)])[0] += int(c)
+        for cols in column_blocks(k, m):
+            p = pred[:, cols].astype(np.float64) - self.shift[cols]
+            y = Y[:, cols].astype(np.float64) - self.shift[cols]
+            self.sse[cols] += np.einsum("ij,ij->j", p - y, p - y)
+            self.sums[0, cols] += np.einsum("ij,ij->j", p, p)
+            self.sums[1, cols] += np.einsum("ij,ij->j", y, y)
+            self.sums[2, cols] += np.einsum("ij,ij->j", p, y)
+            for j, t in enumerate(names):
+                rows = inverse == j
+                acc = self.by_tissue[t]
+                acc[1][cols] += p[rows].sum(axis=0)
+                acc[2][cols] += y[rows].sum(axis=0)
+        self.n += k
+
+    def within_tissue_r(self) -> tuple[np.ndarray, np.ndarray]:
+        """(r, defined) per isoform, pooled over tissues after centring on each tissue's mean."""
+        cpp, cyy, cpy = self.sums.copy()
+        for n_t, sp, sy in self.by_tissue.values():
+            cpp -= sp * sp / n_t
+            cyy -= sy * sy / n_t
+            cpy -= sp * sy / n_t
+        ok = cyy > _tiny(self.n)
+        both = ok & (cpp > _tiny(self.n))
+        r = np.zeros(len(cpp))
+        r[both] = cpy[both] / np.sqrt(cpp[both] * cyy[both])
+        return np.clip(r, -1.0, 1.0), ok
+
+    def _by(self, index: np.ndarray, labels) -> tuple[dict, dict]:
+        mse, count = {}, {}
+        for j, label in enumerate(labels):
+            sel = index == j
+            count[label] = int(sel.sum())
+            mse[label] = float(self.sse[sel].sum() / (sel.sum() * self.n)) if sel.any() else None
+        return mse, count
+
+    def result(self) -> dict:
+        r, ok = self.within_tissue_r()
+        by_level, n_level = self._by(self.level, LEVELS)
+        by_role, n_role = self._by(self.role, ROLES)
+        return {"within_tissue_median_r": float(np.median(r[ok])) if ok.any() else None,
+                "within_tissue_n_isoforms": int(ok.sum()),
+                "mse_by_level": by_level, "isoforms_by_level": n_level,
+                "mse_by_role": by_role, "isoforms_by_role": n_role}
+
+
+class Tap:
+    """A predictor wrapper that feeds every block it predicts into a `Breakdown`, so the trial's
+    streaming evaluation (`raviso.evaluate.stream_metrics`) computes the breakdown in the same
+    pass, with no second prediction."""
+
+    def __init__(self, model, breakdown: Breakdown):
+        self.model, self.breakdown = model, breakdown
+
+    def predict(self, data, rows):
+        pred = self.model.predict(data, rows)
+        self.breakdown.add(pred, data.isoforms[rows], data.tissue[rows])
+        return pred
+
+    def __getattr__(self, name):
+        return getattr(self.model, name)
+
+
+def training_curve(model) -> dict | None:
+    """Per-epoch ``train_loss`` and ``val_loss`` (the inner early-stopping split; empty without
+    one) from a fitted model's ``history_``, for the report's training curves; None for models
+    that do not train by epochs (the baselines)."""
+    hist = getattr(model, "history_", None) or {}
+    train = [float(x) for x in hist.get("train_loss") or []]
+    if not train:
+        return None
+    return {"train_loss": train, "val_loss": [float(x) for x in hist.get("val_loss") or []]}
+
+
+def evaluate_trial(model, data, train_idx: np.ndarray, val_idx: np.ndarray) -> dict:
+    """A fitted model's trial metrics (`raviso.evaluate.stream_metrics`, predicted and scored in
+    row chunks), plus ``breakdown`` (fed by the same prediction pass) and ``history``."""
+    from ..core.metrics import column_mean
+    from .stream_metrics import evaluate_streaming
+
+    train_mean = column_mean(data.isoforms, train_idx)
+    breakdown = Breakdown(train_mean, data.isoform_gene)
+    out = evaluate_streaming(Tap(model, breakdown), data, val_idx, train_mean)
+    out.update(breakdown=breakdown.result(), history=training_curve(model))
+    return out
