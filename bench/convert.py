@@ -26,7 +26,7 @@ QUICK_ROWS = 4_000          # ~0.3 GB: a few seconds per measurement
 
 def make_input(path: Path, rows: int, genes: int, seed: int = 0) -> Path:
     """A course-format HDF5 written in slabs (never whole in memory); log-scale-like values."""
-    from raviso.io.formats import write_course_hdf5
+    from raviso.io.course import write_course_hdf5
 
     rng = np.random.default_rng(seed)
     slab = max(1, (256 << 20) // (4 * genes))
@@ -135,7 +135,7 @@ def run(quick: bool = False, rows: int | None = None, workdir=None, src=None,
         # a small ARCHS4 file in another gene order makes the big file the permuted GTEx side
         perm = [names[j] for j in np.random.default_rng(1).permutation(genes)]
         small = base / "archs4_small.hdf5"
-        from raviso.io.formats import write_course_hdf5
+        from raviso.io.course import write_course_hdf5
 
         write_course_hdf5(small, np.ones((8, genes), np.float32), [f"GSM{k}" for k in range(8)],
                           perm)

@@ -16,7 +16,7 @@ import pytest
 
 from raviso.io.convert import convert
 from raviso.data import Store
-from raviso.io.formats import write_course_hdf5, write_course_tsv
+from raviso.io.course import write_course_hdf5, write_course_tsv
 
 STEMS = {"archs4": "archs4_gene_expression_norm_transposed",
          "gtex_gene": "gtex_gene_expression_norm_transposed",

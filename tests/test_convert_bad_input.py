@@ -12,7 +12,7 @@ import pytest
 
 import cli
 from test_convert import STEMS, course_data, write_course_dir
-from raviso.io.formats import write_course_hdf5, write_course_tsv
+from raviso.io.course import write_course_hdf5, write_course_tsv
 
 
 def _path(src, role, fmt):

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from raviso.core.progress import Progress
-from raviso.io.formats import write_course_hdf5
+from raviso.io.course import write_course_hdf5
 
 RAVISO = str(Path(sys.executable).parent / "raviso")
 

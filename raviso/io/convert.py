@@ -36,8 +36,10 @@ from ..core.atomic import check_writable_target
 from ..core.progress import Progress
 from ..data.folds import donor_of
 from ..core.errors import RavisoError
-from .formats import (Archs4H5, MatrixSource, open_matrix, read_isoform_annotation,
-                      read_tissue_table)
+from .annotation import read_isoform_annotation, read_tissue_table
+from .archs4 import Archs4H5
+from .formats import open_matrix
+from .source import MatrixSource
 from ..data.store import StoreBuilder
 from .validate import check_covered
 

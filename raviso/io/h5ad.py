@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ..core.errors import RavisoError
-from .formats import Chunk, _H5Source, _first, take_columns_into
+from .source import Chunk, _first, _H5Source, take_columns_into
 from .tables import anndata_io
 from .validate import check_names, check_values
 

@@ -114,7 +114,7 @@ def _ext(fmt: str) -> str:
 
 
 # -- writers -------------------------------------------------------------------------------------
-# (raviso.io.formats has one-shot course writers; these stay open so one generated GTEx block can go
+# (raviso.io.course has one-shot course writers; these stay open so one generated GTEx block can go
 # to three files in the same pass.)
 
 class _H5Matrix:
