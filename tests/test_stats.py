@@ -89,3 +89,55 @@ def test_unpaired_inputs_are_rejected():
         stats.paired_t(A, B[:-1])
     with pytest.raises(ValueError, match="different folds"):
         stats.compare_pair({0: A, 1: A}, {0: B}, 10, 5)
+
+
+def test_corrected_repeated_t_by_hand():
+    """Bouckaert & Frank: 2 repeats x 3 folds, variance factor 1/(k r) + n_test/n_train."""
+    d = np.array([0.02, 0.01, 0.03, 0.015, 0.025, 0.005])
+    res = stats.corrected_repeated_t(d, n_train=60, n_test=30, repeats=2)
+    factor = 1 / 6 + 30 / 60
+    # hand: mean 0.0175, var(ddof=1) = 0.0000875
+    assert d.mean() == pytest.approx(0.0175) and d.var(ddof=1) == pytest.approx(8.75e-5)
+    t = 0.0175 / math.sqrt(factor * 8.75e-5)
+    assert res["var_factor"] == pytest.approx(factor)
+    assert res["t"] == pytest.approx(t, rel=1e-9) and res["df"] == 5 and res["repeats"] == 2
+    assert res["p"] == pytest.approx(2 * sps.t.sf(t, 5), rel=1e-9)
+
+
+def test_mse_ci_by_hand():
+    x = np.array([0.40, 0.42, 0.38, 0.41, 0.39])
+    lo, hi = stats.mse_ci(x, n_train=80, n_test=20)
+    half = sps.t.ppf(0.975, 4) * math.sqrt((1 / 5 + 0.25) * x.var(ddof=1))
+    assert (lo, hi) == pytest.approx((0.40 - half, 0.40 + half), rel=1e-12)
+    assert stats.mse_ci([0.4], 80, 20) == [None, None]
+
+
+def test_donor_averaged_tests_pair_donor_means():
+    a = np.array([0.5, 0.7, 0.6, 0.4, 0.9, 0.8, 0.55])
+    b = np.array([0.45, 0.6, 0.62, 0.41, 0.7, 0.75, 0.5])
+    donors = ["d1", "d1", "d2", "d2", "d3", "d3", "d4"]
+    res = stats.donor_tests(a, b, donors)
+    # hand: donor means of a = 0.6, 0.5, 0.85, 0.55; of b = 0.525, 0.515, 0.725, 0.5
+    ma, mb = np.array([0.6, 0.5, 0.85, 0.55]), np.array([0.525, 0.515, 0.725, 0.5])
+    assert res["n_donors"] == 4
+    assert res["paired_t"]["p"] == pytest.approx(sps.ttest_rel(ma, mb).pvalue, rel=1e-9)
+    assert res["paired_t"]["mean_diff"] == pytest.approx((ma - mb).mean(), rel=1e-12)
+    assert res["wilcoxon"]["p"] == pytest.approx(sps.wilcoxon(ma, mb).pvalue, rel=1e-12)
+
+
+def test_compare_pair_repeats_and_donors():
+    """corrected = Nadeau-Bengio on repeat 0's folds; corrected_repeated = B&F on all folds."""
+    rng = np.random.default_rng(5)
+    ea = {f: 0.5 + rng.normal(0, 0.05, 8) for f in range(4)}
+    eb = {f: 0.52 + rng.normal(0, 0.05, 8) for f in range(4)}
+    donors = {f: [f"D{i // 2}" for i in range(8)] for f in range(4)}
+    pair = stats.compare_pair(ea, eb, 30, 8, "a", "b", donors=donors,
+                              repeat_of={0: 0, 1: 0, 2: 1, 3: 1})
+    d = [np.mean(ea[f] - eb[f]) for f in range(4)]
+    assert pair["corrected"]["t"] == pytest.approx(stats.corrected_t(d[:2], 30, 8)["t"])
+    assert pair["corrected_repeated"]["t"] == pytest.approx(
+        stats.corrected_repeated_t(d, 30, 8, 2)["t"])
+    assert pair["corrected_repeated"]["repeats"] == 2 and pair["corrected_repeated"]["df"] == 3
+    assert all(f["donor"]["n_donors"] == 4 for f in pair["per_fold"])
+    pairs = stats.compare_all({"a": ea, "b": eb, "c": eb}, 30, 8, donors=donors)
+    assert all(p["corrected_repeated"]["p_holm"] >= p["corrected_repeated"]["p"] for p in pairs)
