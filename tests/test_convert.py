@@ -270,7 +270,7 @@ def test_prefetch_reraises_and_stops_its_thread():
     import contextlib
     import threading
 
-    from raviso.io.convert import prefetch
+    from raviso.io.background import prefetch
     from raviso.core.errors import RavisoError
 
     def failing():
