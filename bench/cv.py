@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import tempfile
 import time
 from pathlib import Path
@@ -113,9 +114,14 @@ def run_bench(quick: bool = False, address: str | None = None, seed: int = 0) ->
     machine = machine_scaling(data, folds, options, sequential)
     init_ray(address=address, num_cpus=None if address else os.cpu_count())
     slots = int(cluster_cpus())
-    with tempfile.TemporaryDirectory() as tmp:
+    from bench.memwatch import TreeSampler
+
+    driver0 = resource.getrusage(resource.RUSAGE_SELF)
+    with tempfile.TemporaryDirectory() as tmp, TreeSampler(interval=1.0) as tree:
         outcome = tune_folds(data, folds, VARIANTS, Path(tmp), options=options,
                              cpus_per_trial=1, max_failures=0, name="bench-cv")
+    driver1 = resource.getrusage(resource.RUSAGE_SELF)
+    driver_cpu = (driver1.ru_utime - driver0.ru_utime) + (driver1.ru_stime - driver0.ru_stime)
     tuned = {(t["fold"], t["variant"]): t.get("seconds") for t in outcome.trials}
     seq_sum = sum(sequential.values())
     return {
@@ -130,6 +136,11 @@ def run_bench(quick: bool = False, address: str | None = None, seed: int = 0) ->
         "slot_utilisation": round(sum(v for v in tuned.values() if v)
                                   / (slots * outcome.wall_seconds), 3),
         "all_zero_copy": all(t.get("zero_copy") for t in outcome.trials),
+        # where the Tune phase's CPU went (issue 11.5): the driver (Tune's controller loop) and
+        # the whole process tree (driver, Ray daemons, trial workers) vs the trials' own seconds
+        "tune_driver_cpu_seconds": round(driver_cpu, 2),
+        "tune_tree_cpu_seconds": tree.result()["cpu_seconds"],
+        "huge_pages": "glibc.malloc.hugetlb" in os.environ.get("GLIBC_TUNABLES", ""),
         "failed_trials": sum(t["status"] != "ok" for t in outcome.trials),
         "loadavg_1m_before": load_before, "loadavg_1m_after": loadavg(),
         "per_trial": {f"fold{f}_{v}": [round(sequential[(f, v)], 2),

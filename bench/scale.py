@@ -42,7 +42,32 @@ from pathlib import Path
 
 GTEX_ROWS, ARCHS4_ROWS, GENES, ISOFORMS = 17_356, 20_000, 18_965, 156_958
 PREDICT_ROWS = 100
-STAGES = ("synth", "convert", "pretrain", "encode", "cv", "report", "fit", "predict")
+STAGES = ("synth", "convert", "ingest", "pretrain", "encode", "cv", "report", "fit", "predict")
+GPU_SAMPLES_PER_S = (5_000, 10_000)      # what one H100 consumes running the paper VAE (issue 11)
+INGEST_ROWS = 20_000
+
+# The ingest stage: the ARCHS4 store (18,965 wide) through Ray Data into torch batches of 512, as
+# the trainer reads it -- streamed from Parquet, then held in the object store -- printing one
+# JSON line of rows/s (run in a child process attached to the benchmark's Ray).
+INGEST_CODE = """
+import json, sys, time, ray, torch
+from raviso.data import Store
+ray.init(address=sys.argv[2], log_to_driver=False)
+st = Store(sys.argv[1]); limit = int(sys.argv[3])
+def rate(ds):
+    n, t0 = 0, None
+    for b in ds.iter_torch_batches(batch_size=512, dtypes=torch.float32):
+        if t0 is None:
+            t0 = time.perf_counter()
+        else:
+            n += b["expr"].shape[0]
+    return n / (time.perf_counter() - t0)
+ds = st.ray_dataset("archs4").select_columns(["expr"]).limit(limit)
+stream = rate(ds)
+held = ds.materialize()
+rate(held)
+print(json.dumps({"stream_rows_s": stream, "held_rows_s": rate(held)}))
+"""
 MEMORY_GOAL_GB = 16.0
 
 
@@ -162,6 +187,9 @@ def run(plan: Plan, workdir: Path, quick: bool = False, keep: bool = False, echo
         write_new_samples(synth, new)
         if not keep:
             shutil.rmtree(synth)
+        stage("ingest", [sys.executable, "-c", INGEST_CODE, str(store), address,
+                         str(min(INGEST_ROWS, plan.rows_archs4))])
+        ingest = json.loads((logs / "ingest.log").read_text().strip().splitlines()[-1])
         stage("pretrain", rv + ["pretrain", str(store), "--out", str(run_dir), "--epochs", "1",
                                 "--max-steps", str(plan.max_steps), "--no-gtex-eval", "--quiet",
                                 "--seed", str(plan.seed), "--address", address] + plan.vae)
@@ -188,10 +216,29 @@ def run(plan: Plan, workdir: Path, quick: bool = False, keep: bool = False, echo
         "total_seconds": round(time.perf_counter() - t0, 1),
         "loadavg_1m_before": load0, "loadavg_1m_after": round(os.getloadavg()[0], 2),
         "cv_mse": {v: s["mse_mean"] for v, s in results["summary"].items()},
+        # training throughput at width: training rows per second of each variant's fit (one fit
+        # = `epochs` passes plus its fixed costs: PCA, share fitting, ...)
+        "cv_fit_rows_per_s": fit_rates(results),
+        "ingest_stream_rows_s": round(ingest["stream_rows_s"]),
+        "ingest_held_rows_s": round(ingest["held_rows_s"]),
+        "ingest_vs_gpu": {f"{g}/s": {"stream": round(ingest["stream_rows_s"] / g, 2),
+                                     "held": round(ingest["held_rows_s"] / g, 2)}
+                          for g in GPU_SAMPLES_PER_S},
         "cv_max_concurrent": results["tune"]["max_concurrent_trials"],
         "target_dtype": results["config"].get("target_dtype"),
         "stages": stages,
     }
+
+
+def fit_rates(results: dict) -> dict:
+    out = {}
+    epochs = results["config"].get("epochs") or 1
+    for v in results["config"]["variants"]:
+        ok = [t for t in results["trials"] if t["variant"] == v and t["status"] == "ok"]
+        if ok:
+            out[v] = round(sum(t["n_train"] * epochs for t in ok)
+                           / sum(t["fit_seconds"] for t in ok), 1)
+    return out
 
 
 def table(res: dict) -> str:

@@ -110,14 +110,14 @@ def test_bench_scale_quick_runs_every_stage(tmp_path):
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     res = json.loads(out.stdout.strip().splitlines()[-1])
     assert res["bench"] == "scale" and res["gtex_rows"] == 150 and res["isoforms"] == 1656
-    assert list(res["stages"]) == ["synth", "convert", "pretrain", "encode", "cv", "report",
+    assert list(res["stages"]) == ["synth", "convert", "ingest", "pretrain", "encode", "cv", "report",
                                    "fit", "predict"]
     for st in res["stages"].values():
         assert st["seconds"] > 0 and st["peak_memory_gb"] > 0.05
     assert res["peak_memory_gb"] == max(s["peak_memory_gb"] for s in res["stages"].values())
     assert "pretrain" in out.stdout and "peak_memory_gb" in out.stdout
     w = tmp_path / "w"
-    steps = [json.loads(x)["steps"] for x in (w / "run" / "metrics.jsonl").read_text().split()]
+    steps = [json.loads(x)["steps"] for x in (w / "run" / "metrics.jsonl").read_text().splitlines()]
     assert steps[-1] == 3
     doc = json.loads((w / "cv" / "results.json").read_text())
     assert doc["schema"] == "raviso.cv.results/1"

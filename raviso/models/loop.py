@@ -120,7 +120,9 @@ def train_epoch(model, optimizer, batches: Iterable[torch.Tensor], kl_weight: fl
     for step, x in enumerate(batches):
         if device is not None:
             x = x.to(device, non_blocking=True)
-        rec = model(x, kl_weight=kl_weight)
+        # bf16 autocast on CUDA (issue 11.4): matmuls in bfloat16, the loss terms stay float32
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=x.device.type == "cuda"):
+            rec = model(x, kl_weight=kl_weight)
         optimizer.zero_grad(set_to_none=True)
         rec.loss.backward()
         optimizer.step()

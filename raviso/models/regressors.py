@@ -163,7 +163,28 @@ def _adam(params, lr: float) -> torch.optim.Optimizer:
 
 def _target_getter(Y: np.ndarray, rows: np.ndarray, device: torch.device
                    ) -> Callable[[np.ndarray], torch.Tensor]:
-    """positions into `rows` -> target tensor. Pre-made when small, gathered per batch if not."""
+    """positions into `rows` -> target tensor. Pre-made when small, gathered per batch if not.
+
+    On a GPU the training rows' targets live on the device in their storage dtype (float16 at
+    course width: 13,885 x 156,958 = 4.4 GB) when they fit in half the free device memory, and
+    batches are gathered there; otherwise each batch is gathered into a pinned host buffer and
+    copied asynchronously (issue 11.4)."""
+    if device.type == "cuda":
+        free = torch.cuda.mem_get_info(device)[0]
+        if len(rows) * Y.shape[1] * Y.dtype.itemsize <= 0.5 * free:
+            Yd = torch.from_numpy(np.ascontiguousarray(Y[rows])).to(device)
+            return lambda pos: Yd[torch.from_numpy(pos).to(device)].float()
+        pinned: dict = {}
+
+        def gather(pos):
+            buf = pinned.get(len(pos))
+            if buf is None:
+                buf = pinned[len(pos)] = torch.empty((len(pos), Y.shape[1]),
+                                                     dtype=torch.from_numpy(Y[:1]).dtype,
+                                                     pin_memory=True)
+            np.take(Y, rows[pos], axis=0, out=buf.numpy())
+            return buf.to(device, non_blocking=True).float()
+        return gather
     if len(rows) * Y.shape[1] * 4 <= PREMADE_TARGET_BYTES:
         Yt = torch.from_numpy(np.ascontiguousarray(Y[rows], dtype=np.float32)).to(device)
         return lambda pos: Yt[torch.from_numpy(pos).to(device)]
@@ -230,7 +251,9 @@ def iter_train_ffnn(model: nn.Module, X: torch.Tensor, Y: np.ndarray, rows: np.n
             pos = perm[s:s + batch_size]
             if on_batch is not None:
                 on_batch(epoch, rows[pos])
-            loss = loss_fn(model(X[torch.from_numpy(pos).to(device)]), targets(pos))
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
+                out = model(X[torch.from_numpy(pos).to(device)])
+            loss = loss_fn(out.float(), targets(pos))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
