@@ -192,11 +192,11 @@ def search(data, rows, variant: str, space: dict, *, trials: int, storage, base_
     if max_epochs < 1:
         raise RavisoError(f"--max-epochs must be at least 1 (got {max_epochs})")
     splits = inner_splits(data, rows, inner_folds, seed, group_by, fold_scheme)
-    base = {**(base_options or {}), "epochs": int(max_epochs), "early_stopping": False}
+    if steppable(variant):     # every trial runs to the budget; its curve picks the epochs
+        base = {**(base_options or {}), "epochs": int(max_epochs), "early_stopping": False}
+    else:                      # one report per trial (its own epochs/early stopping): no ASHA
+        base, scheduler = dict(base_options or {}), "fifo"
     base = {k: v for k, v in base.items() if k not in space}
-    if not steppable(variant):
-        scheduler = "fifo"
-        base.pop("epochs"), base.pop("early_stopping")
     algo, algo_name = _searcher(space, trials, seed)
     sched, sched_name = _scheduler(scheduler, max_epochs, grace)
     slots = trial_slots(cpus_per_trial, gpus_per_trial)
@@ -216,21 +216,23 @@ def search(data, rows, variant: str, space: dict, *, trials: int, storage, base_
                                   checkpoint_config=tune.CheckpointConfig(num_to_keep=1)))
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     if progress:
-        progress(f"searching {variant}: {trials} trials, {len(splits)} inner folds of "
+        progress(f"searching {variant} over {', '.join(space)}: {trials} trials, "
+                 f"{len(splits)} inner folds of "
                  f"{len(rows)} rows, {algo_name}, {sched_name}, {slots} at once")
     t0 = time.perf_counter()
     grid = tuner.fit()
     wall = time.perf_counter() - t0
-    rows_out = [_trial_row(r, space, max_epochs if "epochs" in base else 1) for r in grid]
+    stepped = "early_stopping" in base
+    rows_out = [_trial_row(r, space, max_epochs if stepped else 1) for r in grid]
     ok = [t for t in rows_out if t["status"] != "error" and t["best_val_mse"] is not None]
     if not ok:
         raise RavisoError(f"every tuning trial of {variant} failed (first error: "
                           f"{rows_out[0]['error'] if rows_out else 'no trials'})")
     win = min(ok, key=lambda t: t["best_val_mse"])
     options = {**base, **win["config"]}
-    if "epochs" in base:
+    if stepped:
         options["epochs"] = win["best_epoch"]
-    options.pop("early_stopping", None)
+        options.pop("early_stopping")
     info = {"algorithm": algo_name, "scheduler": sched_name, "trials": len(rows_out),
             "inner_folds": len(splits), "max_epochs": max_epochs, "space": space, "seed": seed,
             "rows": int(len(rows)), "wall_seconds": wall, "max_concurrent_trials": slots,

@@ -12,10 +12,12 @@ A search space is a JSON object, one entry per variant option (the names `make_v
 ``raviso tune --space FILE`` reads such an object (or ``{"space": {...}}``). The default spaces
 below are deliberately narrow: on 16 trials a search learns little from dimensions that rarely
 matter, and each dimension is one the variant actually takes (``dropout`` and ``weight_decay`` only
-where the model has them). Epochs are NOT a dimension: every trial trains up to the budget
-(``max_epochs``), reports its inner-validation MSE after every epoch, and the chosen config's
-``epochs`` is the epoch where the best trial's mean inner-validation MSE was lowest -- the curve
-tunes it for free, and ASHA uses the same per-epoch reports to stop bad trials early.
+where the model has them). Epochs are NOT a dimension: every trial of an FFNN variant
+trains up to the budget (``max_epochs``), reports its inner-validation MSE after every epoch, and
+the chosen config's ``epochs`` is the epoch where the best trial's pooled inner-validation MSE was
+lowest -- the curve tunes it for free, and ASHA uses the same per-epoch reports to stop bad trials
+early. ``share_net`` and ``ffnn_plus`` stop early on their own inner split (no per-epoch steps):
+each trial is one full fit per inner fold, searched by TPE without ASHA.
 
 ``best.json`` (format ``raviso.tune.best/1``)::
 
@@ -55,6 +57,13 @@ _GENE_FFNN = {
     "dropout": {"uniform": [0.0, 0.5]},
     "weight_decay": {"loguniform": [1e-7, 1e-3]},
 }
+_CONTEXT = {
+    "n_components": {"choice": [16, 32, 64, 128]},
+    "tissue": {"choice": [True, False]},
+    "lr": {"loguniform": [1e-3, 1e-2]},
+    "batch_size": {"choice": [32, 64, 128]},
+    "ridge_start": {"choice": [True, False]},
+}
 DEFAULT_SPACES: dict[str, dict] = {
     "vae_ffnn": _LATENT_FFNN,
     "ae_ffnn": _LATENT_FFNN,
@@ -62,6 +71,10 @@ DEFAULT_SPACES: dict[str, dict] = {
     "pca_ffnn": {**_LATENT_FFNN, "n_components": {"choice": [32, 64, 128, 256]}},
     "foldvae_ffnn": {**_LATENT_FFNN, "latent_dim": {"choice": [16, 32, 64]},
                      "beta": {"uniform": [0.0, 1.0]}, "vae_lr": {"loguniform": [3e-4, 3e-3]}},
+    # the recommended models: their context features (PCA size, tissue one-hot) and recipe; they
+    # early-stop on their own inner donor split, so a trial is one full fit per inner fold
+    "share_net": _CONTEXT,
+    "ffnn_plus": {**_CONTEXT, "hidden": {"choice": [128, 256, 512]}},
 }
 
 
