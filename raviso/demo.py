@@ -4,7 +4,7 @@ synth -> convert -> pretrain (VAE, and the beta=0 autoencoder) -> encode -> cv (
 variants and the baselines, 5 donor-grouped folds on Ray Tune) -> report, in ONE Ray session, with
 everything it makes under DIR::
 
-    DIR/synth/     the synthetic course files (+ synth.json with the noise floor)
+    DIR/synth/     the synthetic course files (+ synth.json with both floors)
     DIR/store/     the Parquet store (+ store/latent/<run>/gtex from encode)
     DIR/runs/vae/  DIR/runs/ae/   the pretraining runs (curves as PNGs)
     DIR/cv/        results.json, report.md, table1.csv, plots, model/ (the best neural variant)
@@ -105,13 +105,18 @@ def run_demo(out="raviso-demo", overwrite: bool = False, address: str | None = N
 
 
 def _summary(con, cv_dir: Path) -> None:
+    """The report's leaderboard in the console: best first, x the held-out-donor floor, and the
+    Holm-adjusted corrected p against the best baseline."""
+    from .evaluate.leaderboard import leaderboard
     from .evaluate.results import read_results
 
     doc = read_results(cv_dir)
-    floor = (doc.get("noise_floor") or {}).get("mean")
-    for v, s in sorted(doc["summary"].items(), key=lambda kv: kv[1]["mse_mean"] or 1e9):
-        if s["mse_mean"] is None:
-            con.print(f"  {v:22s} [red]failed on every fold[/]")
+    for r in doc.get("leaderboard") or leaderboard(doc):
+        if r["mse_mean"] is None:
+            con.print(f"  {r['variant']:22s} [red]failed on every fold[/]")
             continue
-        ratio = f", {s['mse_mean'] / floor:.2f} x noise floor" if floor and s["mse_mean"] else ""
-        con.print(f"  {v:22s} mean validation MSE {s['mse_mean']:.4f}{ratio}")
+        x, vs = r.get("x_floor_heldout_donor"), r.get("vs_best_baseline") or {}
+        con.print(f"  {r['rank']:2d}. {r['variant']:20s} {r['kind']:8s} mean validation MSE "
+                  f"{r['mse_mean']:.4f}" + (f", {x:.2f} x held-out-donor floor" if x else "")
+                  + (f", p Holm {vs['p_holm']:.2g} vs {vs['baseline']}"
+                     if vs.get("p_holm") is not None else ""))

@@ -17,7 +17,9 @@ What is reported, and why:
   the mean baseline) r is taken as 0: a constant predictor explains none of the variation, and
   dropping those isoforms instead would let a model look better by predicting fewer things.
 - with ``truth`` (synthetic data only): ``noise_floor`` = MSE of the noise-free truth against the
-  observations (no model can beat it on average), ``mse_over_noise_floor`` = mse / noise_floor,
+  observations (the measurement floor: NOT a bound for donor-grouped CV, which cannot know the
+  validation donor's own effects; the held-out-donor floor, `raviso.evaluate.floors`, is the one
+  to compare with), ``mse_over_noise_floor`` = mse / noise_floor,
   ``mse_excess`` = mse - noise_floor, ``mse_vs_truth`` = MSE of the prediction against the truth.
 """
 
