@@ -7,11 +7,12 @@ import numpy as np
 import pytest
 import torch
 
-from raviso.models import regressors
+from raviso.models import ffnn_fit
 from raviso.core.errors import RavisoError
 from raviso.data.labelled import Labelled
 from raviso.core.metrics import column_mean, evaluate
-from raviso.models.regressors import FFNNRegressor, inner_split
+from raviso.models.regressors import FFNNRegressor
+from raviso.models.ffnn_fit import inner_split
 from raviso.models.variants import BASELINES, PAPER_VARIANTS, VARIANTS, make_variant, variant_needs
 
 
@@ -77,7 +78,7 @@ def test_targets_gathered_per_batch_give_the_same_model(monkeypatch):
     data = make_data(n=100)
     train, val = np.arange(70), np.arange(70, 100)
     premade = make_variant("vae_ffnn", epochs=3, seed=2, early_stopping=True).fit(data, train)
-    monkeypatch.setattr(regressors, "PREMADE_TARGET_BYTES", 0)
+    monkeypatch.setattr(ffnn_fit, "PREMADE_TARGET_BYTES", 0)
     gathered = make_variant("vae_ffnn", epochs=3, seed=2, early_stopping=True).fit(data, train)
     np.testing.assert_array_equal(premade.predict(data, val), gathered.predict(data, val))
     assert premade.history_ == gathered.history_

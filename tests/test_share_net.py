@@ -9,7 +9,7 @@ import torch
 from raviso.core.errors import RavisoError
 from raviso.data.labelled import Labelled
 from raviso.models.baselines import IsoformFractionBaseline
-from raviso.models.regressors import inner_split
+from raviso.models.ffnn_fit import inner_split
 from raviso.models.share_net import ShareNet, segment_softmax
 from raviso.models.variants import make_variant, variant_needs
 

@@ -30,7 +30,8 @@ import torch
 
 from ..core.errors import RavisoError
 from ..data.labelled import Labelled
-from .regressors import PREDICT_ROWS, FFNNRegressor, _hidden
+from .regressors import FFNNRegressor, _hidden
+from .ffnn_fit import PREDICT_ROWS
 from .loop import kl_weight, make_optimizer, tensor_batches, train_epoch
 from .vae import VAE, VAEConfig
 

@@ -31,7 +31,7 @@ components, scaler mean and std).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -42,13 +42,11 @@ from .baselines import fit_pca, pca_transform
 from ..core.errors import RavisoError
 from ..data.labelled import Labelled
 from ..core.metrics import column_mean, column_std
-from .train_state import TrainState
+from .ffnn_fit import PREDICT_ROWS, inner_split, iter_train_ffnn
 
 SAVE_JSON = "regressor.json"
 SAVE_TENSORS = "regressor.safetensors"
 FORMAT = "raviso-ffnn-regressor"
-PREMADE_TARGET_BYTES = 512 << 20
-PREDICT_ROWS = 2048
 
 
 class FFNN(nn.Module):
@@ -125,156 +123,6 @@ class FeaturePipeline:
         fp.arrays = arrays
         fp.n_out = cfg["n_out"]
         return fp
-
-
-def inner_split(rows: np.ndarray, donor, fraction: float, seed: int
-                ) -> tuple[np.ndarray, np.ndarray]:
-    """(fit rows, early-stopping rows) from the training rows: whole donors when known."""
-    rows = np.asarray(rows, np.int64)
-    if len(rows) < 2:
-        raise RavisoError("early stopping needs at least 2 training samples")
-    if not 0 < fraction < 1:
-        raise RavisoError(f"val_fraction must be in (0, 1), got {fraction}")
-    rng = np.random.default_rng(seed)
-    want = max(1, int(round(fraction * len(rows))))
-    if donor is None:
-        groups = rows.astype(str)
-    else:
-        d = np.asarray(donor)[rows].astype(str)
-        groups = np.where(d == "", np.char.add("row:", rows.astype(str)), d)
-    names, inverse, counts = np.unique(groups, return_inverse=True, return_counts=True)
-    chosen = np.zeros(len(names), bool)
-    taken = 0
-    for g in rng.permutation(len(names))[:-1]:         # always leave one group for fitting
-        if taken >= want:
-            break
-        chosen[g] = True
-        taken += counts[g]
-    val = chosen[inverse]
-    return rows[~val], rows[val]
-
-
-def _adam(params, lr: float) -> torch.optim.Optimizer:
-    try:
-        return torch.optim.Adam(params, lr=lr, fused=True)
-    except (RuntimeError, ValueError, TypeError):     # no fused kernel for this device/build
-        return torch.optim.Adam(params, lr=lr)
-
-
-def _target_getter(Y: np.ndarray, rows: np.ndarray, device: torch.device
-                   ) -> Callable[[np.ndarray], torch.Tensor]:
-    """positions into `rows` -> target tensor. Pre-made when small, gathered per batch if not.
-
-    On a GPU the training rows' targets live on the device in their storage dtype (float16 at
-    course width: 13,885 x 156,958 = 4.4 GB) when they fit in half the free device memory, and
-    batches are gathered there; otherwise each batch is gathered into a pinned host buffer and
-    copied asynchronously (issue 11.4)."""
-    if device.type == "cuda":
-        free = torch.cuda.mem_get_info(device)[0]
-        if len(rows) * Y.shape[1] * Y.dtype.itemsize <= 0.5 * free:
-            Yd = torch.from_numpy(np.ascontiguousarray(Y[rows])).to(device)
-            return lambda pos: Yd[torch.from_numpy(pos).to(device)].float()
-        pinned: dict = {}
-
-        def gather(pos):
-            buf = pinned.get(len(pos))
-            if buf is None:
-                buf = pinned[len(pos)] = torch.empty((len(pos), Y.shape[1]),
-                                                     dtype=torch.from_numpy(Y[:1]).dtype,
-                                                     pin_memory=True)
-            np.take(Y, rows[pos], axis=0, out=buf.numpy())
-            return buf.to(device, non_blocking=True).float()
-        return gather
-    if len(rows) * Y.shape[1] * 4 <= PREMADE_TARGET_BYTES:
-        Yt = torch.from_numpy(np.ascontiguousarray(Y[rows], dtype=np.float32)).to(device)
-        return lambda pos: Yt[torch.from_numpy(pos).to(device)]
-    return lambda pos: torch.from_numpy(
-        np.ascontiguousarray(Y[rows[pos]], dtype=np.float32)).to(device)
-
-
-@torch.no_grad()
-def _mse(model: nn.Module, X: torch.Tensor, targets: Callable, n: int) -> float:
-    model.eval()
-    total = 0.0
-    for s in range(0, n, PREDICT_ROWS):
-        pos = np.arange(s, min(s + PREDICT_ROWS, n))
-        diff = model(X[s:s + len(pos)]) - targets(pos)
-        total += float(torch.sum(diff.double() ** 2))
-    model.train()
-    return total / (n * model.net[-1].out_features)
-
-
-def train_ffnn(model: nn.Module, X: torch.Tensor, Y: np.ndarray, rows: np.ndarray,
-               **kw) -> dict:
-    """Train in place on inputs X (row k = labelled row ``rows[k]``) and targets ``Y[rows]``;
-    return the history. The options are `iter_train_ffnn`'s."""
-    steps = iter_train_ffnn(model, X, Y, rows, **kw)
-    while True:
-        try:
-            next(steps)
-        except StopIteration as done:
-            return done.value
-
-
-def iter_train_ffnn(model: nn.Module, X: torch.Tensor, Y: np.ndarray, rows: np.ndarray, *,
-                    epochs: int, batch_size: int = 64, lr: float = 1e-4, seed: int = 0,
-                    X_val: torch.Tensor | None = None, val_rows: np.ndarray | None = None,
-                    patience: int = 10,
-                    on_batch: Callable[[int, np.ndarray], None] | None = None,
-                    resume: dict | None = None):
-    """`train_ffnn` as a generator: yields a `TrainState` after every epoch (callers score,
-    report and checkpoint between epochs: `raviso tune`); returns the history at the end.
-
-    Each epoch visits every row exactly once (seeded permutation). With ``X_val``/``val_rows``,
-    stops after `patience` epochs without a lower validation MSE and restores the best weights.
-    ``on_batch(epoch, labelled_rows)`` is called per batch (tests use it to count rows).
-    ``resume``: a `TrainState.state_dict` to continue from.
-    """
-    device = X.device
-    targets = _target_getter(Y, rows, device)
-    val_targets = None if val_rows is None else _target_getter(Y, val_rows, device)
-    gen = torch.Generator().manual_seed(seed)
-    opt = _adam(model.parameters(), lr)
-    loss_fn = nn.MSELoss()
-    n = len(rows)
-    hist: dict = {"train_loss": [], "val_loss": [], "best_epoch": None, "stopped_early": False,
-                  "rows_per_epoch": n}
-    st = TrainState(model, opt, gen, hist)
-    if resume is not None:
-        st.load_state_dict(resume)
-    while st.epoch < epochs and not hist["stopped_early"]:
-        epoch = st.epoch
-        model.train()              # a caller may have predicted (eval mode) between epochs
-        perm = torch.randperm(n, generator=gen).numpy()
-        total = torch.zeros((), dtype=torch.float64, device=device)
-        for s in range(0, n, batch_size):
-            pos = perm[s:s + batch_size]
-            if on_batch is not None:
-                on_batch(epoch, rows[pos])
-            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
-                out = model(X[torch.from_numpy(pos).to(device)])
-            loss = loss_fn(out.float(), targets(pos))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += loss.detach() * len(pos)
-        hist["train_loss"].append(float(total) / n)
-        if val_targets is not None:
-            v = _mse(model, X_val, val_targets, len(val_rows))
-            hist["val_loss"].append(v)
-            if v < st.best:
-                st.best, st.waited, hist["best_epoch"] = v, 0, epoch
-                st.best_state = {k: t.detach().clone() for k, t in model.state_dict().items()}
-            else:
-                st.waited += 1
-                hist["stopped_early"] = st.waited >= patience
-        hist["epochs_run"] = st.epoch
-        yield st
-    if st.best_state is not None:
-        model.load_state_dict(st.best_state)
-    hist["epochs_run"] = st.epoch
-    model.eval()
-    return hist
 
 
 def _hidden(hidden) -> tuple[int, ...]:

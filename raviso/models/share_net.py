@@ -45,7 +45,7 @@ from ..core.metrics import column_mean
 from ..data.labelled import Labelled
 from .baselines import (FIT_SHARE_ROWS, _tpm, fit_log_share, fit_pca, pca_transform, ridge_fit,
                         ridge_gcv)
-from .regressors import _adam, inner_split
+from .ffnn_fit import _adam, inner_split
 
 MIN_SHARE = 1e-4        # fitted shares of 0 (never-seen isoforms) start at this share
 CHUNK_ROWS = 256        # rows per evaluation chunk: a few (256, 157k) float32 temporaries

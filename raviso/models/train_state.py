@@ -1,6 +1,6 @@
 """`TrainState`: a training loop's whole state between two epochs, so it can pause and resume.
 
-`raviso.models.regressors.iter_train_ffnn` yields one after every epoch. `raviso tune` scores the
+`raviso.models.ffnn_fit.iter_train_ffnn` yields one after every epoch. `raviso tune` scores the
 model between epochs (ASHA needs a validation loss per epoch) and checkpoints `state_dict()`; a
 restarted trial passes it back as ``resume=`` and continues on exactly the same curve: weights,
 Adam moments, the shuffle generator, the history and the early-stopping bookkeeping all come back.
