@@ -119,7 +119,9 @@ def import_cmd(
                                       "it is optional (labels only); alone, it is the STORE."),
     second: Optional[Path] = typer.Argument(None, metavar="STORE", help="The store to write."),
     matrix: Optional[Path] = typer.Option(None, "--matrix", help="A transcripts x samples table "
-                                          "(TSV or GCT #1.2) instead of per-sample files."),
+                                          "(TSV or GCT #1.2), or an AnnData .h5ad (obs = "
+                                          "samples, var = transcripts, optional var gene_id), "
+                                          "instead of per-sample files."),
     label: Optional[str] = typer.Option(None, "--label", help="Sheet column stored as the class "
                                         "(default: 'tissue' if present)."),
     tx2gene_tsv: Optional[Path] = typer.Option(None, "--tx2gene", help="transcript<TAB>gene TSV."),
@@ -133,10 +135,19 @@ def import_cmd(
                                            "map, instead of --tx2gene/--gtf)."),
     max_unmapped: float = typer.Option(0.05, "--max-unmapped", help="Largest fraction of "
                                        "transcripts allowed to miss the map (they are dropped)."),
+    max_index_mismatch: float = typer.Option(0.01, "--max-index-mismatch", help="Largest fraction "
+                                             "of the transcripts one sample's file may lack "
+                                             "(more: files quantified against different "
+                                             "indexes, refused)."),
+    sample_set: str = typer.Option("exact", "--sample-set", help="exact: every sheet sample must "
+                                   "be a matrix column; intersect: import the samples in both "
+                                   "(says how many were dropped)."),
     as_compendium: bool = typer.Option(False, "--as-compendium", help="Also write the gene matrix "
                                        "as 'archs4' so the VAE can pretrain on it."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output "
                                    "(only a raviso output is ever replaced)."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress display (a bar with rows/s and "
+                               "ETA on a terminal, a line every 10 s otherwise)."),
 ):
     """Import salmon / kallisto / RSEM files or a transcripts x samples matrix into a store.
 
@@ -149,16 +160,17 @@ def import_cmd(
                           "STORE)")
     store, sheet = (second, first) if second is not None else (first, None)
     if matrix is None:
-        if tx_col or gene_col:
-            raise RavisoError("--tx-col/--gene-col apply to --matrix only")
+        if tx_col or gene_col or sample_set != "exact":
+            raise RavisoError("--tx-col/--gene-col/--sample-set apply to --matrix only")
         out = import_samples(sheet, store, label=label, tx2gene_path=tx2gene_tsv, gtf=gtf,
                              units=units, overwrite=overwrite, as_compendium=as_compendium,
-                             max_unmapped=max_unmapped)
+                             max_unmapped=max_unmapped, max_index_mismatch=max_index_mismatch,
+                             quiet=quiet)
     else:
         out = import_matrix(matrix, store, units, samplesheet=sheet, label=label, tx_col=tx_col,
                             gene_col=gene_col, tx2gene_path=tx2gene_tsv, gtf=gtf,
                             overwrite=overwrite, as_compendium=as_compendium,
-                            max_unmapped=max_unmapped)
+                            max_unmapped=max_unmapped, sample_set=sample_set, quiet=quiet)
     print(out)
 
 
@@ -344,14 +356,17 @@ def tune_cmd(
                                         "[max_epochs / 10]."),
     group_by: str = typer.Option("donor", "--group-by", help="donor | none"),
     fold_scheme: str = typer.Option("kfold", "--fold-scheme", help="kfold | auto | logo"),
-    seed: int = typer.Option(0, "--seed"),
-    cpus_per_trial: float = typer.Option(1, "--cpus-per-trial"),
-    gpus_per_trial: float = typer.Option(0, "--gpus-per-trial"),
+    seed: int = typer.Option(0, "--seed", help="Seed of the inner folds and of every trial."),
+    cpus_per_trial: float = typer.Option(1, "--cpus-per-trial", help="Logical CPUs reserved "
+                                         "per trial, may be fractional."),
+    gpus_per_trial: float = typer.Option(0, "--gpus-per-trial", help="GPUs per trial, may be "
+                                         "fractional (0: CPU only)."),
     max_failures: int = typer.Option(2, "--max-failures", help="Restarts of a crashed trial "
                                      "(from its last checkpoint)."),
     storage: Optional[str] = typer.Option(None, "--storage", help="Tune storage shared by all "
                                           "nodes (multi-node clusters; default TUNE/tune)."),
-    overwrite: bool = typer.Option(False, "--overwrite"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output "
+                                   "(only a raviso output is ever replaced)."),
     address: Optional[str] = ADDRESS,
 ):
     """Search a variant's hyperparameters on Ray Tune (Optuna TPE + ASHA) on inner folds."""

@@ -222,3 +222,90 @@ def test_unreachable_ray_head_is_a_prompt_one_line_error(data):
     assert time.monotonic() - t0 < 15
     assert_one_line_error((r.returncode, r.stdout, r.stderr), "cannot reach")
     assert not run.exists()
+
+
+# -- issue 12, items 11-16: the cases found by the hardening audit ------------------------------
+def _salmon_files(tmp_path):
+    from test_import import COUNTS, gtf, salmon
+
+    q = {s: salmon(tmp_path / "q" / s / "quant.sf", c) for s, c in COUNTS.items()}
+    return q, gtf(tmp_path / "a.gtf")
+
+
+def _sheet(path, text: str, encoding="utf-8"):
+    path.write_bytes(text.encode(encoding))
+    return path
+
+
+def test_import_sheet_without_sample_column_names_the_columns(tmp_path, capsys, monkeypatch):
+    sh = _sheet(tmp_path / "s.csv", "name;file\nA;a.sf\n", "utf-8-sig")
+    assert_one_line_error(run_cli(capsys, monkeypatch, "import", sh, tmp_path / "st"),
+                          str(sh), "columns found: name, file")
+    assert not (tmp_path / "st").exists()
+
+
+def test_import_files_of_different_indexes(tmp_path, capsys, monkeypatch):
+    q, g = _salmon_files(tmp_path)
+    q["s2"].write_text(q["s2"].read_text().replace("ENST04.3", "ENST77.1"))
+    sh = _sheet(tmp_path / "s.tsv", "sample\tpath\n" + "".join(f"{s}\t{p}\n" for s, p in q.items()))
+    assert_one_line_error(run_cli(capsys, monkeypatch, "import", sh, tmp_path / "st", "--gtf", g,
+                                  "--max-unmapped", "0.5"), str(sh), "different index",
+                          "1 of 5", "--max-index-mismatch")
+    assert not (tmp_path / "st").exists()
+
+
+def test_import_two_rows_on_one_file(tmp_path, capsys, monkeypatch):
+    q, g = _salmon_files(tmp_path)
+    sh = _sheet(tmp_path / "s.tsv", f"sample\tpath\nA\t{q['s1']}\nB\t{q['s1']}\n")
+    assert_one_line_error(run_cli(capsys, monkeypatch, "import", sh, tmp_path / "st", "--gtf", g),
+                          str(sh), "line 3", "same file as sample 'A'")
+
+
+def test_import_sample_id_with_a_tab(tmp_path, capsys, monkeypatch):
+    q, g = _salmon_files(tmp_path)
+    sh = _sheet(tmp_path / "s.csv", f'sample,path\n"A\tB",{q["s1"]}\n')
+    assert_one_line_error(run_cli(capsys, monkeypatch, "import", sh, tmp_path / "st", "--gtf", g),
+                          str(sh), "line 2", "contains a tab")
+
+
+def test_import_matrix_sheet_lists_more_samples(tmp_path, capsys, monkeypatch):
+    from test_import import _gct
+
+    m = _gct(tmp_path / "m.gct.gz", np.ones((4, 2)))
+    sh = _sheet(tmp_path / "annot.tsv", "sample\ttissue\n" + "".join(
+        f"GTEX-{k}-0001\tt\n" for k in range(5)))
+    assert_one_line_error(run_cli(capsys, monkeypatch, "import", "--matrix", m, "--units", "tpm",
+                                  sh, tmp_path / "st"), str(sh), "3 samples of the sheet",
+                          "--sample-set intersect")
+    code, _, err = run_cli(capsys, monkeypatch, "import", "--matrix", m, "--units", "tpm", sh,
+                           tmp_path / "st", "--sample-set", "intersect")
+    assert code == 0 and "3 of 5 samples of the sheet are not in the matrix" in err, err
+
+
+def test_store_of_another_format_version(data, tmp_path, capsys, monkeypatch):
+    import json
+    import shutil
+
+    st = tmp_path / "store_v99"
+    shutil.copytree(data / "store", st)
+    man = json.loads((st / "manifest.json").read_text())
+    man["format_version"] = 99
+    (st / "manifest.json").write_text(json.dumps(man))
+    for args in (["cv", st, "--out", tmp_path / "cv", "--variants", "mean"],
+                 ["export", st, "--to", "tsv", "--out", tmp_path / "x.tsv"]):
+        assert_one_line_error(run_cli(capsys, monkeypatch, *args), str(st),
+                              "store format 99 is not supported")
+    assert not (tmp_path / "cv").exists() and not (tmp_path / "x.tsv").exists()
+
+
+def test_unexpected_exception_is_one_line_with_a_debug_hint(data, capsys, monkeypatch):
+    import raviso.evaluate.report as report
+
+    def bug(*a, **k):
+        raise ZeroDivisionError("division by zero")
+
+    monkeypatch.setattr(report, "write_report", bug)
+    assert_one_line_error(run_cli(capsys, monkeypatch, "report", data), "ZeroDivisionError",
+                          "--debug")
+    with pytest.raises(ZeroDivisionError):     # --debug: the traceback, for a bug report
+        run_cli(capsys, monkeypatch, "--debug", "report", data)

@@ -160,6 +160,39 @@ CASES = {
 }
 
 
+def _h5_names(p, dataset, names):
+    """Replace an HDF5 name dataset by raw bytes (e.g. Latin-1, not UTF-8)."""
+    with h5py.File(p, "r+") as f:
+        del f[dataset]
+        f.create_dataset(dataset, data=np.array(names, dtype=object),
+                         dtype=h5py.vlen_dtype(bytes))
+    return p
+
+
+def _latin1_ids(s, d):
+    p = _path(s, "gtex_gene", "hdf5")
+    ids = [x.encode() for x in d["gtex_ids"]]
+    ids[3] = "Probe-\u00e9".encode("latin-1")
+    return _h5_names(p, "row_names", ids)
+
+
+def _latin1_features(s, d):
+    p = _path(s, "archs4", "hdf5")
+    feats = [x.encode() for x in d["genes"]]
+    feats[0] = b"\xff\xfe"
+    return _h5_names(p, "col_names", feats)
+
+
+CASES_12 = {
+    "non_utf8_sample_id_hdf5": ("hdf5", _latin1_ids, "row_names", []),
+    "non_utf8_feature_hdf5": ("hdf5", _latin1_features, "not UTF-8", []),
+    "tab_in_sample_id_hdf5": ("hdf5", lambda s, d: _rewrite(
+        s, d, "gtex_gene", "hdf5", ids=d["gtex_ids"][:1] + ["GTEX-A\tB"] + d["gtex_ids"][2:]),
+        "contain a tab", []),
+}
+CASES.update(CASES_12)
+
+
 def _one_error_line(err: str) -> str:
     """stderr may carry progress lines; the error is exactly one line, the last, no traceback."""
     lines = err.rstrip("\n").split("\n")

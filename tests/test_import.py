@@ -236,8 +236,9 @@ def test_missing_quant_file_is_an_error_and_writes_nothing(tmp_path):
 
 
 def test_duplicate_sample_is_an_error(tmp_path):
-    salmon(tmp_path / "a.sf", COUNTS["s1"])
-    sh = sheet(tmp_path / "s.tsv", [["x", "a.sf"], ["y", "a.sf"], ["x", "a.sf"]],
+    for name in ("a.sf", "b.sf", "c.sf"):
+        salmon(tmp_path / name, COUNTS["s1"])
+    sh = sheet(tmp_path / "s.tsv", [["x", "a.sf"], ["y", "b.sf"], ["x", "c.sf"]],
                header="sample\tpath")
     with pytest.raises(RavisoError, match=r"s.tsv: line 4: duplicate sample 'x' \(first on line 2"):
         import_samples(sh, tmp_path / "store", gtf=gtf(tmp_path / "a.gtf"))

@@ -61,6 +61,16 @@ class _X:
             raise RavisoError(f"X has a non-numeric dtype ({kind})", path)
         self.path = path
 
+    def columns(self, c0: int, c1: int) -> np.ndarray:
+        """All samples, features c0:c1, as dense float64."""
+        try:
+            block = self.data[:, c0:c1] if not self.sparse else self.data[:][:, c0:c1]
+        except (OSError, RuntimeError, ValueError) as err:
+            raise RavisoError(f"cannot read X (truncated or corrupt?): {_first(err)}",
+                              self.path) from None
+        block = block.toarray() if self.sparse else block
+        return np.asarray(block, np.float64)
+
     def rows(self, s: int, e: int, dtype=np.float32) -> np.ndarray:
         try:
             block = self.data[s:e]
@@ -132,7 +142,7 @@ class H5adSource(_H5Source):
 
 class H5adMatrix:
     """An AnnData file of transcript TPM or counts for `raviso import --matrix`: the interface
-    of `quant.Matrix` (samples, read_ids, fill)."""
+    of `quant.Matrix` (samples, read_ids, iter_values)."""
 
     def __init__(self, path, id_col=None, gene_col=None):
         import h5py
@@ -157,29 +167,25 @@ class H5adMatrix:
                                                         for g in self.gene], dtype=str)
         return np.array(self.ids, dtype=str), gene
 
-    def fill(self, buf, names, slab_rows: int = 1024) -> np.ndarray:
-        """buf[:, j] = the transcripts of sample names[j]; returns each sample's total."""
+    def iter_values(self, samples, block_bytes: int = 1 << 29):
+        """(transcripts_chunk, len(samples)) float64 blocks in var order, as `quant.Matrix`
+        yields them. Dense X is read a column block at a time; sparse X (stored by sample rows)
+        is read whole when it fits in `block_bytes` as dense float64, else once per column block
+        (slow for huge sparse files; a GCT streams better)."""
         pos = {s: k for k, s in enumerate(self.samples)}
-        want = np.array([pos[s] for s in names], np.int64)
-        where = np.full(len(self.samples), -1, np.int64)
-        where[want] = np.arange(len(want))
-        totals = np.zeros(len(names))
-        for s in range(0, len(self.samples), slab_rows):
-            e = min(len(self.samples), s + slab_rows)
-            cols = where[s:e]
-            keep = cols >= 0
-            if not keep.any():
-                continue
-            block = self.x.rows(s, e, np.float64)[keep]
+        rows = np.array([pos[s] for s in samples], np.int64)
+        n_tx = len(self.ids)
+        step = max(1, block_bytes // (8 * max(1, len(self.samples))))
+        for c0 in range(0, n_tx, step):
+            c1 = min(n_tx, c0 + step)
+            block = self.x.columns(c0, c1)[rows].T
             bad = ~np.isfinite(block) | (block < 0)
             if bad.any():
                 r, c = np.argwhere(bad)[0]
-                raise RavisoError(f"sample {self.samples[s + np.flatnonzero(keep)[r]]} holds "
-                                  f"{float(block[r, c])} for {self.ids[c]} (expected a finite "
-                                  "non-negative number)", self.path)
-            buf[:, cols[keep]] = block.T
-            totals[cols[keep]] = block.sum(axis=1)
-        return totals
+                raise RavisoError(f"sample {samples[c]} holds {float(block[r, c])} for "
+                                  f"{self.ids[c0 + r]} (expected a finite non-negative number)",
+                                  self.path)
+            yield block
 
     def close(self):
         self.f.close()

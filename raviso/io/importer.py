@@ -20,7 +20,6 @@ and emitted in sample slabs, so the text is parsed once and never held as object
 
 from __future__ import annotations
 
-import csv
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -29,16 +28,17 @@ from pathlib import Path
 import numpy as np
 
 from . import quant, tx2gene
+from ..core.progress import Progress
+from ..data.folds import donor_of
+from .samplesheet import (PATH_COLS, SAMPLE_COLS, SheetRow, _key, check_same_index,
+                          read_samplesheet, select_matrix_samples)
 from ..core.atomic import check_writable_target
 from ..core.errors import RavisoError
 from ..data.store import StoreBuilder
 
-SAMPLE_COLS = ("sample", "sample_id")
-PATH_COLS = ("path", "quant", "file")
-GENE_PATH_COLS = ("gene_quant",)
-DONOR_COLS = ("donor", "group")
 UNITS = ("tpm", "counts")
 MAX_UNMAPPED = 0.05            # more unmapped transcripts than this means the wrong annotation
+MAX_INDEX_MISMATCH = 0.01      # more of the union missing from one sample: a different index
 SLAB_ELEMENTS = 1 << 25        # values per sample slab in pass 2 (~128-256 MiB)
 IN_MEMORY_BYTES = 1 << 29      # matrix buffers above this go to a disk memmap
 
@@ -46,87 +46,6 @@ IN_MEMORY_BYTES = 1 << 29      # matrix buffers above this go to a disk memmap
 def warn(message: str) -> None:
     """Loud choices go to stderr as one line each (and into the manifest)."""
     print(f"raviso: warning: {message}", file=sys.stderr)
-
-
-# -- sample sheet ---------------------------------------------------------------------------------
-@dataclass
-class SheetRow:
-    sample_id: str
-    path: Path | None
-    label: str | None
-    donor: str | None
-    gene_path: Path | None = None
-
-
-def _key(name: str) -> str:
-    return name.strip().lower().replace("_", "")
-
-
-def _pick(header, names, sheet, required):
-    """The sheet's column for one of `names`, matched ignoring case and underscores."""
-    keys = {_key(h): h for h in header}
-    for n in names:
-        if _key(n) in keys:
-            return keys[_key(n)]
-    if required:
-        raise RavisoError(f"sample sheet needs a column named {' or '.join(names)} "
-                          f"(it has {', '.join(header)})", sheet)
-    return None
-
-
-def read_samplesheet(path, label: str | None = None, need_paths: bool = True) -> list[SheetRow]:
-    """Rows of a CSV/TSV sample sheet; quantification paths are relative to the sheet.
-
-    `label` names the condition column stored as ``tissue`` (None: ``tissue`` if present).
-    Duplicate sample names and missing files are errors naming the sheet line.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise RavisoError("no such sample sheet", path)
-    with open(path, newline="") as f:
-        head = f.readline()
-        f.seek(0)
-        delim = "\t" if "\t" in head else ","
-        rows = [r for r in csv.reader(f, delimiter=delim)]
-    rows = [(i, r) for i, r in enumerate(rows, 1) if any(c.strip() for c in r)]
-    if len(rows) < 2:
-        raise RavisoError("sample sheet has no samples (expected a header line and one line per "
-                          "sample)", path)
-    header = [c.strip() for c in rows[0][1]]
-    sample_col = _pick(header, SAMPLE_COLS, path, True)
-    path_col = _pick(header, PATH_COLS, path, need_paths)
-    gene_col = _pick(header, GENE_PATH_COLS, path, False)
-    donor_col = _pick(header, DONOR_COLS, path, False)
-    label_col = _pick(header, [label or "tissue"], path, label is not None)
-    out, seen = [], {}
-    for lineno, r in rows[1:]:
-        if len(r) != len(header):
-            raise RavisoError(f"line {lineno}: {len(r)} fields, header has {len(header)}", path)
-        rec = dict(zip(header, (c.strip() for c in r)))
-        sid = rec[sample_col]
-        if not sid:
-            raise RavisoError(f"line {lineno}: empty sample name", path)
-        if sid in seen:
-            raise RavisoError(f"line {lineno}: duplicate sample {sid!r} (first on line "
-                              f"{seen[sid]})", path)
-        seen[sid] = lineno
-
-        def file_of(col):
-            if col is None or not rec[col]:
-                return None
-            p = Path(rec[col])
-            p = p if p.is_absolute() else path.parent / p
-            if not p.is_file():
-                raise RavisoError(f"line {lineno}: quantification file of sample {sid!r} not "
-                                  f"found: {p}", path)
-            return p
-
-        qpath = file_of(path_col)
-        if need_paths and qpath is None:
-            raise RavisoError(f"line {lineno}: sample {sid!r} has no quantification path", path)
-        out.append(SheetRow(sid, qpath, (rec[label_col] or None) if label_col else None,
-                            (rec[donor_col] or None) if donor_col else None, file_of(gene_col)))
-    return out
 
 
 # -- normalisation ----------------------------------------------------------------------------------
@@ -241,11 +160,12 @@ def _check_unique_ids(ids, path):
 
 # -- the writer shared by both sources ---------------------------------------------------------------
 def _write(store, feats: Features | None, genes: list[str], slabs, meta, overwrite, units_label,
-           as_compendium, extra, sources):
+           as_compendium, extra, sources, quiet):
     """Stream (sample_ids, X_union (n, len(union)) normalised, gene override or None) slabs."""
     with StoreBuilder(store, genes, None if feats is None else feats.isoforms,
                       None if feats is None else feats.isoform_gene, overwrite=overwrite,
-                      units=units_label) as sb:
+                      units=units_label) as sb, \
+            Progress("import", total=len(meta), quiet=quiet) as progress:
         sb.extra["import"] = extra
         for dataset, path, kind in sources:
             sb.add_source(dataset, path, kind)
@@ -270,6 +190,7 @@ def _write(store, feats: Features | None, genes: list[str], slabs, meta, overwri
             wg.write(gene_log, ids, tissue, donor)
             if wa is not None:
                 wa.write(gene_log, ids, tissue, donor)
+            progress.advance(len(ids))
     return Path(store)
 
 
@@ -282,7 +203,8 @@ def _slab_rows(n_samples: int, n_features: int):
 # -- sample sheet of per-sample files -----------------------------------------------------------
 def import_samples(samplesheet, store, label: str | None = None, tx2gene_path=None, gtf=None,
                    units: str | None = None, overwrite: bool = False, as_compendium: bool = False,
-                   max_unmapped: float = MAX_UNMAPPED) -> Path:
+                   max_unmapped: float = MAX_UNMAPPED,
+                   max_index_mismatch: float = MAX_INDEX_MISMATCH, quiet: bool = False) -> Path:
     """Import per-sample salmon / kallisto / RSEM files named by a sample sheet into `store`."""
     store = check_writable_target(store, overwrite)
     rows = read_samplesheet(samplesheet, label)
@@ -295,15 +217,19 @@ def import_samples(samplesheet, store, label: str | None = None, tx2gene_path=No
     # pass 1: identifiers only
     union: dict[str, None] = {}
     own_map: dict[str, str] = {}
+    sizes = []
     for r, lay in zip(rows, layouts):
         ids, gene = quant.read_ids(r.path, lay)
         _check_unique_ids(ids, r.path)
+        sizes.append(ids)
         union.update(dict.fromkeys(ids.tolist()))
         if gene is not None:
             own_map.update(zip(ids.tolist(), gene.tolist()))
     union_l = list(union)
     index = {t: k for k, t in enumerate(union_l)}
     names = [r.sample_id for r in rows]
+    incomplete = check_same_index(names, sizes, len(union_l), max_index_mismatch, samplesheet,
+                                  warn)
     if gene_level:
         feats, genes = None, union_l
     else:
@@ -320,7 +246,6 @@ def import_samples(samplesheet, store, label: str | None = None, tx2gene_path=No
              "normalisation; recorded in the manifest as units log2(CPM+1))")
     gene_index = {g: j for j, g in enumerate(genes)}
     gene_index_stripped = {tx2gene.strip_version(g): j for j, g in enumerate(genes)}
-    incomplete: list[str] = []
 
     def slabs():
         for rws in _slab_rows(len(rows), len(union_l)):
@@ -329,8 +254,6 @@ def import_samples(samplesheet, store, label: str | None = None, tx2gene_path=No
             for i, r in enumerate(rws):
                 q = quant.read_quant(rows[r].path, layouts[r])
                 pos = np.fromiter((index[t] for t in q.ids), np.int64, len(q.ids))
-                if len(q.ids) < len(union_l):
-                    incomplete.append(rows[r].sample_id)
                 vals = q.tpm if mode == "tpm" else q.counts
                 X[i, pos] = normalise(vals, q.eff_length, mode)
                 if rows[r].gene_path is not None and feats is not None and mode == "tpm":
@@ -343,16 +266,14 @@ def import_samples(samplesheet, store, label: str | None = None, tx2gene_path=No
              "formats": sorted({lay.name for lay in layouts}), "normalisation": mode,
              "normalisation_note": UNITS_NOTE[mode], "label_column": label or "tissue",
              "samples": len(rows), "gene_level_only": gene_level,
+             "samples_lacking_transcripts": dict(incomplete[:100]),
              "gene_from": "sum of transcript values" if not any(r.gene_path for r in rows)
              else "RSEM genes.results where given, else sum of transcript values"}
     if feats is not None:
         extra["tx2gene"] = feats.report.to_dict()
     sources = [("gtex_gene", samplesheet, "samplesheet:" + "+".join(extra["formats"]))]
     out = _write(store, feats, genes, slabs(), rows, overwrite, UNITS_LABEL[mode], as_compendium,
-                 extra, sources)
-    if incomplete:
-        warn(f"{len(incomplete)} samples lack some transcripts of the union (set to 0), e.g. "
-             f"{', '.join(incomplete[:5])}")
+                 extra, sources, quiet)
     return out
 
 
@@ -376,8 +297,10 @@ def _gene_quant_row(path, gene_index, gene_index_stripped) -> np.ndarray:
 def import_matrix(matrix, store, units: str | None, samplesheet=None, label: str | None = None,
                   tx_col: str | None = None, gene_col: str | None = None, tx2gene_path=None,
                   gtf=None, overwrite: bool = False, as_compendium: bool = False,
-                  max_unmapped: float = MAX_UNMAPPED) -> Path:
-    """Import a transcripts x samples table (TSV or GCT) of TPM or counts into `store`.
+                  max_unmapped: float = MAX_UNMAPPED, sample_set: str = "exact",
+                  quiet: bool = False) -> Path:
+    """Import a transcripts x samples table (TSV or GCT, or an AnnData .h5ad of samples x
+    transcripts) of TPM or counts into `store`.
 
     A matrix carries no effective lengths, so counts become CPM (flagged). An optional sample
     sheet (sample, label, donor; no paths needed) labels and selects the matrix's samples.
@@ -386,21 +309,20 @@ def import_matrix(matrix, store, units: str | None, samplesheet=None, label: str
     if units is None:
         raise RavisoError("a matrix does not say whether it holds TPM or counts: pass --units tpm "
                           "or --units counts", matrix)
-    m = quant.Matrix(matrix, tx_col, gene_col)
+    m = _open_matrix(matrix, tx_col, gene_col)
+    dropped_from_sheet = 0
     if samplesheet is not None:
         rows = read_samplesheet(samplesheet, label, need_paths=False)
-        have = set(m.samples)
-        absent = [r.sample_id for r in rows if r.sample_id not in have]
-        if absent:
-            raise RavisoError(f"{len(absent)} samples of the sheet are not columns of {matrix}: "
-                              f"{', '.join(absent[:20])}", samplesheet)
+        listed = len(rows)
+        rows = select_matrix_samples(rows, m.samples, sample_set, samplesheet, matrix, warn)
+        dropped_from_sheet = listed - len(rows)
         dropped = len(m.samples) - len(rows)
         if dropped:
             warn(f"{dropped} matrix samples are not in the sample sheet and are left out")
     else:
         if label is not None:
             raise RavisoError("--label needs a sample sheet (--samples) with that column")
-        rows = [SheetRow(s, None, None, None) for s in m.samples]
+        rows = [SheetRow(s, None, None, donor_of(s)) for s in m.samples]
     ids, gene = m.read_ids()
     _check_unique_ids(ids, matrix)
     union = ids.tolist()
@@ -444,10 +366,28 @@ def import_matrix(matrix, store, units: str | None, samplesheet=None, label: str
                  if mode == "cpm" else None,
                  "samplesheet": None if samplesheet is None else str(samplesheet),
                  "label_column": (label or "tissue") if samplesheet is not None else None,
-                 "samples": len(rows), "tx2gene": feats.report.to_dict()}
+                 "samples": len(rows), "tx2gene": feats.report.to_dict(),
+             "sheet_samples_dropped": dropped_from_sheet}
         sources = [("gtex_isoform", matrix, f"matrix:{units}")]
         return _write(store, feats, feats.genes, slabs(), rows, overwrite, UNITS_LABEL[mode],
-                      as_compendium, extra, sources)
+                      as_compendium, extra, sources, quiet)
+
+
+def _open_matrix(path, tx_col, gene_col):
+    """A transcripts matrix reader: `raviso.io.h5ad.H5adMatrix` for an HDF5 (AnnData) file,
+    else `quant.Matrix` (TSV / GCT, plain or gzipped)."""
+    from .formats import HDF5_MAGIC
+
+    try:
+        with open(path, "rb") as f:
+            hdf5 = f.read(8) == HDF5_MAGIC
+    except OSError:
+        hdf5 = False     # quant.Matrix reports the missing file
+    if hdf5:
+        from .h5ad import H5adMatrix
+
+        return H5adMatrix(path, tx_col, gene_col)
+    return quant.Matrix(path, tx_col, gene_col)
 
 
 # -- gene expression for `raviso predict` ---------------------------------------------------------
@@ -502,7 +442,7 @@ def read_gene_matrix(path, tx2gene_path=None, gtf=None, units: str | None = None
         store = Path(tmp) / "store"
         if matrix or quant.first_line(path).startswith("#1.2"):
             import_matrix(path, store, units, tx_col=tx_col, gene_col=gene_col,
-                          tx2gene_path=tx2gene_path, gtf=gtf)
+                          tx2gene_path=tx2gene_path, gtf=gtf, quiet=True)
         else:
             try:
                 quant.detect_layout(path)
@@ -510,5 +450,6 @@ def read_gene_matrix(path, tx2gene_path=None, gtf=None, units: str | None = None
                 sheet.write_text(f"sample\tpath\n{_sample_name(path)}\t{path.resolve()}\n")
             except RavisoError:
                 sheet = path
-            import_samples(sheet, store, tx2gene_path=tx2gene_path, gtf=gtf, units=units)
+            import_samples(sheet, store, tx2gene_path=tx2gene_path, gtf=gtf, units=units,
+                           quiet=True)
         return read_gene_matrix(store)

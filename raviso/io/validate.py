@@ -52,7 +52,8 @@ def check_values(X: np.ndarray, path, *, row0: int = 0, sample_ids=None, feature
 
 
 def check_names(names, path, what: str) -> list[str]:
-    """Feature or sample names: none empty, none repeated. Returns them as str."""
+    """Feature or sample names: none empty, none with a tab or line break, none repeated.
+    Returns them as str."""
     names = [str(n) for n in names]
     if not names:
         raise RavisoError(f"no {what}", path)
@@ -60,6 +61,10 @@ def check_names(names, path, what: str) -> list[str]:
     if empty:
         raise RavisoError(f"{len(empty)} empty {what} name(s), first at position {empty[0] + 1}",
                           path)
+    bad = [k for k, n in enumerate(names) if "\t" in n or "\n" in n or "\r" in n]
+    if bad:   # they would split TSV outputs (predict, export) into extra columns and rows
+        raise RavisoError(f"{len(bad)} {what} contain a tab or line break, first "
+                          f"{names[bad[0]]!r} at position {bad[0] + 1}", path)
     dups = duplicates(names)
     if dups:
         raise RavisoError(f"duplicate {what}: {', '.join(dups[:10])}"
