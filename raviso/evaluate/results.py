@@ -53,6 +53,12 @@ Schema (``"schema": "raviso.cv.results/1"``)::
     failed_trials    the same for trials that never succeeded
     tune             wall_seconds, max_concurrent_trials, trial_seconds_sum, parallel_efficiency
                      (sum of trial seconds / (concurrency x wall)), all_zero_copy
+    tuning           only with ``cv --tune N`` / ``--config`` (`raviso.evaluate.nested`; the tuned
+                     model is the column "<variant>@tuned"): mode ("nested" | "config"); nested:
+                     trials, inner_folds, max_epochs, algorithm, scheduler, spaces, seconds,
+                     per_fold [{fold, variant, options (the chosen config), inner_val_mse,
+                     best_epoch, trials, stopped_early, failed, epochs_trained, seconds}];
+                     config: config_file, variant, options
 """
 
 from __future__ import annotations
