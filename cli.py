@@ -505,6 +505,9 @@ def bench_scale_cmd(
     variants: Optional[str] = typer.Option(None, "--variants", help="CV variants [mean, "
                                            "pca_ridge, vae_ffnn, share_net]."),
     target_dtype: str = typer.Option("auto", "--target-dtype", help="auto | float32 | float16."),
+    synth_rows_gtex: Optional[int] = typer.Option(None, "--synth-rows-gtex", help="Synthesize "
+                                                  "only this many GTEx rows, then resample the "
+                                                  "store up to --rows-gtex (an 'expand' stage)."),
 ) -> None:
     """The course's widths through every stage: per-stage seconds, peak memory (driver + Ray
     workers), object store, disk bytes (issue 11)."""
@@ -512,7 +515,7 @@ def bench_scale_cmd(
 
     bench_scale(quick=quick, rows_gtex=rows_gtex, rows_archs4=rows_archs4, workdir=workdir,
                 keep=keep, max_steps=max_steps, epochs=epochs, variants=variants,
-                target_dtype=target_dtype)
+                target_dtype=target_dtype, synth_rows_gtex=synth_rows_gtex)
 
 
 @bench_app.command("cv")

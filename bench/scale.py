@@ -84,6 +84,7 @@ class Plan:
     vae: list[str] = field(default_factory=list)        # extra pretrain flags (quick: tiny VAE)
     target_dtype: str = "auto"
     seed: int = 0
+    synth_rows_gtex: int | None = None   # synthesize fewer GTEx rows, then `expand_store`
 
     @classmethod
     def quick(cls) -> "Plan":
@@ -91,10 +92,12 @@ class Plan:
                    vae=["--hidden", "64,32", "--latent-dim", "16"])
 
     def disk_bytes(self) -> int:
-        """synth files + store (same size) + the labelled cache (genes f32, isoforms/truth f16)."""
+        """synth files (+ truth_heldout) + store + the labelled cache (genes f32, targets f16)."""
         a, n, g, m = self.rows_archs4, self.rows_gtex, self.genes, self.isoforms
-        raw = 4 * (a * g + n * g + 2 * n * m)
-        return int(2.05 * raw + 4 * n * g + 2 * 2 * n * m)
+        s = self.synth_rows_gtex or n
+        synth = 4 * (a * g + s * g + 3 * s * m)
+        store = 4 * (a * g + n * g + (2 if self.synth_rows_gtex else 3) * n * m)
+        return int(1.05 * (synth + store) + 4 * n * g + 2 * 2 * n * m)
 
 
 def default_variants() -> list[str]:
@@ -110,9 +113,44 @@ def raviso_cmd() -> list[str]:
 
 
 def synth_code(out: Path, plan: Plan) -> str:
+    rows = plan.synth_rows_gtex or plan.rows_gtex
     return ("from raviso.synth.generate import generate, Preset\n"
-            f"generate({str(out)!r}, preset=Preset('scale', {plan.rows_archs4}, {plan.rows_gtex}, "
+            f"generate({str(out)!r}, preset=Preset('scale', {plan.rows_archs4}, {rows}, "
             f"{plan.genes}, {plan.isoforms}), seed={plan.seed}, overwrite=True)\n")
+
+
+# The expand stage (only with --synth-rows-gtex): the synthesized labelled rows resampled up to
+# --rows-gtex in a new store, streamed slab by slab (the ARCHS4 dataset is copied as it is).
+# Replicate r of a sample gets id "<id>-R<r>" and donor "<donor>-R<r>", so donor-grouped folds stay
+# valid; replicates are exact copies, which makes CV scores optimistic but leaves every shape,
+# byte count and memory figure what the real row count gives. truth_heldout is not carried over.
+EXPAND_CODE = """
+import sys, numpy as np
+from raviso.data import Store
+from raviso.data.store import StoreBuilder
+src, dst, rows = Store(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+meta = src.meta("gtex_gene")
+n0 = len(meta)
+pick = np.concatenate([np.arange(n0), np.random.default_rng(0).integers(0, n0, max(0, rows - n0))])[:rows]
+rep = np.zeros(rows, np.int64); seen = {}
+for k, i in enumerate(pick):
+    rep[k] = seen.get(i, 0); seen[i] = rep[k] + 1
+sid = [f"{meta.sample_id[i]}-R{r}" if r else str(meta.sample_id[i]) for i, r in zip(pick, rep)]
+donor = [None if meta.donor[i] is None else (f"{meta.donor[i]}-R{r}" if r else meta.donor[i]) for i, r in zip(pick, rep)]
+tissue = [meta.tissue[i] for i in pick]
+with StoreBuilder(dst, src.genes, src.isoforms, src.isoform_gene) as sb:
+    if src.has("archs4"):
+        a = src.meta("archs4"); X = src.numpy("archs4")
+        sb.dataset("archs4").write(X, a.sample_id.tolist(), a.tissue.tolist(), a.donor.tolist()); del X
+    for name in ("gtex_gene", "gtex_isoform", "truth"):
+        if not src.has(name):
+            continue
+        X0 = src.numpy(name); w = sb.dataset(name)
+        for s in range(0, rows, 256):
+            w.write(X0[pick[s:s + 256]], sid[s:s + 256], tissue[s:s + 256], donor[s:s + 256])
+        del X0
+print(rows)
+"""
 
 
 def write_new_samples(synth: Path, out: Path, n: int = PREDICT_ROWS) -> None:
@@ -183,10 +221,17 @@ def run(plan: Plan, workdir: Path, quick: bool = False, keep: bool = False, echo
                  f"{stages[name]['peak_memory_gb']:.2f} GB")
 
         stage("synth", [sys.executable, "-c", synth_code(synth, plan)])
-        stage("convert", rv + ["convert", str(synth), str(store), "--no-checksum"])
+        small = workdir / "store-synth" if plan.synth_rows_gtex else store
+        shutil.rmtree(small, ignore_errors=True)
+        stage("convert", rv + ["convert", str(synth), str(small), "--no-checksum"])
         write_new_samples(synth, new)
         if not keep:
             shutil.rmtree(synth)
+        if plan.synth_rows_gtex:
+            stage("expand", [sys.executable, "-c", EXPAND_CODE, str(small), str(store),
+                             str(plan.rows_gtex)])
+            if not keep:
+                shutil.rmtree(small)
         stage("ingest", [sys.executable, "-c", INGEST_CODE, str(store), address,
                          str(min(INGEST_ROWS, plan.rows_archs4))])
         ingest = json.loads((logs / "ingest.log").read_text().strip().splitlines()[-1])
@@ -209,6 +254,7 @@ def run(plan: Plan, workdir: Path, quick: bool = False, keep: bool = False, echo
     return {
         "bench": "scale", "quick": quick,
         "gtex_rows": plan.rows_gtex, "isoforms": plan.isoforms, "archs4_rows": plan.rows_archs4,
+        "synth_gtex_rows": plan.synth_rows_gtex or plan.rows_gtex,
         "genes": plan.genes, "variants": plan.variants, "folds": plan.folds,
         "epochs": plan.epochs, "max_steps": plan.max_steps,
         "peak_memory_gb": max(s["peak_memory_gb"] for s in stages.values()),
@@ -255,12 +301,13 @@ def table(res: dict) -> str:
 def main(quick: bool = False, rows_gtex: int | None = None, rows_archs4: int | None = None,
          workdir=None, keep: bool = False, max_steps: int | None = None,
          epochs: int | None = None, variants: str | None = None, target_dtype: str = "auto",
-         echo=print) -> dict:
+         synth_rows_gtex: int | None = None, echo=print) -> dict:
     import tempfile
 
     plan = Plan.quick() if quick else Plan()
     for key, val in (("rows_gtex", rows_gtex), ("rows_archs4", rows_archs4),
-                     ("max_steps", max_steps), ("epochs", epochs)):
+                     ("max_steps", max_steps), ("epochs", epochs),
+                     ("synth_rows_gtex", synth_rows_gtex)):
         if val is not None:
             setattr(plan, key, int(val))
     plan.target_dtype = target_dtype

@@ -120,7 +120,8 @@ def ingest_rate(store: Path, batch: int, materialize: str, passes: int = 2) -> f
     import torch
 
     from raviso.data import Store
-    from raviso.train.pretrain import TrainConfig, build_datasets
+    from raviso.train.datasets import build_datasets
+    from raviso.train.config import TrainConfig
 
     tc = TrainConfig(batch_size=batch, val_fraction=0.0, eval_gtex=False, materialize=materialize)
     ds = build_datasets(Store(store), tc, ray.cluster_resources().get("object_store_memory", 0))

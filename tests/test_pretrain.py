@@ -15,7 +15,8 @@ import torch
 
 from raviso.data import Store
 from raviso.core.errors import RavisoError
-from raviso.train.pretrain import TrainConfig, is_validation
+from raviso.train.datasets import is_validation
+from raviso.train.config import TrainConfig
 from raviso.data.store import write_store
 
 N_ARCHS4, N_GTEX, N_GENES = 400, 60, 40

@@ -1,0 +1,110 @@
+"""The function every Ray Train worker runs for `raviso pretrain`: the shared epoch loop
+(`raviso.models.loop`) on its dataset shard, plus Ray's three additions: `prepare_model` (DDP),
+`get_dataset_shard` and `ray.train.report` with a checkpoint each epoch (resumable)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from ..models.vae import VAEConfig
+from .config import TrainConfig
+from .datasets import _expr
+
+
+def train_func(cfg: dict) -> None:
+    """Runs on every Ray Train worker. `cfg`: model, train (dicts), sink (actor handle or None)."""
+    import tempfile
+
+    import ray.train
+    import torch
+    from ray.train.torch import get_device, prepare_model
+
+    from ..models.loop import evaluate, kl_weight, make_optimizer, train_epoch, unwrap
+    from ..models.vae import VAE
+
+    mc, tc, sink = VAEConfig.from_dict(cfg["model"]), TrainConfig.from_dict(cfg["train"]), cfg["sink"]
+    ctx = ray.train.get_context()
+    rank = ctx.get_world_rank()
+    device = get_device()
+    if device.type == "cpu":
+        torch.set_num_threads(tc.threads or max(1, (os.cpu_count() or 1)
+                                                // max(1, ctx.get_local_world_size())))
+
+    torch.manual_seed(tc.seed)
+    model = VAE(mc)
+    optimizer_state, start_epoch, history = None, 0, []
+    ckpt = ray.train.get_checkpoint()
+    if ckpt is not None:
+        with ckpt.as_directory() as d:
+            model.load_state_dict(torch.load(Path(d) / "model.pt", weights_only=True))
+            optimizer_state = torch.load(Path(d) / "optimizer.pt", weights_only=True)
+            state = json.loads((Path(d) / "state.json").read_text())
+            history = [json.loads(line) for line in (Path(d) / "metrics.jsonl").read_text().splitlines()
+                       if line.strip()]
+        start_epoch = int(state["epoch"])
+    model = prepare_model(model)        # moves to device; DDP (gloo/nccl) when workers > 1
+    optimizer = make_optimizer(model, tc.lr)
+    if optimizer_state is not None:
+        optimizer.load_state_dict(optimizer_state)
+    if rank == 0 and sink is not None:
+        sink.reset.remote(history, start_epoch)
+
+    shards = {name: ray.train.get_dataset_shard(name) for name in ("train", "val", "gtex")
+              if name in cfg["datasets"]}
+
+    def progress(step, n):
+        if rank == 0 and sink is not None and step % 10 == 0:
+            sink.step.remote(epoch, n * ctx.get_world_size())
+
+    steps = int(history[-1].get("steps", 0)) if history else 0
+    for epoch in range(start_epoch, tc.epochs):
+        torch.manual_seed(tc.seed * 100_003 + epoch * 1009 + rank)   # reproducible after resume
+        w = kl_weight(epoch, tc.warmup_epochs)
+        batches = shards["train"].iter_torch_batches(
+            batch_size=tc.batch_size, dtypes=torch.float32,
+            local_shuffle_buffer_size=tc.shuffle_buffer if tc.shuffle == "files" else None,
+            local_shuffle_seed=None)
+        t0 = time.time()
+        # --max-steps (bounded benchmarks): every worker stops after the same number of steps
+        batch_iter = _expr(batches) if not tc.max_steps else itertools.islice(
+            _expr(batches), max(0, tc.max_steps - steps))
+        taken = [0]
+
+        def on_step(step, n):
+            taken[0] = step + 1
+            progress(step, n)
+
+        tr = train_epoch(model, optimizer, batch_iter, w, device, on_step)
+        steps += taken[0]
+        record = {"epoch": epoch + 1, "kl_weight": w, **tr.to_dict("train_"), "steps": steps}
+        record["samples_per_s"] = record.pop("train_samples_per_s")
+        for name in ("val", "gtex"):
+            if name in shards:
+                ev = evaluate(model, _expr(shards[name].iter_torch_batches(
+                    batch_size=max(256, tc.batch_size), dtypes=torch.float32)), seed=tc.seed,
+                    device=device)
+                record.update({f"{name}_{k}": v for k, v in ev.to_dict().items()
+                               if k in ("samples", "elbo", "recon", "kl")})
+        record["epoch_seconds"] = time.time() - t0
+        history.append(record)
+        with tempfile.TemporaryDirectory() as d:
+            checkpoint = None
+            if rank == 0:
+                torch.save(unwrap(model).state_dict(), Path(d) / "model.pt")
+                torch.save(optimizer.state_dict(), Path(d) / "optimizer.pt")
+                (Path(d) / "metrics.jsonl").write_text(
+                    "".join(json.dumps(r) + "\n" for r in history))
+                (Path(d) / "state.json").write_text(json.dumps(
+                    {"epoch": epoch + 1, "model": mc.to_dict(), "train": asdict(tc)}))
+                checkpoint = ray.train.Checkpoint.from_directory(d)
+            ray.train.report(record, checkpoint=checkpoint,
+                             checkpoint_dir_name=f"checkpoint_epoch-{epoch + 1:05d}")
+        if rank == 0 and sink is not None:
+            sink.epoch.remote(record)
+        if tc.max_steps and steps >= tc.max_steps:
+            break
