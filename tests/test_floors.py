@@ -193,3 +193,26 @@ def test_report_sections_in_reading_order(cv_doc):
     assert all(t["history"] is None for t in doc["trials"] if t["variant"] == "mean")
     for png in ("training_curves.png", "mse_per_tissue.png"):
         assert (cv / png).read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.ray
+def test_cv_repeats_on_ray(store, tmp_path, ray_session):
+    """`run_cv(repeats=2)` through Ray Tune: 2 x 2 folds with global ids, the (R, n) plan reaching
+    the trials, and the repeated-CV test with R*k - 1 degrees of freedom."""
+    from raviso.evaluate.cv import run_cv
+
+    root, _ = store
+    out = run_cv(root / "store", variants="mean,tissue_mean", folds=2, repeats=2,
+                 out=tmp_path / "cv", progress=lambda s: None)
+    doc = json.loads((out / "results.json").read_text())
+    assert [(f["fold"], f["repeat"]) for f in doc["folds"]] == [(0, 0), (1, 0), (2, 1), (3, 1)]
+    assert doc["config"]["repeats"] == 2 and doc["grouping"]["n_folds"] == 4
+    for f in doc["folds"]:                       # each repeat covers every sample once
+        assert f["n_train"] + f["n_test"] == PRESET.n_gtex
+    ids = [set(f["sample_id"]) for f in doc["folds"]]
+    assert ids[0] | ids[1] == ids[2] | ids[3] and not ids[0] & ids[1]
+    pair = doc["tests"][0]
+    assert pair["corrected_repeated"]["df"] == 3 and pair["corrected"]["df"] == 1
+    for t in doc["trials"]:
+        e = np.load(out / "errors" / f"fold{t['fold']}_{t['variant']}.npy")
+        assert len(e) == doc["folds"][t["fold"]]["n_test"] and e.mean() == pytest.approx(t["mse"])

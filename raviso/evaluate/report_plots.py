@@ -69,7 +69,9 @@ def plot_curves(doc: dict, path: Path) -> Path | None:
             if n == 0:
                 continue
             mean = [np.mean([c[e] for c in curves if len(c) > e]) for e in range(n)]
-            ax.plot(np.arange(1, n + 1), mean, style, color=color,
+            # a val curve one longer than the train curve starts before the first epoch (0)
+            start = 1 + len(hs[0]["train_loss"]) - len(curves[0]) if key == "val_loss" else 1
+            ax.plot(np.arange(start, start + n), mean, style, color=color,
                     label=f"{v} ({'train' if key == 'train_loss' else 'inner val'})")
     ax.set_xlabel("epoch")
     ax.set_ylabel("MSE, log2(TPM+1)")
