@@ -83,6 +83,6 @@ def per_tissue(data, folds, errors: dict, variants, floors: dict) -> dict:
         entry["mse"] = {v: float(np.concatenate([np.asarray(errors[(i, v)])[m]
                                                  for i, _, m in sel]).mean())
                         for v in complete}
-        out[str(t)] = entry
+        out[str(t) or "(unknown)"] = entry
     return out
 
