@@ -46,8 +46,9 @@ def test_predict_writes_a_real_anndata(fitted, tmp_path, capsys, monkeypatch):
     root, d, data, expected = fitted
     out = tmp_path / "pred.h5ad"
     code, _, err = run_cli(capsys, monkeypatch, "predict", root / "model", root / "store",
-                           "--out", out, "--quiet")
+                           "--out", out)
     assert code == 0, err
+    assert f"raviso: predict: {len(d['sample_id'])} rows in " in err and "rows/s" in err  # 12.19
     ad = anndata.read_h5ad(out)
     assert ad.shape == (len(d["sample_id"]), len(d["isoforms"]))
     assert list(ad.obs_names) == d["sample_id"] and list(ad.var_names) == d["isoforms"]

@@ -31,3 +31,18 @@ print(matplotlib.get_backend(), "matplotlib.pyplot" in sys.modules)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["svg", "False"], out.stdout
+
+
+def test_no_backend_switch_or_pyplot_in_library_code():
+    """Every figure of the package (report, tune, pretraining) goes through `Figure`: a source
+    scan, so a new plot cannot bring `matplotlib.use` or pyplot back unnoticed."""
+    import re
+    from pathlib import Path
+
+    import raviso
+
+    pattern = re.compile(r"matplotlib\.use\(|import matplotlib\.pyplot|from matplotlib import "
+                         r"pyplot")
+    offenders = [f"{p}:{k}" for p in Path(raviso.__file__).parent.rglob("*.py")
+                 for k, line in enumerate(p.read_text().splitlines(), 1) if pattern.search(line)]
+    assert offenders == []

@@ -61,3 +61,19 @@ def test_convert_import_predict_show_progress_and_quiet(tmp_path):
     quiet = subprocess.run([RAVISO, "convert", str(tmp_path / "st2"), "--archs4", str(src),
                             "--quiet"], capture_output=True, text=True)
     assert quiet.returncode == 0 and "rows/s" not in quiet.stderr, quiet.stderr
+
+
+def test_import_and_predict_report_progress(tmp_path, capsys, monkeypatch):
+    """Off a terminal (stderr is captured here) the summary line carries rows and rows/s."""
+    from test_bad_input import run_cli
+    from test_import import COUNTS, gtf, salmon
+
+    q = {s: salmon(tmp_path / "q" / s / "quant.sf", c) for s, c in COUNTS.items()}
+    sheet = tmp_path / "sheet.tsv"
+    sheet.write_text("sample\tpath\n" + "".join(f"{s}\t{p}\n" for s, p in q.items()))
+    g = gtf(tmp_path / "a.gtf")
+    code, _, err = run_cli(capsys, monkeypatch, "import", sheet, tmp_path / "st", "--gtf", g)
+    assert code == 0 and "raviso: import: 3 rows in " in err and "rows/s" in err, err
+    code, _, err = run_cli(capsys, monkeypatch, "import", sheet, tmp_path / "st2", "--gtf", g,
+                           "--quiet")
+    assert code == 0 and "rows/s" not in err, err
