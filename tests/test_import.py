@@ -16,7 +16,8 @@ from raviso.io import quant
 from raviso.io import tx2gene
 from raviso.data import Store
 from raviso.core.errors import RavisoError
-from raviso.io.importer import import_matrix, import_samples, is_quant_input, read_gene_matrix
+from raviso.io.importer import import_matrix, import_samples
+from raviso.io.gene_input import is_quant_input, read_gene_matrix
 
 # three genes; G2 has two transcripts. Ids carry versions in the quantifications.
 TX = ["ENST01.1", "ENST02.2", "ENST03.1", "ENST04.3"]

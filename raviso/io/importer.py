@@ -30,13 +30,12 @@ import numpy as np
 from . import quant, tx2gene
 from ..core.progress import Progress
 from ..data.folds import donor_of
-from .samplesheet import (PATH_COLS, SAMPLE_COLS, SheetRow, _key, check_same_index,
-                          read_samplesheet, select_matrix_samples)
+from .samplesheet import SheetRow, check_same_index, read_samplesheet, select_matrix_samples
 from ..core.atomic import check_writable_target
 from ..core.errors import RavisoError
 from ..data.store import StoreBuilder
+from .units import UNITS_LABEL, UNITS_NOTE, normalise, resolve_units
 
-UNITS = ("tpm", "counts")
 MAX_UNMAPPED = 0.05            # more unmapped transcripts than this means the wrong annotation
 MAX_INDEX_MISMATCH = 0.01      # more of the union missing from one sample: a different index
 SLAB_ELEMENTS = 1 << 25        # values per sample slab in pass 2 (~128-256 MiB)
@@ -49,57 +48,6 @@ def warn(message: str) -> None:
 
 
 # -- normalisation ----------------------------------------------------------------------------------
-def resolve_units(has_tpm: np.ndarray, has_counts: np.ndarray, has_len: np.ndarray,
-                  units: str | None, names) -> str:
-    """'tpm' (quantifier TPM), 'tpm-from-counts' (counts / effective length) or 'cpm'."""
-    if units is not None and units not in UNITS:
-        raise RavisoError(f"--units must be one of {', '.join(UNITS)} (got {units!r})")
-    if units is None:
-        if has_tpm.all():
-            units = "tpm"
-        elif not has_tpm.any():
-            units = "counts"
-        else:
-            tpm_ex = names[int(np.flatnonzero(has_tpm)[0])]
-            cnt_ex = names[int(np.flatnonzero(~has_tpm)[0])]
-            raise RavisoError(
-                f"samples mix TPM ({int(has_tpm.sum())}, e.g. {tpm_ex}) and counts-only input "
-                f"({int((~has_tpm).sum())}, e.g. {cnt_ex}); counts without lengths can only "
-                "become CPM, which is not on the TPM scale: pass --units counts to build every "
-                "sample from its counts, or quantify all samples the same way")
-    if units == "tpm":
-        if not has_tpm.all():
-            ex = names[int(np.flatnonzero(~has_tpm)[0])]
-            raise RavisoError(f"--units tpm but {int((~has_tpm).sum())} samples give only counts "
-                              f"(e.g. {ex}); pass --units counts")
-        return "tpm"
-    if not has_counts.all():
-        ex = names[int(np.flatnonzero(~has_counts)[0])]
-        raise RavisoError(f"--units counts but {int((~has_counts).sum())} samples give only TPM "
-                          f"(e.g. {ex}); pass --units tpm")
-    return "tpm-from-counts" if has_len.all() else "cpm"
-
-
-UNITS_LABEL = {"tpm": "log2(TPM+1)", "tpm-from-counts": "log2(TPM+1)", "cpm": "log2(CPM+1)"}
-UNITS_NOTE = {
-    "tpm": "TPM as reported by the quantifier",
-    "tpm-from-counts": "TPM computed from counts / effective length",
-    "cpm": "CPM: counts per million of the sample's total counts; NO length normalisation "
-           "(no effective lengths in the input), so values are not TPM",
-}
-
-
-def normalise(values: np.ndarray, eff_length: np.ndarray | None, mode: str) -> np.ndarray:
-    """One sample's transcript values (TPM or counts) -> TPM or CPM (float64)."""
-    if mode == "tpm":
-        return values
-    if mode == "tpm-from-counts":
-        with np.errstate(divide="ignore", invalid="ignore"):
-            rate = np.where(eff_length > 0, values / eff_length, 0.0)
-        total = rate.sum()
-    else:
-        rate, total = values, values.sum()
-    return rate * (1e6 / total) if total > 0 else np.zeros_like(rate)
 
 
 # -- the union of features and the map ----------------------------------------------------------
@@ -391,65 +339,5 @@ def _open_matrix(path, tx_col, gene_col):
 
 
 # -- gene expression for `raviso predict` ---------------------------------------------------------
-GENERIC_NAMES = ("quant.sf", "abundance.tsv", "quant.genes.sf")
 
 
-def _sample_name(path: Path) -> str:
-    """quantifiers write fixed names (salmon's quant.sf in the sample's folder): use the folder."""
-    name = path.name[:-3] if path.name.endswith(".gz") else path.name
-    return path.parent.name if name in GENERIC_NAMES else name.split(".")[0]
-
-
-def is_quant_input(path) -> bool:
-    """True when `path` is something only this module reads: a per-sample quantification, a
-    sample sheet of them, or a GCT transcript table (predict falls back to `read_gene_matrix`)."""
-    path = Path(path)
-    if not path.is_file():
-        return False
-    line = quant.first_line(path)
-    header = line.split("\t") if "\t" in line else line.split(",")
-    if line.startswith("#1.2"):
-        return True
-    try:
-        quant.detect_layout(path)
-        return True
-    except RavisoError:
-        keys = {_key(h) for h in header}
-        return bool(keys & {_key(c) for c in SAMPLE_COLS}) and bool(keys & set(PATH_COLS))
-
-
-def read_gene_matrix(path, tx2gene_path=None, gtf=None, units: str | None = None,
-                     matrix: bool = False, tx_col=None, gene_col=None):
-    """``(sample_ids, gene_names, X)`` log2 gene expression from any import input, for predict.
-
-    `path`: a store, a sample sheet, one per-sample quantification file (sample named after its
-    folder for salmon's quant.sf / kallisto's abundance.tsv), or with ``matrix=True`` (or a GCT
-    file) a transcripts x samples table. Goes through the same import code (into a temporary
-    store), so predict inputs are normalised exactly like training stores.
-    """
-    from ..data.reader import Store
-
-    path = Path(path)
-    if path.is_dir():
-        st = Store(path)
-        name = next((d for d in ("gtex_gene", "archs4") if st.has(d)), None)
-        if name is None:
-            raise RavisoError("store has no gene expression dataset", path)
-        return st.meta(name).sample_id.to_numpy().astype(str), list(st.genes), st.numpy(name)
-    if not path.is_file():
-        raise RavisoError("no such file", path)
-    with tempfile.TemporaryDirectory(prefix="raviso-import-") as tmp:
-        store = Path(tmp) / "store"
-        if matrix or quant.first_line(path).startswith("#1.2"):
-            import_matrix(path, store, units, tx_col=tx_col, gene_col=gene_col,
-                          tx2gene_path=tx2gene_path, gtf=gtf, quiet=True)
-        else:
-            try:
-                quant.detect_layout(path)
-                sheet = Path(tmp) / "sheet.tsv"
-                sheet.write_text(f"sample\tpath\n{_sample_name(path)}\t{path.resolve()}\n")
-            except RavisoError:
-                sheet = path
-            import_samples(sheet, store, tx2gene_path=tx2gene_path, gtf=gtf, units=units,
-                           quiet=True)
-        return read_gene_matrix(store)
