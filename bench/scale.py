@@ -172,7 +172,18 @@ def start_ray(quick: bool):
     are memory-mapped files), and Ray's default (30% of RAM) would only reserve /dev/shm."""
     from raviso.core.ray_session import init_ray
 
-    ray = init_ray(num_cpus=os.cpu_count(), object_store_memory=(512 if quick else 2048) << 20)
+    for attempt in range(3):    # a loaded machine can time Ray's start-up out: try again
+        try:
+            ray = init_ray(num_cpus=os.cpu_count(),
+                           object_store_memory=(512 if quick else 2048) << 20)
+            break
+        except Exception:       # noqa: BLE001 - re-raised on the last attempt
+            import ray as _ray
+
+            _ray.shutdown()
+            if attempt == 2:
+                raise
+            time.sleep(5)
     return ray, ray.get_runtime_context().gcs_address
 
 
