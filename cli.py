@@ -33,6 +33,10 @@ def _options(debug: bool = typer.Option(False, "--debug", help="Show the full tr
     DEBUG["on"] = debug
 
 ADDRESS = typer.Option(None, "--address", help="Ray cluster address (default: start a local Ray).")
+OVERWRITE = typer.Option(False, "--overwrite", help="Replace an existing output (only a raviso "
+                         "output is ever replaced).")
+QUIET = typer.Option(False, "--quiet", help="No progress display (a bar with rows/s and ETA on a "
+                     "terminal, a line every 10 s otherwise).")
 
 
 # ---- synth (issue 2) ----------------------------------------------------------------------------
@@ -93,8 +97,7 @@ def convert_cmd(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing STORE."),
     checksum: bool = typer.Option(True, "--checksum/--no-checksum",
                                   help="sha256 of every input in the manifest."),
-    quiet: bool = typer.Option(False, "--quiet", help="No progress display (a bar with rows/s and "
-                               "ETA on a terminal, a line every 10 s otherwise)."),
+    quiet: bool = QUIET,
 ) -> None:
     """Convert course HDF5/TSV files (or GTEx GCT / ARCHS4 H5) into a Parquet store."""
     from raviso.io.convert import convert
@@ -144,10 +147,8 @@ def import_cmd(
                                    "(says how many were dropped)."),
     as_compendium: bool = typer.Option(False, "--as-compendium", help="Also write the gene matrix "
                                        "as 'archs4' so the VAE can pretrain on it."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output "
-                                   "(only a raviso output is ever replaced)."),
-    quiet: bool = typer.Option(False, "--quiet", help="No progress display (a bar with rows/s and "
-                               "ETA on a terminal, a line every 10 s otherwise)."),
+    overwrite: bool = OVERWRITE,
+    quiet: bool = QUIET,
 ):
     """Import salmon / kallisto / RSEM files or a transcripts x samples matrix into a store.
 
@@ -305,8 +306,7 @@ def cv_cmd(
                                    "no report.md/table1.csv/plots."),
     storage: Optional[str] = typer.Option(None, "--storage", help="Tune storage shared by all "
                                           "nodes (multi-node clusters; default CV/tune)."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output "
-                                   "(only a raviso output is ever replaced)."),
+    overwrite: bool = OVERWRITE,
     target_dtype: str = typer.Option("auto", "--target-dtype", help="auto | float32 | float16: "
                                      "storage of the memory-mapped isoform targets (auto: float16 "
                                      "above 4 GB of float32; adds ~1e-7 MSE)."),
@@ -365,8 +365,7 @@ def tune_cmd(
                                      "(from its last checkpoint)."),
     storage: Optional[str] = typer.Option(None, "--storage", help="Tune storage shared by all "
                                           "nodes (multi-node clusters; default TUNE/tune)."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output "
-                                   "(only a raviso output is ever replaced)."),
+    overwrite: bool = OVERWRITE,
     address: Optional[str] = ADDRESS,
 ):
     """Search a variant's hyperparameters on Ray Tune (Optuna TPE + ASHA) on inner folds."""
@@ -418,8 +417,7 @@ def fit_cmd(
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Epochs of a neural variant "
                                          "(default: the variant's)."),
     seed: int = typer.Option(0, "--seed", help="Random seed of the fit."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output "
-                                   "(only a raviso output is ever replaced)."),
+    overwrite: bool = OVERWRITE,
     target_dtype: str = typer.Option("auto", "--target-dtype", help="auto | float32 | float16 "
                                      "(as raviso cv)."),
     config: Optional[Path] = typer.Option(None, "--config", help="best.json from raviso tune: "
@@ -446,10 +444,8 @@ def predict_cmd(
                                        help="Fill genes the input lacks with 0 (and say how many)."),
     dataset: Optional[str] = typer.Option(None, "--dataset",
                                           help="Store dataset to read (default gtex_gene/archs4)."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output "
-                                   "(only a raviso output is ever replaced)."),
-    quiet: bool = typer.Option(False, "--quiet", help="No progress display (a bar with rows/s and "
-                               "ETA on a terminal, a line every 10 s otherwise)."),
+    overwrite: bool = OVERWRITE,
+    quiet: bool = QUIET,
 ):
     """Predict isoform expression, log2(TPM+1), for new samples."""
     from raviso.serve.predict import predict_file
@@ -467,10 +463,8 @@ def export_cmd(
     dataset: Optional[str] = typer.Option(None, "--dataset", help="archs4 | gtex_gene | "
                                           "gtex_isoform | truth (default: gtex_gene, else "
                                           "archs4)."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output "
-                                   "(only a raviso output is ever replaced)."),
-    quiet: bool = typer.Option(False, "--quiet", help="No progress display (a bar with rows/s and "
-                               "ETA on a terminal, a line every 10 s otherwise)."),
+    overwrite: bool = OVERWRITE,
+    quiet: bool = QUIET,
 ):
     """Write one dataset of a store as a samples x features table that scanpy (h5ad) or pandas
     (tsv) open directly, names included."""
@@ -482,8 +476,7 @@ def export_cmd(
 @app.command("demo")
 def demo_cmd(
     out: Path = typer.Option(Path("raviso-demo"), "--out", help="Everything is written under it."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output "
-                                   "(only a raviso output is ever replaced)."),
+    overwrite: bool = OVERWRITE,
     address: Optional[str] = ADDRESS,
 ):
     """The whole pipeline on built-in synthetic data (small preset), in minutes."""

@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
-from cvdata import write_tiny_run, write_tiny_store
 from test_bad_input import assert_one_line_error, run_cli
+from test_predict import fitted  # noqa: F401  (the fitted MODEL, shared)
 
 anndata = pytest.importorskip("anndata")
 
@@ -28,22 +28,8 @@ def write_h5ad(path, X, obs_names, var_names, sparse=False, obs=None, var=None):
     return path
 
 
-@pytest.fixture(scope="module")
-def fitted(tmp_path_factory):
-    from raviso.evaluate.cv import load_labelled
-    from raviso.models.saved import fit_model
-
-    root = tmp_path_factory.mktemp("ad")
-    store, d = write_tiny_store(root / "store")
-    run = write_tiny_run(root / "vae", d["genes"])
-    st, data = load_labelled(store, {"vae": str(run)})
-    model = fit_model(data, "vae_ffnn", root / "model", runs={"vae": str(run)},
-                      options={"epochs": 2, "seed": 1}, store_uri=st.uri)
-    return root, d, data, model.predict(data, np.arange(data.n))
-
-
 def test_predict_writes_a_real_anndata(fitted, tmp_path, capsys, monkeypatch):
-    root, d, data, expected = fitted
+    root, d, data, _, expected = fitted
     out = tmp_path / "pred.h5ad"
     code, _, err = run_cli(capsys, monkeypatch, "predict", root / "model", root / "store",
                            "--out", out)
@@ -70,7 +56,7 @@ def test_predict_writes_a_real_anndata(fitted, tmp_path, capsys, monkeypatch):
 def test_predict_reads_h5ad_input(fitted, tmp_path, sparse):
     from raviso.serve.predict import predict_file, read_predictions
 
-    root, d, data, expected = fitted
+    root, d, data, _, expected = fitted
     perm = np.random.default_rng(0).permutation(len(d["genes"]))
     src = write_h5ad(tmp_path / "in.h5ad", d["G"][:, perm], d["sample_id"],
                      [d["genes"][j] for j in perm], sparse=sparse)
@@ -113,7 +99,7 @@ def test_import_matrix_reads_h5ad(tmp_path):
 
 @pytest.mark.parametrize("to", ["h5ad", "tsv"])
 def test_export_round_trip(fitted, tmp_path, to, capsys, monkeypatch):
-    root, d, data, _ = fitted
+    root, d, data, _, _ = fitted
     out = tmp_path / f"iso.{to}"
     code, _, err = run_cli(capsys, monkeypatch, "export", root / "store", "--to", to,
                            "--dataset", "gtex_isoform", "--out", out)
