@@ -21,7 +21,7 @@ def tune_store(store, variant: str, trials: int, out, *, space_file=None, pretra
     into inner folds) and write TUNE/best.json, trials.parquet, search.png atomically."""
     from ..core.atomic import atomic_dir, check_writable_target
     from ..core.ray_session import init_ray
-    from .cv import latent_runs, load_labelled, parse_variants
+    from .inputs import latent_runs, load_labelled, parse_variants
     from .tune_space import default_space, read_space
 
     out = check_writable_target(Path(out), overwrite)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..core.atomic import check_writable_target
 from ..core.errors import RavisoError
-from ..evaluate.cv import latent_runs, load_labelled, parse_variants
+from ..evaluate.inputs import latent_runs, load_labelled, parse_variants
 from ..models.saved import fit_model, require_savable
 
 
