@@ -58,3 +58,31 @@ def test_gtex_transcript_gct_with_tissue_sheet(realdata, tmp_path):
     assert meta.tissue.notna().all() and meta.tissue.nunique() > 5
     G, I = st.numpy("gtex_gene"), st.numpy("gtex_isoform")
     np.testing.assert_allclose(2.0 ** G[:, 0] - 1, (2.0 ** I - 1).sum(1), rtol=1e-4, atol=1e-3)
+
+
+def test_gtex_gct_with_the_whole_annotation_table(realdata, tmp_path, capsys):
+    """Issue 12.14/12.15 on the real case: GTEx's sample table lists 22,951 samples, the GCT has
+    17,382 columns. Refused by default; --sample-set intersect imports the 17,382 and says that
+    5,569 were dropped; donors come from the GTEX-<donor>-... ids, so folds group by donor."""
+    import pytest
+
+    from raviso.core.errors import RavisoError
+    from raviso.data import make_folds
+
+    src = realdata / "gtex_v8_hk1" / "gtex_hk1.tsv.gz"
+    meta = realdata / "gtex_v8_hk1" / "gtex_meta.tsv.gz"
+    sheet = tmp_path / "meta.tsv"
+    sheet.write_bytes(gzip.decompress(meta.read_bytes()))
+    with pytest.raises(RavisoError, match=r"5569 samples of the sheet are not columns"):
+        import_matrix(src, tmp_path / "st", "tpm", samplesheet=sheet, label="Tissue")
+    st = Store(import_matrix(src, tmp_path / "st", "tpm", samplesheet=sheet, label="Tissue",
+                             sample_set="intersect", quiet=True))
+    assert "5569 of 22951 samples of the sheet are not in the matrix" in capsys.readouterr().err
+    m = st.meta("gtex_gene")
+    assert len(m) == 17382 and st.manifest["import"]["sheet_samples_dropped"] == 5569
+    assert m.donor.notna().all() and m.donor.str.match(r"^GTEX-[0-9A-Z]+$").all()
+    assert 900 < m.donor.nunique() < 1000          # GTEx v8: 948 donors with RNA-seq
+    folds = make_folds(m.tissue.to_numpy(), m.donor.to_numpy(), k=5)
+    assert folds.grouped_by == "donor"
+    fold_of_donor = m.assign(fold=folds.fold).groupby("donor").fold.nunique()
+    assert (fold_of_donor == 1).all()               # no donor's tissues in two folds
