@@ -215,6 +215,9 @@ def search(data, rows, variant: str, space: dict, *, trials: int, storage, base_
                                   failure_config=tune.FailureConfig(max_failures=max_failures),
                                   checkpoint_config=tune.CheckpointConfig(num_to_keep=1)))
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    # keeping one checkpoint per trial forces an experiment snapshot per checkpoint (cheap here);
+    # Tune warns about it on every search otherwise
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     if progress:
         progress(f"searching {variant} over {', '.join(space)}: {trials} trials, "
                  f"{len(splits)} inner folds of "
