@@ -165,27 +165,41 @@ def _donors(rng: np.random.Generator, tissue: np.ndarray, n_donors: int) -> np.n
 
 
 def build_world(seed: int, n_archs4: int, n_gtex: int, n_genes: int, n_isoforms: int) -> World:
-    """Draw the fixed part of the synthetic biology (cheap: no expression matrix is built)."""
+    """Draw the fixed part of the synthetic biology (cheap: no expression matrix is built). One
+    seeded stream, drawn in a fixed order section by section: the data set depends on that order."""
     rng = np.random.default_rng([seed, 0])
-    n_t = len(names.TISSUES)
+    layout = _draw_layout(rng, n_genes, n_isoforms)
+    genes = _draw_gene_model(rng, n_genes, layout["iso_counts"])
+    isoforms = _draw_isoform_model(rng, n_genes, n_isoforms, layout["dominant"])
+    gtex = _draw_gtex_samples(rng, n_gtex)
+    archs4 = _draw_archs4_samples(rng, n_archs4, genes["tissue_emb"])
+    return World(**layout, isoform_order=rng.permutation(n_isoforms),
+                 **{k: _f32(v) for k, v in {**genes, **isoforms}.items()}, **gtex, **archs4)
 
-    # -- names and orders. Internal gene order = alphabetical = the ARCHS4 file's order (no column
-    # permutation for the biggest matrix); ENSG ids are unrelated to it, as in reality.
+
+def _draw_layout(rng: np.random.Generator, n_genes: int, n_isoforms: int) -> dict:
+    """Names and orders. Internal gene order = alphabetical = the ARCHS4 file's order (no column
+    permutation for the biggest matrix); ENSG ids are unrelated to it, as in reality."""
     symbols = sorted(names.gene_symbols(rng, n_genes))
     gene_ids = names.ensembl_ids(rng, "ENSG", n_genes)
     gene_ids = [gene_ids[i] for i in rng.permutation(n_genes)]
     counts = isoforms_per_gene(rng, n_genes, n_isoforms)
     iso_ids = names.ensembl_ids(rng, "ENST", n_isoforms)
     iso_ids = [iso_ids[i] for i in rng.permutation(n_isoforms)]  # ENST not sorted within genes
-    iso_gene = np.repeat(np.arange(n_genes), counts)
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
     dominant = np.zeros(n_isoforms, bool)
     dominant[starts + (rng.random(n_genes) * counts).astype(np.int64)] = True
     gtex_order = rng.permutation(n_genes)
     while n_genes > 1 and np.array_equal(gtex_order, np.arange(n_genes)):
         gtex_order = rng.permutation(n_genes)
+    return dict(gene_symbols=symbols, gene_ids=gene_ids, isoform_ids=iso_ids,
+                iso_gene=np.repeat(np.arange(n_genes), counts), iso_starts=starts,
+                iso_counts=counts, dominant=dominant, gtex_gene_order=gtex_order)
 
-    # -- gene model: tissue embedding (shared within organ group) -> tanh layer -> genes
+
+def _draw_gene_model(rng: np.random.Generator, n_genes: int, counts: np.ndarray) -> dict:
+    """Tissue embedding (shared within organ group) -> tanh layer -> genes."""
+    n_t = len(names.TISSUES)
     groups = names.tissue_groups()
     group_emb = rng.normal(0, 1.3, (groups.max() + 1, TISSUE_DIM))
     tissue_emb = group_emb[groups] + rng.normal(0, 0.5, (n_t, TISSUE_DIM))
@@ -199,8 +213,15 @@ def build_world(seed: int, n_archs4: int, n_gtex: int, n_genes: int, n_isoforms:
     archs4_shift = rng.normal(0, 0.6, n_genes)
     p_off = GENE_OFF_MAX / (1 + np.exp(gene_mu - GENE_OFF_LEVEL))
     gene_on = rng.random((n_t, n_genes)) >= p_off
+    return dict(tissue_emb=tissue_emb, w1=w1, b1=b1, w2=w2, gene_mu=gene_mu,
+                archs4_shift=archs4_shift, gene_on=gene_on)
 
-    # -- isoform model
+
+def _draw_isoform_model(rng: np.random.Generator, n_genes: int, n_isoforms: int,
+                        dominant: np.ndarray) -> dict:
+    """Per-isoform base share, tissue, latent and donor effects; weak minor isoforms may be off."""
+    n_t = len(names.TISSUES)
+    groups = names.tissue_groups()
     base = rng.normal(0.0, 1.0, n_isoforms)
     base[dominant] = rng.uniform(1.0, 4.0, n_genes)
     iso_tissue = (rng.normal(0, 0.6, (groups.max() + 1, n_isoforms))[groups]
@@ -212,8 +233,13 @@ def build_world(seed: int, n_archs4: int, n_gtex: int, n_genes: int, n_isoforms:
     weak = ~dominant & (base < np.median(base[~dominant]))
     iso_on = (rng.random((n_t, n_isoforms)) >= P_OFF_WEAK) | ~weak
     iso_scale = rng.lognormal(0, 0.15, n_genes)
+    return dict(iso_base=base, iso_tissue=iso_tissue, iso_latent=iso_latent,
+                iso_donor=iso_donor, iso_on=iso_on, iso_scale=iso_scale)
 
-    # -- GTEx samples: tissues of very unequal size, donors giving several tissues
+
+def _draw_gtex_samples(rng: np.random.Generator, n_gtex: int) -> dict:
+    """Tissues of very unequal size, donors giving several tissues; rows sorted by sample id."""
+    n_t = len(names.TISSUES)
     tcount = tissue_counts(rng, n_gtex)
     tissue = rng.permutation(np.repeat(np.arange(n_t), tcount))
     n_donors = max(2, int(round(n_gtex / 18.3)))
@@ -223,12 +249,15 @@ def build_world(seed: int, n_archs4: int, n_gtex: int, n_genes: int, n_isoforms:
     z = 0.6 * donor_z[donor] + 0.8 * rng.normal(0, 1, (n_gtex, N_PROGRAMS))
     ids = names.gtex_sample_ids(rng, donor_names, donor, tissue)
     order = np.argsort(np.array(ids, dtype=object), kind="stable")  # real files: sorted by id
-    ids = [ids[i] for i in order]
-    tissue, donor, z = tissue[order], donor[order], z[order]
-    gtex_depth = rng.lognormal(0, 0.4, n_gtex)
-    donor_q = rng.normal(0, 1, (n_donors, 4))
+    return dict(gtex_ids=[ids[i] for i in order], gtex_tissue=tissue[order],
+                gtex_donor=donor[order], gtex_z=_f32(z[order]),
+                gtex_depth=_f32(rng.lognormal(0, 0.4, n_gtex)),
+                donor_q=_f32(rng.normal(0, 1, (n_donors, 4))))
 
-    # -- ARCHS4 samples: own distribution (flatter tissue mix, mixtures, off-manifold states)
+
+def _draw_archs4_samples(rng: np.random.Generator, n_archs4: int, tissue_emb: np.ndarray) -> dict:
+    """ARCHS4's own distribution: flatter tissue mix, mixtures, off-manifold states."""
+    n_t = len(names.TISSUES)
     primary = rng.choice(n_t, size=n_archs4, p=(w := names.TISSUE_WEIGHTS ** 0.3) / w.sum())
     mix = np.zeros((n_archs4, n_t))
     mix[np.arange(n_archs4), primary] = 1.0
@@ -237,21 +266,8 @@ def build_world(seed: int, n_archs4: int, n_gtex: int, n_genes: int, n_isoforms:
     archs4_emb = mix @ tissue_emb + rng.normal(0, 0.5, (n_archs4, TISSUE_DIM))
     archs4_z = rng.normal(0.3, 1.3, (n_archs4, N_PROGRAMS))
     archs4_ids = names.geo_sample_ids(rng, n_archs4)
-    archs4_depth = rng.lognormal(0, 0.8, n_archs4)
-
-    return World(
-        gene_symbols=symbols, gene_ids=gene_ids, isoform_ids=iso_ids, iso_gene=iso_gene,
-        iso_starts=starts, iso_counts=counts, dominant=dominant,
-        gtex_gene_order=gtex_order, isoform_order=rng.permutation(n_isoforms),
-        tissue_emb=_f32(tissue_emb), w1=_f32(w1), b1=_f32(b1), w2=_f32(w2), gene_mu=_f32(gene_mu),
-        archs4_shift=_f32(archs4_shift), gene_on=_f32(gene_on), iso_base=_f32(base),
-        iso_tissue=_f32(iso_tissue), iso_latent=_f32(iso_latent), iso_donor=_f32(iso_donor),
-        iso_on=_f32(iso_on), iso_scale=_f32(iso_scale),
-        gtex_ids=ids, gtex_tissue=tissue, gtex_donor=donor, gtex_z=_f32(z),
-        gtex_depth=_f32(gtex_depth), donor_q=_f32(donor_q),
-        archs4_ids=archs4_ids, archs4_emb=_f32(archs4_emb), archs4_mix=_f32(mix),
-        archs4_z=_f32(archs4_z), archs4_depth=_f32(archs4_depth),
-    )
+    return dict(archs4_ids=archs4_ids, archs4_emb=_f32(archs4_emb), archs4_mix=_f32(mix),
+                archs4_z=_f32(archs4_z), archs4_depth=_f32(rng.lognormal(0, 0.8, n_archs4)))
 
 
 # -- blocks of expression ------------------------------------------------------------------------
