@@ -222,7 +222,8 @@ def pretrain_cmd(
                                               "hold the data in the object store [auto: when "
                                               "small]."),
     max_failures: Optional[int] = typer.Option(None, "--max-failures", help="Worker failures "
-                                               "to recover from the last checkpoint [0]."),
+                                               "to recover from the last checkpoint (default: 0 on "
+                                               "a local Ray, 3 on a cluster)."),
     keep_checkpoints: Optional[int] = typer.Option(None, "--keep-checkpoints", help="Checkpoints "
                                                    "kept [2]."),
     no_gtex: bool = typer.Option(False, "--no-gtex-eval", help="Skip scoring gtex_gene."),
@@ -305,7 +306,10 @@ def cv_cmd(
     no_report: bool = typer.Option(False, "--no-report", help="Write results.json only, "
                                    "no report.md/table1.csv/plots."),
     storage: Optional[str] = typer.Option(None, "--storage", help="Tune storage shared by all "
-                                          "nodes (multi-node clusters; default CV/tune)."),
+                                          "nodes (multi-node clusters; default .CV.tune beside "
+                                          "CV, kept until CV is written)."),
+    resume: bool = typer.Option(False, "--resume", help="Reuse the trials a killed or failed "
+                                "run of this same CV finished; run only the others."),
     overwrite: bool = OVERWRITE,
     target_dtype: str = typer.Option("auto", "--target-dtype", help="auto | float32 | float16: "
                                      "storage of the memory-mapped isoform targets (auto: float16 "
@@ -329,8 +333,8 @@ def cv_cmd(
                     address=address, cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial,
                     max_failures=max_failures, save_model=save_model, overwrite=overwrite,
                     report=not no_report, storage=storage, target_dtype=target_dtype,
-                    max_concurrent=max_concurrent, tune=tune, tuned_config=config,
-                    inner_folds=inner_folds, repeats=repeats)
+                    max_concurrent=max_concurrent, resume=resume, repeats=repeats, tune=tune,
+                    tuned_config=config, inner_folds=inner_folds)
     print(cv_dir / ("results.json" if no_report else "report.md"))
 
 
@@ -543,6 +547,24 @@ def submit(
 
     outcome = submit_job(list(ctx.args), address=address, wait=wait, with_deps=with_deps)
     raise typer.Exit(outcome.exit_code)
+
+
+@app.command("aws-setup")
+def aws_setup_cmd(
+    ssh_cidr: str = typer.Option(..., "--ssh-cidr", help="The only network SSH may come from, "
+                                 "e.g. 203.0.113.7/32 (0.0.0.0/0 is refused)."),
+    bucket: str = typer.Option(..., "--bucket", help="The S3 bucket of stores and checkpoints: "
+                               "the only one the nodes' profiles may use."),
+    out: Path = typer.Option(Path("aws-setup.sh"), "--out", help="The bash script to write."),
+    template: Path = typer.Option(Path("cluster.yaml"), "--template",
+                                  help="The cluster config to render (region and name from it)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing script."),
+):
+    """Write a script that creates the AWS security group (SSH from --ssh-cidr only) and the
+    least-privilege IAM profiles, then renders cluster.yaml as cluster.mine.yaml."""
+    from raviso.cluster.aws import write_setup_script
+
+    print(write_setup_script(template, ssh_cidr, bucket, out, overwrite=overwrite))
 
 
 @app.command()

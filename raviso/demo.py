@@ -22,6 +22,7 @@ import os
 import time
 from pathlib import Path
 
+from .core.atomic import OUTPUT_MARKER, check_replaceable
 from .core.errors import RavisoError
 
 SEED = 0
@@ -50,10 +51,12 @@ def run_demo(out="raviso-demo", overwrite: bool = False, address: str | None = N
     if out.exists():
         if not overwrite:
             raise RavisoError("already exists (pass --overwrite to replace it)", out)
+        check_replaceable(out)
         shutil.rmtree(out)
     if not out.parent.is_dir():
         raise RavisoError("parent directory does not exist", out.parent)
     out.mkdir()
+    (out / OUTPUT_MARKER).write_text("raviso demo\n")     # --overwrite may replace it later
     t_start = time.perf_counter()
     steps = []
 

@@ -59,19 +59,20 @@ def test_job_address(monkeypatch):
 
 
 def test_runtime_env_ships_this_checkout():
-    env = submit.runtime_env()
-    (package,) = env["py_modules"]
-    assert Path(package) == ROOT / "raviso"
-    shipped = Path(env["working_dir"])
-    assert sorted(p.name for p in shipped.iterdir()) == ["cli.py"]
-    assert filecmp.cmp(shipped / "cli.py", ROOT / "cli.py", shallow=False)
+    with submit.staged_cli() as working_dir:
+        env = submit.runtime_env(working_dir)
+        (package,) = env["py_modules"]
+        assert Path(package) == ROOT / "raviso"
+        shipped = Path(env["working_dir"])
+        assert sorted(p.name for p in shipped.iterdir()) == ["cli.py"]
+        assert filecmp.cmp(shipped / "cli.py", ROOT / "cli.py", shallow=False)
     # the job's own init_ray attaches to the cluster it runs on
     assert env["env_vars"]["RAVISO_RAY_ADDRESS"] == "auto"
     assert "pip" not in env
 
 
 def test_with_deps_pip_installs_all_but_ray_and_torch():
-    reqs = submit.runtime_env(with_deps=True)["pip"]
+    reqs = submit.runtime_env("unused", with_deps=True)["pip"]
     names = {r.split(">")[0].split("=")[0].split("[")[0].strip().lower() for r in reqs}
     assert {"pyarrow", "h5py", "typer", "scikit-learn"} <= names
     assert not names & {"ray", "torch", "pytest", "jsonschema"}

@@ -57,7 +57,7 @@ def test_killed_train_worker_resumes_from_checkpoint_without_losing_epochs(ray_s
 
     store = structured_store(tmp_path / "store")
     run = tmp_path / "run"
-    ckpts = run / "checkpoints" / "train"
+    ckpts = run / "checkpoints"             # <ray run name>/checkpoint_epoch-*: one run here
     outcome = {}
 
     def train():
@@ -74,7 +74,7 @@ def test_killed_train_worker_resumes_from_checkpoint_without_losing_epochs(ray_s
     thread.start()
     # wait for the first checkpoint, then kill one worker while epoch 2 is under way
     deadline = time.monotonic() + 240
-    while not (ckpts / "checkpoint_epoch-00001").is_dir():
+    while not any(ckpts.glob("*/checkpoint_epoch-00001")):
         assert thread.is_alive(), f"training ended before its first checkpoint: {outcome}"
         assert time.monotonic() < deadline, "no first checkpoint within 240 s"
         time.sleep(0.05)
@@ -82,7 +82,7 @@ def test_killed_train_worker_resumes_from_checkpoint_without_losing_epochs(ray_s
     assert len(pids) == 2, pids
     victim = min(pids)
     os.kill(victim, signal.SIGKILL)
-    killed_during = sorted(p.name for p in ckpts.glob("checkpoint_epoch-*"))
+    killed_during = sorted(p.name for p in ckpts.glob("*/checkpoint_epoch-*"))
     thread.join(timeout=300)
     assert not thread.is_alive(), "training did not finish within 300 s of the kill"
     assert "error" not in outcome, outcome.get("error")

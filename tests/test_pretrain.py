@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,6 +18,7 @@ from raviso.data import Store
 from raviso.core.errors import RavisoError
 from raviso.train.datasets import is_validation
 from raviso.train.config import TrainConfig
+from raviso.train.runspec import ray_run_dir
 from raviso.data.store import write_store
 
 N_ARCHS4, N_GTEX, N_GENES = 400, 60, 40
@@ -62,7 +64,7 @@ def trained(tmp_path_factory, ray_session):
     pretrain(store, run, MODEL, TRAIN, quiet=True)
     first = read_jsonl(run / "metrics.jsonl")
     ckpt2 = root / "ckpt2"
-    shutil.copytree(run / "checkpoints" / "train" / "checkpoint_epoch-00002", ckpt2)
+    shutil.copytree(Path(ray_run_dir(run)) / "checkpoint_epoch-00002", ckpt2)
     # continue the same run to a third epoch
     pretrain(store, run, {}, {"epochs": 3}, resume=True, quiet=True)
     return store, run, first, ckpt2
@@ -103,7 +105,7 @@ def test_run_directory_is_complete_and_loadable(trained):
     assert set(weights) == set(loaded.model.state_dict())
     assert "logvar.weight" in weights and weights["mu.weight"].shape == (3, 16)
     # the checkpoint's weights are plain tensors: torch.load(weights_only=True) works
-    last = run / "checkpoints" / "train" / "checkpoint_epoch-00003"
+    last = Path(ray_run_dir(run)) / "checkpoint_epoch-00003"
     state = torch.load(last / "model.pt", weights_only=True)
     assert all(torch.equal(state[k], weights[k]) for k in weights)
 
@@ -114,7 +116,7 @@ def test_resume_continues_epoch_count_and_optimizer_state(trained):
     metrics = read_jsonl(run / "metrics.jsonl")
     assert [r["epoch"] for r in metrics] == [1, 2, 3]            # nothing lost, nothing repeated
     assert metrics[:2] == first                                     # history carried over intact
-    ckpt3 = run / "checkpoints" / "train" / "checkpoint_epoch-00003"
+    ckpt3 = Path(ray_run_dir(run)) / "checkpoint_epoch-00003"
     assert json.loads((ckpt3 / "state.json").read_text())["epoch"] == 3
     opt2 = torch.load(ckpt2 / "optimizer.pt", weights_only=True)
     opt3 = torch.load(ckpt3 / "optimizer.pt", weights_only=True)

@@ -15,6 +15,7 @@ cluster's token in ``~/.ray/auth_token`` (or ``RAY_AUTH_TOKEN``): Ray's client a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shlex
 import sys
@@ -71,22 +72,36 @@ def package_paths() -> tuple[str, str]:
     return str(Path(raviso.__file__).resolve().parent), str(Path(spec.origin).resolve())
 
 
-def cli_working_dir(cli_path: str) -> str:
-    """A directory holding only a copy of cli.py, the job's working_dir (so `python -m cli` finds
-    it). Ray's uploader takes directories and wheels, not single files, in py_modules; a working_dir
-    of the whole checkout would also upload the user's stores and runs. Same content -> same
-    directory -> Ray's content hash reuses the upload."""
-    import hashlib
+@contextlib.contextmanager
+def staged_cli(cli_path: str | None = None):
+    """A private directory holding only a copy of cli.py: the job's working_dir (so `python -m cli`
+    finds it). Ray's uploader takes directories and wheels, not single files, in py_modules; a
+    working_dir of the whole checkout would also upload the user's stores and runs.
+
+    Private because what is in it runs on the cluster with the user's token: `mkdtemp` makes a
+    fresh, unpredictable directory with mode 0700 (never a predictable /tmp name another local
+    user could create first, or point elsewhere with a symlink), cli.py is created with O_EXCL |
+    O_NOFOLLOW, and owner, mode and content are checked before use. Removed on exit (Ray has
+    uploaded it by then; its content hash still reuses an identical upload)."""
     import shutil
+    import stat
     import tempfile
 
+    cli_path = cli_path or package_paths()[1]
     data = Path(cli_path).read_bytes()
-    d = Path(tempfile.gettempdir()) / f"raviso-submit-{hashlib.sha256(data).hexdigest()[:16]}"
-    if not (d / "cli.py").is_file():
-        d.mkdir(exist_ok=True)
-        shutil.copyfile(cli_path, d / "cli.py.tmp")
-        os.replace(d / "cli.py.tmp", d / "cli.py")
-    return str(d)
+    d = tempfile.mkdtemp(prefix="raviso-submit-")
+    try:
+        target = os.path.join(d, "cli.py")
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        st = os.lstat(d)
+        if (not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid()
+                or stat.S_IMODE(st.st_mode) & 0o077 or Path(target).read_bytes() != data):
+            raise RavisoError("the staging directory for cli.py is not private to you", d)
+        yield d
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
 
 
 def pip_requirements() -> list[str]:
@@ -109,11 +124,12 @@ def pip_requirements() -> list[str]:
     return out
 
 
-def runtime_env(with_deps: bool = False, env_vars: dict | None = None) -> dict:
-    """Ship this checkout's code; make the job's own `init_ray` attach to the cluster it runs on
-    (``RAVISO_RAY_ADDRESS=auto``) instead of starting a private Ray beside it."""
-    package, cli_path = package_paths()
-    env = {"py_modules": [package], "working_dir": cli_working_dir(cli_path),
+def runtime_env(working_dir: str, with_deps: bool = False, env_vars: dict | None = None) -> dict:
+    """Ship this checkout's code (`working_dir`: from `staged_cli`); make the job's own
+    `init_ray` attach to the cluster it runs on (``RAVISO_RAY_ADDRESS=auto``) instead of starting
+    a private Ray beside it."""
+    package, _ = package_paths()
+    env = {"py_modules": [package], "working_dir": str(working_dir),
            "env_vars": {"RAVISO_RAY_ADDRESS": "auto", "PYTHONUNBUFFERED": "1", **(env_vars or {})}}
     if with_deps:
         env["pip"] = pip_requirements()
@@ -144,6 +160,7 @@ def connect(address: str):
         raise RavisoError(f"cannot reach the Ray job server ({type(e).__name__}); is the cluster "
                           "up and `ray dashboard cluster.yaml` forwarding port 8265?",
                           address) from None
+    protect_token()
     _use_token_if_present()
     try:
         return JobSubmissionClient(address)
@@ -153,6 +170,25 @@ def connect(address: str):
                           "RAY_AUTH_TOKEN)", address) from None
     except (ConnectionError, RuntimeError) as e:  # version too old, not a Ray job server
         raise RavisoError(str(e).splitlines()[0], address) from None
+
+
+def protect_token(path=None) -> bool:
+    """Make the local Ray token owner-only when others can read it (`ray get-auth-token
+    --generate` writes it with the default umask; cluster.yaml copies it to every node).
+    Returns whether it had to."""
+    import stat
+
+    path = Path(path or os.environ.get("RAY_AUTH_TOKEN_PATH") or Path.home() / ".ray" / "auth_token")
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    if st.st_uid != os.getuid() or not stat.S_IMODE(st.st_mode) & 0o077:
+        return False
+    os.chmod(path, 0o600)
+    print(f"raviso: {path} was readable by other users; made it private (chmod 600)",
+          file=sys.stderr)
+    return True
 
 
 def _use_token_if_present() -> None:
@@ -176,8 +212,10 @@ def submit(args: list[str], address: str | None = None, wait: bool = True,
     address = job_address(address)
     client = connect(address)
     try:
-        job_id = client.submit_job(entrypoint=command, runtime_env=runtime_env(with_deps),
-                                   metadata={"raviso": command})
+        with staged_cli() as working_dir:
+            job_id = client.submit_job(entrypoint=command,
+                                       runtime_env=runtime_env(working_dir, with_deps),
+                                       metadata={"raviso": command})
     except (RuntimeError, ValueError) as e:
         raise RavisoError(f"job submission refused: {str(e).splitlines()[0]}", address) from None
     print(f"raviso: submitted {job_id} to {address}: {command}", file=sys.stderr)

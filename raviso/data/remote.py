@@ -25,6 +25,8 @@ from pathlib import Path
 import pyarrow.fs as pafs
 
 from .reader import resolve
+from ..core.atomic import MARKERS as OUTPUT_MARKERS
+from ..core.atomic import OUTPUT_MARKER, marker_ok
 from ..core.errors import RavisoError
 from .store import MANIFEST
 
@@ -42,6 +44,24 @@ class Copied:
 
 def _exists(fs: pafs.FileSystem, path: str) -> bool:
     return fs.get_file_info(path).type != pafs.FileType.NotFound
+
+
+def _replaceable(fs: pafs.FileSystem, root: str) -> bool:
+    """--overwrite may replace `root` only when it is empty or a raviso output (a store, a RUN,
+    or an earlier copy, interrupted ones included: `copy_tree` writes `OUTPUT_MARKER` first)."""
+    if not fs.get_file_info(pafs.FileSelector(root)):
+        return True
+
+    def reader(name):
+        def read():
+            try:
+                with fs.open_input_stream(posixpath.join(root, name)) as f:
+                    return f.read()
+            except (FileNotFoundError, OSError):
+                return None
+        return read
+
+    return any(marker_ok(name, reader(name)) for name in OUTPUT_MARKERS)
 
 
 def kind_of(fs: pafs.FileSystem, root: str, where: str) -> str:
@@ -88,6 +108,9 @@ def copy_tree(src, dst, *, src_filesystem: pafs.FileSystem | None = None,
     if _exists(dfs, droot):
         if not overwrite:
             raise RavisoError("already exists (pass --overwrite to replace it)", dst)
+        if not _replaceable(dfs, droot):
+            raise RavisoError("exists and is not a raviso output: --overwrite will not delete "
+                              "it; choose another destination or remove it yourself", dst)
         for marker in MARKERS:                       # unreadable first, then gone
             if _exists(dfs, posixpath.join(droot, marker)):
                 dfs.delete_file(posixpath.join(droot, marker))
@@ -95,6 +118,8 @@ def copy_tree(src, dst, *, src_filesystem: pafs.FileSystem | None = None,
     elif isinstance(dfs, pafs.LocalFileSystem) and not os.path.isdir(os.path.dirname(droot)):
         raise RavisoError("parent directory does not exist", os.path.dirname(droot))
     dfs.create_dir(droot, recursive=True)
+    with dfs.open_output_stream(posixpath.join(droot, OUTPUT_MARKER)) as f:
+        f.write(b"raviso copy\n")                 # first: an interrupted copy is still ours
     n = size = 0
     for info in _files(sfs, sroot):
         rel = posixpath.relpath(info.path, sroot)

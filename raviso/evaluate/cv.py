@@ -124,8 +124,14 @@ def trial_order(variants, k: int) -> list[list]:
 def tune_folds(data: Labelled, folds: Folds, variants, storage: Path, *, options=None,
                cpus_per_trial: float = 1, gpus_per_trial: float = 0, max_failures: int = 2,
                max_concurrent: int | None = None, extra_config: dict | None = None,
-               name: str = "cv", progress=None) -> TuneOutcome:
-    """Run every (fold, variant) as a Tune trial on the connected Ray; collect metrics + errors."""
+               name: str = "cv", progress=None, done: dict | None = None) -> TuneOutcome:
+    """Run every (fold, variant) as a Tune trial on the connected Ray; collect metrics + errors.
+    `done`: trials finished by an earlier attempt (`raviso.evaluate.resume`), reused as they are."""
+    from .resume import reused_trials
+
+    trials, errors = reused_trials(done, _TRIAL_KEYS)
+    jobs = [j for j in trial_order(variants, folds.k) if (j[0], j[1]) not in (done or {})]
+
     from ray import tune
 
     from ..core.ray_session import cluster_cpus, cluster_gpus
@@ -140,7 +146,7 @@ def tune_folds(data: Labelled, folds: Folds, variants, storage: Path, *, options
     # one grid axis of [fold, variant] pairs (not a cross product), unpacked by `_job_trial`
     trainable = tune.with_resources(tune.with_parameters(     # (R, n) ids with --repeats
         _job_trial, data=data, fold_ids=getattr(folds, "assignments", folds.fold)), res)
-    space = {"job": tune.grid_search(trial_order(variants, folds.k)),
+    space = {"job": tune.grid_search(jobs),
              "options": dict(options or {}), "threads": max(1, int(cpus_per_trial)),
              **(extra_config or {})}
     storage = str(storage) if "://" in str(storage) else str(Path(storage).absolute())
@@ -158,9 +164,8 @@ def tune_folds(data: Labelled, folds: Folds, variants, storage: Path, *, options
     )
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")   # the new console output ignores verbose=0
     t0 = time.perf_counter()
-    grid = tuner.fit()
+    grid = tuner.fit() if jobs else []
     wall = time.perf_counter() - t0
-    trials, errors = [], {}
     for r in grid:
         fold, variant = r.config["job"]
         m = dict(r.metrics or {})
@@ -252,7 +257,7 @@ def run_cv(store, pretrained=None, pretrained_ae=None, variants=None, folds: int
            max_failures: int = 2, save_model: bool = False, overwrite: bool = False,
            report: bool = True, variant_options: dict | None = None, num_cpus: int | None = None,
            storage: str | None = None, progress=print, target_dtype: str = "auto",
-           max_concurrent: int | None = None, repeats: int = 1,
+           max_concurrent: int | None = None, resume: bool = False, repeats: int = 1,
            tune: int = 0, tuned_config=None, inner_folds: int = 3,
            _fail_once: tuple | None = None) -> Path:
     """Cross-validate `variants` on the store's labelled set; write CV (results.json, errors/,
@@ -260,14 +265,17 @@ def run_cv(store, pretrained=None, pretrained_ae=None, variants=None, folds: int
     of that many trials per outer fold, or a fixed best.json, as ``<variant>@tuned`` columns
     (`raviso.evaluate.nested`).
 
-    `storage`: where Tune persists trial results (default ``CV/tune`` on this machine; on a
-    multi-node cluster give a path every node shares, or an ``s3://``/``gs://`` URI)."""
+    `storage`: where Tune persists trial results (default ``.CV.tune`` beside CV on this machine;
+    on a multi-node cluster give a path every node shares, or an ``s3://``/``gs://`` URI); kept
+    until CV is written whole, so `resume` reruns only the trials that did not finish
+    (`raviso.evaluate.resume`)."""
     from . import results as results_mod
     from .nested import check_tuning, tuning_plan
     from ..core.ray_session import init_ray
 
     if out is None:
         raise RavisoError("--out is required")
+    overwrite = overwrite or resume        # a resumed CV replaces what the failed attempt wrote
     out = check_writable_target(Path(out), overwrite)
     if group_by not in ("donor", "none"):
         raise RavisoError(f"--group-by must be donor or none (got {group_by!r})")
@@ -285,20 +293,31 @@ def run_cv(store, pretrained=None, pretrained_ae=None, variants=None, folds: int
     if gpus_per_trial:
         options.setdefault("device", "cuda")
     init_ray(address=address, num_cpus=num_cpus)
+    from . import resume as resume_mod
+
+    trial_root = resume_mod.trial_store(out, storage)
+    experiment, done = resume_mod.prepare(trial_root, resume_mod.fingerprint(
+        {"store": str(store), "pretrained": runs.get("vae"), "pretrained_ae": runs.get("ae"),
+         "variants": names, "folds": folds, "repeats": repeats, "group_by": group_by,
+         "fold_scheme": fold_scheme, "epochs": epochs, "seed": seed, "variant_options": options,
+         "target_dtype": target_dtype, "tune": tune, "inner_folds": inner_folds,
+         "tuned_config": None if not tuned_config else str(tuned_config)},
+        getattr(fold_plan, "assignments", fold_plan.fold)), resume, progress)   # (R, n)
+    done = {k: v for k, v in done.items() if "@" not in k[1]}   # a nested search reruns: so do they
     with atomic_dir(out, overwrite=overwrite) as tmp:
         extra = {}
         if _fail_once:
             extra = {"_fail_once_marker": str(Path(tmp) / ".fail-once"),
                      "_fail_once_trial": list(_fail_once)}
         plan = tuning_plan(data, fold_plan, names, tune, tuned_config, tmp,
-                           storage or Path(tmp) / "tune", options, epochs=epochs,
+                           trial_root, options, epochs=epochs,
                            inner_folds=inner_folds, seed=seed, group_by=group_by,
                            fold_scheme=fold_scheme, cpus_per_trial=cpus_per_trial,
                            gpus_per_trial=gpus_per_trial, max_failures=max_failures,
                            progress=progress)
         names, extra["fold_options"] = names + plan.variants, plan.fold_options
         progress(f"running {fold_plan.k} folds x {len(names)} variants on Ray Tune")
-        outcome = tune_folds(data, fold_plan, names, storage or Path(tmp) / "tune",
+        outcome = tune_folds(data, fold_plan, names, trial_root, name=experiment, done=done,
                              options=options, progress=progress,
                              cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial,
                              max_failures=max_failures, extra_config=extra,
@@ -327,6 +346,8 @@ def run_cv(store, pretrained=None, pretrained_ae=None, variants=None, folds: int
 
             write_report(tmp, pretrain=pretrained if has_curves(pretrained) else None)
     failed = [t for t in doc["trials"] if t["status"] != "ok"]
+    if not failed:
+        resume_mod.discard(trial_root)
     if failed:
         which = ", ".join(f"fold {t['fold']} {t['variant']}" for t in failed[:5])
         raise RavisoError(f"{len(failed)} trial(s) failed after {max_failures} retries ({which}); "

@@ -4,8 +4,6 @@ attached (columns aligned by gene name to the run's genes)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
 from ..data.reader import Store
@@ -51,15 +49,15 @@ def latent_runs(variants, pretrained=None, pretrained_ae=None) -> dict[str, str]
 
 def latent_for(run_path, store: Store, data: Labelled) -> tuple[np.ndarray, np.ndarray]:
     """(sample_id, Z) of the labelled samples in `run_path`'s latent space: read from
-    ``STORE/latent/<run name>/gtex`` when `raviso encode` already wrote it, else encoded in memory
-    from `data.genes` (columns aligned by name to the run's genes)."""
+    ``STORE/latent/<run name>/gtex`` when `raviso encode` wrote it with THIS run (same path and
+    weights checksum: `cached_latent`), else encoded in memory from `data.genes` (columns aligned
+    by name to the run's genes)."""
+    from ..train.encode import cached_latent, read_latent
     from ..train.runs import load_run
 
     run = load_run(run_path)
-    cached = Path(store.root) / "latent" / run.name / "gtex"
-    if cached.exists():
-        from ..train.encode import read_latent
-
+    cached = cached_latent(run, store)
+    if cached is not None:
         return read_latent(cached)
     return data.sample_id, run.encode_named(data.genes, data.gene_names, source=store.uri)
 

@@ -23,7 +23,8 @@ Schema (``"schema": "raviso.cv.results/1"``)::
                      floor_heldout_donor (MSE(observed, held-out-donor expectation); null
                      without ``truth_heldout``; `raviso.evaluate.floors`)
     trials           list over fold x variant: fold, variant, status ("ok" | "error"), attempts,
-                     retried (attempts > 1), error (last line, or null), mse, mse_mean_baseline,
+                     retried (attempts > 1), reused (present and true when `cv --resume` took
+                     it from an earlier attempt), error (last line, or null), mse, mse_mean_baseline,
                      r2 (vs the training-fold mean), median_pearson, frac_r_gt_05, n_isoforms_r,
                      n_isoforms_excluded, n_samples, fit_seconds, seconds, n_train, n_test,
                      zero_copy (the trial's matrices were read-only object-store views),

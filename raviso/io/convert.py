@@ -84,6 +84,7 @@ def convert(store, src=None, *, archs4=None, gtex_gene=None, gtex_isoform=None, 
     """Convert the inputs into a store at `store`; returns a summary (rows, seconds, GB/s per
     dataset). Explicit file arguments override the files found in directory `src`."""
     log = log or (lambda msg: None)
+    store = check_writable_target(store, overwrite)     # before any work: nothing to undo
     if gene_set not in ("exact", "intersect"):
         raise RavisoError(f"--gene-set must be exact or intersect (got {gene_set!r})")
     files: dict[str, Path] = find_course_files(src) if src is not None else {}
@@ -94,7 +95,6 @@ def convert(store, src=None, *, archs4=None, gtex_gene=None, gtex_isoform=None, 
     if tissues and attributes:
         raise RavisoError("give --tissues or --attributes, not both")
     files.update({k: Path(v) for k, v in explicit.items() if v is not None})
-    store = check_writable_target(store, overwrite)
     with contextlib.ExitStack() as stack:
         readers: dict[str, MatrixSource] = {}
         for role in ("archs4", "gtex_gene", "gtex_isoform", *TRUTHS):

@@ -4,10 +4,9 @@ log2(TPM+1) sample rows; gene symbols that occur more than once are summed in TP
 
 from __future__ import annotations
 
-import tempfile
-
 import numpy as np
 
+from ..core.atomic import scratch_array
 from ..core.errors import RavisoError
 from .source import Chunk, DuplicateSum, MatrixSource, _log2p1, _ring, _slab_out
 from .text import CSV_BLOCK_BYTES, _batch_to_matrix, _csv_batches, _header_lines
@@ -54,9 +53,7 @@ class GCT(MatrixSource):
             raise RavisoError("GCT has 0 feature rows", self.path)
         nbytes = 4 * n_s * n_f
         if nbytes > GCT_MEMORY_BYTES:
-            self._tmpfile = tempfile.NamedTemporaryFile(dir=self.tmpdir, prefix=".gct-",
-                                                        suffix=".f32")
-            T = np.memmap(self._tmpfile.name, np.float32, "w+", shape=(n_s, n_f))
+            T = scratch_array((n_s, n_f), np.float32, dir=self.tmpdir)   # no name to leak
         else:
             T = np.empty((n_s, n_f), np.float32)
         names, genes, f0 = [], [], 0

@@ -21,7 +21,6 @@ and emitted in sample slabs, so the text is parsed once and never held as object
 from __future__ import annotations
 
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,7 +30,7 @@ from . import quant, tx2gene
 from ..core.progress import Progress
 from ..data.folds import donor_of
 from .samplesheet import SheetRow, check_same_index, read_samplesheet, select_matrix_samples
-from ..core.atomic import check_writable_target
+from ..core.atomic import check_writable_target, scratch_array
 from ..core.errors import RavisoError
 from ..data.store import StoreBuilder
 from .units import UNITS_LABEL, UNITS_NOTE, normalise, resolve_units
@@ -283,48 +282,46 @@ def import_matrix(matrix, store, units: str | None, samplesheet=None, label: str
         warn("a counts matrix has no effective lengths: values are log2(CPM+1), NOT TPM (no "
              "length normalisation; recorded in the manifest as units log2(CPM+1))")
     names = [r.sample_id for r in rows]
-    with tempfile.TemporaryDirectory(prefix=f".{store.name}.scratch-", dir=store.parent) as tmp:
-        nbytes = 4 * len(union) * len(names)
-        if nbytes > IN_MEMORY_BYTES:
-            buf = np.lib.format.open_memmap(Path(tmp) / "buf.npy", "w+", np.float32,
-                                            (len(union), len(names)))
-        else:
-            buf = np.empty((len(union), len(names)), np.float32)
-        totals = np.zeros(len(names))
-        r0 = 0
-        for block in m.iter_values(names):
-            buf[r0:r0 + len(block)] = block
-            totals += block.sum(axis=0)
-            r0 += len(block)
-        if r0 != len(union):
-            raise RavisoError(f"matrix changed while reading ({r0} rows, expected {len(union)})",
-                              matrix)
+    nbytes = 4 * len(union) * len(names)
+    if nbytes > IN_MEMORY_BYTES:     # an unnamed file: a SIGKILL cannot leave it behind
+        buf = scratch_array((len(union), len(names)), np.float32, dir=store.parent)
+    else:
+        buf = np.empty((len(union), len(names)), np.float32)
+    totals = np.zeros(len(names))
+    r0 = 0
+    for block in m.iter_values(names):
+        buf[r0:r0 + len(block)] = block
+        totals += block.sum(axis=0)
+        r0 += len(block)
+    if r0 != len(union):
+        raise RavisoError(f"matrix changed while reading ({r0} rows, expected {len(union)})",
+                          matrix)
 
-        def slabs():
-            for rws in _slab_rows(len(rows), len(union)):
-                X = np.asarray(buf[:, rws[0]:rws[-1] + 1], np.float64).T
-                if mode == "cpm":
-                    t = totals[rws[0]:rws[-1] + 1, None]
-                    X = np.divide(X * 1e6, t, out=np.zeros_like(X), where=t > 0)
-                yield rws, X, None
+    def slabs():
+        for rws in _slab_rows(len(rows), len(union)):
+            X = np.asarray(buf[:, rws[0]:rws[-1] + 1], np.float64).T
+            if mode == "cpm":
+                t = totals[rws[0]:rws[-1] + 1, None]
+                X = np.divide(X * 1e6, t, out=np.zeros_like(X), where=t > 0)
+            yield rws, X, None
 
-        extra = {"source": "matrix", "matrix": str(matrix), "matrix_units": units,
-                 "normalisation": mode, "normalisation_note": UNITS_NOTE[mode],
-                 "cpm_library_size": "sum of all the matrix's transcripts per sample"
-                 if mode == "cpm" else None,
-                 "samplesheet": None if samplesheet is None else str(samplesheet),
-                 "label_column": (label or "tissue") if samplesheet is not None else None,
-                 "samples": len(rows), "tx2gene": feats.report.to_dict(),
+    extra = {"source": "matrix", "matrix": str(matrix), "matrix_units": units,
+             "normalisation": mode, "normalisation_note": UNITS_NOTE[mode],
+             "cpm_library_size": "sum of all the matrix's transcripts per sample"
+             if mode == "cpm" else None,
+             "samplesheet": None if samplesheet is None else str(samplesheet),
+             "label_column": (label or "tissue") if samplesheet is not None else None,
+             "samples": len(rows), "tx2gene": feats.report.to_dict(),
              "sheet_samples_dropped": dropped_from_sheet}
-        sources = [("gtex_isoform", matrix, f"matrix:{units}")]
-        return _write(store, feats, feats.genes, slabs(), rows, overwrite, UNITS_LABEL[mode],
-                      as_compendium, extra, sources, quiet)
+    sources = [("gtex_isoform", matrix, f"matrix:{units}")]
+    return _write(store, feats, feats.genes, slabs(), rows, overwrite, UNITS_LABEL[mode],
+                  as_compendium, extra, sources, quiet)
 
 
 def _open_matrix(path, tx_col, gene_col):
     """A transcripts matrix reader: `raviso.io.h5ad.H5adMatrix` for an HDF5 (AnnData) file,
     else `quant.Matrix` (TSV / GCT, plain or gzipped)."""
-    from .formats import HDF5_MAGIC
+    from .source import HDF5_MAGIC
 
     try:
         with open(path, "rb") as f:

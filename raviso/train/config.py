@@ -29,7 +29,7 @@ class TrainConfig:
     shuffle: str = "files"
     shuffle_buffer: int = 2048
     materialize: str = "auto"     # auto | always | never: hold datasets in the object store
-    max_failures: int = 0
+    max_failures: int | None = None   # None: `runspec.default_max_failures` (0 local, 3 cluster)
     keep_checkpoints: int = 2
     eval_gtex: bool = True
     max_steps: int = 0            # stop after this many optimizer steps in all (0: no limit)
@@ -47,7 +47,8 @@ class TrainConfig:
                    "--materialize must be auto, always or never"),
                   (self.keep_checkpoints >= 1, "--keep-checkpoints must be >= 1"),
                   (self.max_steps >= 0, "--max-steps must be >= 0"),
-                  (self.max_failures >= -1, "--max-failures must be >= -1")]
+                  (self.max_failures is None or self.max_failures >= -1,
+                   "--max-failures must be >= -1")]
         for ok, msg in checks:
             if not ok:
                 raise RavisoError(msg)

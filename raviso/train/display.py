@@ -45,7 +45,10 @@ class _Display:
         self.sink, self.run_dir, self.epochs = sink, run_dir, epochs
         self.rows = rows_per_epoch
         self.quiet = quiet
-        self.records: dict[int, dict] = {}
+        # what metrics.jsonl already holds (a resumed RUN): merged, never dropped
+        old = run_dir / "metrics.jsonl"
+        self.records: dict[int, dict] = {int(r["epoch"]): r for r in map(
+            json.loads, old.read_text().splitlines() if old.is_file() else []) if "epoch" in r}
         self.stop = threading.Event()
 
     def write_metrics(self):
@@ -55,7 +58,7 @@ class _Display:
 
     def handle(self, ev, progress, t_ep, t_st, console):
         if ev[0] == "reset":
-            self.records = {int(r["epoch"]): r for r in ev[1]}
+            self.records.update({int(r["epoch"]): r for r in ev[1]})
             if progress is not None:
                 progress.update(t_ep, completed=ev[2])
             self.write_metrics()

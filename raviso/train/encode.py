@@ -30,7 +30,7 @@ from ..core.atomic import atomic_dir
 from ..data.reader import Store, tensor_to_numpy
 from ..core.errors import RavisoError
 from .pretrain import connect, quiet_ray_data
-from .runs import Run, load_run
+from .runs import Run, load_run, weights_sha256
 from ..data.store import tensor_array
 
 WHICH = {"gtex": ("gtex",), "archs4": ("archs4",), "both": ("gtex", "archs4")}
@@ -100,10 +100,26 @@ def encode(run, store, which: str = "gtex", out=None, address: str | None = None
             if rows != expected:
                 raise RavisoError(f"encoded {rows} rows, the store holds {expected}", store.uri)
             (tmp / "latent.json").write_text(json.dumps({
-                "run": str(run.path), "run_name": run.name, "store": store.uri,
+                "run": str(Path(run.path).resolve()), "run_name": run.name,
+                "weights_sha256": weights_sha256(run.path), "store": store.uri,
                 "dataset": DATASET_OF[w], "rows": rows, "latent_dim": run.latent_dim}, indent=1))
         written[w] = out / w
     return written
+
+
+def cached_latent(run: Run, store: Store, which: str = "gtex") -> Path | None:
+    """``STORE/latent/<run name>/<which>`` only if THIS run wrote it: its latent.json names the
+    same resolved RUN path and weights checksum. A re-trained RUN, or another RUN with the same
+    folder name, gets None (the caller encodes afresh) instead of someone else's latents."""
+    d = Path(store.root) / "latent" / run.name / which
+    try:
+        meta = json.loads((d / "latent.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if (meta.get("run") != str(Path(run.path).resolve())
+            or meta.get("weights_sha256") != weights_sha256(run.path)):
+        return None
+    return d
 
 
 def _encoded(ray, store, name, run, state, batch_size, concurrency):

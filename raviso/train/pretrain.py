@@ -22,9 +22,11 @@ Validation uses a fixed noise seed and full KL weight, so the curve shows the tr
 
 The RUN directory::
 
-    RUN/run.json          model + training config, store, written at the start (used by --resume)
-    RUN/checkpoints/      Ray Train storage: one checkpoint per epoch (model, optimizer, epoch,
-                          metrics so far), the last `keep_checkpoints` kept
+    RUN/run.json          model + training config, store, storage, run id and Ray run name,
+                          written at the start (used by --resume; `raviso.train.runspec`)
+    RUN/checkpoints/<ray run name>/  Ray Train storage (or --storage): one checkpoint per epoch
+                          (model, optimizer, epoch, run id, metrics so far), the last
+                          `keep_checkpoints` kept
     RUN/metrics.jsonl     one JSON object per finished epoch, rewritten as epochs complete
     RUN/model.safetensors final weights (plain state_dict tensors)
     RUN/genes.txt         the model's input gene order
@@ -32,10 +34,14 @@ The RUN directory::
     RUN/config.json       written LAST: its presence is what makes a RUN "finished"
                           (`raviso.train.runs.load_run` refuses a RUN without it)
 
-Resume. ``--resume`` reuses RUN/checkpoints under the same Ray Train run name, so Train restores its
-checkpoint manager and `ray.train.get_checkpoint()` returns the last checkpoint; `FailureConfig`
-restarts within one command go through the same path. The checkpoint carries the metrics history, so
-metrics.jsonl neither loses nor repeats an epoch after a restart.
+Resume. Every new RUN is its own Ray Train run (a fresh name, `raviso.train.runspec`), so a shared
+``--storage`` or an ``--overwrite`` never continues another run. ``--resume`` reuses the storage and
+run name recorded in run.json, so Train restores its checkpoint manager and
+`ray.train.get_checkpoint()` returns the last checkpoint; it refuses checkpoints of another run and
+a restart from nothing over recorded epochs. `FailureConfig` restarts within one command go through
+the same path (default: none on a local Ray, 3 on a cluster). The checkpoint carries the metrics
+history, so metrics.jsonl neither loses nor repeats an epoch after a restart. ``--overwrite``
+trains the new RUN in a temporary sibling and swaps it in only when finished.
 
 Avoiding the Train + Data hang on small machines: Ray Data only schedules read tasks from CPUs the
 trainer does not hold. A local Ray started here gets one logical CPU more than the workers reserve,
@@ -53,15 +59,13 @@ import time
 from dataclasses import asdict, replace
 from pathlib import Path
 
-from ..core.atomic import atomic_file
+from ..core.atomic import _remove, _replace, _tmp_sibling, atomic_file, check_replaceable
 from ..core.errors import RavisoError
 from ..models.vae import VAEConfig
 from .config import TrainConfig
 from .datasets import build_datasets
 from .display import _Display, _sink_class
 from .worker import train_func
-
-RAY_RUN_NAME = "train"
 
 
 # -- driver ------------------------------------------------------------------------------------
@@ -85,67 +89,92 @@ def resolve_configs(run_dir: Path, resume: bool, model_opts: dict, train_opts: d
 
 def pretrain(store_path, out, model_opts: dict | None = None, train_opts: dict | None = None, *,
              resume: bool = False, overwrite: bool = False, address: str | None = None,
-             quiet: bool = False, storage_path: str | None = None, run_name: str | None = None):
+             quiet: bool = False, storage_path: str | None = None):
     """Train and write a finished RUN directory; returns its path.
 
     `model_opts`: VAEConfig fields (hidden, latent_dim, beta, learned_variance); `train_opts`:
-    TrainConfig fields. None values mean "default" (or "as saved" with `resume`).
+    TrainConfig fields. None values mean "default" (or "as saved" with `resume`). A new RUN is a
+    new Ray Train run (`runspec.new_identity`); with `overwrite` it is built in a temporary sibling
+    that replaces the old RUN only when finished (a failure keeps the old one).
     """
-    import shutil
-
-    from ..data.reader import Store
+    from ..data import Store
+    from . import runspec
 
     run_dir = Path(out).resolve()
     store = Store(store_path)
     store.require("archs4")
-    if resume:
-        if not (run_dir / "run.json").is_file():
-            raise RavisoError("nothing to resume (no run.json)", run_dir)
-    elif run_dir.exists() and not overwrite:
-        raise RavisoError("already exists (pass --resume to continue it or --overwrite to "
-                          "replace it)", run_dir)
+    spec = runspec.read_spec(run_dir) if resume else None
+    if not resume and run_dir.exists():
+        if not overwrite:
+            raise RavisoError("already exists (pass --resume to continue it or --overwrite to "
+                              "replace it)", run_dir)
+        check_replaceable(run_dir)
     if not run_dir.parent.is_dir():
         raise RavisoError("parent directory does not exist", run_dir.parent)
 
     mopts, tc = resolve_configs(run_dir, resume, model_opts or {}, train_opts or {})
+    if tc.max_failures is None:
+        tc = replace(tc, max_failures=runspec.default_max_failures(address))
     try:
         mc = VAEConfig(**{**mopts, "n_genes": len(store.genes)})
     except (TypeError, ValueError) as e:
         raise RavisoError(str(e)) from None
     ray = _start_ray(address, tc)     # before RUN exists: an unreachable cluster leaves nothing
     if resume:
+        work, storage = run_dir, runspec.storage_for(run_dir, spec, storage_path)
         saved_genes = (run_dir / "genes.txt").read_text().splitlines()
         if saved_genes != list(store.genes):
             raise RavisoError("the store's genes differ from the run's genes.txt (resume with the "
                               "store the run was started on)", store.uri)
+        runspec.check_resumable(run_dir, spec, storage, mc.to_dict())
+        identity = {"run_id": spec.get("run_id"), "ray_run_name": runspec.ray_run_name(spec)}
+        recorded = storage_path or spec.get("storage")
         (run_dir / "config.json").unlink(missing_ok=True)       # no longer finished
     else:
-        if run_dir.exists():                                    # --overwrite, options valid
-            shutil.rmtree(run_dir)
-        run_dir.mkdir()
-        _write_text(run_dir / "genes.txt", "".join(g + "\n" for g in store.genes))
-    _write_text(run_dir / "run.json", json.dumps({"model": mc.to_dict(), "train": asdict(tc),
-                                                  "store": store.uri}, indent=1))
+        work = _tmp_sibling(run_dir) if run_dir.exists() else run_dir   # --overwrite: beside it
+        work.mkdir()
+        identity, recorded = runspec.new_identity(run_dir), storage_path
+        storage = runspec.storage_for(work, {}, storage_path)
+        _write_text(work / "genes.txt", "".join(g + "\n" for g in store.genes))
+    try:
+        _write_text(work / "run.json", json.dumps(
+            {"model": mc.to_dict(), "train": asdict(tc), "store": store.uri,
+             "storage": recorded if recorded is None or "://" in recorded
+             else str(Path(recorded).absolute()), **identity}, indent=1))
+        result = _fit(ray, store, work, mc, tc, storage, identity, quiet)
+        finish_run(work, result.checkpoint, mc, tc, store.uri, run_name=run_dir.name,
+                   run_id=identity["run_id"])
+    except BaseException:
+        if work != run_dir:
+            _remove(work)
+        raise
+    if work != run_dir:
+        _replace(work, run_dir)
+    return run_dir
+
+
+def _fit(ray, store, work: Path, mc: VAEConfig, tc: TrainConfig, storage: str, identity: dict,
+         quiet: bool):
+    """Run the TorchTrainer with live progress; the Ray Train result (with a checkpoint)."""
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
     quiet_ray_data()
     datasets = build_datasets(store, tc, ray.cluster_resources().get("object_store_memory", 0))
     sink = _sink_class().remote()
-    storage = storage_path or str(run_dir / "checkpoints")
     trainer = TorchTrainer(
         train_func,
         train_loop_config={"model": mc.to_dict(), "train": asdict(tc), "sink": sink,
-                           "datasets": sorted(datasets)},
+                           "datasets": sorted(datasets), "run_id": identity["run_id"]},
         scaling_config=ScalingConfig(num_workers=tc.workers, use_gpu=tc.gpu,
                                      resources_per_worker={"CPU": tc.cpus_per_worker}),
-        run_config=RunConfig(name=run_name or RAY_RUN_NAME, storage_path=storage,
+        run_config=RunConfig(name=identity["ray_run_name"], storage_path=storage,
                              failure_config=FailureConfig(max_failures=tc.max_failures),
                              checkpoint_config=CheckpointConfig(num_to_keep=tc.keep_checkpoints)),
         datasets=datasets,
     )
     rows = math.ceil(store.n_rows("archs4") * (1 - tc.val_fraction))
-    display = _Display(sink, run_dir, tc.epochs, rows, quiet)
+    display = _Display(sink, work, tc.epochs, rows, quiet)
     thread = threading.Thread(target=display.run, daemon=True)
     thread.start()
     try:
@@ -153,14 +182,14 @@ def pretrain(store_path, out, model_opts: dict | None = None, train_opts: dict |
     except ray.train.TrainingFailedError as e:
         cause = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
         raise RavisoError(f"training failed ({cause}); the last checkpoint is kept: continue "
-                          "with --resume", run_dir) from e
+                          "with --resume", work) from e
     finally:
         display.stop.set()
         thread.join(timeout=60)
         ray.kill(sink)
     if result.checkpoint is None:
-        raise RavisoError("training produced no checkpoint", run_dir)
-    return finish_run(run_dir, result.checkpoint, mc, tc, store.uri, run_name=run_dir.name)
+        raise RavisoError("training produced no checkpoint", work)
+    return result
 
 
 def _start_ray(address, tc: TrainConfig):
@@ -200,7 +229,7 @@ def _write_text(path: Path, text: str) -> None:
 
 
 def finish_run(run_dir: Path, checkpoint, mc: VAEConfig, tc: TrainConfig, store_uri: str,
-               run_name: str) -> Path:
+               run_name: str, run_id: str | None = None) -> Path:
     """Final model, metrics and plots from the last checkpoint; config.json last of all."""
     import torch
     from safetensors.torch import save_file
@@ -216,8 +245,11 @@ def finish_run(run_dir: Path, checkpoint, mc: VAEConfig, tc: TrainConfig, store_
                   metadata={"format": "pt", "raviso": "vae"})
     _write_text(run_dir / "metrics.jsonl", metrics)
     plot_pretraining(run_dir, run_dir)
+    from .runs import file_sha256
+
     _write_text(run_dir / "config.json", json.dumps({
-        "run_name": run_name, "model": mc.to_dict(), "train": asdict(tc), "epochs_done": epoch,
-        "store": store_uri, "weights": "model.safetensors", "genes": "genes.txt",
+        "run_name": run_name, "run_id": run_id, "model": mc.to_dict(), "train": asdict(tc),
+        "epochs_done": epoch, "store": store_uri, "weights": "model.safetensors",
+        "weights_sha256": file_sha256(run_dir / "model.safetensors"), "genes": "genes.txt",
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}, indent=1))
     return run_dir

@@ -60,6 +60,25 @@ class Run:
         return self.encode(take_columns(np.asarray(X), idx))
 
 
+def file_sha256(path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def weights_sha256(path) -> str:
+    """The checksum of a finished RUN's weights: recorded in config.json by pretrain, else
+    computed. With the RUN's resolved path it is the run's identity (latent caches check it)."""
+    path = Path(path)
+    config = json.loads((path / "config.json").read_text())
+    return config.get("weights_sha256") or file_sha256(path / config.get("weights",
+                                                                         "model.safetensors"))
+
+
 def is_finished(path) -> bool:
     return (Path(path) / "config.json").is_file()
 

@@ -100,7 +100,8 @@ def train_func(cfg: dict) -> None:
                 (Path(d) / "metrics.jsonl").write_text(
                     "".join(json.dumps(r) + "\n" for r in history))
                 (Path(d) / "state.json").write_text(json.dumps(
-                    {"epoch": epoch + 1, "model": mc.to_dict(), "train": asdict(tc)}))
+                    {"epoch": epoch + 1, "model": mc.to_dict(), "train": asdict(tc),
+                     "run_id": cfg.get("run_id")}))
                 checkpoint = ray.train.Checkpoint.from_directory(d)
             ray.train.report(record, checkpoint=checkpoint,
                              checkpoint_dir_name=f"checkpoint_epoch-{epoch + 1:05d}")
