@@ -253,53 +253,13 @@ def generate(out, preset: str | Preset = "tiny", seed: int = 0, fmt: str = "hdf5
     log = log or (lambda msg: None)
     t0 = time.perf_counter()
     world = model.build_world(seed, p.n_archs4, p.n_gtex, p.n_genes, p.n_isoforms)
-    writer = _WRITERS[fmt]
-    genes = world.gene_symbols
-    tissue = [TISSUES[t] for t in world.gtex_tissue.tolist()]
-    isoforms = [world.isoform_ids[i] for i in world.isoform_order]
     with atomic_dir(out, overwrite) as tmp:
         _write_tables(tmp, world)
-
         log(f"ARCHS4 {p.n_archs4:,} x {p.n_genes:,}")
-        archs4 = _Moments(p.n_genes)
-        w = writer(tmp / (STEMS["archs4"] + ext), world.archs4_ids, genes, None)
-        for r0, block in _blocks(lambda rows, rng: model.archs4_block(world, rows, rng),
-                                 p.n_archs4, p.n_genes, seed, 1, workers):
-            w.write(r0, block)
-            archs4.add(block)
-        w.close()
-
+        archs4 = _write_archs4(tmp, world, p, fmt, seed, workers)
         log(f"GTEx {p.n_gtex:,} x {p.n_genes:,} genes, {p.n_isoforms:,} isoforms (+ truth"
             + (", held-out-donor expectation)" if heldout else ")"))
-        kinds = ["gtex_gene", "gtex_isoform", "truth"] + (["truth_heldout"] if heldout else [])
-        ws = [writer(tmp / (STEMS[k] + ext), world.gtex_ids,
-                     [genes[g] for g in world.gtex_gene_order] if k == "gtex_gene" else isoforms,
-                     tissue) for k in kinds]
-        gene, iso = _Moments(p.n_genes), _Moments(p.n_isoforms)
-        sq_err = bias = held_err = 0.0
-        held = HeldoutDonor(world) if heldout else None
-        for r0, blocks in _blocks(lambda rows, rng: model.gtex_block(world, rows, rng, held),
-                                  p.n_gtex, p.n_isoforms, seed, 2, workers):
-            for wr, block in zip(ws, blocks):
-                wr.write(r0, block)
-            gene.add(blocks[0])
-            iso.add(blocks[1])
-            diff = blocks[1] - blocks[2]
-            sq_err += float(np.einsum("ij,ij->", diff, diff, dtype=np.float64))
-            bias += float(diff.sum(dtype=np.float64))
-            if heldout:
-                diff = blocks[1] - blocks[3]
-                held_err += float(np.einsum("ij,ij->", diff, diff, dtype=np.float64))
-        for wr in ws:
-            wr.close()
-
-        n_iso_entries = p.n_gtex * p.n_isoforms
-        iso_stats = iso.summary()
-        iso_stats["noise_floor_mse"] = sq_err / n_iso_entries
-        iso_stats["noise_floor_ratio"] = (iso_stats["noise_floor_mse"]
-                                          / max(iso_stats["mean_baseline_mse"], 1e-12))
-        iso_stats["mean_noise"] = bias / n_iso_entries
-        iso_stats["floor_heldout_donor_mse"] = held_err / n_iso_entries if heldout else None
+        gene, iso_stats = _write_gtex(tmp, world, p, fmt, seed, workers, heldout)
         counts = world.iso_counts
         info = {
             "preset": asdict(p), "seed": seed, "format": fmt, "files": plan(p, fmt, heldout),
@@ -315,3 +275,55 @@ def generate(out, preset: str | Preset = "tiny", seed: int = 0, fmt: str = "hdf5
         (tmp / INFO).write_text(json.dumps(info, indent=1) + "\n")
     log(f"wrote {out} in {info['seconds']:.1f} s")
     return info
+
+
+def _write_archs4(tmp: Path, world, p: Preset, fmt: str, seed: int, workers: int) -> _Moments:
+    """The ARCHS4 gene matrix (random stream 1); its moments for synth.json."""
+    archs4 = _Moments(p.n_genes)
+    w = _WRITERS[fmt](tmp / (STEMS["archs4"] + _ext(fmt)), world.archs4_ids, world.gene_symbols,
+                      None)
+    for r0, block in _blocks(lambda rows, rng: model.archs4_block(world, rows, rng),
+                             p.n_archs4, p.n_genes, seed, 1, workers):
+        w.write(r0, block)
+        archs4.add(block)
+    w.close()
+    return archs4
+
+
+def _write_gtex(tmp: Path, world, p: Preset, fmt: str, seed: int, workers: int,
+                heldout: bool) -> tuple[_Moments, dict]:
+    """The GTEx gene and isoform matrices, the noise-free truth and (with `heldout`) the
+    held-out-donor expectation, from one pass of random stream 2; (gene moments, isoform stats
+    with the noise floors)."""
+    genes = world.gene_symbols
+    tissue = [TISSUES[t] for t in world.gtex_tissue.tolist()]
+    isoforms = [world.isoform_ids[i] for i in world.isoform_order]
+    kinds = ["gtex_gene", "gtex_isoform", "truth"] + (["truth_heldout"] if heldout else [])
+    ws = [_WRITERS[fmt](tmp / (STEMS[k] + _ext(fmt)), world.gtex_ids,
+                        [genes[g] for g in world.gtex_gene_order] if k == "gtex_gene" else isoforms,
+                        tissue) for k in kinds]
+    gene, iso = _Moments(p.n_genes), _Moments(p.n_isoforms)
+    sq_err = bias = held_err = 0.0
+    held = HeldoutDonor(world) if heldout else None
+    for r0, blocks in _blocks(lambda rows, rng: model.gtex_block(world, rows, rng, held),
+                              p.n_gtex, p.n_isoforms, seed, 2, workers):
+        for wr, block in zip(ws, blocks):
+            wr.write(r0, block)
+        gene.add(blocks[0])
+        iso.add(blocks[1])
+        diff = blocks[1] - blocks[2]
+        sq_err += float(np.einsum("ij,ij->", diff, diff, dtype=np.float64))
+        bias += float(diff.sum(dtype=np.float64))
+        if heldout:
+            diff = blocks[1] - blocks[3]
+            held_err += float(np.einsum("ij,ij->", diff, diff, dtype=np.float64))
+    for wr in ws:
+        wr.close()
+    n_iso_entries = p.n_gtex * p.n_isoforms
+    iso_stats = iso.summary()
+    iso_stats["noise_floor_mse"] = sq_err / n_iso_entries
+    iso_stats["noise_floor_ratio"] = (iso_stats["noise_floor_mse"]
+                                      / max(iso_stats["mean_baseline_mse"], 1e-12))
+    iso_stats["mean_noise"] = bias / n_iso_entries
+    iso_stats["floor_heldout_donor_mse"] = held_err / n_iso_entries if heldout else None
+    return gene, iso_stats
