@@ -188,3 +188,21 @@ def test_bad_tuning_inputs_are_one_line_errors(tmp_path, capsys, monkeypatch):
              "differs from the tuned config")):
         assert_one_line_error(run_cli(capsys, monkeypatch, *args, "--out", out), needle)
         assert not out.exists()
+
+
+def test_config_plan_gives_every_fold_the_tuned_options(tmp_path):
+    from raviso.evaluate.nested import config_plan, options_for, tuning_section
+
+    data = labelled()
+    folds = make_folds(data.tissue, data.donor, k=3, seed=0)
+    tuned = {"lr": 0.01, "hidden": "8", "epochs": 3}
+    (tmp_path / "best.json").write_text(json.dumps(best_doc("gene_ffnn", tuned, 0.5, 3, "t",
+                                                            {})))
+    plan = config_plan(tmp_path / "best.json", folds, {"seed": 0, "epochs": 9})
+    assert plan.variants == ["gene_ffnn@tuned"]
+    for f in range(folds.k):
+        assert options_for(plan.fold_options, f, "gene_ffnn@tuned") == {"seed": 0, **tuned}
+        assert options_for(plan.fold_options, f, "gene_ffnn") == {}
+    assert plan.final_model("gene_ffnn@tuned", {"seed": 0}) == ("gene_ffnn", {"seed": 0, **tuned})
+    assert plan.final_model("mean", {"seed": 0}) == ("mean", {"seed": 0})
+    assert "hidden=8, lr=0.01" in "\n".join(tuning_section({"tuning": plan.record}))
