@@ -147,30 +147,27 @@ def check_writable_target(path, overwrite: bool = False, file: bool = False) -> 
 
 
 @contextlib.contextmanager
+def _atomic(path, overwrite: bool, file: bool):
+    path = check_writable_target(path, overwrite, file=file)
+    tmp = _tmp_sibling(path)
+    if not file:
+        tmp.mkdir()
+    try:
+        yield tmp
+    except BaseException:
+        _remove(tmp)
+        raise
+    _replace(tmp, path)
+
+
 def atomic_dir(path, overwrite: bool = False):
     """Yield a temporary directory that becomes `path` on success, and vanishes on failure."""
-    path = check_writable_target(path, overwrite)
-    tmp = _tmp_sibling(path)
-    tmp.mkdir()
-    try:
-        yield tmp
-    except BaseException:
-        _remove(tmp)
-        raise
-    _replace(tmp, path)
+    return _atomic(path, overwrite, file=False)
 
 
-@contextlib.contextmanager
 def atomic_file(path, overwrite: bool = True):
     """Yield a temporary file path that becomes `path` on success, and vanishes on failure."""
-    path = check_writable_target(path, overwrite, file=True)
-    tmp = _tmp_sibling(path)
-    try:
-        yield tmp
-    except BaseException:
-        _remove(tmp)
-        raise
-    _replace(tmp, path)
+    return _atomic(path, overwrite, file=True)
 
 
 def scratch_array(shape, dtype, dir=None):
