@@ -293,3 +293,35 @@ def test_submit_makes_a_world_readable_token_private(tmp_path, capsys):
     assert stat.S_IMODE(token.stat().st_mode) == 0o600
     assert "made it private" in capsys.readouterr().err
     assert protect_token(token) is False                      # already private: nothing said
+
+
+def test_copy_to_disk_fsyncs_the_data_before_the_commit_marker(tmp_path, monkeypatch):
+    """`raviso copy` writes the marker (manifest.json) last; on a local disk the data it marks
+    must be durable first, or a power loss leaves a marker over missing parts (12.6)."""
+    from raviso.data.remote import copy_tree
+
+    store, _ = write_tiny_store(tmp_path / "store")
+    events, real_fsync = [], os.fsync
+
+    def fsync(fd):
+        events.append(("fsync", os.path.realpath(f"/proc/self/fd/{fd}")))
+        return real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    dst = tmp_path / "copy"
+    copy_tree(store, dst, on_file=lambda rel: events.append(("copied", rel)))
+    marker = events.index(("copied", "manifest.json"))
+    synced = {e[1] for e in events[:marker] if e[0] == "fsync"}
+    parts = [p for p in dst.rglob("*.parquet")]
+    assert parts and all(str(p) in synced for p in parts)
+
+
+def test_a_file_output_never_replaces_a_directory(tmp_path):
+    from raviso.core.atomic import atomic_file
+
+    (tmp_path / "out.parquet").mkdir()
+    (tmp_path / "out.parquet" / "results.json").write_text('{"schema": "raviso"}')
+    with pytest.raises(RavisoError, match="is a directory"):
+        with atomic_file(tmp_path / "out.parquet", overwrite=True) as tmp:
+            tmp.write_text("x")
+    assert (tmp_path / "out.parquet" / "results.json").exists()

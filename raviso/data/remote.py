@@ -26,7 +26,7 @@ import pyarrow.fs as pafs
 
 from .reader import resolve
 from ..core.atomic import MARKERS as OUTPUT_MARKERS
-from ..core.atomic import OUTPUT_MARKER, marker_ok
+from ..core.atomic import OUTPUT_MARKER, fsync_tree, marker_ok
 from ..core.errors import RavisoError
 from .store import MANIFEST
 
@@ -121,8 +121,12 @@ def copy_tree(src, dst, *, src_filesystem: pafs.FileSystem | None = None,
     with dfs.open_output_stream(posixpath.join(droot, OUTPUT_MARKER)) as f:
         f.write(b"raviso copy\n")                 # first: an interrupted copy is still ours
     n = size = 0
+    durable = not isinstance(dfs, pafs.LocalFileSystem)   # object stores: a PUT is durable
     for info in _files(sfs, sroot):
         rel = posixpath.relpath(info.path, sroot)
+        if rel in MARKERS and not durable:       # on disk: the data durable before the marker
+            fsync_tree(droot)
+            durable = True
         target = posixpath.join(droot, rel)
         parent = posixpath.dirname(target)
         if parent != droot:
@@ -132,6 +136,8 @@ def copy_tree(src, dst, *, src_filesystem: pafs.FileSystem | None = None,
         size += info.size or 0
         if on_file is not None:
             on_file(rel)
+    if isinstance(dfs, pafs.LocalFileSystem):
+        fsync_tree(droot)
     return Copied(kind=kind, files=n, bytes=size, destination=str(dst))
 
 
