@@ -101,9 +101,18 @@ def evaluate(pred: np.ndarray, Y: np.ndarray, train_mean: np.ndarray,
     (an array)."""
     per_sample = per_sample_mse(pred, Y)
     baseline = np.broadcast_to(np.asarray(train_mean, np.float64), Y.shape)
-    mse_mean = float(per_sample_mse(baseline, Y).mean())
-    mse = float(per_sample.mean())
     r, defined = per_isoform_pearson(pred, Y)
+    floor = None if truth is None else float(per_sample_mse(truth, Y).mean())
+    vs_truth = None if truth is None else float(per_sample_mse(pred, truth).mean())
+    return metrics_dict(per_sample, float(per_sample_mse(baseline, Y).mean()), r, defined,
+                        floor, vs_truth)
+
+
+def metrics_dict(per_sample: np.ndarray, mse_mean: float, r: np.ndarray, defined: np.ndarray,
+                 floor: float | None = None, vs_truth: float | None = None) -> dict:
+    """The trial metrics (module docstring) from their ingredients; shared by `evaluate` and the
+    streamed `raviso.evaluate.stream_metrics`, so both return the same keys computed alike."""
+    mse = float(per_sample.mean())
     rd = r[defined]
     out = {
         "mse": mse,
@@ -113,16 +122,15 @@ def evaluate(pred: np.ndarray, Y: np.ndarray, train_mean: np.ndarray,
         "frac_r_gt_05": float((rd > 0.5).mean()) if len(rd) else float("nan"),
         "n_isoforms_r": int(defined.sum()),
         "n_isoforms_excluded": int((~defined).sum()),
-        "n_samples": int(Y.shape[0]),
+        "n_samples": int(len(per_sample)),
         "per_sample": per_sample,
     }
-    if truth is not None:
-        floor = float(per_sample_mse(truth, Y).mean())
+    if floor is not None:
         out.update({
             "noise_floor": floor,
             "mse_over_noise_floor": mse / floor if floor > 0 else float("nan"),
             "mse_excess": mse - floor,
-            "mse_vs_truth": float(per_sample_mse(pred, truth).mean()),
+            "mse_vs_truth": vs_truth,
         })
     return out
 

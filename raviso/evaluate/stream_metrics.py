@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..core.metrics import _tiny, column_blocks
+from ..core.metrics import _tiny, column_blocks, metrics_dict
 
 
 class StreamingMetrics:
@@ -77,31 +77,11 @@ class StreamingMetrics:
         return np.clip(r, -1.0, 1.0), ok
 
     def result(self) -> dict:
-        per_sample = np.concatenate(self.per_sample)
-        mse = float(per_sample.mean())
-        mse_mean = float(np.concatenate(self.base).mean())
         r, defined = self.pearson()
-        rd = r[defined]
-        out = {
-            "mse": mse,
-            "mse_mean_baseline": mse_mean,
-            "r2": 1.0 - mse / mse_mean if mse_mean > 0 else float("nan"),
-            "median_pearson": float(np.median(rd)) if len(rd) else float("nan"),
-            "frac_r_gt_05": float((rd > 0.5).mean()) if len(rd) else float("nan"),
-            "n_isoforms_r": int(defined.sum()),
-            "n_isoforms_excluded": int((~defined).sum()),
-            "n_samples": int(self.n),
-            "per_sample": per_sample,
-        }
-        if self.has_truth:
-            floor = float(np.concatenate(self.floor).mean())
-            out.update({
-                "noise_floor": floor,
-                "mse_over_noise_floor": mse / floor if floor > 0 else float("nan"),
-                "mse_excess": mse - floor,
-                "mse_vs_truth": float(np.concatenate(self.vs_truth).mean()),
-            })
-        return out
+        return metrics_dict(
+            np.concatenate(self.per_sample), float(np.concatenate(self.base).mean()), r, defined,
+            float(np.concatenate(self.floor).mean()) if self.has_truth else None,
+            float(np.concatenate(self.vs_truth).mean()) if self.has_truth else None)
 
 
 def predict_rows_per_chunk(n_isoforms: int, chunk_bytes: int = 64 << 20) -> int:
