@@ -100,14 +100,15 @@ def convert_cmd(
     quiet: bool = QUIET,
 ) -> None:
     """Convert course HDF5/TSV files (or GTEx GCT / ARCHS4 H5) into a Parquet store."""
+    from raviso.io.config import ConvertConfig
     from raviso.io.convert import convert
-    from raviso.core.errors import RavisoError
 
     src, store = (first, second) if second is not None else (None, first)
-    convert(store, src, archs4=archs4, gtex_gene=gtex_gene, gtex_isoform=gtex_isoform,
-            truth=truth, annotation=annotation, tissues=tissues, gct=gct or (),
-            attributes=attributes, archs4_h5=archs4_h5, gene_set=gene_set, overwrite=overwrite,
-            checksum=checksum, log=lambda m: typer.echo(m, err=True), quiet=quiet)
+    cfg = ConvertConfig(src=src, archs4=archs4, gtex_gene=gtex_gene, gtex_isoform=gtex_isoform,
+                        truth=truth, annotation=annotation, tissues=tissues, gct=tuple(gct or ()),
+                        attributes=attributes, archs4_h5=archs4_h5, gene_set=gene_set,
+                        overwrite=overwrite, checksum=checksum, quiet=quiet)
+    convert(store, cfg=cfg, log=lambda m: typer.echo(m, err=True))
     typer.echo(f"wrote {store}")
 
 
@@ -325,16 +326,18 @@ def cv_cmd(
     address: Optional[str] = ADDRESS,
 ):
     """Cross-validate the variants: every (fold, variant) is a Ray Tune trial."""
+    from raviso.evaluate.config import CvConfig
     from raviso.evaluate.cv import run_cv
 
-    cv_dir = run_cv(store, pretrained=pretrained, pretrained_ae=pretrained_ae, variants=variants,
-                    folds=folds, group_by=group_by, fold_scheme=fold_scheme, epochs=epochs,
-                    seed=seed, out=out,
-                    address=address, cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial,
-                    max_failures=max_failures, save_model=save_model, overwrite=overwrite,
-                    report=not no_report, storage=storage, target_dtype=target_dtype,
-                    max_concurrent=max_concurrent, resume=resume, repeats=repeats, tune=tune,
-                    tuned_config=config, inner_folds=inner_folds)
+    cfg = CvConfig(pretrained=pretrained, pretrained_ae=pretrained_ae, variants=variants,
+                   folds=folds, group_by=group_by, fold_scheme=fold_scheme, epochs=epochs,
+                   seed=seed, address=address, cpus_per_trial=cpus_per_trial,
+                   gpus_per_trial=gpus_per_trial, max_failures=max_failures,
+                   save_model=save_model, overwrite=overwrite, report=not no_report,
+                   storage=storage, target_dtype=target_dtype, max_concurrent=max_concurrent,
+                   resume=resume, repeats=repeats, tune=tune, tuned_config=config,
+                   inner_folds=inner_folds)
+    cv_dir = run_cv(store, out=out, cfg=cfg)
     print(cv_dir / ("results.json" if no_report else "report.md"))
 
 
@@ -428,11 +431,13 @@ def fit_cmd(
                                           "its variant and options."),
 ):
     """Train one variant on ALL labelled samples and save it for raviso predict."""
+    from raviso.serve.config import FitConfig
     from raviso.serve.fit import fit_store
 
-    print(fit_store(store, variant, out, pretrained=pretrained, pretrained_ae=pretrained_ae,
-                    epochs=epochs, seed=seed, overwrite=overwrite,
-                    target_dtype=target_dtype, config=config))
+    cfg = FitConfig(variant=variant, pretrained=pretrained, pretrained_ae=pretrained_ae,
+                    epochs=epochs, seed=seed, overwrite=overwrite, target_dtype=target_dtype,
+                    config=config)
+    print(fit_store(store, out=out, cfg=cfg))
 
 
 @app.command("predict")

@@ -33,6 +33,7 @@ from ..core.errors import RavisoError
 from ..data.labelled import Labelled
 from .repeats import fold_split, repeated_folds
 from .inputs import latent_runs, load_labelled, parse_variants
+from .config import CvConfig
 
 ERRORS_FILE = "errors.npy"
 
@@ -259,7 +260,7 @@ def run_cv(store, pretrained=None, pretrained_ae=None, variants=None, folds: int
            storage: str | None = None, progress=print, target_dtype: str = "auto",
            max_concurrent: int | None = None, resume: bool = False, repeats: int = 1,
            tune: int = 0, tuned_config=None, inner_folds: int = 3,
-           _fail_once: tuple | None = None) -> Path:
+           cfg: CvConfig | None = None, _fail_once: tuple | None = None) -> Path:
     """Cross-validate `variants` on the store's labelled set; write CV (results.json, errors/,
     report.md, ...) atomically. Returns the CV directory. `tune` / `tuned_config`: a nested search
     of that many trials per outer fold, or a fixed best.json, as ``<variant>@tuned`` columns
@@ -269,6 +270,8 @@ def run_cv(store, pretrained=None, pretrained_ae=None, variants=None, folds: int
     on a multi-node cluster give a path every node shares, or an ``s3://``/``gs://`` URI); kept
     until CV is written whole, so `resume` reruns only the trials that did not finish
     (`raviso.evaluate.resume`)."""
+    if cfg is not None:     # the CLI's way in: one CvConfig instead of its fields as keywords
+        return run_cv(store, out=out, progress=progress, _fail_once=_fail_once, **cfg.kwargs())
     from . import results as results_mod
     from .nested import check_tuning, tuning_plan
     from ..core.ray_session import init_ray

@@ -41,6 +41,7 @@ from .source import MatrixSource
 from ..data.store import StoreBuilder
 from .validate import check_covered
 from .background import PREFETCH, _Hasher, prefetch
+from .config import ConvertConfig
 
 MATRIX_STEMS = {
     "archs4": ("archs4_gene_expression_norm_transposed",),
@@ -80,9 +81,12 @@ class _OrderMismatch(Exception):
 def convert(store, src=None, *, archs4=None, gtex_gene=None, gtex_isoform=None, truth=None,
             annotation=None, tissues=None, gct=(), attributes=None, archs4_h5=None,
             gene_set: str = "exact", overwrite: bool = False, checksum: bool = True,
-            log: Callable[[str], None] | None = None, quiet: bool = False) -> dict:
+            log: Callable[[str], None] | None = None, quiet: bool = False,
+            cfg: ConvertConfig | None = None) -> dict:
     """Convert the inputs into a store at `store`; returns a summary (rows, seconds, GB/s per
     dataset). Explicit file arguments override the files found in directory `src`."""
+    if cfg is not None:     # the CLI's way in: one ConvertConfig instead of its fields as keywords
+        return convert(store, log=log, **cfg.kwargs())
     log = log or (lambda msg: None)
     store = check_writable_target(store, overwrite)     # before any work: nothing to undo
     if gene_set not in ("exact", "intersect"):

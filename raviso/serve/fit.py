@@ -10,13 +10,18 @@ from ..core.atomic import check_writable_target
 from ..core.errors import RavisoError
 from ..evaluate.inputs import latent_runs, load_labelled, parse_variants
 from ..models.saved import fit_model, require_savable
+from .config import FitConfig
 
 
-def fit_store(store, variant: str | None, out, pretrained=None, pretrained_ae=None,
+def fit_store(store, variant: str | None = None, out=None, pretrained=None, pretrained_ae=None,
               epochs: int | None = None, seed: int = 0, overwrite: bool = False,
-              target_dtype: str = "auto", config=None) -> Path:
+              target_dtype: str = "auto", config=None, cfg: FitConfig | None = None) -> Path:
     """`raviso fit STORE --variant V --out MODEL`: load the labelled set (+ latents), fit, save.
     ``config``: a best.json from `raviso tune` (its variant and options; --epochs still wins)."""
+    if cfg is not None:     # the CLI's way in: one FitConfig instead of its fields as keywords
+        return fit_store(store, out=out, **cfg.kwargs())
+    if out is None:
+        raise TypeError("fit_store() needs out (the MODEL directory)")
     check_writable_target(out, overwrite)
     tuned = {}
     if config is not None:               # a best.json from `raviso tune`: variant + options
