@@ -360,7 +360,7 @@ def tune_cmd(
     inner_folds: int = typer.Option(3, "--inner-folds", help="Donor-grouped inner folds."),
     scheduler: str = typer.Option("asha", "--scheduler", help="asha | fifo (no early stop)."),
     grace: Optional[int] = typer.Option(None, "--grace", help="ASHA grace period in epochs "
-                                        "[max_epochs / 10]."),
+                                        "[max(3, max_epochs / 10)]."),
     group_by: str = typer.Option("donor", "--group-by", help="donor | none"),
     fold_scheme: str = typer.Option("kfold", "--fold-scheme", help="kfold | auto | logo"),
     seed: int = typer.Option(0, "--seed", help="Seed of the inner folds and of every trial."),

@@ -169,7 +169,9 @@ def _scheduler(kind: str, max_epochs: int, grace: int | None):
         return FIFOScheduler(), "fifo"
     if kind != "asha":
         raise RavisoError(f"--scheduler must be asha or fifo (got {kind!r})")
-    grace = grace or max(1, max_epochs // 10)
+    # at least 3 epochs before a first cut: after 1-2 epochs every config still sits near the
+    # mean baseline (the output bias starts there), so an earlier rung stops trials at random
+    grace = grace or max(3, max_epochs // 10)
     return (ASHAScheduler(time_attr="epoch", max_t=max_epochs, grace_period=min(grace, max_epochs),
                           reduction_factor=3),
             f"asha (grace {min(grace, max_epochs)} epochs, reduction 3, max {max_epochs})")
