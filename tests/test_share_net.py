@@ -63,6 +63,10 @@ def test_registered_with_its_options_and_needs():
     assert m.opts["n_components"] == 8 and m.opts["epochs"] == 30 and m.opts["tissue"]
     with pytest.raises(RavisoError, match="bad share_net options"):
         make_variant("share_net", lr=0)
+    shared = dict(lr=1e-3, epochs=20, share_net={"lr": 3e-3, "epochs": 25})  # per-variant dict
+    assert make_variant("share_net", **shared).opts["lr"] == 3e-3
+    assert make_variant("share_net", **shared).opts["epochs"] == 25
+    assert make_variant("ffnn_plus", **shared).opts["lr"] == 1e-3
 
 
 def test_starts_at_isoform_fraction_fit_and_shares_sum_to_one():

@@ -47,6 +47,9 @@ leave-one-out choice). One set of options can be passed to every variant: an opt
 variant uses is ignored by a variant that has no use for it (the baselines have no epochs), ``None``
 means "the default", and an option no variant knows is an error naming the known ones.
 
+Options for one variant only: ``{"lr": 1e-3, "share_net": {"lr": 3e-3}}`` (a key that is a
+variant's name holds a dict applied over the shared options for that variant; the demo uses it).
+
 ``variant_needs`` says which inputs a variant reads besides the isoform targets: ``"latent:<key>"``,
 ``"genes"``, ``"tissue"`` (the cv driver attaches/ships only what is needed).
 """
@@ -164,6 +167,10 @@ def variant_options(name: str) -> frozenset:
 def make_variant(name: str, **options) -> Predictor:
     """A fresh, unfitted predictor; see the module docstring for the options."""
     name = _check_name(name)
+    # {"lr": 1e-3, "share_net": {"lr": 3e-3}}: an option keyed by a variant's name is a dict of
+    # options for that variant only, applied over the shared ones
+    own = options.get(name) if isinstance(options.get(name), dict) else {}
+    options = {**{k: v for k, v in options.items() if k not in VARIANTS}, **own}
     unknown = sorted(set(options) - KNOWN_OPTIONS)
     if unknown:
         raise RavisoError(f"unknown variant option(s) {', '.join(unknown)} "
