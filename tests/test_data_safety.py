@@ -325,3 +325,24 @@ def test_a_file_output_never_replaces_a_directory(tmp_path):
         with atomic_file(tmp_path / "out.parquet", overwrite=True) as tmp:
             tmp.write_text("x")
     assert (tmp_path / "out.parquet" / "results.json").exists()
+
+
+def test_a_killed_labelled_cache_build_is_cleaned_up(tmp_path):
+    """The memory-mapped labelled cache (GBs at GTEx width) is built in a host-tagged temp dir:
+    what a SIGKILLed build left is removed by the next build on this host (12.5)."""
+    from raviso.core import atomic
+    from raviso.data import Store
+    from raviso.data.mapped import cache_key, ensure_cache
+
+    store, _ = write_tiny_store(tmp_path / "store")
+    root = tmp_path / "cache"
+    root.mkdir()
+    final = root / cache_key(Store(store), "float32")
+    left = root / atomic.temp_name(final, pid=_dead_pid())
+    left.mkdir()
+    (left / "isoforms.npy").write_bytes(b"\0" * 4096)
+    other_host = root / atomic.temp_name(final, host="f" * 8, pid=_dead_pid())
+    other_host.mkdir()
+    built = ensure_cache(Store(store), "float32", root=root)
+    assert (built / "isoforms.npy").exists()
+    assert not left.exists() and other_host.exists()
