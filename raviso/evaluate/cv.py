@@ -289,22 +289,18 @@ def run_cv(store, pretrained=None, pretrained_ae=None, variants=None, folds: int
     st, data = load_labelled(store, runs, target_dtype)
     fold_plan = repeated_folds(data.tissue, data.donor, k=folds, seed=seed, repeats=repeats,
                                group_by=group_by, source=st.uri, scheme=fold_scheme)
-    options = dict(variant_options or {})
-    if epochs is not None:
-        options["epochs"] = int(epochs)
-    options.setdefault("seed", seed)
-    if gpus_per_trial:
-        options.setdefault("device", "cuda")
+    options = _trial_options(variant_options, epochs, seed, gpus_per_trial)
     init_ray(address=address, num_cpus=num_cpus)
     from . import resume as resume_mod
 
     trial_root = resume_mod.trial_store(out, storage)
+    what = dict(store=str(store), pretrained=runs.get("vae"), pretrained_ae=runs.get("ae"),
+                folds=folds, repeats=repeats, group_by=group_by, fold_scheme=fold_scheme,
+                epochs=epochs, seed=seed, variant_options=options)
+    tuned = None if not tuned_config else str(tuned_config)
     experiment, done = resume_mod.prepare(trial_root, resume_mod.fingerprint(
-        {"store": str(store), "pretrained": runs.get("vae"), "pretrained_ae": runs.get("ae"),
-         "variants": names, "folds": folds, "repeats": repeats, "group_by": group_by,
-         "fold_scheme": fold_scheme, "epochs": epochs, "seed": seed, "variant_options": options,
-         "target_dtype": target_dtype, "tune": tune, "inner_folds": inner_folds,
-         "tuned_config": None if not tuned_config else str(tuned_config)},
+        {**_identity(what, names), "target_dtype": target_dtype, "tune": tune,
+         "inner_folds": inner_folds, "tuned_config": tuned},
         getattr(fold_plan, "assignments", fold_plan.fold)), resume, progress)   # (R, n)
     done = {k: v for k, v in done.items() if "@" not in k[1]}   # a nested search reruns: so do they
     with atomic_dir(out, overwrite=overwrite) as tmp:
@@ -325,34 +321,63 @@ def run_cv(store, pretrained=None, pretrained_ae=None, variants=None, folds: int
                              cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial,
                              max_failures=max_failures, extra_config=extra,
                              max_concurrent=max_concurrent)
-        config = {"store": str(store), "pretrained": runs.get("vae"),
-                  "pretrained_ae": runs.get("ae"), "variants": names, "folds": folds,
-                  "repeats": repeats, "group_by": group_by, "fold_scheme": fold_scheme,
-                  "epochs": epochs, "seed": seed, "variant_options": options,
-                  "cpus_per_trial": cpus_per_trial,
+        config = {**_identity(what, names), "cpus_per_trial": cpus_per_trial,
                   "gpus_per_trial": gpus_per_trial, "max_failures": max_failures,
-                  "target_dtype": data.mapped.dtype if data.mapped else "float32"}
-        config.update(tune=tune, tuned_config=None if not tuned_config else str(tuned_config))
+                  "target_dtype": data.mapped.dtype if data.mapped else "float32",
+                  "tune": tune, "tuned_config": tuned}
         doc = results_mod.build_results(config, data, fold_plan, outcome)
         if plan.record:
             doc["tuning"] = plan.record
         results_mod.write_results(tmp, doc, outcome.errors)
         if save_model:
-            from ..models.saved import fit_model, model_variant
-
-            variant, fit_options = plan.final_model(model_variant(doc), options, progress)
-            progress(f"fitting {variant} on all {data.n} labelled samples (--save-model)")
-            fit_model(data, variant, Path(tmp) / "model", runs=runs, options=fit_options,
-                      store_uri=st.uri)
+            _save_model(Path(tmp) / "model", doc, plan, data, runs, st.uri, options, progress)
         if report:
             from .report import has_curves, write_report
 
             write_report(tmp, pretrain=pretrained if has_curves(pretrained) else None)
+    _check_trials(doc, trial_root, max_failures, out)
+    return out
+
+
+def _identity(what: dict, variants: list[str]) -> dict:
+    """What was cross-validated, in results.json's key order: the head of its ``config`` and of
+    the --resume fingerprint (the variants differ: the fingerprint's exclude the tuned columns)."""
+    keys = ("store", "pretrained", "pretrained_ae", "variants", "folds", "repeats", "group_by",
+            "fold_scheme", "epochs", "seed", "variant_options")
+    return {k: variants if k == "variants" else what[k] for k in keys}
+
+
+def _trial_options(variant_options, epochs, seed: int, gpus_per_trial: float) -> dict:
+    """The options every trial's variant is made with: the user's, then --epochs, the seed and,
+    with GPUs per trial, the cuda device."""
+    options = dict(variant_options or {})
+    if epochs is not None:
+        options["epochs"] = int(epochs)
+    options.setdefault("seed", seed)
+    if gpus_per_trial:
+        options.setdefault("device", "cuda")
+    return options
+
+
+def _save_model(model_dir: Path, doc: dict, plan, data: Labelled, runs: dict, store_uri: str,
+                options: dict, progress) -> None:
+    """--save-model: the best savable variant (tuned config if it won) fitted on every row."""
+    from ..models.saved import fit_model, model_variant
+
+    variant, fit_options = plan.final_model(model_variant(doc), options, progress)
+    progress(f"fitting {variant} on all {data.n} labelled samples (--save-model)")
+    fit_model(data, variant, model_dir, runs=runs, options=fit_options, store_uri=store_uri)
+
+
+def _check_trials(doc: dict, trial_root, max_failures: int, out: Path) -> None:
+    """All trials ok: drop Tune's trial store. Otherwise keep it (for --resume) and fail, naming
+    the first failed trials (CV itself is written: results.json records them)."""
+    from . import resume as resume_mod
+
     failed = [t for t in doc["trials"] if t["status"] != "ok"]
     if not failed:
         resume_mod.discard(trial_root)
-    if failed:
-        which = ", ".join(f"fold {t['fold']} {t['variant']}" for t in failed[:5])
-        raise RavisoError(f"{len(failed)} trial(s) failed after {max_failures} retries ({which}); "
-                          "see results.json", out)
-    return out
+        return
+    which = ", ".join(f"fold {t['fold']} {t['variant']}" for t in failed[:5])
+    raise RavisoError(f"{len(failed)} trial(s) failed after {max_failures} retries ({which}); "
+                      "see results.json", out)
