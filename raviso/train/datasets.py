@@ -36,7 +36,8 @@ def _keep_split(table, fraction: float, want_val: bool):
 def build_datasets(store, tc: TrainConfig, object_store_bytes: float = 0) -> dict:
     """Ray Datasets for the trainer: "train" (reshuffled per epoch), "val", "gtex" (if present).
 
-    Small stores (everything under a quarter of the object store with ``materialize="auto"``) are
+    Small stores (everything under a quarter of the object store with ``materialize="auto"``; under
+    80% of it for ``--gpu``, whose appetite streaming cannot feed) are
     read ONCE by the driver with pyarrow and put in the object store (`ray.data.from_arrow`, no
     read tasks, whose worker start-up costs seconds on a small machine); training then reshuffles
     by `randomize_block_order` (cheap on in-memory blocks) plus the local buffer. Larger stores
@@ -47,8 +48,10 @@ def build_datasets(store, tc: TrainConfig, object_store_bytes: float = 0) -> dic
 
     total = sum(store.n_rows(n) * len(store.genes) * 4 for n in ("archs4", "gtex_gene")
                 if store.has(n))
-    hold = tc.materialize == "always" or (tc.materialize == "auto"
-                                          and total < 0.25 * object_store_bytes)
+    # a GPU consumes 5-10k samples/s; streaming Parquet gave 1,350 rows/s and the object store
+    # 5,800 on this 2-core VM under load (bench/README.md, scale): GPU runs hold whatever fits
+    hold = tc.materialize == "always" or (tc.materialize == "auto" and total < (
+        0.8 if tc.gpu else 0.25) * object_store_bytes)
     want_gtex = tc.eval_gtex and store.has("gtex_gene")
     if hold:
         def held(name, cols, want_val=None):
