@@ -108,6 +108,18 @@ def test_overwrite_still_replaces_raviso_outputs_and_empty_dirs(tmp_path):
     with atomic_dir(tmp_path / "empty", overwrite=True) as tmp:
         (tmp / "results.json").write_text("{}")
     assert (tmp_path / "empty" / "results.json").exists()
+    # every kind of raviso output directory is recognised: a `raviso tune` TUNE among them
+    for marker, doc in (("best.json", {"format": "raviso.tune.best/1"}),
+                        ("results.json", {"schema": "raviso.cv.results/1"}),
+                        ("model.json", {"format": 1}), ("synth.json", {"preset": {}}),
+                        ("run.json", {"model": {}}), ("latent.json", {"latent_dim": 2})):
+        out = tmp_path / marker.replace(".", "_")
+        out.mkdir()
+        (out / marker).write_text(json.dumps(doc))
+        (out / "other.bin").write_bytes(b"x")
+        with atomic_dir(out, overwrite=True) as tmp:
+            (tmp / marker).write_text(json.dumps(doc))
+        assert not (out / "other.bin").exists(), marker
 
 
 @pytest.mark.parametrize("command", ["pretrain", "cv", "fit", "synth", "convert", "demo", "copy"])

@@ -35,7 +35,7 @@ from .errors import RavisoError
 OUTPUT_MARKER = ".raviso-output"
 MARKERS = {"manifest.json": "format_version", "run.json": "model", "config.json": "model",
            "results.json": "schema", "model.json": "format", "synth.json": "preset",
-           "latent.json": "latent_dim", OUTPUT_MARKER: None}
+           "latent.json": "latent_dim", "best.json": "format", OUTPUT_MARKER: None}
 _OWNED = re.compile(r"\.tmp-([0-9a-f]{8})([0-9a-f]{8})-(\d+)-[0-9a-f]{8}$")
 
 
