@@ -18,13 +18,11 @@ from .datasets import _expr
 
 def train_func(cfg: dict) -> None:
     """Runs on every Ray Train worker. `cfg`: model, train (dicts), sink (actor handle or None)."""
-    import tempfile
-
     import ray.train
     import torch
     from ray.train.torch import get_device, prepare_model
 
-    from ..models.loop import evaluate, kl_weight, make_optimizer, train_epoch, unwrap
+    from ..models.loop import evaluate, kl_weight, make_optimizer, train_epoch
     from ..models.vae import VAE
 
     mc, tc, sink = VAEConfig.from_dict(cfg["model"]), TrainConfig.from_dict(cfg["train"]), cfg["sink"]
@@ -37,16 +35,7 @@ def train_func(cfg: dict) -> None:
 
     torch.manual_seed(tc.seed)
     model = VAE(mc)
-    optimizer_state, start_epoch, history = None, 0, []
-    ckpt = ray.train.get_checkpoint()
-    if ckpt is not None:
-        with ckpt.as_directory() as d:
-            model.load_state_dict(torch.load(Path(d) / "model.pt", weights_only=True))
-            optimizer_state = torch.load(Path(d) / "optimizer.pt", weights_only=True)
-            state = json.loads((Path(d) / "state.json").read_text())
-            history = [json.loads(line) for line in (Path(d) / "metrics.jsonl").read_text().splitlines()
-                       if line.strip()]
-        start_epoch = int(state["epoch"])
+    optimizer_state, start_epoch, history = _restore(model, ray.train.get_checkpoint())
     model = prepare_model(model)        # moves to device; DDP (gloo/nccl) when workers > 1
     optimizer = make_optimizer(model, tc.lr)
     if optimizer_state is not None:
@@ -92,20 +81,49 @@ def train_func(cfg: dict) -> None:
                                if k in ("samples", "elbo", "recon", "kl")})
         record["epoch_seconds"] = time.time() - t0
         history.append(record)
-        with tempfile.TemporaryDirectory() as d:
-            checkpoint = None
-            if rank == 0:
-                torch.save(unwrap(model).state_dict(), Path(d) / "model.pt")
-                torch.save(optimizer.state_dict(), Path(d) / "optimizer.pt")
-                (Path(d) / "metrics.jsonl").write_text(
-                    "".join(json.dumps(r) + "\n" for r in history))
-                (Path(d) / "state.json").write_text(json.dumps(
-                    {"epoch": epoch + 1, "model": mc.to_dict(), "train": asdict(tc),
-                     "run_id": cfg.get("run_id")}))
-                checkpoint = ray.train.Checkpoint.from_directory(d)
-            ray.train.report(record, checkpoint=checkpoint,
-                             checkpoint_dir_name=f"checkpoint_epoch-{epoch + 1:05d}")
+        _report(record, history, model, optimizer, rank, mc, tc, cfg.get("run_id"))
         if rank == 0 and sink is not None:
             sink.epoch.remote(record)
         if tc.max_steps and steps >= tc.max_steps:
             break
+
+
+def _restore(model, ckpt) -> tuple:
+    """(optimizer state, first epoch, metrics history) from Ray Train's last checkpoint of this
+    run, its weights loaded into `model`; (None, 0, []) on a fresh start."""
+    import torch
+
+    if ckpt is None:
+        return None, 0, []
+    with ckpt.as_directory() as d:
+        model.load_state_dict(torch.load(Path(d) / "model.pt", weights_only=True))
+        optimizer_state = torch.load(Path(d) / "optimizer.pt", weights_only=True)
+        state = json.loads((Path(d) / "state.json").read_text())
+        history = [json.loads(line) for line in (Path(d) / "metrics.jsonl").read_text().splitlines()
+                   if line.strip()]
+    return optimizer_state, int(state["epoch"]), history
+
+
+def _report(record: dict, history: list, model, optimizer, rank: int, mc: VAEConfig,
+            tc: TrainConfig, run_id) -> None:
+    """`ray.train.report` of the epoch's metrics; rank 0 attaches the checkpoint (weights,
+    optimizer, the whole history, the configs and the run id that a resume checks)."""
+    import tempfile
+
+    import ray.train
+    import torch
+
+    from ..models.loop import unwrap
+
+    epoch = record["epoch"]
+    with tempfile.TemporaryDirectory() as d:
+        checkpoint = None
+        if rank == 0:
+            torch.save(unwrap(model).state_dict(), Path(d) / "model.pt")
+            torch.save(optimizer.state_dict(), Path(d) / "optimizer.pt")
+            (Path(d) / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in history))
+            (Path(d) / "state.json").write_text(json.dumps(
+                {"epoch": epoch, "model": mc.to_dict(), "train": asdict(tc), "run_id": run_id}))
+            checkpoint = ray.train.Checkpoint.from_directory(d)
+        ray.train.report(record, checkpoint=checkpoint,
+                         checkpoint_dir_name=f"checkpoint_epoch-{epoch:05d}")
