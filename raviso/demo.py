@@ -55,7 +55,8 @@ def run_demo(out="raviso-demo", overwrite: bool = False, address: str | None = N
     if out.exists():
         if not overwrite:
             raise RavisoError("already exists (pass --overwrite to replace it)", out)
-        check_replaceable(out)
+        if not (out / "store" / "manifest.json").is_file():   # demos from before the marker
+            check_replaceable(out)
         shutil.rmtree(out)
     if not out.parent.is_dir():
         raise RavisoError("parent directory does not exist", out.parent)
