@@ -52,8 +52,9 @@ class SkipFFNN(nn.Module):
 class FFNNPlus(ShareNet):
     """A `Predictor`: tissue-aware, wide, skip-connected FFNN on the shared training recipe."""
 
-    def __init__(self, name: str = "ffnn_plus", hidden=(256,), **opts):
-        super().__init__(name, **opts)
+    def __init__(self, name: str = "ffnn_plus", hidden=(256,), weight_decay: float = 0.0,
+                 **opts):
+        super().__init__(name, weight_decay=weight_decay, **opts)
         self.hidden = _hidden(hidden)
 
     def _build(self, data: Labelled, rows: np.ndarray, n_context: int):

@@ -31,7 +31,8 @@ Variants:
   gene's expression, + a linear residual; starts at isoform_fraction_fit + a ridge correction,
   early stopping on an inner donor split. Options ``n_components`` (64), ``tissue`` (True),
   ``epochs`` (30), ``lr`` (3e-3), ``batch_size`` (64), ``patience`` (8), ``val_fraction`` (0.15),
-  ``ridge_start`` (True), ``latent`` (None = PCA), ``seed``, ``device``
+  ``ridge_start`` (True), ``weight_decay`` (1.0, AdamW on the context weights), ``latent``
+  (None = PCA), ``seed``, ``device``
 - ``ffnn_plus`` (RECOMMENDED, `raviso.models.ffnn_plus`): the FFNN done well: same context and
   recipe as share_net, a wide hidden layer (``hidden``, default 256) and a linear skip
 - baselines (`raviso.models.baselines`, all in BASELINES): ``mean``, ``tissue_mean``, ``isoform_fraction``
@@ -127,7 +128,8 @@ VARIANTS: dict[str, Callable[..., Predictor]] = {
 }
 
 _CONTEXT_OPTIONS = frozenset({"latent", "n_components", "tissue", "epochs", "lr", "batch_size",
-                              "patience", "val_fraction", "ridge_start", "seed", "device"})
+                              "patience", "val_fraction", "ridge_start", "weight_decay", "seed",
+                              "device"})
 _OPTIONS: dict[str, frozenset] = {
     "vae_ffnn": _FFNN_OPTIONS | {"latent"},
     "ae_ffnn": _FFNN_OPTIONS | {"latent"},
