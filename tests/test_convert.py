@@ -300,8 +300,11 @@ def test_bench_convert_prints_table_then_json(tmp_path):
     for key in ("convert_gbps", "h5_read_gbps", "ratio", "arrow_read_gbps",
                 "convert_permuted_gbps", "convert_cpu_gbps"):
         assert last[key] > 0, key
-    assert last["ratio"] == pytest.approx(last["convert_gbps"] / last["h5_read_gbps"], rel=0.05,
-                                          abs=2e-3)   # the gbps are rounded to 3 digits
+    # both gbps are rounded to 3 decimals, so their quotient is only that exact: on 24 rows of a
+    # loaded machine (convert_gbps ~0.02) the rounding alone moves it by several percent
+    r = last["convert_gbps"] / last["h5_read_gbps"]
+    rounding = r * (5e-4 / last["convert_gbps"] + 5e-4 / last["h5_read_gbps"]) + 5e-4
+    assert abs(last["ratio"] - r) <= 0.05 * r + rounding
     assert last["rows"] == 24 and last["features"] == 18965
     assert any("HDF5 sequential read" in ln for ln in lines[:-1])
     assert list(tmp_path.iterdir()) == []
