@@ -125,3 +125,19 @@ def test_export_bad_input_is_one_line(fitted, tmp_path, capsys, monkeypatch):
     assert_one_line_error(run_cli(capsys, monkeypatch, "export", tmp_path / "nostore", "--to",
                                   "tsv", "--out", tmp_path / "x.tsv"), "nostore")
     assert not (tmp_path / "x.tsv").exists()
+
+
+def test_bad_h5ad_inputs_are_one_line(tmp_path, capsys, monkeypatch):
+    """Raw counts where log2(TPM+1) is expected, and an AnnData without var, name the file."""
+    import h5py
+
+    counts = write_h5ad(tmp_path / "counts.h5ad", np.full((4, 3), 5000.0), list("abcd"),
+                        list("XYZ"), sparse=True)
+    assert_one_line_error(run_cli(capsys, monkeypatch, "convert", tmp_path / "st", "--archs4",
+                                  counts), str(counts), "not on a log scale")
+    novar = write_h5ad(tmp_path / "novar.h5ad", np.ones((2, 2)), ["a", "b"], ["X", "Y"])
+    with h5py.File(novar, "r+") as f:
+        del f["var"]
+    assert_one_line_error(run_cli(capsys, monkeypatch, "convert", tmp_path / "st", "--archs4",
+                                  novar), str(novar))
+    assert not (tmp_path / "st").exists()
