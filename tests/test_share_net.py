@@ -157,3 +157,17 @@ def test_beats_the_strong_baselines_on_generator_data():
     for name in ("isoform_fraction_fit", "tissue_mean", "pca_ridge"):
         base = mse(make_variant(name, n_components=16).fit(data, train).predict(data, val))
         assert got < base, (name, got, base)
+
+
+def test_ffnn_plus_trains_and_beats_tissue_mean():
+    """The FFNN done well (same context and recipe): tissue one-hot, wide layer, skip."""
+    data = world_data(n=400, n_genes=60, n_isoforms=240)
+    val = np.flatnonzero(np.isin(data.donor, np.unique(data.donor)[::5]))
+    train = np.setdiff1d(np.arange(data.n), val)
+    m = make_variant("ffnn_plus", n_components=16, hidden="64", seed=0).fit(data, train)
+    assert m.hidden == (64,) and variant_needs("ffnn_plus") == {"genes", "tissue"}
+    pred = m.predict(data, val)
+    assert pred.shape == (len(val), 240) and np.isfinite(pred).all()
+    mse = lambda p: float(np.mean((p - data.isoforms[val]) ** 2))  # noqa: E731
+    base = make_variant("tissue_mean").fit(data, train).predict(data, val)
+    assert mse(pred) < mse(base), (mse(pred), mse(base))

@@ -25,7 +25,7 @@ from torch import nn
 
 from ..core.metrics import column_mean
 from ..data.labelled import Labelled
-from .regressors import _hidden
+from .regressors import FFNN, _hidden
 from .share_net import ShareNet
 
 
@@ -34,14 +34,10 @@ class SkipFFNN(nn.Module):
 
     def __init__(self, n_context: int, hidden, n_out: int, bias: np.ndarray):
         super().__init__()
-        layers: list[nn.Module] = []
-        d = n_context
-        for h in hidden:
-            layers += [nn.Linear(d, h), nn.ReLU()]
-            d = h
-        last = nn.Linear(d, n_out, bias=False)
-        nn.init.zeros_(last.weight)
-        self.mlp = nn.Sequential(*layers, last)
+        self.mlp = FFNN(n_context, hidden, n_out)
+        nn.init.zeros_(self.mlp.net[-1].weight)      # starts at the skip (the ridge) alone
+        self.mlp.net[-1].bias.requires_grad_(False)   # free_bias is the output bias
+        nn.init.zeros_(self.mlp.net[-1].bias)
         self.free_bias = nn.Parameter(torch.from_numpy(np.asarray(bias, np.float32)))
         self.R = nn.Parameter(torch.zeros(n_context, n_out))
 

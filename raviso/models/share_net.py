@@ -46,6 +46,7 @@ from ..data.labelled import Labelled
 from .baselines import (FIT_SHARE_ROWS, _tpm, fit_log_share, fit_pca, pca_transform, ridge_fit,
                         ridge_gcv)
 from .ffnn_fit import inner_split
+from .regressors import FeaturePipeline
 
 MIN_SHARE = 1e-4        # fitted shares of 0 (never-seen isoforms) start at this share
 CHUNK_ROWS = 256        # rows per evaluation chunk: a few (256, 157k) float32 temporaries
@@ -179,13 +180,9 @@ class ShareNet:
 
     # -- context features (fitted on the fitting rows only) --------------------------------------
     def _source(self, data: Labelled) -> np.ndarray:
-        if self.context == "pca":
-            return data.genes
-        key = self.context.split(":", 1)[1]
-        if key not in data.latent:
-            have = ", ".join(sorted(data.latent)) or "none"
-            raise RavisoError(f"the labelled set has no latent {key!r} attached (have: {have})")
-        return data.latent[key]
+        """The genes (PCA context) or the latent named by the context, as the FFNNs read them."""
+        return FeaturePipeline("genes" if self.context == "pca" else self.context
+                               ).source_matrix(data)
 
     def _fit_context(self, data: Labelled, rows: np.ndarray) -> None:
         X = self._source(data)[rows]
