@@ -287,7 +287,8 @@ def cv_cmd(
     pretrained_ae: Optional[Path] = typer.Option(None, "--pretrained-ae",
                                                  help="Autoencoder (beta=0) run (latent 'ae')."),
     variants: Optional[str] = typer.Option(None, "--variants",
-                                           help="Comma list (default: paper variants + baselines)."),
+                                           help="Comma list (default: share_net, ffnn_plus, "
+                                                "the paper variants, the baselines)."),
     folds: int = typer.Option(5, "--folds", help="Number of cross-validation folds."),
     repeats: int = typer.Option(1, "--repeats", help="R x k-fold with fold seeds seed..seed+R-1 "
                                 "(corrected repeated k-fold t-test across all R*k folds)."),
