@@ -230,6 +230,8 @@ def run(plan: Plan, workdir: Path, quick: bool = False, keep: bool = False, echo
             stages[name] = run_stage(name, argv, logs / f"{name}.log", echo)
             echo(f"[scale] {name}: {stages[name]['seconds']:.1f} s, peak "
                  f"{stages[name]['peak_memory_gb']:.2f} GB")
+            # the figures so far survive a run that is stopped before its JSON line
+            (workdir / "stages.json").write_text(json.dumps(stages, indent=1))
 
         stage("synth", [sys.executable, "-c", synth_code(synth, plan)])
         small = workdir / "store-synth" if plan.synth_rows_gtex else store
