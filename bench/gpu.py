@@ -79,7 +79,8 @@ def vae_steps(device, genes: int, hidden, batch: int, steps: int, warmup: int) -
     sync(device)
     rate = steps * batch / (time.perf_counter() - t0)
     return {"vae_params": params, "vae_batch": batch, "vae_steps": steps,
-            "vae_samples_per_s": round(rate, 1), "vae_model_tflops": round(6 * params * rate / 1e12, 3)}
+            "vae_samples_per_s": round(rate, 1),
+            "vae_model_tflops": round(6 * params * rate / 1e12, 6)}
 
 
 def cv_folds(device, n: int, isoforms: int, latent: int, epochs: int, batch: int) -> dict:
@@ -178,7 +179,7 @@ def main(argv=None) -> dict:
     peak = a.peak_tflops or (H100_BF16_TFLOPS if not dry else gemm_tflops(device))
     res["peak_tflops"] = round(peak, 3)
     res.update(vae_steps(device, **vae))
-    res["vae_mfu"] = round(res["vae_model_tflops"] / peak, 4)
+    res["vae_mfu"] = round(res["vae_model_tflops"] / peak, 6)
     res.update(cv_folds(device, **cv))
     res["peak_gpu_memory_gb"] = (round(torch.cuda.max_memory_allocated() / 1e9, 2)
                                  if not dry else 0.0)
