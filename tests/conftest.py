@@ -30,3 +30,15 @@ def realdata() -> Path:
     if not REALDATA.is_dir():
         pytest.skip("../shared/realdata is absent (only on the development machine)")
     return REALDATA
+
+
+@pytest.fixture
+def one_torch_thread():
+    """As in a cv trial (1 CPU each): on a shared 2-core machine two OpenMP threads per tiny model
+    step spin against each other and make the model tests ~10x slower."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -13,12 +13,7 @@ from raviso.models.variants import make_variant, variant_needs
 FAST = dict(vae_epochs=8, vae_hidden="32", latent_dim=6, epochs=5, lr=1e-2, batch_size=32)
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def make_data(n=160, g=20, seed=0) -> Labelled:

@@ -16,14 +16,7 @@ from raviso.models.ffnn_fit import inner_split
 from raviso.models.variants import BASELINES, PAPER_VARIANTS, VARIANTS, make_variant, variant_needs
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """As in a cv trial (1 CPU each): on a shared 2-core machine two OpenMP threads per tiny step
-    spin against each other and make these tests 10x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def make_data(n=200, g=12, seed=0, noise=0.05, donors=False) -> Labelled:

@@ -16,12 +16,7 @@ from raviso.models.variants import make_variant, variant_needs
 FAST = dict(epochs=3, lr=1e-2, batch_size=16, n_components=4)
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def world_data(n=240, n_genes=40, n_isoforms=120, seed=3) -> Labelled:
