@@ -55,9 +55,13 @@ def test_segment_softmax_matches_a_dense_reference():
 def test_registered_with_its_options_and_needs():
     assert variant_needs("share_net") == {"genes", "tissue"}
     m = make_variant("share_net", n_components=8, epochs=None, hidden="9")  # hidden: not its own
-    assert m.opts["n_components"] == 8 and m.opts["epochs"] == 30 and m.opts["tissue"]
+    assert m.opts["n_components"] == 8 and m.opts["epochs"] == 60 and m.opts["tissue"]
+    assert m.opts["context_scale"] == "variance" and m.opts["tissue_scale"] == 4.0
+    assert not m.opts["refit"]
     with pytest.raises(RavisoError, match="bad share_net options"):
         make_variant("share_net", lr=0)
+    with pytest.raises(RavisoError, match="context_scale"):
+        make_variant("share_net", context_scale="log")
     shared = dict(lr=1e-3, epochs=20, share_net={"lr": 3e-3, "epochs": 25})  # per-variant dict
     assert make_variant("share_net", **shared).opts["lr"] == 3e-3
     assert make_variant("share_net", **shared).opts["epochs"] == 25
@@ -129,6 +133,40 @@ def test_no_validation_row_influences_training():
     for (k, va), vb in zip(a.module.state_dict().items(), b.module.state_dict().values()):
         assert torch.equal(va, vb), k
     np.testing.assert_array_equal(a.predict(data, val), b.predict(data, val))
+
+
+def test_refit_trains_on_every_training_row_for_the_chosen_epochs():
+    """refit=True: the inner split picks the epoch count, then the model is refitted on ALL
+    training rows (never a validation row) for exactly that many epochs."""
+    data = world_data(n=120)
+    train = np.arange(0, 120, 2)
+    seen = []
+    m = ShareNet(seed=4, refit=True, **FAST).fit(
+        data, train, on_batch=lambda e, r: seen.append(set(r.tolist())))
+    h = m.history_
+    assert h["best_epoch"] > 0, "the toy data must let training beat the start"
+    assert h["refit"] == {"rows": len(train), "epochs": h["best_epoch"],
+                          "train_loss": h["refit"]["train_loss"]}
+    assert len(h["refit"]["train_loss"]) == h["best_epoch"]
+    fit_rows, _ = inner_split(train, data.donor, 0.15, 4)
+    refit_batches = seen[-(-len(train) // FAST.get("batch_size", 64)) * h["best_epoch"]:]
+    assert set().union(*refit_batches) == set(train.tolist())      # every row, the inner val too
+    assert set().union(*seen) <= set(train.tolist()) and len(fit_rows) < len(train)
+
+
+def test_variance_context_scale_shrinks_weak_components_hardest():
+    """context_scale="variance": column k of the context has std var_k / mean(var) (so the
+    decay prior favours the top components); "unit" standardises; tissue_scale is the one-hot."""
+    data = world_data(n=120)
+    rows = np.arange(120)
+    for scale in ("variance", "unit"):
+        m = ShareNet(n_components=5, context_scale=scale, tissue_scale=4.0)
+        m._fit_context(data, rows)
+        c = m._context(data, rows).numpy().astype(np.float64)
+        raw = m._project(m._source(data)[rows]).std(axis=0).astype(np.float64)
+        want = raw ** 2 / np.mean(raw ** 2) if scale == "variance" else np.ones(5)
+        np.testing.assert_allclose(c[:, :5].std(axis=0), want, rtol=1e-3)
+        assert set(np.unique(c[:, 5:])) == {0.0, 4.0} and (c[:, 5:] > 0).sum(1).max() == 1
 
 
 def test_deterministic_by_seed():

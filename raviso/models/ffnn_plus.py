@@ -49,8 +49,10 @@ class FFNNPlus(ShareNet):
     """A `Predictor`: tissue-aware, wide, skip-connected FFNN on the shared training recipe."""
 
     def __init__(self, name: str = "ffnn_plus", hidden=(256,), weight_decay: float = 0.0,
+                 epochs: int = 30, context_scale: str = "unit", tissue_scale: float = 1.0,
                  **opts):
-        super().__init__(name, weight_decay=weight_decay, **opts)
+        super().__init__(name, weight_decay=weight_decay, epochs=epochs,
+                         context_scale=context_scale, tissue_scale=tissue_scale, **opts)
         self.hidden = _hidden(hidden)
 
     def _build(self, data: Labelled, rows: np.ndarray, n_context: int):

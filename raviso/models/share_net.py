@@ -50,6 +50,7 @@ from .regressors import FeaturePipeline
 
 MIN_SHARE = 1e-4        # fitted shares of 0 (never-seen isoforms) start at this share
 CHUNK_ROWS = 256        # rows per evaluation chunk: a few (256, 157k) float32 temporaries
+CONTEXT_SCALES = ("variance", "unit")   # how the context columns are scaled (`ShareNet`)
 
 
 def segment_softmax(logits: torch.Tensor, segment: torch.Tensor, n_segments: int) -> torch.Tensor:
@@ -153,15 +154,20 @@ class ShareNet:
     """A `Predictor` (see `raviso.models.variants`): the gene-anchored share model."""
 
     def __init__(self, name: str = "share_net", context: str = "pca", n_components: int = 64,
-                 tissue: bool = True, epochs: int = 30, lr: float = 3e-3, batch_size: int = 64,
+                 tissue: bool = True, epochs: int = 60, lr: float = 3e-3, batch_size: int = 64,
                  patience: int = 8, val_fraction: float = 0.15, ridge_start: bool = True,
-                 weight_decay: float = 1.0, seed: int = 0, device: str = "cpu"):
+                 weight_decay: float = 1.0, refit: bool = False,
+                 context_scale: str = "variance", tissue_scale: float = 4.0, seed: int = 0,
+                 device: str = "cpu"):
         if int(epochs) < 0 or int(batch_size) < 1 or not float(lr) > 0 or int(patience) < 1 \
                 or int(n_components) < 1 or float(weight_decay) < 0:
             raise RavisoError(f"bad share_net options: epochs={epochs} (>= 0), batch_size="
                               f"{batch_size} (>= 1), lr={lr} (> 0), patience={patience} (>= 1), "
                               f"n_components={n_components} (>= 1), "
                               f"weight_decay={weight_decay} (>= 0)")
+        if context_scale not in CONTEXT_SCALES or not float(tissue_scale) > 0:
+            raise RavisoError(f"bad share_net options: context_scale={context_scale!r} (one of "
+                              f"{', '.join(CONTEXT_SCALES)}), tissue_scale={tissue_scale} (> 0)")
         if context != "pca" and not context.startswith("latent:"):
             raise RavisoError(f"share_net context must be pca or latent:<name>, got {context!r}")
         self.name = name
@@ -170,7 +176,8 @@ class ShareNet:
                      "epochs": int(epochs), "lr": float(lr), "batch_size": int(batch_size),
                      "patience": int(patience), "val_fraction": float(val_fraction),
                      "ridge_start": bool(ridge_start), "weight_decay": float(weight_decay),
-                     "seed": int(seed)}
+                     "refit": bool(refit), "context_scale": context_scale,
+                     "tissue_scale": float(tissue_scale), "seed": int(seed)}
         try:
             self.device = torch.device(device)
         except RuntimeError as e:
@@ -190,7 +197,13 @@ class ShareNet:
             if self.context == "pca" else None
         Z = self._project(X)
         self.z_mean_ = Z.mean(axis=0)
-        self.z_std_ = np.where(Z.std(axis=0) > 1e-8, Z.std(axis=0), 1.0).astype(np.float32)
+        sd = np.where(Z.std(axis=0) > 1e-8, Z.std(axis=0), 1.0).astype(np.float64)
+        if self.opts["context_scale"] == "variance":
+            # each column scaled to (its variance / the mean variance): the decoupled weight decay
+            # then shrinks the weights of weak components hardest (a prior that the signal lives
+            # in the top components), instead of treating all 64 alike
+            sd = np.mean(sd ** 2) / sd
+        self.z_std_ = sd.astype(np.float32)
         known = sorted({t for t in np.asarray(data.tissue)[rows].tolist() if t})
         self.tissues_ = known if self.opts["tissue"] and len(known) > 1 else []
 
@@ -204,7 +217,7 @@ class ShareNet:
             pos = {t: j for j, t in enumerate(self.tissues_)}
             for k, t in enumerate(np.asarray(data.tissue)[rows].tolist()):
                 if t in pos:
-                    T[k, pos[t]] = 1.0
+                    T[k, pos[t]] = self.opts["tissue_scale"]
         return torch.from_numpy(np.concatenate([Z, T], axis=1)).to(self.device)
 
     def _genes(self, data: Labelled, rows: np.ndarray) -> torch.Tensor:
@@ -216,11 +229,30 @@ class ShareNet:
 
     # -- fit / predict ---------------------------------------------------------------------------
     def fit(self, data: Labelled, train_idx, on_batch=None) -> "ShareNet":
+        """Early stopping on an inner donor split picks the epoch count; with ``refit`` (default)
+        the model is then fitted again on ALL the training rows for that many epochs, so the
+        per-isoform weights are estimated from every donor (the early-stopping donors are ~15%
+        of the data and the per-isoform context weights are what limits this model)."""
         o = self.opts
-        rows = np.asarray(train_idx, np.int64)
-        if len(rows) < 2:
+        everything = np.asarray(train_idx, np.int64)
+        if len(everything) < 2:
             raise RavisoError(f"{self.name}: needs at least 2 training samples")
-        rows, val_rows = inner_split(rows, data.donor, o["val_fraction"], o["seed"])
+        rows, val_rows = inner_split(everything, data.donor, o["val_fraction"], o["seed"])
+        hist = self._fit_rows(data, rows, val_rows, o["epochs"], None, on_batch)
+        best = hist["best_epoch"]
+        if o["refit"] and best > 0:
+            refit = self._fit_rows(data, everything, None, best, hist["ridge_start"]["used"],
+                                   on_batch)
+            hist = {**hist, "refit": {"rows": len(everything), "epochs": best,
+                                      "train_loss": refit["train_loss"]}}
+        self.history_ = hist
+        return self
+
+    def _fit_rows(self, data: Labelled, rows: np.ndarray, val_rows: np.ndarray | None,
+                  epochs: int, use_ridge: bool | None, on_batch) -> dict:
+        """Build the model from `rows` and train it for up to `epochs`. With `val_rows`: decide the
+        ridge start and stop early on them; without: train exactly `epochs` (the refit)."""
+        o = self.opts
         self._fit_context(data, rows)
         C = self._context(data, rows)
         with torch.random.fork_rng(devices=[]):
@@ -228,9 +260,9 @@ class ShareNet:
             self.module, share, free = self._build(data, rows, C.shape[1])
         self.module.to(self.device)
         self.n_out_ = data.isoforms.shape[1]
-        C_val = self._context(data, val_rows)
-        ridge = {"used": False}
-        if o["ridge_start"]:
+        C_val = None if val_rows is None else self._context(data, val_rows)
+        ridge = {"used": bool(use_ridge)}
+        if o["ridge_start"] and use_ridge is None:
             ridge["val_without"] = self._val_mse(data, val_rows, C_val)
             self._ridge_start(data, rows, C, share, free)
             ridge["val_with"] = self._val_mse(data, val_rows, C_val)
@@ -239,9 +271,10 @@ class ShareNet:
                 with torch.no_grad():
                     self.module.R.zero_()
                     self.module.free_bias.copy_(torch.from_numpy(free.astype(np.float32)))
-        self.history_ = {"ridge_start": ridge, **self._train(data, rows, C, val_rows, C_val,
-                                                               on_batch)}
-        return self
+        elif o["ridge_start"] and use_ridge:
+            self._ridge_start(data, rows, C, share, free)
+        return {"ridge_start": ridge,
+                **self._train(data, rows, C, val_rows, C_val, epochs, on_batch)}
 
     def _build(self, data: Labelled, rows: np.ndarray, n_context: int
                ) -> tuple[nn.Module, np.ndarray, np.ndarray]:
@@ -299,21 +332,25 @@ class ShareNet:
         self.module.train()
         return total / (len(rows) * data.isoforms.shape[1])
 
-    def _train(self, data: Labelled, rows: np.ndarray, C: torch.Tensor, val_rows: np.ndarray,
-               C_val: torch.Tensor, on_batch) -> dict:
-        """Adam with a cosine learning-rate schedule; early stopping on the inner donor split,
-        with the starting point (the baseline) scored first and kept unless beaten."""
+    def _train(self, data: Labelled, rows: np.ndarray, C: torch.Tensor, val_rows, C_val,
+               epochs: int, on_batch) -> dict:
+        """AdamW with a cosine learning-rate schedule (over the configured epochs, so a refit that
+        stops at the chosen epoch follows the same learning rates). With `val_rows`: early
+        stopping on the inner donor split, the starting point (the baseline) scored first and
+        kept unless beaten. Without: exactly `epochs` epochs (the refit on all rows)."""
         o = self.opts
         opt = self._optimizer()
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(1, o["epochs"]))
         gen = torch.Generator().manual_seed(o["seed"])
-        best = self._val_mse(data, val_rows, C_val)
-        hist = {"train_loss": [], "val_loss": [best], "best_epoch": 0, "stopped_early": False,
-                "rows_per_epoch": len(rows), "val_rows": len(val_rows)}
+        scored = val_rows is not None
+        best = self._val_mse(data, val_rows, C_val) if scored else math.inf
+        hist = {"train_loss": [], "val_loss": [best] if scored else [], "best_epoch": 0,
+                "stopped_early": False, "rows_per_epoch": len(rows),
+                "val_rows": len(val_rows) if scored else 0}
         state = {k: t.detach().clone() for k, t in self.module.state_dict().items()}
         waited = 0
         self.module.train()
-        for epoch in range(o["epochs"]):
+        for epoch in range(epochs):
             perm = torch.randperm(len(rows), generator=gen).numpy()
             total = 0.0
             for s in range(0, len(rows), o["batch_size"]):
@@ -329,6 +366,8 @@ class ShareNet:
                 total += float(loss.detach()) * len(pos)
             sched.step()
             hist["train_loss"].append(total / len(rows))
+            if not scored:
+                continue
             v = self._val_mse(data, val_rows, C_val)
             hist["val_loss"].append(v)
             if v < best:
@@ -339,11 +378,13 @@ class ShareNet:
                 if waited >= o["patience"]:
                     hist["stopped_early"] = True
                     break
-        self.module.load_state_dict(state)
+        if scored:
+            self.module.load_state_dict(state)
         self.module.eval()
         hist["epochs_run"] = len(hist["train_loss"])
-        if not math.isfinite(best):
-            raise RavisoError(f"{self.name}: training diverged (validation MSE {best})")
+        last = best if scored else (hist["train_loss"] or [0.0])[-1]
+        if not math.isfinite(last):
+            raise RavisoError(f"{self.name}: training diverged (MSE {last})")
         return hist
 
     @torch.no_grad()

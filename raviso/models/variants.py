@@ -129,7 +129,7 @@ VARIANTS: dict[str, Callable[..., Predictor]] = {
 
 _CONTEXT_OPTIONS = frozenset({"latent", "n_components", "tissue", "epochs", "lr", "batch_size",
                               "patience", "val_fraction", "ridge_start", "weight_decay", "seed",
-                              "device"})
+                              "device", "refit", "context_scale", "tissue_scale"})
 _OPTIONS: dict[str, frozenset] = {
     "vae_ffnn": _FFNN_OPTIONS | {"latent"},
     "ae_ffnn": _FFNN_OPTIONS | {"latent"},
