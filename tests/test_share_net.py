@@ -10,7 +10,8 @@ from raviso.core.errors import RavisoError
 from raviso.data.labelled import Labelled
 from raviso.models.baselines import IsoformFractionBaseline
 from raviso.models.ffnn_fit import inner_split
-from raviso.models.share_net import ShareNet, segment_softmax
+from raviso.models.share_module import segment_softmax
+from raviso.models.share_net import ShareNet
 from raviso.models.variants import make_variant, variant_needs
 
 FAST = dict(epochs=3, lr=1e-2, batch_size=16, n_components=4)
