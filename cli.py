@@ -304,7 +304,8 @@ def cv_cmd(
                                          "fractional (0: CPU only)."),
     max_failures: int = typer.Option(2, "--max-failures", help="Retries of a crashed trial."),
     save_model: bool = typer.Option(False, "--save-model",
-                                    help="Also fit the best neural variant on all samples: CV/model."),
+                                    help="Also fit the best savable variant (share_net, "
+                                    "ffnn_plus or an FFNN) on all samples: CV/model."),
     no_report: bool = typer.Option(False, "--no-report", help="Write results.json only, "
                                    "no report.md/table1.csv/plots."),
     storage: Optional[str] = typer.Option(None, "--storage", help="Tune storage shared by all "
@@ -417,7 +418,7 @@ def fit_cmd(
     out: Path = typer.Option(..., "--out", help="MODEL directory to write."),
     variant: Optional[str] = typer.Option(None, "--variant", help="The variant to fit (one "
                                           "of raviso cv's --variants that can be saved) "
-                                          "[vae_ffnn, or the --config's]."),
+                                          "[share_net, or the --config's]."),
     pretrained: Optional[Path] = typer.Option(None, "--pretrained", help="VAE run (latent "
                                               "'vae'), for the variants that use it."),
     pretrained_ae: Optional[Path] = typer.Option(None, "--pretrained-ae", help="Autoencoder "

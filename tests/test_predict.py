@@ -120,6 +120,30 @@ def test_tsv_and_h5ad_outputs_hold_the_same_predictions(fitted, tmp_path):
         assert json.loads(f["uns/raviso"][()])["units"] == "log2(TPM+1)"
 
 
+@pytest.mark.parametrize("variant", ["share_net", "ffnn_plus"])
+def test_recommended_models_save_and_predict(fitted, tmp_path, variant):
+    """raviso's own models are savable: fit -> MODEL -> predict reproduces the fitted model's
+    predictions (context transform, tissue one-hot and network all restored)."""
+    from raviso.models.saved import fit_model, is_savable
+    from raviso.serve.predict import LoadedModel, predict_file, read_predictions
+
+    root, d, data, _, _ = fitted
+    assert is_savable(variant)
+    model = fit_model(data, variant, tmp_path / "m",
+                      options={"epochs": 3, "seed": 1, "n_components": 4})
+    expected = model.predict(data, np.arange(data.n))
+    ids, P, _ = read_predictions(predict_file(tmp_path / "m", root / "store", tmp_path / "p.parquet"))
+    assert ids == d["sample_id"]
+    np.testing.assert_allclose(P, expected, rtol=1e-5, atol=1e-5)
+    assert np.ptp(P, axis=0).max() > 1e-3
+    loaded = LoadedModel(tmp_path / "m").regressor
+    assert type(loaded) is type(model) and loaded.opts == model.opts
+    assert loaded.tissues_ == model.tissues_ and len(model.tissues_) > 1
+    (tmp_path / "m" / "regressor" / "share.safetensors").write_bytes(b"junk")
+    with pytest.raises(RavisoError, match="corrupt saved model"):
+        LoadedModel(tmp_path / "m")
+
+
 def test_bad_model_and_format(fitted, tmp_path):
     from raviso.serve.predict import predict_file
 

@@ -55,6 +55,15 @@ class FFNNPlus(ShareNet):
         super().__init__(name, weight_decay=weight_decay, epochs=epochs, **opts)
         self.hidden = _hidden(hidden)
 
+    variant_kind = "ffnn_plus"
+
+    def init_options(self) -> dict:
+        return {**self.opts, "hidden": list(self.hidden)}
+
+    def empty_module(self, state: dict) -> nn.Module:
+        n_out = int(state["free_bias"].shape[0])
+        return SkipFFNN(int(state["R"].shape[0]), self.hidden, n_out, np.zeros(n_out, np.float32))
+
     def _build(self, data: Labelled, rows: np.ndarray, n_context: int):
         mean = column_mean(data.isoforms, rows)
         share = np.zeros(data.isoforms.shape[1])           # no share term: the start is the mean

@@ -48,8 +48,8 @@ def model_variant(doc: dict) -> str:
 
 
 def is_savable(variant: str) -> bool:
-    """Whether `variant`'s predictor can be saved and loaded (the FFNN regressors can; baselines
-    are cheap to refit and are not saved)."""
+    """Whether `variant`'s predictor can be saved and loaded (share_net, ffnn_plus and the FFNN
+    regressors can; baselines are cheap to refit and are not saved)."""
     from .variants import make_variant
 
     return hasattr(type(make_variant(variant)), "load")
@@ -57,20 +57,26 @@ def is_savable(variant: str) -> bool:
 
 def require_savable(variant: str) -> None:
     if not is_savable(variant):
-        raise RavisoError(f"variant {variant} cannot be saved as a model (savable: the FFNN "
-                          "variants)")
+        raise RavisoError(f"variant {variant} cannot be saved as a model (savable: share_net, "
+                          "ffnn_plus and the FFNN variants)")
 
 
 def save_predictor(model, directory: Path) -> None:
     if not hasattr(model, "save"):
-        raise RavisoError(f"variant {model.name} cannot be saved (only the FFNN regressors can)")
+        raise RavisoError(f"variant {model.name} cannot be saved (savable: share_net, ffnn_plus "
+                          "and the FFNN regressors)")
     directory.mkdir()
     model.save(directory)
 
 
 def load_predictor(directory: Path):
+    from .ffnn_plus import FFNNPlus
     from .regressors import FFNNRegressor
+    from .share_io import is_share_model, load_share_model
+    from .share_net import ShareNet
 
+    if is_share_model(directory):
+        return load_share_model(directory, {c.variant_kind: c for c in (ShareNet, FFNNPlus)})
     return FFNNRegressor.load(directory)
 
 

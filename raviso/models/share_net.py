@@ -97,6 +97,32 @@ class ShareNet:
         self.module: ShareModule | None = None
         self.history_: dict = {}
 
+    # -- saving (`raviso.models.share_io`) --------------------------------------------------------
+    variant_kind = "share_net"
+
+    def init_options(self) -> dict:
+        """The constructor options that rebuild this model (with name, context and device)."""
+        return dict(self.opts)
+
+    def empty_module(self, state: dict) -> nn.Module:
+        """A network of the shapes in `state` (a saved state dict), to load it into."""
+        seg, n_genes = state["segment"].numpy(), int(state["blend"].shape[0])
+        zeros = lambda n: np.zeros(n, np.float32)  # noqa: E731
+        return ShareModule(int(state["R"].shape[0]), np.where(seg < n_genes, seg, -1), n_genes,
+                           share_logit=zeros(len(seg)), log_scale=zeros(n_genes),
+                           free_bias=zeros(len(seg)), gene_mean=zeros(n_genes))
+
+    def save(self, directory) -> None:
+        from .share_io import save_share_model
+
+        save_share_model(self, directory)
+
+    @classmethod
+    def load(cls, directory, device: str = "cpu") -> "ShareNet":
+        from .share_io import load_share_model
+
+        return load_share_model(directory, {cls.variant_kind: cls}, device)
+
     # -- context features (fitted on the fitting rows only) --------------------------------------
     def _source(self, data: Labelled) -> np.ndarray:
         """The genes (PCA context) or the latent named by the context, as the FFNNs read them."""

@@ -9,7 +9,7 @@ from ..core.config import StageConfig
 
 @dataclass(frozen=True)
 class FitConfig(StageConfig):
-    variant: str | None = None             # None: vae_ffnn, or the tuned config's
+    variant: str | None = None             # None: share_net, or the tuned config's
     pretrained: str | None = None
     pretrained_ae: str | None = None
     epochs: int | None = None

@@ -32,7 +32,7 @@ def fit_store(store, variant: str | None = None, out=None, pretrained=None, pret
             raise RavisoError(f"--variant {variant} differs from the tuned config's {chosen}",
                               config)
         variant = chosen
-    (variant,) = parse_variants(variant or "vae_ffnn")
+    (variant,) = parse_variants(variant or "share_net")   # the recommended model
     require_savable(variant)                     # before minutes of loading
     runs = latent_runs([variant], pretrained, pretrained_ae)
     st, data = load_labelled(store, runs, target_dtype)
