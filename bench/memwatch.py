@@ -14,6 +14,10 @@ command, the local Ray it starts -- gcs, raylet, workers, Tune trials, Ray Data 
   between samples is kept, so at most one interval of its I/O is missed).
 - CPU seconds of the tree (user + system), same rule.
 
+I/O and CPU are what the tree did WHILE the sampler ran: a process already alive at the start (the
+bench's own driver, a local Ray's gcs/raylet/workers kept across stages) counts from its counters
+at that moment, not from its birth, so consecutive stages on one Ray give per-stage figures.
+
 psutil comes with Ray (``ray/thirdparty_files``), so no new dependency: importing ray makes it
 importable.
 """
@@ -66,6 +70,8 @@ class TreeSampler:
         self.samples = 0
         self._io: dict[int, tuple[int, int]] = {}
         self._cpu: dict[int, float] = {}
+        self._base_io: dict[int, tuple[int, int]] = {}     # counters at the start (`__enter__`)
+        self._base_cpu: dict[int, float] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True, name="raviso-memwatch")
 
@@ -107,6 +113,8 @@ class TreeSampler:
             self._stop.wait(self.interval)
 
     def __enter__(self) -> "TreeSampler":
+        self.sample()                  # the baseline: what the live processes had already done
+        self._base_io, self._base_cpu = dict(self._io), dict(self._cpu)
         self._t0 = time.perf_counter()
         self._thread.start()
         return self
@@ -123,7 +131,10 @@ class TreeSampler:
                 "peak_rss_sum_gb": round(self.peak_rss / gb, 3),
                 "peak_workers_gb": round(self.peak_workers_pss / gb, 3),
                 "object_store_peak_gb": round(self.peak_shm / gb, 3),
-                "read_gb": round(sum(r for r, _ in self._io.values()) / gb, 3),
-                "written_gb": round(sum(w for _, w in self._io.values()) / gb, 3),
-                "cpu_seconds": round(sum(self._cpu.values()), 1),
+                "read_gb": round(sum(r - self._base_io.get(pid, (0, 0))[0]
+                                     for pid, (r, _) in self._io.items()) / gb, 3),
+                "written_gb": round(sum(w - self._base_io.get(pid, (0, 0))[1]
+                                        for pid, (_, w) in self._io.items()) / gb, 3),
+                "cpu_seconds": round(sum(c - self._base_cpu.get(pid, 0.0)
+                                         for pid, c in self._cpu.items()), 1),
                 "samples": self.samples}

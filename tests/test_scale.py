@@ -101,6 +101,27 @@ def test_concurrency_from_memory_shrinks_with_width():
 
 
 @pytest.mark.ray
+def test_tree_sampler_counts_only_what_happens_while_it_runs(tmp_path):
+    """CPU and bytes written by processes alive before the sampler started are not counted; a
+    child's work during it is (per-stage figures when stages share one long-lived Ray)."""
+    import subprocess
+    import time
+
+    from bench.memwatch import TreeSampler
+
+    t = time.process_time()
+    while time.process_time() - t < 1.0:          # 1 CPU-s of this process BEFORE the stage
+        pass
+    burn = ("import time\nt = time.process_time()\nwhile time.process_time() - t < 0.6: pass\n"
+            f"open({str(tmp_path / 'x')!r}, 'wb').write(bytes(8 << 20))\n"
+            "import os; os.sync(); time.sleep(0.6)")
+    with TreeSampler(interval=0.1) as tree:
+        subprocess.run([sys.executable, "-c", burn], check=True)
+    got = tree.result()
+    assert 0.5 <= got["cpu_seconds"] < 1.5, got          # the child's ~0.6 s (+ start-up), not 1.6
+    assert got["samples"] >= 3 and got["peak_memory_gb"] > 0
+
+
 def test_bench_scale_quick_runs_every_stage(tmp_path):
     """`raviso bench scale --quick`: every stage runs, the table and the JSON line are printed,
     pretrain stopped at --max-steps, cv wrote results.json with every trial."""
