@@ -31,7 +31,8 @@ def segment_softmax(logits: torch.Tensor, segment: torch.Tensor, n_segments: int
 
 
 class ShareModule(nn.Module):
-    """The network; see the module docstring for the formula. Parameters start at the baseline."""
+    """The network; the formula is in `raviso.models.share_net`'s docstring. Parameters start at
+    the baseline."""
 
     def __init__(self, n_context: int, isoform_gene: np.ndarray, n_genes: int, *,
                  share_logit: np.ndarray, log_scale: np.ndarray, free_bias: np.ndarray,

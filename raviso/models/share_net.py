@@ -167,8 +167,8 @@ class ShareNet:
 
     # -- fit / predict ---------------------------------------------------------------------------
     def fit(self, data: Labelled, train_idx, on_batch=None) -> "ShareNet":
-        """Early stopping on an inner donor split picks the epoch count; with ``refit`` (default)
-        the model is then fitted again on ALL the training rows for that many epochs, so the
+        """Early stopping on an inner donor split picks the epoch count; with ``refit`` (off by
+        default) the model is then fitted again on ALL the training rows for that many epochs, so the
         per-isoform weights are estimated from every donor (the early-stopping donors are ~15%
         of the data and the per-isoform context weights are what limits this model)."""
         o = self.opts
@@ -285,7 +285,9 @@ class ShareNet:
         hist = {"train_loss": [], "val_loss": [best] if scored else [], "best_epoch": 0,
                 "stopped_early": False, "rows_per_epoch": len(rows),
                 "val_rows": len(val_rows) if scored else 0}
-        state = {k: t.detach().clone() for k, t in self.module.state_dict().items()}
+        snapshot = lambda: {k: t.detach().clone()  # noqa: E731
+                            for k, t in self.module.state_dict().items()}
+        state = snapshot() if scored else None     # the refit keeps its last epoch: no copy
         waited = 0
         self.module.train()
         for epoch in range(epochs):
@@ -310,7 +312,7 @@ class ShareNet:
             hist["val_loss"].append(v)
             if v < best:
                 best, waited, hist["best_epoch"] = v, 0, epoch + 1
-                state = {k: t.detach().clone() for k, t in self.module.state_dict().items()}
+                state = snapshot()
             else:
                 waited += 1
                 if waited >= o["patience"]:
