@@ -28,13 +28,17 @@ import time
 import numpy as np
 import torch
 
+from raviso.data.labelled import Labelled
+
 H100_BF16_TFLOPS = 989.0
 
 
-def gemm_tflops(device: torch.device) -> float:
-    n = 2048 if device.type == "cuda" else 512
-    a = torch.randn(n, n, device=device)
-    b = torch.randn(n, n, device=device)
+def gemm_tflops(device: torch.device, dtype=torch.float32) -> float:
+    """Best of 5 timed square matrix products (8192 on CUDA, 512 on CPU), after one warm-up."""
+    n = 8192 if device.type == "cuda" else 512
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    a @ b
     best = float("inf")
     for _ in range(5):
         sync(device)
@@ -78,77 +82,201 @@ def vae_steps(device, genes: int, hidden, batch: int, steps: int, warmup: int) -
         opt.step()
     sync(device)
     rate = steps * batch / (time.perf_counter() - t0)
-    return {"vae_params": params, "vae_batch": batch, "vae_steps": steps,
-            "vae_samples_per_s": round(rate, 1),
-            "vae_model_tflops": round(6 * params * rate / 1e12, 6)}
+    return {"params": params, "samples_per_s": rate, "model_tflops": 6 * params * rate / 1e12}
 
 
-def cv_folds(device, n: int, isoforms: int, latent: int, epochs: int, batch: int) -> dict:
-    """2-fold CV of the latent FFNN at width; targets float16, device-resident when they fit."""
-    from raviso.models.loop import make_optimizer
-    from raviso.models.regressors import FFNN
+def vae_phase(device, peak: float, genes: int, hidden, batches, steps: int, warmup: int) -> dict:
+    """Paper-VAE training steps at each batch size; the first batch size gives the headline keys."""
+    out = {}
+    for k, batch in enumerate(batches):
+        r = vae_steps(device, genes, hidden, batch, steps, warmup)
+        pre = "vae" if k == 0 else f"vae_b{batch}"
+        out.update({f"{pre}_batch": batch, f"{pre}_samples_per_s": round(r["samples_per_s"], 1),
+                    f"{pre}_model_tflops": round(r["model_tflops"], 6),
+                    f"{pre}_mfu": round(r["model_tflops"] / peak, 6)})
+        out["vae_params"] = r["params"]
+    out["vae_steps"] = steps
+    return out
 
-    rng = np.random.default_rng(0)
-    Z = rng.normal(size=(n, latent)).astype(np.float32)
-    W = rng.normal(0, 0.3, (latent, 8)).astype(np.float32)
-    Y = np.empty((n, isoforms), np.float16)
-    proj = rng.normal(0, 0.5, (8, isoforms)).astype(np.float32)
-    for s in range(0, n, 1024):             # low-rank signal + noise, log-like range
-        h = Z[s:s + 1024] @ W
-        Y[s:s + 1024] = np.clip(2 + h @ proj + rng.normal(0, 0.5, (len(h), isoforms)), 0, None)
-    fold = np.arange(n) % 2
-    resident = device.type == "cuda" and Y.nbytes < 0.5 * torch.cuda.mem_get_info()[0]
-    Yd = torch.from_numpy(Y).to(device) if resident else None
-    pinned = None if resident else torch.empty((batch, isoforms), dtype=torch.float16,
-                                               pin_memory=device.type == "cuda")
-    Zd = torch.from_numpy(Z).to(device)
-    out, trained, t_all = [], 0, time.perf_counter()
+
+def synth_labelled(n: int, n_genes: int, n_iso: int, latent: int, device, seed: int = 0,
+                   chunk: int = 2048) -> Labelled:
+    """A labelled set at the requested width with real-data structure, generated on `device`:
+    per sample a hidden state (16-d, shifted by one of 10 tissues) drives log gene levels and
+    per-isoform share logits; isoform TPM = segment-softmax share x gene TPM x lognormal noise,
+    and the gene value is log2 of the exact sum of its isoforms' TPM (as after `raviso import`).
+    Two samples per donor; a 256-d "vae" latent = a noisy projection of the hidden state.
+    Isoforms are stored float16, as raviso stores targets at course width."""
+    from raviso.models.share_module import segment_softmax
+
+    cpu = torch.Generator().manual_seed(seed)
+    iso_gene = torch.sort(torch.randint(0, n_genes, (n_iso,), generator=cpu)).values
+    rn = lambda *shape: torch.randn(*shape, generator=cpu)  # noqa: E731
+    tissue = np.arange(n) % 10
+    H = (rn(n, 16) + rn(10, 16)[torch.from_numpy(tissue)]).to(device)
+    A, base = (0.4 * rn(16, n_genes)).to(device), (1 + 4 * torch.rand(n_genes, generator=cpu)).to(device)
+    B, b = (0.3 * rn(16, n_iso)).to(device), (1.5 * rn(n_iso)).to(device)
+    seg = iso_gene.to(device)
+    genes = np.empty((n, n_genes), np.float32)
+    isoforms = np.empty((n, n_iso), np.float16)
+    gen = torch.Generator(device=device).manual_seed(seed)
+    for s in range(0, n, chunk):
+        h = H[s:s + chunk]
+        g_log = torch.clamp(base + h @ A + 0.3 * torch.randn(len(h), n_genes, device=device,
+                                                               generator=gen), min=0)
+        share = segment_softmax(b + h @ B, seg, n_genes)
+        tpm = share * torch.exp2(g_log)[:, seg].sub_(1) * torch.exp(
+            0.3 * torch.randn(len(h), n_iso, device=device, generator=gen))
+        isoforms[s:s + len(h)] = torch.log2(tpm + 1).half().cpu().numpy()
+        total = torch.zeros(len(h), n_genes, device=device).index_add_(1, seg, tpm)
+        genes[s:s + len(h)] = torch.log2(total + 1).cpu().numpy()
+    Z = (H @ rn(16, latent).to(device) + 0.1 * torch.randn(n, latent, device=device,
+                                                            generator=gen)).cpu().numpy()
+    return Labelled(sample_id=np.array([f"s{i}" for i in range(n)]),
+                    tissue=np.array([f"tissue{t}" for t in tissue]),
+                    donor=np.array([f"d{i // 2}" for i in range(n)]),
+                    genes=genes, isoforms=isoforms,
+                    gene_names=[f"g{j}" for j in range(n_genes)],
+                    isoform_names=[f"i{j}" for j in range(n_iso)],
+                    isoform_gene=iso_gene.numpy().astype(np.int64), latent={"vae": Z})
+
+
+def mse(data: Labelled, pred: np.ndarray, rows: np.ndarray, device) -> float:
+    """Validation MSE, summed on `device` in float64 (a numpy pass over 8,678 x 156,958 takes
+    ~20 s on one core; this is not what is being timed)."""
+    total = torch.zeros((), dtype=torch.float64, device=device)
+    for s in range(0, len(rows), 1024):
+        d = (torch.from_numpy(pred[s:s + 1024]).to(device)
+             - torch.from_numpy(data.isoforms[rows[s:s + 1024]]).to(device).float())
+        total += torch.sum(d.double() ** 2)
+    return float(total) / (len(rows) * data.isoforms.shape[1])
+
+
+class BatchClock:
+    """`on_batch` hook: training rows/s from the first to the last batch of each epoch (no
+    set-up, no validation). A call comes before its batch's step, so an epoch's span holds the
+    steps of all its batches but the last."""
+
+    def __init__(self, device):
+        self.device, self.epochs = device, {}
+
+    def __call__(self, epoch, rows) -> None:
+        sync(self.device)
+        now = time.perf_counter()
+        first, _, done, total = self.epochs.get(epoch, (now, now, 0, 0))
+        self.epochs[epoch] = (first, now, total, total + len(rows))
+
+    def rows_per_s(self) -> float:
+        secs = sum(last - first for first, last, _, _ in self.epochs.values())
+        rows = sum(done for _, _, done, _ in self.epochs.values())
+        return rows / secs if secs > 0 else 0.0
+
+
+def cv_folds(device, n: int, genes: int, isoforms: int, latent: int, epochs: int,
+             share_epochs: int, share_folds: int) -> dict:
+    """2-fold (donor-grouped) CV at width with raviso's own variants on `device`: ``mean``,
+    ``vae_ffnn`` (the paper's latent FFNN; bf16 autocast, float16 targets device-resident when
+    they fit) and ``share_net`` (raviso's recommended model) on the first `share_folds` folds."""
+    from raviso.models import ffnn_fit
+    from raviso.models.variants import make_variant
+
+    resident = ffnn_fit.RESIDENT_FRACTION
+    t = time.perf_counter()
+    data = synth_labelled(n, genes, isoforms, latent, device)
+    res = {"cv_folds": 2, "cv_rows": n, "cv_isoforms": isoforms, "cv_genes": genes,
+           "cv_epochs": epochs, "share_epochs": share_epochs,
+           "synth_seconds": round(time.perf_counter() - t, 2)}
+    fold = np.array([int(d[1:]) % 2 for d in data.donor])
+    out, t_all = [], time.perf_counter()
     for f in (0, 1):
-        tr = torch.from_numpy(np.flatnonzero(fold != f))
-        va = torch.from_numpy(np.flatnonzero(fold == f))
-        torch.manual_seed(f)
-        model = FFNN(latent, (32,), isoforms).to(device)
-        with torch.no_grad():
-            mean = (Yd[tr.to(device)].float().mean(0) if resident
-                    else torch.from_numpy(Y[tr.numpy()].astype(np.float32).mean(0)).to(device))
-            model.net[-1].bias.copy_(mean)
-        opt = make_optimizer(model, 1e-3)
-        sync(device)
-        t = time.perf_counter()
-        for _ in range(epochs):
-            perm = tr[torch.randperm(len(tr))]
-            for s in range(0, len(perm), batch):
-                idx = perm[s:s + batch]
-                if resident:
-                    y = Yd[idx.to(device)].float()
+        tr, va = np.flatnonzero(fold != f), np.flatnonzero(fold == f)
+        plan = [("mean", {}), ("vae_ffnn", {"epochs": epochs, "device": device.type})]
+        if f == 0 and device.type == "cuda":    # the same fit with targets streamed from host
+            plan.append(("vae_ffnn_pinned", {"epochs": epochs, "device": device.type}))
+        if f < share_folds:
+            plan.append(("share_net", {"epochs": share_epochs, "device": device.type}))
+        for name, opts in plan:
+            model = make_variant(name.removesuffix("_pinned"), **opts)
+            clock = BatchClock(device)
+            ffnn_fit.RESIDENT_FRACTION = 0.0 if name.endswith("_pinned") else resident
+            t = time.perf_counter()
+            try:    # one lease, one try: a failing variant is reported, the rest still run
+                if name == "share_net":
+                    model.fit(data, tr, on_batch=clock)
                 else:
-                    np.take(Y, idx.numpy(), axis=0, out=pinned[:len(idx)].numpy())
-                    y = pinned[:len(idx)].to(device, non_blocking=True).float()
-                with autocast(device):
-                    loss = torch.nn.functional.mse_loss(model(Zd[idx.to(device)]).float(), y)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-        sync(device)
-        secs = time.perf_counter() - t
-        trained += epochs * len(tr)
-        with torch.no_grad(), autocast(device):
-            se = base = 0.0
-            for s in range(0, len(va), 1024):
-                idx = va[s:s + 1024]
-                y = (Yd[idx.to(device)] if resident
-                     else torch.from_numpy(Y[idx.numpy()]).to(device)).float()
-                se += float(((model(Zd[idx.to(device)]).float() - y) ** 2).sum())
-                base += float(((mean - y) ** 2).sum())
-        out.append({"fold": f, "train_seconds": round(secs, 3),
-                    "samples_per_s": round(epochs * len(tr) / secs, 1),
-                    "mse": se / (len(va) * isoforms), "mse_mean_baseline": base / (len(va) * isoforms)})
-    wall = time.perf_counter() - t_all
-    return {"cv_folds": 2, "cv_rows": n, "cv_isoforms": isoforms, "cv_epochs": epochs,
-            "cv_targets_resident": bool(resident), "cv_wall_seconds": round(wall, 2),
-            "cv_samples_per_s": round(sum(epochs * (n // 2) for _ in out)
-                                      / sum(o["train_seconds"] for o in out), 1),
-            "cv_per_fold": out}
+                    model.fit(data, tr)
+                sync(device)
+                fit_s = time.perf_counter() - t
+                t = time.perf_counter()
+                pred = model.predict(data, va)
+            except Exception as e:      # noqa: BLE001
+                out.append({"fold": f, "variant": name, "error": f"{type(e).__name__}: {e}"})
+                print(json.dumps(out[-1]), flush=True)
+                continue
+            row = {"fold": f, "variant": name, "fit_seconds": round(fit_s, 2),
+                   "predict_seconds": round(time.perf_counter() - t, 2),
+                   "mse": round(mse(data, pred, va, device), 5)}
+            if name.startswith("vae_ffnn"):
+                row["train_rows_per_s"] = round(epochs * len(tr) / fit_s, 1)
+            if name == "share_net":
+                row["train_rows_per_s"] = round(clock.rows_per_s(), 1)
+            out.append(row)
+            print(json.dumps(row), flush=True)
+            del pred, model
+    ffnn_fit.RESIDENT_FRACTION = resident
+    ok = [o for o in out if "error" not in o]
+    ffnn = [o for o in ok if o["variant"] == "vae_ffnn"] or [{"train_rows_per_s": 0.0}]
+    share = [o for o in ok if o["variant"] == "share_net"]
+    pinned = [o for o in ok if o["variant"] == "vae_ffnn_pinned"]
+    if pinned:      # same seed, same rows: only the target path differs
+        res["cv_pinned_rows_per_s"] = pinned[0]["train_rows_per_s"]
+        res["cv_pinned_mse_minus_resident"] = round(pinned[0]["mse"] - ok[[o["variant"] for o in ok
+                                                    ].index("vae_ffnn")]["mse"], 6)
+    res.update({"cv_wall_seconds": round(time.perf_counter() - t_all, 2),
+                "cv_samples_per_s": round(sum(o["train_rows_per_s"] for o in ffnn) / len(ffnn), 1),
+                "share_train_rows_per_s": (round(sum(o["train_rows_per_s"] for o in share)
+                                                 / len(share), 1) if share else None),
+                "cv_per_fold": out})
+    return res
+
+
+def ingest(rows: int, genes: int, threads: int) -> dict:
+    """Read rate of the gene matrix from a raviso store (Parquet, one tensor column) with
+    `threads` readers over its row groups: what one node's CPUs can feed a GPU."""
+    import tempfile
+    from concurrent.futures import ThreadPoolExecutor
+
+    import pyarrow.parquet as pq
+
+    from raviso.data.reader import Store, tensor_to_numpy
+    from raviso.data.schema import EXPR
+    from raviso.data.store import write_store
+
+    X = np.random.default_rng(0).random((rows, genes), dtype=np.float32) * 8
+    with tempfile.TemporaryDirectory() as tmp:
+        t = time.perf_counter()
+        write_store(f"{tmp}/s", [f"g{j}" for j in range(genes)],
+                    archs4={"X": X, "sample_id": [f"a{i}" for i in range(rows)]})
+        write_s = time.perf_counter() - t
+        del X
+        store = Store(f"{tmp}/s")
+        groups = [(frag, g) for frag in store._dataset("archs4").fragments
+                  for g in range(frag.metadata.num_row_groups)]
+        def read(job):
+            frag, g = job
+            return len(tensor_to_numpy(frag.subset(row_group_ids=[g]).to_table(
+                columns=[EXPR]).column(0)))
+        rates = {}
+        for k in sorted({1, threads}):
+            t = time.perf_counter()
+            with ThreadPoolExecutor(k) as pool:
+                got = sum(pool.map(read, groups))
+            assert got == rows
+            rates[k] = rows / (time.perf_counter() - t)
+    return {"ingest_rows": rows, "ingest_write_seconds": round(write_s, 2),
+            "ingest_threads": threads, "ingest_rows_per_s_1": round(rates[1], 1),
+            f"ingest_rows_per_s": round(rates[threads], 1),
+            "ingest_gb_per_s": round(rates[threads] * genes * 4 / 1e9, 3)}
 
 
 def main(argv=None) -> dict:
@@ -158,6 +286,13 @@ def main(argv=None) -> dict:
                     help=f"peak bf16 dense TFLOP/s for MFU (cuda default {H100_BF16_TFLOPS})")
     ap.add_argument("--vae-steps", type=int, default=None)
     ap.add_argument("--cv-epochs", type=int, default=None)
+    ap.add_argument("--share-epochs", type=int, default=None)
+    ap.add_argument("--share-folds", type=int, default=None, help="folds share_net runs (0-2)")
+    ap.add_argument("--rows", type=int, default=None, help="labelled rows (default per device)")
+    ap.add_argument("--isoforms", type=int, default=None)
+    ap.add_argument("--genes", type=int, default=None)
+    ap.add_argument("--skip", default="", help="phases to skip: vae,cv,ingest (comma list)")
+    ap.add_argument("--json-out", default=None, help="also write the result here after each phase")
     a = ap.parse_args(argv)
     device = torch.device(a.device)
     if device.type == "cuda" and not torch.cuda.is_available():
@@ -167,27 +302,53 @@ def main(argv=None) -> dict:
     torch.backends.cuda.matmul.allow_tf32 = True
     if dry:
         torch.set_num_threads(1)
-        vae = dict(genes=512, hidden=(64, 32), batch=32, steps=a.vae_steps or 3, warmup=1)
-        cv = dict(n=400, isoforms=2000, latent=16, epochs=a.cv_epochs or 1, batch=64)
+        vae = dict(genes=512, hidden=(64, 32), batches=(32,), steps=a.vae_steps or 3, warmup=1)
+        cv = dict(n=400, genes=300, isoforms=2000, latent=16)
+        ing = dict(rows=2000, genes=512, threads=2)
     else:
-        vae = dict(genes=18_965, hidden=(4096, 2048, 1024, 512), batch=512,
+        vae = dict(genes=18_965, hidden=(4096, 2048, 1024, 512), batches=(512, 4096),
                    steps=a.vae_steps or 50, warmup=5)
-        cv = dict(n=17_356, isoforms=156_958, latent=256, epochs=a.cv_epochs or 3, batch=256)
+        cv = dict(n=17_356, genes=18_965, isoforms=156_958, latent=256)
+        ing = dict(rows=20_000, genes=18_965, threads=16)
+    cv.update(n=a.rows or cv["n"], genes=a.genes or cv["genes"],
+              isoforms=a.isoforms or cv["isoforms"], epochs=a.cv_epochs or 3,
+              share_epochs=a.share_epochs or 2,
+              share_folds=1 if a.share_folds is None else a.share_folds)
+    skip = set(filter(None, a.skip.split(",")))
     res = {"bench": "gpu", "device": a.device, "dry_run": dry,
            "device_name": torch.cuda.get_device_name() if not dry else "cpu",
            "torch": torch.__version__}
+
+    def phase(name, fn, *args, **kw):
+        if name in skip:
+            return
+        if not dry:
+            torch.cuda.reset_peak_memory_stats()
+        t = time.perf_counter()
+        res.update(fn(*args, **kw))
+        res[f"{name}_phase_seconds"] = round(time.perf_counter() - t, 2)
+        if not dry:
+            res[f"{name}_peak_gpu_memory_gb"] = round(torch.cuda.max_memory_allocated() / 1e9, 2)
+        print(json.dumps(res), flush=True)
+        if a.json_out:
+            with open(a.json_out, "w") as f:
+                json.dump(res, f)
+
     peak = a.peak_tflops or (H100_BF16_TFLOPS if not dry else gemm_tflops(device))
     res["peak_tflops"] = round(peak, 3)
-    res.update(vae_steps(device, **vae))
-    res["vae_mfu"] = round(res["vae_model_tflops"] / peak, 6)
-    res.update(cv_folds(device, **cv))
-    res["peak_gpu_memory_gb"] = (round(torch.cuda.max_memory_allocated() / 1e9, 2)
-                                 if not dry else 0.0)
-    print(f"VAE {res['vae_params'] / 1e6:.1f}M params, batch {vae['batch']}: "
-          f"{res['vae_samples_per_s']:.0f} samples/s, MFU {res['vae_mfu']:.3f} "
-          f"(peak {peak:.1f} TFLOP/s); CV 2 folds x {cv['isoforms']:,} isoforms: "
-          f"{res['cv_samples_per_s']:.0f} samples/s, {res['cv_wall_seconds']:.1f} s; "
-          f"peak GPU memory {res['peak_gpu_memory_gb']} GB")
+    res["measured_bf16_tflops"] = round(gemm_tflops(device, torch.bfloat16), 1) if not dry else None
+    phase("vae", vae_phase, device, peak, **vae)
+    phase("ingest", ingest, **ing)
+    phase("cv", cv_folds, device, **cv)
+    if "ingest_rows_per_s" in res and "vae_samples_per_s" in res:
+        res["ingest_vs_vae"] = round(res["ingest_rows_per_s"] / res["vae_samples_per_s"], 3)
+    res["peak_gpu_memory_gb"] = max([v for k, v in res.items() if k.endswith("_peak_gpu_memory_gb")]
+                                    or [0.0])
+    print(f"VAE {res.get('vae_params', 0) / 1e6:.1f}M params: {res.get('vae_samples_per_s')} "
+          f"samples/s at batch {vae['batches'][0]}, MFU {res.get('vae_mfu')}; CV 2 folds x "
+          f"{cv['isoforms']:,} isoforms: vae_ffnn {res.get('cv_samples_per_s')} rows/s, share_net "
+          f"{res.get('share_train_rows_per_s')} rows/s; ingest {res.get('ingest_rows_per_s')} "
+          f"rows/s; peak GPU memory {res['peak_gpu_memory_gb']} GB")
     print(json.dumps(res))
     return res
 

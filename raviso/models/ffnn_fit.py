@@ -54,6 +54,10 @@ def _adam(params, lr: float) -> torch.optim.Optimizer:
         return torch.optim.Adam(params, lr=lr)
 
 
+# targets go device-resident when they fit in this fraction of the free device memory
+RESIDENT_FRACTION = 0.5
+
+
 def _target_getter(Y: np.ndarray, rows: np.ndarray, device: torch.device
                    ) -> Callable[[np.ndarray], torch.Tensor]:
     """positions into `rows` -> target tensor. Pre-made when small, gathered per batch if not.
@@ -64,19 +68,27 @@ def _target_getter(Y: np.ndarray, rows: np.ndarray, device: torch.device
     copied asynchronously (issue 11.4)."""
     if device.type == "cuda":
         free = torch.cuda.mem_get_info(device)[0]
-        if len(rows) * Y.shape[1] * Y.dtype.itemsize <= 0.5 * free:
+        if len(rows) * Y.shape[1] * Y.dtype.itemsize <= RESIDENT_FRACTION * free:
             Yd = torch.from_numpy(np.ascontiguousarray(Y[rows])).to(device)
             return lambda pos: Yd[torch.from_numpy(pos).to(device)].float()
-        pinned: dict = {}
+        pinned: dict = {}       # batch size -> two pinned buffers, each with its copy's event
+        turn = [0]
 
         def gather(pos):
-            buf = pinned.get(len(pos))
-            if buf is None:
-                buf = pinned[len(pos)] = torch.empty((len(pos), Y.shape[1]),
-                                                     dtype=torch.from_numpy(Y[:1]).dtype,
-                                                     pin_memory=True)
+            pair = pinned.get(len(pos))
+            if pair is None:
+                pair = pinned[len(pos)] = [
+                    (torch.empty((len(pos), Y.shape[1]), dtype=torch.from_numpy(Y[:1]).dtype,
+                                 pin_memory=True), torch.cuda.Event()) for _ in range(2)]
+            turn[0] ^= 1
+            buf, copied = pair[turn[0]]
+            # the async copy out of this buffer two batches ago must be done before it is
+            # overwritten (the training loop does not synchronise every step)
+            copied.synchronize()
             np.take(Y, rows[pos], axis=0, out=buf.numpy())
-            return buf.to(device, non_blocking=True).float()
+            y = buf.to(device, non_blocking=True)
+            copied.record()
+            return y.float()
         return gather
     if len(rows) * Y.shape[1] * 4 <= PREMADE_TARGET_BYTES:
         Yt = torch.from_numpy(np.ascontiguousarray(Y[rows], dtype=np.float32)).to(device)
