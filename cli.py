@@ -231,6 +231,10 @@ def pretrain_cmd(
     max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Stop after this many "
                                             "optimizer steps in all (bounded benchmarks) [0: "
                                             "no limit]."),
+    device_cache: Optional[bool] = typer.Option(None, "--device-cache/--no-device-cache",
+                                                help="With --gpu: keep each worker's rows in GPU "
+                                                "memory after the first epoch, when they fit in "
+                                                "half of it [on]."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Random seed [0]."),
     storage: Optional[str] = typer.Option(None, "--storage", help="Ray Train storage for "
                                           "checkpoints (shared path or URI on a multi-node "
@@ -251,7 +255,7 @@ def pretrain_cmd(
                   "threads": threads, "shuffle": shuffle, "shuffle_buffer": shuffle_buffer,
                   "materialize": materialize, "max_failures": max_failures,
                   "keep_checkpoints": keep_checkpoints, "eval_gtex": False if no_gtex else None,
-                  "max_steps": max_steps}
+                  "max_steps": max_steps, "device_cache": device_cache}
     run = pretrain(store, out, model_opts, train_opts, resume=resume, overwrite=overwrite,
                    address=address, quiet=quiet, storage_path=storage)
     print(run)

@@ -132,3 +132,32 @@ def test_fused_adam_available_on_cpu():
     assert opt.defaults.get("fused") is True
     opt = make_optimizer(tiny(), lr=1e-3, fused=False)
     assert not opt.defaults.get("fused")
+
+
+def test_device_cache_keeps_a_whole_first_pass_and_reshuffles_it():
+    """`DeviceCache` (pretrain --gpu): the first epoch's batches pass through unchanged and are
+    kept; later epochs get the same rows reshuffled per seed; a pass cut short (--max-steps) or
+    over its byte budget keeps nothing."""
+    import itertools
+
+    from raviso.models.loop import DeviceCache, device_cache_budget
+
+    X = torch.arange(50 * 3, dtype=torch.float32).reshape(50, 3)
+    cache = DeviceCache("cpu")
+    seen = list(cache.first(tensor_batches(X, 8, shuffle=False), budget_bytes=1e9))
+    assert torch.equal(torch.cat(seen), X) and cache.ready
+    a = torch.cat(list(cache.batches(8, seed=1)))
+    b = torch.cat(list(cache.batches(8, seed=2)))
+    assert not torch.equal(a, X) and not torch.equal(a, b)
+    key = lambda t: sorted(t[:, 0].tolist())  # noqa: E731
+    assert key(a) == key(b) == key(X)
+    assert [len(x) for x in cache.batches(8, seed=1)] == [8] * 6 + [2]
+    assert torch.equal(torch.cat(list(cache.batches(8, shuffle=False))), X)
+
+    cut = DeviceCache("cpu")
+    assert len(list(itertools.islice(cut.first(tensor_batches(X, 8), 1e9), 3))) == 3
+    assert not cut.ready
+    small = DeviceCache("cpu")
+    assert len(list(small.first(tensor_batches(X, 8), budget_bytes=X.numel() * 4 - 1))) == 7
+    assert not small.ready
+    assert device_cache_budget("cpu") == 0.0

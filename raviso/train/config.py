@@ -33,6 +33,7 @@ class TrainConfig:
     keep_checkpoints: int = 2
     eval_gtex: bool = True
     max_steps: int = 0            # stop after this many optimizer steps in all (0: no limit)
+    device_cache: bool = True     # on a GPU, keep each worker's shard on the device after epoch 1
 
     def __post_init__(self):
         checks = [(self.epochs >= 1, "--epochs must be >= 1"),
