@@ -8,15 +8,23 @@ concurrency at what fits in `MEMORY_FRACTION` of the machine after those shared 
 
     per-trial bytes = WORKER_BYTES (a Ray worker with torch imported)
                     + EVAL_BYTES (streamed evaluation: one chunk of predictions, float64 blocks)
-                    + 2.2 x n_train x n_genes x 4   for variants that read the genes
-                      (their training rows + one centred/standardised copy + PCA work)
-                    + 16 x n_isoforms x width x 4   for the neural variants (weights, gradients,
-                      two Adam moments of the output layer) and a (64, n_isoforms) batch
+                    + copies x n_train x n_genes x 4   for variants that read the genes (their
+                      training rows + one centred/standardised copy + PCA work: 2.2 copies;
+                      share_net / ffnn_plus 3.1, measured)
+                    + per-isoform bytes x n_isoforms   for the neural variants: 16 x 64 x 4 for
+                      the paper's FFNNs (weights, gradients, two Adam moments of the output
+                      layer and a (64, n_isoforms) batch); share_net 8,200 (measured: its U and
+                      R context weights with gradients, Adam moments and the early-stopping
+                      snapshot, plus the segment softmax's (64, n_isoforms) temporaries);
+                      ffnn_plus 12,000 (estimated: a 256-wide hidden layer plus the linear skip)
 
-The largest variant's estimate is used for every slot (Tune starts trials in any order). Measured
-peaks at course width are in bench/README.md (scale section); the estimates sit above them.
-`--max-concurrent` overrides the choice; the choice and its inputs go into results.json
-(``tune.memory``).
+share_net's two constants come from one fit (epochs 1) at full width on 1,200 and 2,400 training
+rows (peak RSS above the data: 1.54 and 1.82 GB); at course width they give 5.5 GB per trial, and
+two such trials beside the shared matrices match the 18.7 GB measured in the session-3 run
+(bench/README.md, scale). The largest variant's estimate is used for every slot (Tune starts
+trials in any order). `MEMORY_FRACTION` leaves a third of the machine to the driver, the OS and
+the page cache, so a course-width CV on 24 GB stays under 16 GB. `--max-concurrent` overrides
+the choice; the choice and its inputs go into results.json (``tune.memory``).
 """
 
 from __future__ import annotations
@@ -24,8 +32,11 @@ from __future__ import annotations
 WORKER_BYTES = 600 << 20
 EVAL_BYTES = 400 << 20
 GENE_COPIES = 2.2
-OUTPUT_WIDTH = 64            # output layer fan-in (32 for the paper's FFNNs; share_net's context)
-MEMORY_FRACTION = 0.8
+OUTPUT_WIDTH = 64            # output layer fan-in (32 for the paper's FFNNs, with headroom)
+MEMORY_FRACTION = 0.65
+# variants whose footprint differs from the defaults above: (gene copies, bytes per isoform)
+FOOTPRINT = {"share_net": (3.1, 8_200), "ffnn_plus": (3.1, 12_000)}
+NOT_NEURAL = ("mean", "tissue_mean", "isoform_fraction", "isoform_fraction_fit", "pca_ridge")
 
 
 def trial_memory_bytes(variant: str, n_train: int, n_genes: int, n_isoforms: int) -> int:
@@ -36,12 +47,12 @@ def trial_memory_bytes(variant: str, n_train: int, n_genes: int, n_isoforms: int
         needs = variant_needs(variant)
     except Exception:          # noqa: BLE001 - an unknown variant is reported elsewhere
         needs = {"genes"}
+    copies, per_isoform = FOOTPRINT.get(variant, (GENE_COPIES, 16 * OUTPUT_WIDTH * 4))
     b = WORKER_BYTES + EVAL_BYTES
     if "genes" in needs:
-        b += int(GENE_COPIES * n_train * n_genes * 4)
-    if variant not in ("mean", "tissue_mean", "isoform_fraction", "isoform_fraction_fit",
-                       "pca_ridge"):
-        b += 16 * n_isoforms * OUTPUT_WIDTH * 4
+        b += int(copies * n_train * n_genes * 4)
+    if variant not in NOT_NEURAL:
+        b += per_isoform * n_isoforms
     return int(b)
 
 
