@@ -90,6 +90,22 @@ def machine_scaling(data, folds, options, sequential: dict) -> float:
     return sum(sequential[j] for j in jobs) / (2 * wall)
 
 
+def slot_idle(trials, began: float, ended: float) -> dict:
+    """Idle seconds of the Tune phase's actors (a trial's own clock starts in the trainable):
+    ``start`` before each actor's first trial, ``between`` its trials, ``tail`` after its last."""
+    by_pid: dict = {}
+    for t in trials:
+        if t.get("started_at") is not None:
+            by_pid.setdefault(t["pid"], []).append((t["started_at"], t["finished_at"]))
+    idle = {"start": 0.0, "between": 0.0, "tail": 0.0}
+    for spans in by_pid.values():
+        spans.sort()
+        idle["start"] += spans[0][0] - began
+        idle["between"] += sum(b[0] - a[1] for a, b in zip(spans, spans[1:]))
+        idle["tail"] += ended - spans[-1][1]
+    return {k: round(v, 2) for k, v in idle.items()} | {"actors": len(by_pid)}
+
+
 def loadavg() -> float:
     return round(os.getloadavg()[0], 2)
 
@@ -118,11 +134,14 @@ def run_bench(quick: bool = False, address: str | None = None, seed: int = 0) ->
 
     driver0 = resource.getrusage(resource.RUSAGE_SELF)
     with tempfile.TemporaryDirectory() as tmp, TreeSampler(interval=1.0) as tree:
+        began = time.time()
         outcome = tune_folds(data, folds, VARIANTS, Path(tmp), options=options,
                              cpus_per_trial=1, max_failures=0, name="bench-cv")
+        ended = time.time()
     driver1 = resource.getrusage(resource.RUSAGE_SELF)
     driver_cpu = (driver1.ru_utime - driver0.ru_utime) + (driver1.ru_stime - driver0.ru_stime)
     tuned = {(t["fold"], t["variant"]): t.get("seconds") for t in outcome.trials}
+    tuned_cpu = {(t["fold"], t["variant"]): t.get("cpu_seconds") for t in outcome.trials}
     seq_sum = sum(sequential.values())
     return {
         "bench": "cv", "quick": quick, "folds": FOLDS, "variants": list(VARIANTS),
@@ -135,7 +154,14 @@ def run_bench(quick: bool = False, address: str | None = None, seed: int = 0) ->
         "machine_two_process_efficiency": round(machine, 3),
         "slot_utilisation": round(sum(v for v in tuned.values() if v)
                                   / (slots * outcome.wall_seconds), 3),
+        # CPU time the trials' computing threads got / their wall time inside Tune: ~1 means
+        # they were never waiting for a core (a slowdown is then the cores running slower)
+        "tune_trial_cpu_share": round(sum(v for v in tuned_cpu.values() if v)
+                                      / max(sum(v for v in tuned.values() if v), 1e-9), 3),
         "all_zero_copy": all(t.get("zero_copy") for t in outcome.trials),
+        # where the slots' idle time went: before each actor's first trial, between trials in
+        # one actor (reporting, checkpoint, the next trial's set-up), after each actor's last
+        "slot_idle_seconds": slot_idle(outcome.trials, began, ended),
         # where the Tune phase's CPU went (issue 11.5): the driver (Tune's controller loop) and
         # the whole process tree (driver, Ray daemons, trial workers) vs the trials' own seconds
         "tune_driver_cpu_seconds": round(driver_cpu, 2),
@@ -143,9 +169,8 @@ def run_bench(quick: bool = False, address: str | None = None, seed: int = 0) ->
         "huge_pages": "glibc.malloc.hugetlb" in os.environ.get("GLIBC_TUNABLES", ""),
         "failed_trials": sum(t["status"] != "ok" for t in outcome.trials),
         "loadavg_1m_before": load_before, "loadavg_1m_after": loadavg(),
-        "per_trial": {f"fold{f}_{v}": [round(sequential[(f, v)], 2),
-                                       None if tuned.get((f, v)) is None
-                                       else round(tuned[(f, v)], 2)]
+        "per_trial": {f"fold{f}_{v}": [round(sequential[(f, v)], 2)] + [
+            None if d.get((f, v)) is None else round(d[(f, v)], 2) for d in (tuned, tuned_cpu)]
                       for f, v in sorted(sequential)},
     }
 
@@ -158,16 +183,17 @@ def main(quick: bool = False, address: str | None = None) -> dict:
     res = run_bench(quick=quick, address=address)
     table = Table(title=f"raviso bench cv: {FOLDS} folds x {len(VARIANTS)} variants "
                         f"({'quick' if quick else 'full'})")
-    for col in ("trial", "one by one (s)", "in Tune (s)"):
+    for col in ("trial", "one by one (s)", "in Tune (s)", "its CPU in Tune (s)"):
         table.add_column(col, justify="right" if col != "trial" else "left")
-    for name, (seq, tun) in res["per_trial"].items():
-        table.add_row(name, f"{seq:.2f}", "-" if tun is None else f"{tun:.2f}")
+    for name, (seq, *tun) in res["per_trial"].items():
+        table.add_row(name, f"{seq:.2f}", *("-" if t is None else f"{t:.2f}" for t in tun))
     table.add_row("sum / wall", f"{res['sequential_seconds']:.1f}",
-                  f"wall {res['tune_wall_seconds']:.1f} on {res['slots']} slots")
+                  f"wall {res['tune_wall_seconds']:.1f} on {res['slots']} slots",
+                  f"CPU share {res['tune_trial_cpu_share']:.3f}")
     Console(stderr=False).print(table)
     print(f"parallel efficiency {res['parallel_efficiency']:.3f}, slot utilisation "
           f"{res['slot_utilisation']:.3f}, two plain processes "
-          f"{res['machine_two_process_efficiency']:.3f} "
+          f"{res['machine_two_process_efficiency']:.3f}, slot idle {res['slot_idle_seconds']} "
           f"(load average {res['loadavg_1m_before']} -> {res['loadavg_1m_after']}; "
           f"bench total {time.perf_counter() - t0:.0f} s)")
     print(json.dumps(res))

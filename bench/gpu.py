@@ -173,7 +173,7 @@ class BatchClock:
 
 
 def cv_folds(device, n: int, genes: int, isoforms: int, latent: int, epochs: int,
-             share_epochs: int, share_folds: int) -> dict:
+             share_epochs: int, share_folds: int, only=()) -> dict:
     """2-fold (donor-grouped) CV at width with raviso's own variants on `device`: ``mean``,
     ``vae_ffnn`` (the paper's latent FFNN; bf16 autocast, float16 targets device-resident when
     they fit) and ``share_net`` (raviso's recommended model) on the first `share_folds` folds."""
@@ -195,6 +195,7 @@ def cv_folds(device, n: int, genes: int, isoforms: int, latent: int, epochs: int
             plan.append(("vae_ffnn_pinned", {"epochs": epochs, "device": device.type}))
         if f < share_folds:
             plan.append(("share_net", {"epochs": share_epochs, "device": device.type}))
+        plan = [(v, o) for v, o in plan if not only or v in only]
         for name, opts in plan:
             model = make_variant(name.removesuffix("_pinned"), **opts)
             clock = BatchClock(device)
@@ -228,10 +229,10 @@ def cv_folds(device, n: int, genes: int, isoforms: int, latent: int, epochs: int
     ffnn = [o for o in ok if o["variant"] == "vae_ffnn"] or [{"train_rows_per_s": 0.0}]
     share = [o for o in ok if o["variant"] == "share_net"]
     pinned = [o for o in ok if o["variant"] == "vae_ffnn_pinned"]
-    if pinned:      # same seed, same rows: only the target path differs
+    resident = [o for o in ok if o["variant"] == "vae_ffnn" and o["fold"] == 0]
+    if pinned and resident:     # same seed, same rows: only the target path differs
         res["cv_pinned_rows_per_s"] = pinned[0]["train_rows_per_s"]
-        res["cv_pinned_mse_minus_resident"] = round(pinned[0]["mse"] - ok[[o["variant"] for o in ok
-                                                    ].index("vae_ffnn")]["mse"], 6)
+        res["cv_pinned_mse_minus_resident"] = round(pinned[0]["mse"] - resident[0]["mse"], 6)
     res.update({"cv_wall_seconds": round(time.perf_counter() - t_all, 2),
                 "cv_samples_per_s": round(sum(o["train_rows_per_s"] for o in ffnn) / len(ffnn), 1),
                 "share_train_rows_per_s": (round(sum(o["train_rows_per_s"] for o in share)
@@ -292,6 +293,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--isoforms", type=int, default=None)
     ap.add_argument("--genes", type=int, default=None)
     ap.add_argument("--skip", default="", help="phases to skip: vae,cv,ingest (comma list)")
+    ap.add_argument("--variants", default="", help="cv: only these (comma list of mean, "
+                    "vae_ffnn, vae_ffnn_pinned, share_net)")
     ap.add_argument("--json-out", default=None, help="also write the result here after each phase")
     a = ap.parse_args(argv)
     device = torch.device(a.device)
@@ -313,7 +316,8 @@ def main(argv=None) -> dict:
     cv.update(n=a.rows or cv["n"], genes=a.genes or cv["genes"],
               isoforms=a.isoforms or cv["isoforms"], epochs=a.cv_epochs or 3,
               share_epochs=a.share_epochs or 2,
-              share_folds=1 if a.share_folds is None else a.share_folds)
+              share_folds=1 if a.share_folds is None else a.share_folds,
+              only=tuple(filter(None, a.variants.split(","))))
     skip = set(filter(None, a.skip.split(",")))
     res = {"bench": "gpu", "device": a.device, "dry_run": dry,
            "device_name": torch.cuda.get_device_name() if not dry else "cpu",

@@ -81,7 +81,8 @@ def test_fit_log_share_is_the_least_squares_share():
     y[:, 5] = 0.0                                        # never expressed: share 0
     got = baselines.fit_log_share(gene_tpm, y)
     assert got[5] == 0.0
-    loss = baselines._log_share_loss
+    def loss(share, g, yy):          # the objective, written out independently
+        return np.sum((np.log2(share * g + 1) - yy) ** 2, axis=0)
     for j in range(5):
         ref = minimize_scalar(lambda s: loss(np.array([s]), gene_tpm[:, j:j + 1], y[:, j:j + 1])[0],
                               bounds=(0, 4), method="bounded", options={"xatol": 1e-10})
@@ -89,6 +90,21 @@ def test_fit_log_share_is_the_least_squares_share():
         ratio = np.sum(np.exp2(y[:, j]) - 1) / gene_tpm[:, j].sum()
         assert loss(got[j:j + 1], gene_tpm[:, j:j + 1], y[:, j:j + 1]) <= \
             loss(np.array([ratio]), gene_tpm[:, j:j + 1], y[:, j:j + 1])
+
+
+def test_fit_log_shares_torch_path_matches_numpy():
+    """The torch path (what a GPU runs, `share_net` on ``device="cuda"``) gives the numpy
+    path's shares, here on CPU tensors: same algorithm, float64 both."""
+    rng = np.random.default_rng(5)
+    genes = rng.gamma(2, 1.5, (60, 7)).astype(np.float32)
+    gene_of = np.array([0, 0, 1, 2, 2, 2, 4, 6, 6])
+    isoforms = np.log2(np.exp2(genes[:, gene_of]) * rng.dirichlet(np.ones(9), 60) + 1)
+    rows, cols = np.arange(5, 60), np.array([0, 1, 2, 3, 5, 6, 8])
+    ref = baselines.fit_log_shares(genes, isoforms.astype(np.float16), rows, cols, gene_of)
+    got = baselines.fit_log_shares(genes, isoforms.astype(np.float16), rows, cols, gene_of,
+                                   use_torch=True)
+    assert ref.shape == (7,) and 0 < ref.min() and ref.max() < 4
+    np.testing.assert_allclose(got, ref, rtol=1e-9, atol=1e-12)
 
 
 def test_baselines_on_real_geuvadis_transcripts(realdata):
@@ -129,12 +145,18 @@ def _regression(seed=0, n=40, g=12, m=5):
 
 
 @pytest.mark.parametrize("block_bytes", [None, 8 * 15])   # None: one block; else 1 column each
-def test_ridge_gcv_is_exact_leave_one_out(block_bytes, monkeypatch):
+def test_ridge_select_fit_is_exact_leave_one_out(block_bytes, monkeypatch):
+    """Every alpha's LOO error equals refitting without each row; the coefficients at the
+    chosen alpha equal sklearn's Ridge on all rows; blocks of one column give the same."""
     if block_bytes:
         monkeypatch.setattr(metrics, "BLOCK_BYTES", block_bytes)
     Z, Y = _regression(n=15, g=4, m=3)
     alphas = (0.1, 3.0, 100.0)
-    _, loo = baselines.ridge_gcv(Z, Y, alphas)
+    alpha, loo, z_mean, coef, y_mean = baselines.ridge_select_fit(Z, Y, alphas)
+    assert alpha == alphas[int(np.argmin(loo))]
+    full = Ridge(alpha=alpha).fit(Z.astype(float), Y.astype(float))
+    np.testing.assert_allclose(coef, full.coef_.T, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(y_mean - z_mean @ coef, full.intercept_, rtol=1e-5, atol=1e-6)
     for a, got in zip(alphas, loo):
         errs = []
         for i in range(len(Z)):

@@ -49,13 +49,16 @@ def run_trial(data: Labelled, fold_ids: np.ndarray, fold: int, variant: str,
 
     torch.set_num_threads(max(1, int(threads)))
     train_idx, val_idx = fold_split(fold_ids, fold)   # (R, n) ids: the repeat holding `fold`
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.thread_time()
     model = make_variant(variant, **(options or {}))
     model.fit(data, train_idx)
     fit_s = time.perf_counter() - t0
     # predicted and scored in row chunks: never a (validation rows x isoforms) matrix in memory
     out = evaluate_trial(model, data, train_idx, val_idx)    # metrics, breakdown, curves
-    out.update(fit_seconds=fit_s, seconds=time.perf_counter() - t0, n_train=int(len(train_idx)),
+    # cpu_seconds: CPU time of this (the computing) thread; well under `seconds` means the trial
+    # waited for a core, equal means it ran all along (slower only if the core itself was slower)
+    out.update(fit_seconds=fit_s, seconds=time.perf_counter() - t0,
+               cpu_seconds=time.thread_time() - c0, n_train=int(len(train_idx)),
                n_test=int(len(val_idx)))
     return out
 
@@ -82,9 +85,10 @@ def _tune_trial(config: dict, data: Labelled = None, fold_ids: np.ndarray = None
     _maybe_fail_once(config)
     options = {**(config.get("options") or {}),          # + a tuned column's per-fold config
                **options_for(config.get("fold_options", {}), config["fold"], config["variant"])}
+    started = time.time()
     out = run_trial(data, fold_ids, config["fold"], config["variant"], options,
                     threads=config.get("threads", 1))
-    out.update(pid=os.getpid(),
+    out.update(pid=os.getpid(), started_at=started, finished_at=time.time(),
                zero_copy=not (data.genes.flags.writeable or data.isoforms.flags.writeable),
                max_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     # the per-sample errors travel as a checkpoint: Tune persists it to the storage path before
@@ -247,7 +251,7 @@ def _job_trial(config: dict, data: Labelled = None, fold_ids: np.ndarray = None)
 _TRIAL_KEYS = ("mse", "mse_mean_baseline", "r2", "median_pearson", "frac_r_gt_05",
                "n_isoforms_r", "n_isoforms_excluded", "n_samples", "noise_floor",
                "mse_over_noise_floor", "mse_excess", "mse_vs_truth", "fit_seconds", "seconds",
-               "n_train", "n_test", "pid", "zero_copy", "max_rss_mb", "breakdown", "history")
+               "cpu_seconds", "started_at", "finished_at", "n_train", "n_test", "pid", "zero_copy", "max_rss_mb", "breakdown", "history")
 
 
 # -- the command -------------------------------------------------------------------------------

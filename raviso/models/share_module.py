@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from ..data.labelled import Labelled
-from .baselines import FIT_SHARE_ROWS, _tpm, fit_log_share
+from .baselines import FIT_SHARE_ROWS, _tpm, fit_log_shares
 
 MIN_SHARE = 1e-4        # fitted shares of 0 (never-seen isoforms) start at this share
 
@@ -71,7 +71,7 @@ class ShareModule(nn.Module):
 
 
 def initial_shares(genes: np.ndarray, isoforms: np.ndarray, isoform_gene: np.ndarray,
-                   seed: int = 0, max_rows: int = FIT_SHARE_ROWS):
+                   seed: int = 0, max_rows: int = FIT_SHARE_ROWS, device="cpu"):
     """(share_logit, log_scale per gene, expressed) from `isoform_fraction_fit`'s log-space share
     fit on these training rows: softmax(share_logit) * exp(log_scale) = the fitted shares (floored
     at MIN_SHARE). ``expressed``: isoforms whose gene is measured and non-zero in some row."""
@@ -85,11 +85,7 @@ def initial_shares(genes: np.ndarray, isoforms: np.ndarray, isoform_gene: np.nda
     expressed = has & gene_expressed[np.maximum(iso_gene, 0)]
     share = np.zeros(len(iso_gene))
     cols = np.flatnonzero(expressed)
-    step = max(1, (4 << 20) // (8 * max(len(rows), 1)))
-    for s in range(0, len(cols), step):
-        c = cols[s:s + step]
-        share[c] = fit_log_share(_tpm(g[:, iso_gene[c]]), isoforms[np.ix_(rows, c)]
-                                 .astype(np.float64))
+    share[cols] = fit_log_shares(genes, isoforms, rows, cols, iso_gene, device)
     share = np.maximum(share, MIN_SHARE)
     total = np.zeros(n_genes)
     np.add.at(total, iso_gene[has], share[has])
@@ -99,17 +95,37 @@ def initial_shares(genes: np.ndarray, isoforms: np.ndarray, isoform_gene: np.nda
 
 class StartResidual:
     """``Y - start`` where start is the share term at its starting point, read per (rows, column
-    block) like an array (what `ridge_gcv` / `ridge_fit` index), so the residual of 157k isoforms
-    is never materialised whole."""
+    block) like an array (what `ridge_select_fit` indexes, once per block), so the residual of
+    157k isoforms is never materialised whole. Numpy on a CPU; on another `device` (a GPU) the
+    elementwise work runs there with torch, the training rows' genes uploaded once
+    (``use_torch`` forces the choice: tests run the torch path on a CPU)."""
 
-    def __init__(self, data: Labelled, share: np.ndarray, free: np.ndarray):
+    def __init__(self, data: Labelled, share: np.ndarray, free: np.ndarray, device="cpu",
+                 use_torch: bool | None = None):
         self.data, self.share, self.free = data, share, free
         self.gene_of = np.asarray(data.isoform_gene, np.int64)
         self.shape = data.isoforms.shape
+        self.device = torch.device(device)
+        self.torch = self.device.type != "cpu" if use_torch is None else bool(use_torch)
+        self._genes: tuple | None = None       # (rows, their genes on the device)
 
     def __getitem__(self, key):
         rows, cols = key
         gene = self.gene_of[cols]
+        if self.torch:
+            return self._torch_block(np.asarray(rows), cols, gene)
         tpm = _tpm(self.data.genes[np.ix_(np.asarray(rows), np.maximum(gene, 0))])
         start = np.where(gene >= 0, np.log2(self.share[cols] * tpm + 1.0), 0.0) + self.free[cols]
         return self.data.isoforms[rows, cols].astype(np.float64) - start
+
+    def _torch_block(self, rows: np.ndarray, cols, gene: np.ndarray) -> np.ndarray:
+        dev = self.device
+        if self._genes is None or not np.array_equal(self._genes[0], rows):
+            self._genes = (rows, torch.from_numpy(
+                np.ascontiguousarray(self.data.genes[rows], np.float32)).to(dev))
+        at = lambda a: torch.from_numpy(np.ascontiguousarray(a)).to(dev)  # noqa: E731
+        tpm = torch.clamp(torch.exp2(self._genes[1][:, at(np.maximum(gene, 0))].double()) - 1.0,
+                          min=0.0)
+        start = torch.where(at(gene >= 0), torch.log2(at(self.share[cols]) * tpm + 1.0), 0.0)
+        y = at(self.data.isoforms[rows, cols]).double()
+        return (y - start - at(self.free[cols])).cpu().numpy()

@@ -53,7 +53,7 @@ from torch import nn
 from ..core.errors import RavisoError
 from ..core.metrics import column_mean
 from ..data.labelled import Labelled
-from .baselines import fit_pca, pca_transform, ridge_fit, ridge_gcv
+from .baselines import fit_pca, pca_transform, ridge_select_fit
 from .ffnn_fit import inner_split
 from .regressors import FeaturePipeline
 from .share_module import ShareModule, StartResidual, initial_shares
@@ -220,7 +220,8 @@ class ShareNet:
         isoform): the start predicts log2(share * gene TPM + 1) + free (`StartResidual`)."""
         genes = data.genes[rows]
         logit, log_scale, expressed = initial_shares(genes, data.isoforms[rows],
-                                                     data.isoform_gene, self.opts["seed"])
+                                                     data.isoform_gene, self.opts["seed"],
+                                                     device=self.device)
         free = np.where(expressed, 0.0, column_mean(data.isoforms, rows))
         module = ShareModule(n_context, data.isoform_gene, data.genes.shape[1],
                              share_logit=logit, log_scale=log_scale, free_bias=free,
@@ -251,10 +252,9 @@ class ShareNet:
         starting point then combines ``isoform_fraction_fit`` with a ``pca_ridge``-like
         correction, and the tissue one-hot starts at the tissue means of that residual."""
         Cn = C.cpu().numpy()
-        target = StartResidual(data, share, free)
-        alpha, _ = ridge_gcv(Cn, target, rows=rows)
-        c_mean, coef, y_mean = ridge_fit(Cn, target, alpha, rows=rows)
-        self.ridge_alpha_ = float(alpha)
+        target = StartResidual(data, share, free, self.device)
+        alpha, _, c_mean, coef, y_mean = ridge_select_fit(Cn, target, rows=rows)
+        self.ridge_alpha_ = alpha
         self.module.R.copy_(torch.from_numpy(coef))
         self.module.free_bias.add_(torch.from_numpy(
             (y_mean - c_mean @ coef.astype(np.float64)).astype(np.float32)).to(self.device))
