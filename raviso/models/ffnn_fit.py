@@ -58,7 +58,7 @@ def _adam(params, lr: float) -> torch.optim.Optimizer:
 RESIDENT_FRACTION = 0.5
 
 
-def _target_getter(Y: np.ndarray, rows: np.ndarray, device: torch.device
+def target_getter(Y: np.ndarray, rows: np.ndarray, device: torch.device
                    ) -> Callable[[np.ndarray], torch.Tensor]:
     """positions into `rows` -> target tensor. Pre-made when small, gathered per batch if not.
 
@@ -136,8 +136,8 @@ def iter_train_ffnn(model: nn.Module, X: torch.Tensor, Y: np.ndarray, rows: np.n
     ``resume``: a `TrainState.state_dict` to continue from.
     """
     device = X.device
-    targets = _target_getter(Y, rows, device)
-    val_targets = None if val_rows is None else _target_getter(Y, val_rows, device)
+    targets = target_getter(Y, rows, device)
+    val_targets = None if val_rows is None else target_getter(Y, val_rows, device)
     gen = torch.Generator().manual_seed(seed)
     opt = _adam(model.parameters(), lr)
     loss_fn = nn.MSELoss()

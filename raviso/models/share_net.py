@@ -54,7 +54,7 @@ from ..core.errors import RavisoError
 from ..core.metrics import column_mean
 from ..data.labelled import Labelled
 from .baselines import fit_pca, pca_transform, ridge_select_fit
-from .ffnn_fit import inner_split
+from .ffnn_fit import target_getter, inner_split
 from .regressors import FeaturePipeline
 from .share_module import ShareModule, StartResidual, initial_shares
 
@@ -161,9 +161,6 @@ class ShareNet:
     def _genes(self, data: Labelled, rows: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(data.genes[rows], np.float32)).to(self.device)
 
-    def _targets(self, data: Labelled, rows: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(np.ascontiguousarray(data.isoforms[rows], np.float32)
-                                ).to(self.device)
 
     # -- fit / predict ---------------------------------------------------------------------------
     def fit(self, data: Labelled, train_idx, on_batch=None) -> "ShareNet":
@@ -199,11 +196,15 @@ class ShareNet:
         self.module.to(self.device)
         self.n_out_ = data.isoforms.shape[1]
         C_val = None if val_rows is None else self._context(data, val_rows)
+        # targets by position (`ffnn_fit.target_getter`): device-resident float16 on a GPU when
+        # they fit, a premade float32 copy when small, else gathered per batch
+        val = None if val_rows is None else (val_rows, C_val, target_getter(
+            data.isoforms, val_rows, self.device))
         ridge = {"used": bool(use_ridge)}
         if o["ridge_start"] and use_ridge is None:
-            ridge["val_without"] = self._val_mse(data, val_rows, C_val)
+            ridge["val_without"] = self._val_mse(data, *val)
             self._ridge_start(data, rows, C, share, free)
-            ridge["val_with"] = self._val_mse(data, val_rows, C_val)
+            ridge["val_with"] = self._val_mse(data, *val)
             ridge["used"] = ridge["val_with"] < ridge["val_without"]
             if not ridge["used"]:          # the held-out donors say the correction overfits
                 with torch.no_grad():
@@ -212,7 +213,7 @@ class ShareNet:
         elif o["ridge_start"] and use_ridge:
             self._ridge_start(data, rows, C, share, free)
         return {"ridge_start": ridge,
-                **self._train(data, rows, C, val_rows, C_val, epochs, on_batch)}
+                **self._train(data, rows, C, val, epochs, on_batch)}
 
     def _build(self, data: Labelled, rows: np.ndarray, n_context: int
                ) -> tuple[nn.Module, np.ndarray, np.ndarray]:
@@ -260,31 +261,34 @@ class ShareNet:
             (y_mean - c_mean @ coef.astype(np.float64)).astype(np.float32)).to(self.device))
 
     @torch.no_grad()
-    def _val_mse(self, data: Labelled, rows: np.ndarray, C: torch.Tensor) -> float:
+    def _val_mse(self, data: Labelled, rows: np.ndarray, C: torch.Tensor, targets) -> float:
         self.module.eval()
         total = 0.0
         for s in range(0, len(rows), CHUNK_ROWS):
             r = rows[s:s + CHUNK_ROWS]
-            d = self.module(C[s:s + len(r)], self._genes(data, r)) - self._targets(data, r)
+            d = self.module(C[s:s + len(r)], self._genes(data, r)) - targets(
+                np.arange(s, s + len(r)))
             total += float(torch.sum(d.double() ** 2))
         self.module.train()
         return total / (len(rows) * data.isoforms.shape[1])
 
-    def _train(self, data: Labelled, rows: np.ndarray, C: torch.Tensor, val_rows, C_val,
-               epochs: int, on_batch) -> dict:
+    def _train(self, data: Labelled, rows: np.ndarray, C: torch.Tensor, val, epochs: int,
+               on_batch) -> dict:
         """AdamW with a cosine learning-rate schedule (over the configured epochs, so a refit that
-        stops at the chosen epoch follows the same learning rates). With `val_rows`: early
-        stopping on the inner donor split, the starting point (the baseline) scored first and
-        kept unless beaten. Without: exactly `epochs` epochs (the refit on all rows)."""
+        stops at the chosen epoch follows the same learning rates). With `val` (rows, context,
+        targets): early stopping on the inner donor split, the starting point (the baseline)
+        scored first and kept unless beaten. Without: exactly `epochs` epochs (the refit on all
+        rows)."""
         o = self.opts
         opt = self._optimizer()
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(1, o["epochs"]))
         gen = torch.Generator().manual_seed(o["seed"])
-        scored = val_rows is not None
-        best = self._val_mse(data, val_rows, C_val) if scored else math.inf
+        scored = val is not None
+        targets = target_getter(data.isoforms, rows, self.device)
+        best = self._val_mse(data, *val) if scored else math.inf
         hist = {"train_loss": [], "val_loss": [best] if scored else [], "best_epoch": 0,
                 "stopped_early": False, "rows_per_epoch": len(rows),
-                "val_rows": len(val_rows) if scored else 0}
+                "val_rows": len(val[0]) if scored else 0}
         snapshot = lambda: {k: t.detach().clone()  # noqa: E731
                             for k, t in self.module.state_dict().items()}
         state = snapshot() if scored else None     # the refit keeps its last epoch: no copy
@@ -299,7 +303,7 @@ class ShareNet:
                     on_batch(epoch, rows[pos])
                 pred = self.module(C[torch.from_numpy(pos).to(self.device)],
                                    self._genes(data, rows[pos]))
-                loss = torch.mean((pred - self._targets(data, rows[pos])) ** 2)
+                loss = torch.mean((pred - targets(pos)) ** 2)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -308,7 +312,7 @@ class ShareNet:
             hist["train_loss"].append(total / len(rows))
             if not scored:
                 continue
-            v = self._val_mse(data, val_rows, C_val)
+            v = self._val_mse(data, *val)
             hist["val_loss"].append(v)
             if v < best:
                 best, waited, hist["best_epoch"] = v, 0, epoch + 1
