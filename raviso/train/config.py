@@ -33,7 +33,9 @@ class TrainConfig:
     keep_checkpoints: int = 2
     eval_gtex: bool = True
     max_steps: int = 0            # stop after this many optimizer steps in all (0: no limit)
-    device_cache: bool = True     # on a GPU, keep each worker's shard on the device after epoch 1
+    # on a GPU, keep each worker's shard on the device after epoch 1 (`loop.DeviceCache`); later
+    # epochs then reshuffle within the shard, where Ray Data would mix rows across workers
+    device_cache: bool = True
 
     def __post_init__(self):
         checks = [(self.epochs >= 1, "--epochs must be >= 1"),
