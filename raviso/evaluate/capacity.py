@@ -18,8 +18,12 @@ concurrency at what fits in `MEMORY_FRACTION` of the machine after those shared 
                       snapshot, plus the segment softmax's (64, n_isoforms) temporaries);
                       ffnn_plus 12,000 (estimated: a 256-wide hidden layer plus the linear skip)
 
+                    + the float32 copies of targets small enough to premade (<= 512 MB each)
+
 share_net's two constants come from one fit (epochs 1) at full width on 1,200 and 2,400 training
-rows (peak RSS above the data: 1.54 and 1.82 GB); at course width they give 5.5 GB per trial, and
+rows (peak RSS above the data: 1.54 and 1.82 GB before its targets went through
+`ffnn_fit.target_getter`; 1.67 and 2.08 GB after, the difference being the premade float32 copy
+of the early-stopping rows' targets); at course width they give 5.5 GB per trial, and
 two such trials beside the shared matrices match the 18.7 GB measured in the session-3 run
 (bench/README.md, scale). The largest variant's estimate is used for every slot (Tune starts
 trials in any order). `MEMORY_FRACTION` leaves a third of the machine to the driver, the OS and
@@ -47,12 +51,20 @@ def trial_memory_bytes(variant: str, n_train: int, n_genes: int, n_isoforms: int
         needs = variant_needs(variant)
     except Exception:          # noqa: BLE001 - an unknown variant is reported elsewhere
         needs = {"genes"}
+    from ..models.ffnn_fit import PREMADE_TARGET_BYTES
+
     copies, per_isoform = FOOTPRINT.get(variant, (GENE_COPIES, 16 * OUTPUT_WIDTH * 4))
     b = WORKER_BYTES + EVAL_BYTES
     if "genes" in needs:
         b += int(copies * n_train * n_genes * 4)
     if variant not in NOT_NEURAL:
         b += per_isoform * n_isoforms
+        # small target sets are copied once as float32 (`ffnn_fit.target_getter`); share_net
+        # and ffnn_plus split the training rows 85/15 for early stopping, each part its own copy
+        parts = (0.85, 0.15) if variant in FOOTPRINT else (1.0,)
+        for part in parts:
+            copy = int(part * n_train) * n_isoforms * 4
+            b += copy if copy <= PREMADE_TARGET_BYTES else 0
     return int(b)
 
 
