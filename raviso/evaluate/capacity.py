@@ -16,7 +16,8 @@ concurrency at what fits in `MEMORY_FRACTION` of the machine after those shared 
                       layer and a (64, n_isoforms) batch); share_net 8,200 (measured: its U and
                       R context weights with gradients, Adam moments and the early-stopping
                       snapshot, plus the segment softmax's (64, n_isoforms) temporaries);
-                      ffnn_plus 12,000 (estimated: a 256-wide hidden layer plus the linear skip)
+                      ffnn_plus 10,400 (measured the same way: a 256-wide hidden layer plus
+                      the linear skip; 2.02 / 2.37 GB at 1,200 / 2,400 rows)
 
                     + the float32 copies of targets small enough to premade (<= 512 MB each)
 
@@ -39,7 +40,7 @@ GENE_COPIES = 2.2
 OUTPUT_WIDTH = 64            # output layer fan-in (32 for the paper's FFNNs, with headroom)
 MEMORY_FRACTION = 0.65
 # variants whose footprint differs from the defaults above: (gene copies, bytes per isoform)
-FOOTPRINT = {"share_net": (3.1, 8_200), "ffnn_plus": (3.1, 12_000)}
+FOOTPRINT = {"share_net": (3.1, 8_200), "ffnn_plus": (3.1, 10_400)}
 NOT_NEURAL = ("mean", "tissue_mean", "isoform_fraction", "isoform_fraction_fit", "pca_ridge")
 
 
