@@ -104,6 +104,12 @@ def test_concurrency_from_memory_shrinks_with_width():
     n, m = max_trials_by_memory(["mean", "pca_ridge", "vae_ffnn", "share_net"], 13_885, 18_965,
                                 156_958, shared_bytes=int(7.84 * gb), total_bytes=24 * gb)
     assert n == 1 and n * share + 7.84 * gb < 16 * gb
+    # memory-bound: the idle cores go to the running trial as threads, never past one node
+    from raviso.evaluate.capacity import cpus_per_trial_when_memory_bound as cpt
+    assert cpt(1, 2, 1.0, cluster_cpus=2, node_cpus=2) == 2.0
+    assert cpt(2, 2, 1.0, cluster_cpus=2, node_cpus=2) == 1.0            # core-bound: as asked
+    assert cpt(3, 32, 1.0, cluster_cpus=32, node_cpus=16) == 10.0
+    assert cpt(1, 32, 1.0, cluster_cpus=32, node_cpus=16) == 16.0
     # the same on an 8 GB machine: one at a time, never zero
     assert max_trials_by_memory(["pca_ridge"], 13_885, 18_965, 156_958,
                                 shared_bytes=int(6.75 * gb), total_bytes=8 * gb)[0] == 1

@@ -77,6 +77,14 @@ def cluster_cpus() -> int:
     return int(ray.cluster_resources().get("CPU", 1))
 
 
+def node_cpus() -> int:
+    """The CPUs of the smallest live node (what one trial can be given on any node)."""
+    import ray
+
+    cpus = [n["Resources"].get("CPU", 0) for n in ray.nodes() if n.get("Alive")]
+    return int(min([c for c in cpus if c > 0] or [1]))
+
+
 def cluster_gpus() -> int:
     import ray
 

@@ -85,3 +85,14 @@ def max_trials_by_memory(variants, n_train: int, n_genes: int, n_isoforms: int,
     return n, {"per_trial_gb": round(per / gb, 2), "shared_gb": round(shared_bytes / gb, 2),
                "budget_gb": round(budget / gb, 2), "total_gb": round(total / gb, 2),
                "max_trials_by_memory": n}
+
+
+def cpus_per_trial_when_memory_bound(max_concurrent: int, by_cores: int, cpus_per_trial: float,
+                                     cluster_cpus: int, node_cpus: int) -> float:
+    """CPUs (= torch threads) per trial: as asked, unless memory rather than cores caps the
+    concurrent trials (`max_concurrent` < `by_cores`); then the cores that would sit idle go to
+    the running trials, up to one node's CPUs (a trial runs on one node). Measured: share_net at
+    course width trains 47 rows/s on 1 thread, 68 on 2 (bench/README.md, scale)."""
+    if max_concurrent >= by_cores:
+        return cpus_per_trial
+    return float(max(cpus_per_trial, min(node_cpus, cluster_cpus // max(1, max_concurrent))))

@@ -139,7 +139,8 @@ def tune_folds(data: Labelled, folds: Folds, variants, storage: Path, *, options
 
     from ray import tune
 
-    from ..core.ray_session import cluster_cpus, cluster_gpus
+    from ..core.ray_session import cluster_cpus, cluster_gpus, node_cpus
+    from .capacity import cpus_per_trial_when_memory_bound
 
     memory = {}
     if max_concurrent is None:
@@ -147,6 +148,10 @@ def tune_folds(data: Labelled, folds: Folds, variants, storage: Path, *, options
         by_gpu = int(cluster_gpus() // gpus_per_trial) if gpus_per_trial else by_cpu
         by_mem, memory = _trials_by_memory(data, folds, variants)
         max_concurrent = max(1, min(by_cpu, by_gpu, by_mem))
+        if not gpus_per_trial:      # memory-bound on CPUs: idle cores become trial threads
+            cpus_per_trial = cpus_per_trial_when_memory_bound(
+                max_concurrent, min(by_cpu, by_gpu), cpus_per_trial, cluster_cpus(), node_cpus())
+            memory["cpus_per_trial"] = cpus_per_trial
     res = {"cpu": cpus_per_trial, **({"gpu": gpus_per_trial} if gpus_per_trial else {})}
     # one grid axis of [fold, variant] pairs (not a cross product), unpacked by `_job_trial`
     trainable = tune.with_resources(tune.with_parameters(     # (R, n) ids with --repeats
