@@ -208,3 +208,28 @@ def test_a_trial_that_keeps_failing_is_reported_not_hidden(tmp_path, ray_session
     assert doc["failed_trials"] == ["fold 0 mean (1 attempts)"]
     assert doc["tests"] == []                    # no pair is complete on every fold
     assert "**Failed trials**" in (tmp_path / "cv" / "report.md").read_text()
+
+
+def test_a_variant_that_needs_more_memory_gets_more_cpus(tmp_path, ray_session, monkeypatch):
+    """Trials ask Ray for CPUs in proportion to their memory (`capacity.cpus_by_memory`): a variant
+    estimated to need the whole node's budget takes all its CPUs (= its torch threads) and so never
+    runs beside another trial, while the light variant of the same CV asks for one."""
+    from raviso.evaluate import capacity
+    from raviso.evaluate.cv import run_cv
+
+    real = capacity.trial_memory_bytes
+    monkeypatch.setattr(capacity, "trial_memory_bytes", lambda v, *a: (
+        10 * capacity.total_memory_bytes() if v == "tissue_mean" else real(v, *a)))
+    store, _ = write_tiny_store(tmp_path / "store")
+    run_cv(store, variants="mean,tissue_mean", folds=3, out=tmp_path / "cv",
+           progress=lambda s: None)
+    doc = json.loads((tmp_path / "cv" / "results.json").read_text())
+    node = int(ray_session.cluster_resources()["CPU"])
+    assert doc["tune"]["cpus_per_variant"] == {"mean": 1.0, "tissue_mean": float(node)}
+    threads = {(t["fold"], t["variant"]): t["threads"] for t in doc["trials"]}
+    assert threads == {(f, v): (node if v == "tissue_mean" else 1)
+                       for f in range(3) for v in ("mean", "tissue_mean")}
+    span = {(t["fold"], t["variant"]): (t["started_at"], t["finished_at"]) for t in doc["trials"]}
+    for (f, v), (a, b) in span.items():
+        if v == "tissue_mean":
+            assert all(b2 <= a or b <= a2 for k, (a2, b2) in span.items() if k != (f, v))

@@ -84,35 +84,53 @@ def test_bad_target_dtype_is_one_line_error(tmp_path):
 
 
 def test_concurrency_from_memory_shrinks_with_width():
-    from raviso.evaluate.capacity import max_trials_by_memory, trial_memory_bytes
+    from raviso.evaluate.capacity import cpus_by_memory, trial_memory_bytes
 
     small = trial_memory_bytes("pca_ridge", n_train=1200, n_genes=1750, n_isoforms=14_490)
     wide = trial_memory_bytes("pca_ridge", n_train=13_885, n_genes=18_965, n_isoforms=156_958)
     assert wide > 3 * small
     assert trial_memory_bytes("vae_ffnn", 13_885, 18_965, 156_958) < wide   # no gene matrix
     gb = 1 << 30
-    # course width on 24 GB with float16 targets: the big trials still run two at a time
-    n, m = max_trials_by_memory(["mean", "pca_ridge", "vae_ffnn"], 13_885, 18_965, 156_958,
-                                shared_bytes=int(6.75 * gb), total_bytes=24 * gb)
-    assert 2 <= n <= 4 and 2 < m["per_trial_gb"] < 4
-    # raviso's recommended model at course width: one trial at a time on 24 GB, and that trial
-    # beside the shared matrices stays under the 16 GB goal; the measured two-at-a-time run
-    # (18.7 GB, bench/README.md) is what the estimate must reproduce
-    share = trial_memory_bytes("share_net", 13_885, 18_965, 156_958)
+    course = dict(n_train=13_885, n_genes=18_965, n_isoforms=156_958)
+    # course width on 24 GB, 2 cores, float16 targets: the baselines and FFNNs still run two at a
+    # time (one CPU each, which is their share of the memory too)
+    cpus, m = cpus_by_memory(["mean", "pca_ridge", "vae_ffnn"], **course,
+                             shared_bytes=int(6.75 * gb), node_cpus=2, total_bytes=24 * gb)
+    assert cpus == {"mean": 1.0, "pca_ridge": 1.0, "vae_ffnn": 1.0}
+    assert 2 < m["trial_gb"]["pca_ridge"] < 4 and m["budget_gb"] < 16
+    # raviso's recommended model at course width: its trial needs both CPUs' slices, so it runs
+    # alone with two threads while the light variants of the same CV still pair up; alone it stays
+    # under the 16 GB goal, and the measured two-at-a-time run (18.7 GB, bench/README.md) is what
+    # the estimate must reproduce
+    share = trial_memory_bytes("share_net", **course)
     assert 5 * gb < share < 6 * gb
     assert abs(2 * share + 7.84 * gb - 18.7 * gb) < 1.0 * gb
-    n, m = max_trials_by_memory(["mean", "pca_ridge", "vae_ffnn", "share_net"], 13_885, 18_965,
-                                156_958, shared_bytes=int(7.84 * gb), total_bytes=24 * gb)
-    assert n == 1 and n * share + 7.84 * gb < 16 * gb
-    # memory-bound: the idle cores go to the running trial as threads, never past one node
-    from raviso.evaluate.capacity import cpus_per_trial_when_memory_bound as cpt
-    assert cpt(1, 2, 1.0, cluster_cpus=2, node_cpus=2) == 2.0
-    assert cpt(2, 2, 1.0, cluster_cpus=2, node_cpus=2) == 1.0            # core-bound: as asked
-    assert cpt(3, 32, 1.0, cluster_cpus=32, node_cpus=16) == 10.0
-    assert cpt(1, 32, 1.0, cluster_cpus=32, node_cpus=16) == 16.0
-    # the same on an 8 GB machine: one at a time, never zero
-    assert max_trials_by_memory(["pca_ridge"], 13_885, 18_965, 156_958,
-                                shared_bytes=int(6.75 * gb), total_bytes=8 * gb)[0] == 1
+    plan = ["mean", "pca_ridge", "vae_ffnn", "share_net"]
+    cpus, _ = cpus_by_memory(plan, **course, shared_bytes=int(7.84 * gb), node_cpus=2,
+                             total_bytes=24 * gb)
+    assert cpus == {"mean": 1.0, "pca_ridge": 1.0, "vae_ffnn": 1.0, "share_net": 2.0}
+    assert share + 7.84 * gb < 16 * gb
+    # any mix Ray can place on a node (CPU sum <= node CPUs) fits the budget: checked on a bigger
+    # node, where share_net's trials take whole CPUs above one
+    cpus, m = cpus_by_memory(plan, **course, shared_bytes=int(7.84 * gb), node_cpus=16,
+                             total_bytes=128 * gb)
+    assert 1 < cpus["share_net"] <= 16 and cpus["share_net"] == int(cpus["share_net"])
+    trial = {v: trial_memory_bytes(v, **course) for v in plan}
+    for n_share in range(0, int(16 // cpus["share_net"]) + 1):
+        free = 16 - n_share * cpus["share_net"]
+        n_light = int(free // cpus["pca_ridge"])
+        used = n_share * trial["share_net"] + n_light * trial["pca_ridge"]
+        assert used <= m["budget_gb"] * gb
+    # small data: one CPU each, as asked (or a fraction when asked for one)
+    cpus, _ = cpus_by_memory(plan, 1200, 1750, 14_490, shared_bytes=gb // 10, node_cpus=2,
+                             total_bytes=24 * gb)
+    assert set(cpus.values()) == {1.0}
+    assert cpus_by_memory(["mean"], 1200, 1750, 14_490, shared_bytes=0, node_cpus=2,
+                          cpus_per_trial=0.5, total_bytes=24 * gb)[0] == {"mean": 0.5}
+    # an 8 GB machine: every trial takes the whole node (one at a time), never more than it has
+    cpus, _ = cpus_by_memory(["pca_ridge"], **course, shared_bytes=int(6.75 * gb), node_cpus=2,
+                             total_bytes=8 * gb)
+    assert cpus == {"pca_ridge": 2.0}
 
 
 @pytest.mark.ray

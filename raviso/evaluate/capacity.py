@@ -3,8 +3,8 @@
 `raviso cv` used to run as many trials as the cluster has CPUs. At GTEx width that is wrong in the
 other direction from CPUs: a `pca_ridge` trial holds its training rows' genes (13,885 x 18,965
 float32 = 1.05 GB) plus sklearn's centred copy, while the memory-mapped isoform matrix (float16:
-5.45 GB) and genes (1.3 GB) sit once in the page cache for everyone. `max_trials_by_memory` caps the
-concurrency at what fits in `MEMORY_FRACTION` of the machine after those shared pages:
+5.45 GB) and genes (1.3 GB) sit once in the page cache for everyone. `cpus_by_memory` keeps the
+trials that run at once within `MEMORY_FRACTION` of the machine after those shared pages:
 
     per-trial bytes = WORKER_BYTES (a Ray worker with torch imported)
                     + EVAL_BYTES (streamed evaluation: one chunk of predictions, float64 blocks)
@@ -26,10 +26,12 @@ rows (peak RSS above the data: 1.54 and 1.82 GB before its targets went through
 `ffnn_fit.target_getter`; 1.67 and 2.08 GB after, the difference being the premade float32 copy
 of the early-stopping rows' targets); at course width they give 5.5 GB per trial, and
 two such trials beside the shared matrices match the 18.7 GB measured in the session-3 run
-(bench/README.md, scale). The largest variant's estimate is used for every slot (Tune starts
-trials in any order). `MEMORY_FRACTION` leaves a third of the machine to the driver, the OS and
-the page cache, so a course-width CV on 24 GB stays under 16 GB. `--max-concurrent` overrides
-the choice; the choice and its inputs go into results.json (``tune.memory``).
+(bench/README.md, scale). `cv` turns the estimates into CPU requests (`cpus_by_memory`: each CPU
+carries a slice of the budget), so Ray itself keeps any mix of trials within a node's memory.
+`MEMORY_FRACTION` leaves a third of the machine to the driver, the OS and the page cache, so a
+course-width CV on 24 GB stays under 16 GB. `--max-concurrent` overrides the choice (every trial
+then asks for `--cpus-per-trial`); the choice and its inputs go into results.json
+(``tune.memory``).
 """
 
 from __future__ import annotations
@@ -45,7 +47,9 @@ NOT_NEURAL = ("mean", "tissue_mean", "isoform_fraction", "isoform_fraction_fit",
 
 
 def trial_memory_bytes(variant: str, n_train: int, n_genes: int, n_isoforms: int) -> int:
-    """Estimated peak private memory of one trial of `variant` (see the module docstring)."""
+    """Estimated peak private memory of one trial of `variant` (see the module docstring; a tuned
+    column "<variant>@tuned" is its variant)."""
+    variant = variant.split("@", 1)[0]
     from ..models.variants import variant_needs
 
     try:
@@ -73,26 +77,67 @@ def total_memory_bytes() -> int:
     return int(__import__("os").sysconf("SC_PAGE_SIZE") * __import__("os").sysconf("SC_PHYS_PAGES"))
 
 
-def max_trials_by_memory(variants, n_train: int, n_genes: int, n_isoforms: int,
-                         shared_bytes: int, total_bytes: int | None = None,
-                         fraction: float = MEMORY_FRACTION) -> tuple[int, dict]:
-    """(how many trials fit at once, the inputs of that choice for results.json)."""
+def cpus_by_memory(variants, n_train: int, n_genes: int, n_isoforms: int, shared_bytes: int,
+                   node_cpus: int, cpus_per_trial: float = 1, total_bytes: int | None = None,
+                   fraction: float = MEMORY_FRACTION) -> tuple[dict, dict]:
+    """CPUs each variant's trials ask Ray for, so that any mix of trials Ray packs onto a node fits
+    that node's memory budget ({variant: cpus}, the inputs for results.json).
+
+    Every CPU of a node carries an equal slice of the budget (`fraction` of RAM less the shared
+    mapped matrices); a trial asks for as many CPUs as its estimated footprint needs slices (whole
+    CPUs above one: Ray's rule for resource quantities), at least `cpus_per_trial`, at most the
+    node's CPUs. Ray's CPU accounting then bounds the memory of whatever runs together: a node's
+    trials hold at most `node_cpus` slices, however they mix. A heavy variant (share_net at course
+    width) runs with more torch threads and fewer at a time while the light ones (baselines,
+    vae_ffnn) still pack as the cores allow; the cores a heavy trial holds are its threads, so
+    none sits idle. Measured: share_net at course width trains 47 rows/s on 1 thread, 68 on 2
+    (bench/README.md, scale). The budget is this (the driver's) machine's; a cluster's worker
+    nodes are taken to be alike."""
+    import math
+
     total = total_memory_bytes() if total_bytes is None else int(total_bytes)
-    per = max(trial_memory_bytes(v, n_train, n_genes, n_isoforms) for v in variants)
     budget = fraction * total - shared_bytes
-    n = max(1, int(budget // per))
+    node_cpus = max(1, int(node_cpus))
+    per_cpu = budget / node_cpus
+    most = max(float(node_cpus), float(cpus_per_trial))
+    cpus, trial_gb = {}, {}
+    for v in variants:
+        need = trial_memory_bytes(v, n_train, n_genes, n_isoforms)
+        c = max(float(cpus_per_trial), need / per_cpu if per_cpu > 0 else most)
+        c = float(math.ceil(c - 1e-9)) if c > 1 else math.ceil(c * 100) / 100
+        cpus[v] = min(most, c)
+        trial_gb[v] = round(need / (1 << 30), 2)
     gb = 1 << 30
-    return n, {"per_trial_gb": round(per / gb, 2), "shared_gb": round(shared_bytes / gb, 2),
-               "budget_gb": round(budget / gb, 2), "total_gb": round(total / gb, 2),
-               "max_trials_by_memory": n}
+    return cpus, {"trial_gb": trial_gb, "cpus_per_variant": cpus,
+                  "shared_gb": round(shared_bytes / gb, 2), "budget_gb": round(budget / gb, 2),
+                  "total_gb": round(total / gb, 2), "node_cpus": node_cpus}
 
 
-def cpus_per_trial_when_memory_bound(max_concurrent: int, by_cores: int, cpus_per_trial: float,
-                                     cluster_cpus: int, node_cpus: int) -> float:
-    """CPUs (= torch threads) per trial: as asked, unless memory rather than cores caps the
-    concurrent trials (`max_concurrent` < `by_cores`); then the cores that would sit idle go to
-    the running trials, up to one node's CPUs (a trial runs on one node). Measured: share_net at
-    course width trains 47 rows/s on 1 thread, 68 on 2 (bench/README.md, scale)."""
-    if max_concurrent >= by_cores:
-        return cpus_per_trial
-    return float(max(cpus_per_trial, min(node_cpus, cluster_cpus // max(1, max_concurrent))))
+def trial_cpus(data, folds, variants, cpus_per_trial: float) -> tuple[dict, dict]:
+    """`cpus_by_memory` for a CV: `data` (`Labelled`) split by `folds`, on the connected Ray. The
+    shared bytes are the mapped matrices every trial reads (of truth, only the validation rows)."""
+    import numpy as np
+
+    from ..core.ray_session import node_cpus
+
+    n_train = int(len(folds.fold) - np.bincount(folds.fold).min())
+    shared = data.genes.nbytes + data.isoforms.nbytes
+    if data.truth is not None:
+        shared += data.truth.nbytes // folds.k    # only the validation rows' truth is read
+    return cpus_by_memory(variants, n_train, data.genes.shape[1], data.isoforms.shape[1],
+                          shared_bytes=shared, node_cpus=node_cpus(),
+                          cpus_per_trial=cpus_per_trial)
+
+
+class TrialResources:
+    """Tune's per-trial resource request (called with the trial's config): the CPUs of the trial's
+    variant, plus its GPUs. A module-level class rather than a closure, so that Tune's experiment
+    state pickles it by reference."""
+
+    def __init__(self, cpus: dict, gpu: dict):
+        self.cpus, self.gpu = dict(cpus), dict(gpu)
+
+    def __call__(self, config: dict):
+        from ray.tune.execution.placement_groups import resource_dict_to_pg_factory
+
+        return resource_dict_to_pg_factory({"cpu": self.cpus[config["job"][1]], **self.gpu})

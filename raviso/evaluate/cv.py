@@ -58,7 +58,7 @@ def run_trial(data: Labelled, fold_ids: np.ndarray, fold: int, variant: str,
     # cpu_seconds: CPU time of this (the computing) thread; well under `seconds` means the trial
     # waited for a core, equal means it ran all along (slower only if the core itself was slower)
     out.update(fit_seconds=fit_s, seconds=time.perf_counter() - t0,
-               cpu_seconds=time.thread_time() - c0, n_train=int(len(train_idx)),
+               threads=torch.get_num_threads(), cpu_seconds=time.thread_time() - c0, n_train=int(len(train_idx)),
                n_test=int(len(val_idx)))
     return out
 
@@ -86,8 +86,10 @@ def _tune_trial(config: dict, data: Labelled = None, fold_ids: np.ndarray = None
     options = {**(config.get("options") or {}),          # + a tuned column's per-fold config
                **options_for(config.get("fold_options", {}), config["fold"], config["variant"])}
     started = time.time()
-    out = run_trial(data, fold_ids, config["fold"], config["variant"], options,
-                    threads=config.get("threads", 1))
+    threads = config.get("threads", 1)         # {variant: threads} (`tune_folds`) or one number
+    if isinstance(threads, dict):
+        threads = threads.get(config["variant"], 1)
+    out = run_trial(data, fold_ids, config["fold"], config["variant"], options, threads=threads)
     out.update(pid=os.getpid(), started_at=started, finished_at=time.time(),
                zero_copy=not (data.genes.flags.writeable or data.isoforms.flags.writeable),
                max_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
@@ -139,25 +141,25 @@ def tune_folds(data: Labelled, folds: Folds, variants, storage: Path, *, options
 
     from ray import tune
 
-    from ..core.ray_session import cluster_cpus, cluster_gpus, node_cpus
-    from .capacity import cpus_per_trial_when_memory_bound
+    from ..core.ray_session import cluster_cpus, cluster_gpus
+    from .capacity import TrialResources, trial_cpus
 
-    memory = {}
+    memory, cpus = {}, {v: cpus_per_trial for v in variants}
     if max_concurrent is None:
-        by_cpu = int(cluster_cpus() // max(cpus_per_trial, 1e-9))
+        # each variant asks for the CPUs its memory needs (`capacity.cpus_by_memory`): Ray then
+        # packs light trials by the cores and runs heavy ones with more threads, fewer at once
+        cpus, memory = trial_cpus(data, folds, variants, cpus_per_trial)
+        by_cpu = int(cluster_cpus() // max(min(cpus.values()), 1e-9))
         by_gpu = int(cluster_gpus() // gpus_per_trial) if gpus_per_trial else by_cpu
-        by_mem, memory = _trials_by_memory(data, folds, variants)
-        max_concurrent = max(1, min(by_cpu, by_gpu, by_mem))
-        if not gpus_per_trial:      # memory-bound on CPUs: idle cores become trial threads
-            cpus_per_trial = cpus_per_trial_when_memory_bound(
-                max_concurrent, min(by_cpu, by_gpu), cpus_per_trial, cluster_cpus(), node_cpus())
-            memory["cpus_per_trial"] = cpus_per_trial
-    res = {"cpu": cpus_per_trial, **({"gpu": gpus_per_trial} if gpus_per_trial else {})}
+        max_concurrent = max(1, min(by_cpu, by_gpu))
+    gpu = {"gpu": gpus_per_trial} if gpus_per_trial else {}
     # one grid axis of [fold, variant] pairs (not a cross product), unpacked by `_job_trial`
     trainable = tune.with_resources(tune.with_parameters(     # (R, n) ids with --repeats
-        _job_trial, data=data, fold_ids=getattr(folds, "assignments", folds.fold)), res)
+        _job_trial, data=data, fold_ids=getattr(folds, "assignments", folds.fold)),
+        TrialResources(cpus, gpu))
     space = {"job": tune.grid_search(jobs),
-             "options": dict(options or {}), "threads": max(1, int(cpus_per_trial)),
+             "options": dict(options or {}),
+             "threads": {v: max(1, int(c)) for v, c in cpus.items()},
              **(extra_config or {})}
     storage = str(storage) if "://" in str(storage) else str(Path(storage).absolute())
     watch = _watch_callback_class()(progress, folds.k * len(variants))
@@ -191,20 +193,7 @@ def tune_folds(data: Labelled, folds: Folds, variants, storage: Path, *, options
     trials.sort(key=lambda t: (t["fold"], list(variants).index(t["variant"])))
     return TuneOutcome(trials, errors, wall, max_concurrent,
                        {"cpus_per_trial": cpus_per_trial, "gpus_per_trial": gpus_per_trial,
-                        **({"memory": memory} if memory else {})})
-
-
-def _trials_by_memory(data: Labelled, folds: Folds, variants) -> tuple[int, dict]:
-    """Trials that fit in this machine's memory next to the shared (mapped) matrices that every
-    trial reads (`raviso.evaluate.capacity`)."""
-    from .capacity import max_trials_by_memory
-
-    n_train = int(len(folds.fold) - np.bincount(folds.fold).min())
-    shared = data.genes.nbytes + data.isoforms.nbytes
-    if data.truth is not None:
-        shared += data.truth.nbytes // folds.k    # only the validation rows' truth is read
-    return max_trials_by_memory(variants, n_train, data.genes.shape[1], data.isoforms.shape[1],
-                                shared_bytes=shared)
+                        "cpus_per_variant": cpus, **({"memory": memory} if memory else {})})
 
 
 def _watch_callback_class():
@@ -256,7 +245,8 @@ def _job_trial(config: dict, data: Labelled = None, fold_ids: np.ndarray = None)
 _TRIAL_KEYS = ("mse", "mse_mean_baseline", "r2", "median_pearson", "frac_r_gt_05",
                "n_isoforms_r", "n_isoforms_excluded", "n_samples", "noise_floor",
                "mse_over_noise_floor", "mse_excess", "mse_vs_truth", "fit_seconds", "seconds",
-               "cpu_seconds", "started_at", "finished_at", "n_train", "n_test", "pid", "zero_copy", "max_rss_mb", "breakdown", "history")
+               "cpu_seconds", "threads", "started_at", "finished_at", "n_train", "n_test", "pid",
+               "zero_copy", "max_rss_mb", "breakdown", "history")
 
 
 # -- the command -------------------------------------------------------------------------------

@@ -53,7 +53,9 @@ Schema (``"schema": "raviso.cv.results/1"``)::
     retried_trials   ["fold <i> <variant> (<attempts> attempts)", ...]
     failed_trials    the same for trials that never succeeded
     tune             wall_seconds, max_concurrent_trials, trial_seconds_sum, parallel_efficiency
-                     (sum of trial seconds / (concurrency x wall)), all_zero_copy
+                     (sum of trial seconds x the slots each held / (concurrency x wall)),
+                     all_zero_copy, cpus_per_trial, cpus_per_variant (what each variant's trials
+                     asked Ray for: `capacity.cpus_by_memory`), memory (its inputs)
     tuning           only with ``cv --tune N`` / ``--config`` (`raviso.evaluate.nested`; the tuned
                      model is the column "<variant>@tuned"): mode ("nested" | "config"); nested:
                      trials, inner_folds, max_epochs, algorithm, scheduler, spaces, seconds,
@@ -178,6 +180,11 @@ def build_results(config: dict, data, folds, outcome) -> dict:
                                           if t["variant"] == v and t["status"] == "ok"])
                                 for v in variants}}
     busy = sum(t.get("seconds", 0.0) for t in trials if t["status"] == "ok")
+    # CPU-weighted: a trial that holds two of the slots' CPUs (`capacity.cpus_by_memory`) fills two
+    cpus = outcome.resources.get("cpus_per_variant") or {}
+    slot = min(cpus.values(), default=1.0)
+    busy_slots = sum(t.get("seconds", 0.0) * cpus.get(t["variant"], slot) / slot
+                     for t in trials if t["status"] == "ok")
     doc = {
         "schema": SCHEMA,
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -201,7 +208,8 @@ def build_results(config: dict, data, folds, outcome) -> dict:
         "tune": {"wall_seconds": outcome.wall_seconds,
                  "max_concurrent_trials": outcome.max_concurrent,
                  "trial_seconds_sum": busy,
-                 "parallel_efficiency": busy / (outcome.max_concurrent * outcome.wall_seconds)
+                 "parallel_efficiency": busy_slots / (outcome.max_concurrent
+                                                      * outcome.wall_seconds)
                  if outcome.wall_seconds > 0 else None,
                  "all_zero_copy": all(t.get("zero_copy", False) for t in trials
                                       if t["status"] == "ok"),
