@@ -100,15 +100,15 @@ def cpus_by_memory(variants, n_train: int, n_genes: int, n_isoforms: int, shared
     node_cpus = max(1, int(node_cpus))
     per_cpu = budget / node_cpus
     most = max(float(node_cpus), float(cpus_per_trial))
+    gb = 1 << 30
     cpus, trial_gb = {}, {}
     for v in variants:
         need = trial_memory_bytes(v, n_train, n_genes, n_isoforms)
         c = max(float(cpus_per_trial), need / per_cpu if per_cpu > 0 else most)
         c = float(math.ceil(c - 1e-9)) if c > 1 else math.ceil(c * 100) / 100
         cpus[v] = min(most, c)
-        trial_gb[v] = round(need / (1 << 30), 2)
-    gb = 1 << 30
-    return cpus, {"trial_gb": trial_gb, "cpus_per_variant": cpus,
+        trial_gb[v] = round(need / gb, 2)
+    return cpus, {"trial_gb": trial_gb,
                   "shared_gb": round(shared_bytes / gb, 2), "budget_gb": round(budget / gb, 2),
                   "total_gb": round(total / gb, 2), "node_cpus": node_cpus}
 

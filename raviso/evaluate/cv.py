@@ -58,8 +58,8 @@ def run_trial(data: Labelled, fold_ids: np.ndarray, fold: int, variant: str,
     # cpu_seconds: CPU time of this (the computing) thread; well under `seconds` means the trial
     # waited for a core, equal means it ran all along (slower only if the core itself was slower)
     out.update(fit_seconds=fit_s, seconds=time.perf_counter() - t0,
-               threads=torch.get_num_threads(), cpu_seconds=time.thread_time() - c0, n_train=int(len(train_idx)),
-               n_test=int(len(val_idx)))
+               cpu_seconds=time.thread_time() - c0, threads=torch.get_num_threads(),
+               n_train=int(len(train_idx)), n_test=int(len(val_idx)))
     return out
 
 
@@ -86,10 +86,8 @@ def _tune_trial(config: dict, data: Labelled = None, fold_ids: np.ndarray = None
     options = {**(config.get("options") or {}),          # + a tuned column's per-fold config
                **options_for(config.get("fold_options", {}), config["fold"], config["variant"])}
     started = time.time()
-    threads = config.get("threads", 1)         # {variant: threads} (`tune_folds`) or one number
-    if isinstance(threads, dict):
-        threads = threads.get(config["variant"], 1)
-    out = run_trial(data, fold_ids, config["fold"], config["variant"], options, threads=threads)
+    out = run_trial(data, fold_ids, config["fold"], config["variant"], options,
+                    threads=config["threads"][config["variant"]])   # {variant: n}, `tune_folds`
     out.update(pid=os.getpid(), started_at=started, finished_at=time.time(),
                zero_copy=not (data.genes.flags.writeable or data.isoforms.flags.writeable),
                max_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
