@@ -42,3 +42,11 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def pytest_collection_modifyitems(items):
+    """Every test that uses the shared Ray session is a `ray` test (`pytest -m "not ray"` skips
+    them); tests that start Ray another way carry the marker themselves."""
+    for item in items:
+        if "ray_session" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.ray)

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from cvdata import write_tiny_store
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_streaming_metrics_equal_two_pass_evaluate():

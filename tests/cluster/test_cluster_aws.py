@@ -24,7 +24,7 @@ from ray.autoscaler._private.util import prepare_config, validate_config
 from raviso.cluster import aws
 from raviso.core.errors import RavisoError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 RAVISO = str(Path(sys.executable).parent / "raviso")
 CIDR = "203.0.113.0/24"
 SG = "sg-0abc1234def567890"

@@ -22,7 +22,7 @@ from raviso.data import donor_of
 from raviso.core.errors import RavisoError
 from raviso.synth.generate import STEMS, Preset, generate, plan
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 MINI = Preset("mini", n_archs4=40, n_gtex=70, n_genes=30, n_isoforms=240)
 
 

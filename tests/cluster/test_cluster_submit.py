@@ -20,7 +20,7 @@ from cluster_head import RayHead
 from raviso.cluster import submit
 from raviso.core.errors import RavisoError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 RAVISO = str(Path(sys.executable).parent / "raviso")
 
 

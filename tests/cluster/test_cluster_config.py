@@ -21,7 +21,7 @@ import ray
 import ray.autoscaler
 from ray.autoscaler._private.util import prepare_config, validate_config
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = sorted(ROOT.glob("cluster*.yaml"))
 DASHBOARD_PORT = 8265
 

@@ -341,7 +341,7 @@ def test_cli_import_and_one_line_error(tmp_path):
     sh = _salmon_sheet(tmp_path)
     g = gtf(tmp_path / "a.gtf")
     raviso = [sys.executable, "-c", "import sys; from cli import main; sys.argv[0]='raviso'; main()"]
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     ok = subprocess.run(raviso + ["import", str(sh), str(tmp_path / "st"), "--gtf", str(g),
                                   "--as-compendium"], capture_output=True, text=True, cwd=root)
     assert ok.returncode == 0, ok.stderr

@@ -160,7 +160,7 @@ def test_explicit_files_cli_subprocess(tmp_path):
 def _root():
     from pathlib import Path
 
-    return Path(__file__).resolve().parents[1]
+    return Path(__file__).resolve().parents[2]
 
 
 # ------------------------------------------------------------------------------------ real data
