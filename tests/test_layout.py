@@ -170,3 +170,59 @@ def test_the_checks_catch_planted_violations(tmp_path):
                              ["raviso.evaluate.cv", "raviso.models.vae"]]
     assert layer_violations(graph) == [
         "raviso.models.vae imports raviso.evaluate.cv (models may import only core, data)"]
+
+
+MAX_FUNCTION_LINES = 60
+CODE_ROOTS = (PACKAGE, PACKAGE.parent / "cli.py")
+
+
+def code_files() -> list[Path]:
+    return sorted(p for root in CODE_ROOTS
+                  for p in ([root] if root.suffix == ".py" else root.rglob("*.py")))
+
+
+def long_functions(paths) -> dict[str, int]:
+    """`file:function` -> lines, for every function (methods and nested ones too) over the limit."""
+    out = {}
+    for p in paths:
+        for node in ast.walk(ast.parse(p.read_text(), str(p))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                n = node.end_lineno - node.lineno + 1
+                if n > MAX_FUNCTION_LINES:
+                    out[f"{p.name}:{node.name}"] = n
+    return out
+
+
+def private_imports(paths) -> list[str]:
+    """`from X import _name` where X is raviso's own module (relative, `raviso.*` or `cli`): a
+    name its home module keeps private, used elsewhere."""
+    bad = []
+    for p in paths:
+        for node in ast.walk(ast.parse(p.read_text(), str(p))):
+            if not isinstance(node, ast.ImportFrom):
+                continue
+            own = node.level > 0 or (node.module or "").split(".")[0] in ("raviso", "cli")
+            for a in node.names:
+                if own and a.name.startswith("_") and not a.name.startswith("__"):
+                    bad.append(f"{p.name}: from {'.' * node.level}{node.module or ''} "
+                               f"import {a.name}")
+    return bad
+
+
+def test_no_function_over_60_lines():
+    assert long_functions(code_files()) == {}, "split these functions"
+
+
+def test_no_import_of_another_modules_private_name():
+    bad = private_imports(code_files())
+    assert not bad, "make these names public in their home module, or move them:\n" + \
+        "\n".join(bad)
+
+
+def test_the_size_and_privacy_checks_catch_planted_violations(tmp_path):
+    f = tmp_path / "m.py"
+    body = "\n".join(f"    x{i} = {i}" for i in range(60))
+    f.write_text(f"from .a import _hidden, shown\nfrom raviso.b import __version__\n"
+                 f"def short():\n    pass\n\ndef long():\n{body}\n")
+    assert long_functions([f]) == {"m.py:long": 61}
+    assert private_imports([f]) == ["m.py: from .a import _hidden"]
