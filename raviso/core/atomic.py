@@ -60,7 +60,7 @@ def temp_name(path, host: str | None = None, boot: str | None = None,
             f"{os.getpid() if pid is None else pid}-{uuid.uuid4().hex[:8]}")
 
 
-def _tmp_sibling(path: Path) -> Path:
+def tmp_sibling(path: Path) -> Path:
     remove_stale(path)
     return path.parent / temp_name(path)
 
@@ -86,10 +86,10 @@ def remove_stale(path) -> None:
             continue                                  # unknown or another host's: never guessed
         boot, pid = m.group(2), int(m.group(3))
         if boot != boot_id() or (pid != os.getpid() and not _pid_alive(pid)):
-            _remove(old)
+            remove_path(old)
 
 
-def _remove(path: Path) -> None:
+def remove_path(path: Path) -> None:
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path, ignore_errors=True)
     else:
@@ -149,15 +149,15 @@ def check_writable_target(path, overwrite: bool = False, file: bool = False) -> 
 @contextlib.contextmanager
 def _atomic(path, overwrite: bool, file: bool):
     path = check_writable_target(path, overwrite, file=file)
-    tmp = _tmp_sibling(path)
+    tmp = tmp_sibling(path)
     if not file:
         tmp.mkdir()
     try:
         yield tmp
     except BaseException:
-        _remove(tmp)
+        remove_path(tmp)
         raise
-    _replace(tmp, path)
+    replace_path(tmp, path)
 
 
 def atomic_dir(path, overwrite: bool = False):
@@ -206,15 +206,15 @@ def fsync_tree(root) -> None:
         fsync_path(d)
 
 
-def _replace(tmp: Path, path: Path) -> None:
+def replace_path(tmp: Path, path: Path) -> None:
     """Commit: the new output durable first, then renamed over `path`, then the rename durable."""
     if tmp.exists():
         fsync_tree(tmp)
     if path.exists():
-        old = _tmp_sibling(path)
+        old = tmp_sibling(path)
         os.replace(path, old)
         os.replace(tmp, path)
-        _remove(old)
+        remove_path(old)
     else:
         os.replace(tmp, path)
     with contextlib.suppress(OSError):      # some filesystems refuse to fsync a directory

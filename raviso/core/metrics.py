@@ -85,9 +85,9 @@ def per_isoform_pearson(pred: np.ndarray, Y: np.ndarray) -> tuple[np.ndarray, np
         syy = np.einsum("ij,ij->j", y, y)
         spp = np.einsum("ij,ij->j", p, p)
         spy = np.einsum("ij,ij->j", p, y)
-        ok = syy > _tiny(Y.shape[0])
+        ok = syy > tiny_ss(Y.shape[0])
         defined[cols] = ok
-        both = ok & (spp > _tiny(Y.shape[0]))
+        both = ok & (spp > tiny_ss(Y.shape[0]))
         rb = np.zeros(len(syy))
         rb[both] = spy[both] / np.sqrt(spp[both] * syy[both])
         r[cols] = np.clip(rb, -1.0, 1.0)
@@ -135,7 +135,7 @@ def metrics_dict(per_sample: np.ndarray, mse_mean: float, r: np.ndarray, defined
     return out
 
 
-def _tiny(n_rows: int) -> float:
+def tiny_ss(n_rows: int) -> float:
     # a sum of squared deviations this small is rounding noise of a constant column
     return 1e-12 * max(1, n_rows)
 

@@ -43,7 +43,7 @@ from pathlib import Path
 import numpy as np
 
 from .reader import Store, tensor_to_numpy
-from ..core.atomic import _replace, _tmp_sibling
+from ..core.atomic import replace_path, tmp_sibling
 from ..core.errors import RavisoError
 
 TARGET_DTYPES = ("auto", "float32", "float16")
@@ -109,7 +109,7 @@ def ensure_cache(store: Store, dtype: str, root: Path | None = None) -> Path:
             return final
         # host + boot id + pid in the name: what a killed build left (GBs) is removed here, and a
         # build by another host on a shared disk is never touched (`raviso.core.atomic`)
-        tmp = _tmp_sibling(final)
+        tmp = tmp_sibling(final)
         tmp.mkdir()
         try:
             for name, fname in FILES.items():
@@ -120,7 +120,7 @@ def ensure_cache(store: Store, dtype: str, root: Path | None = None) -> Path:
                 "store": store.uri, "dtype": dtype,
                 "rows": store.n_rows("gtex_gene"), "genes": len(store.genes),
                 "isoforms": len(store.isoforms or [])}, indent=1))
-            _replace(tmp, final)                  # fsynced, then renamed
+            replace_path(tmp, final)                  # fsynced, then renamed
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise

@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .. import __version__
-from ..core.atomic import _remove, _replace, _tmp_sibling, check_writable_target
+from ..core.atomic import remove_path, replace_path, tmp_sibling, check_writable_target
 from ..core.errors import RavisoError
 from .schema import (DATASETS, EXPR, FORMAT_VERSION, ISOFORM_DATASETS, MANIFEST, schema,
                      tensor_array)
@@ -268,7 +268,7 @@ class StoreBuilder:
         self.compression = compression
         self.threads = threads          # DatasetWriter's encoder lanes (None: WRITE_THREADS)
         self.units = units
-        self.tmp = _tmp_sibling(self.path)
+        self.tmp = tmp_sibling(self.path)
         self.tmp.mkdir()
         self._writers: dict[str, DatasetWriter] = {}
         self._sources: list[dict] = []
@@ -296,7 +296,7 @@ class StoreBuilder:
         w = self._writers.pop(name, None)
         if w is not None:
             w.abort()
-            _remove(w.dir)
+            remove_path(w.dir)
 
     def add_source(self, dataset: str, path, kind: str, **info) -> None:
         self._sources.append({"dataset": dataset, "path": str(path), "kind": kind, **info})
@@ -328,13 +328,13 @@ class StoreBuilder:
             json.dump(manifest, f)
             f.flush()
             os.fsync(f.fileno())
-        _replace(self.tmp, self.path)
+        replace_path(self.tmp, self.path)
         return self.path
 
     def abort(self) -> None:
         for w in self._writers.values():
             w.abort()
-        _remove(self.tmp)
+        remove_path(self.tmp)
 
     def __enter__(self):
         return self

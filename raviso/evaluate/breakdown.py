@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..core.metrics import _tiny, column_blocks
+from ..core.metrics import tiny_ss, column_blocks
 
 LEVEL_EDGES = (0.1, 1.0, 3.0, 6.0)
 LEVELS = ("<0.1", "0.1-1", "1-3", "3-6", ">=6")
@@ -85,8 +85,8 @@ class Breakdown:
             cpp -= sp * sp / n_t
             cyy -= sy * sy / n_t
             cpy -= sp * sy / n_t
-        ok = cyy > _tiny(self.n)
-        both = ok & (cpp > _tiny(self.n))
+        ok = cyy > tiny_ss(self.n)
+        both = ok & (cpp > tiny_ss(self.n))
         r = np.zeros(len(cpp))
         r[both] = cpy[both] / np.sqrt(cpp[both] * cyy[both])
         return np.clip(r, -1.0, 1.0), ok

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..core.metrics import _tiny, column_blocks, metrics_dict
+from ..core.metrics import tiny_ss, column_blocks, metrics_dict
 
 
 class StreamingMetrics:
@@ -70,8 +70,8 @@ class StreamingMetrics:
         vyy = syy - sy * sy / n
         vpp = spp - sp * sp / n
         cpy = spy - sp * sy / n
-        ok = vyy > _tiny(n)
-        both = ok & (vpp > _tiny(n))
+        ok = vyy > tiny_ss(n)
+        both = ok & (vpp > tiny_ss(n))
         r = np.zeros(len(sp))
         r[both] = cpy[both] / np.sqrt(vpp[both] * vyy[both])
         return np.clip(r, -1.0, 1.0), ok

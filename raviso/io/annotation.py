@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 
 from ..core.errors import RavisoError
-from .source import _first
-from .text import _is_gz
+from .source import first_error_line
+from .text import is_gzip
 
 
 def _read_table(path, what: str):
@@ -19,11 +19,11 @@ def _read_table(path, what: str):
         raise RavisoError("no such file", path)
     try:
         df = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False,
-                         compression="gzip" if _is_gz(path) else None)
+                         compression="gzip" if is_gzip(path) else None)
     except pd.errors.EmptyDataError:
         raise RavisoError(f"empty file (expected a {what})", path) from None
     except (pd.errors.ParserError, UnicodeDecodeError, OSError, EOFError) as e:
-        raise RavisoError(f"cannot parse {what}: {_first(e)[:200]}", path) from None
+        raise RavisoError(f"cannot parse {what}: {first_error_line(e)[:200]}", path) from None
     if len(df) == 0:
         raise RavisoError(f"empty {what} (header only)", path)
     return df

@@ -7,18 +7,18 @@ from __future__ import annotations
 import numpy as np
 
 from ..core.errors import RavisoError
-from .source import Chunk, DuplicateSum, _first, _H5Source, _log2p1, _read_names, _ring, _slab_out
+from .source import Chunk, DuplicateSum, first_error_line, H5Source, log2p1_into, read_names, buffer_ring, take_slab
 from .validate import check_names, check_values
 
 
-class Archs4H5(_H5Source):
+class Archs4H5(H5Source):
     kind = "archs4-h5"
 
     def _init(self):
         f, path = self.f, self.path
         d = f["data/expression"]
-        symbols = _read_names(f, "meta/genes/symbol", path)
-        ids = _read_names(f, "meta/samples/geo_accession", path)
+        symbols = read_names(f, "meta/genes/symbol", path)
+        ids = read_names(f, "meta/samples/geo_accession", path)
         if d.ndim != 2 or sorted(d.shape) != sorted((len(symbols), len(ids))):
             raise RavisoError(f"`data/expression` is {d.shape}, but there are {len(symbols)} genes "
                               f"and {len(ids)} samples", path)
@@ -35,8 +35,8 @@ class Archs4H5(_H5Source):
 
     def chunks(self, rows, take=None, ring=1):
         n = len(self.sample_ids)
-        logbufs = _ring(ring, (min(rows, n), len(self.features)))
-        outbufs = _ring(ring if take is not None else 0, (min(rows, n), self._out_width(take)))
+        logbufs = buffer_ring(ring, (min(rows, n), len(self.features)))
+        outbufs = buffer_ring(ring if take is not None else 0, (min(rows, n), self._out_width(take)))
         for k, s in enumerate(range(0, n, rows)):
             e = min(n, s + rows)
             logbuf, outbuf = logbufs[k % ring], outbufs[k % ring] if outbufs else None
@@ -44,7 +44,7 @@ class Archs4H5(_H5Source):
                 slab = self.dset[:, s:e].T if self.genes_first else self.dset[s:e, :]
             except (OSError, RuntimeError) as err:
                 raise RavisoError(f"cannot read samples {s + 1}-{e} (truncated or corrupt HDF5?): "
-                                  f"{_first(err)}", self.path) from None
+                                  f"{first_error_line(err)}", self.path) from None
             counts = np.asarray(slab, np.float64)
             check_values(counts, self.path, row0=s, sample_ids=self.sample_ids[s:e],
                          log_scale=False)
@@ -54,8 +54,8 @@ class Archs4H5(_H5Source):
                 self.zero_library.extend(np.asarray(self.sample_ids[s:e])[zero].tolist())
             scale = np.where(zero, 0.0, 1e6 / np.where(zero, 1.0, lib))
             cpm = (self._dups.apply(counts) * scale[:, None]).astype(np.float32)
-            X = _log2p1(cpm, logbuf[:e - s])
-            yield Chunk(_slab_out(X, take, outbuf), self.sample_ids[s:e], s)
+            X = log2p1_into(cpm, logbuf[:e - s])
+            yield Chunk(take_slab(X, take, outbuf), self.sample_ids[s:e], s)
 
     def close(self):
         self.f.close()

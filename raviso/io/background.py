@@ -10,7 +10,7 @@ import threading
 from pathlib import Path
 
 
-class _Hasher(threading.Thread):
+class Hasher(threading.Thread):
     """sha256 of each input file, read in a background thread alongside the conversion."""
 
     def __init__(self, paths):

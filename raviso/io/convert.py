@@ -40,7 +40,7 @@ from .formats import open_matrix
 from .source import MatrixSource
 from ..data.store import StoreBuilder
 from .validate import check_covered
-from .background import PREFETCH, _Hasher, prefetch
+from .background import PREFETCH, Hasher, prefetch
 from .config import ConvertConfig
 
 MATRIX_STEMS = {
@@ -118,7 +118,7 @@ def convert(store, src=None, *, archs4=None, gtex_gene=None, gtex_isoform=None, 
         if not readers:
             raise RavisoError("no expression matrices found (give SRC with the course files, or "
                               "--archs4 / --gtex-gene / --gtex-isoform / --gct / --archs4-h5)", src)
-        hasher = _Hasher(files.values()) if checksum else None
+        hasher = Hasher(files.values()) if checksum else None
         if hasher:
             hasher.start()
             stack.callback(hasher.stop.set)

@@ -10,12 +10,12 @@ from pathlib import Path
 import numpy as np
 
 from ..core.errors import RavisoError
-from .source import Chunk, MatrixSource, _first, _H5Source, _read_names, _ring, take_columns_into
-from .text import CSV_BLOCK_BYTES, _batch_to_matrix, _csv_batches, _header_lines
+from .source import Chunk, MatrixSource, first_error_line, H5Source, read_names, buffer_ring, take_columns_into
+from .text import CSV_BLOCK_BYTES, batch_to_matrix, csv_batches, header_lines
 from .validate import UniqueIds, check_names, check_values
 
 
-class CourseHDF5(_H5Source):
+class CourseHDF5(H5Source):
     kind = "course-hdf5"
 
     def _init(self):
@@ -29,21 +29,21 @@ class CourseHDF5(_H5Source):
         if n == 0 or g == 0:
             raise RavisoError(f"empty matrix ({n} x {g})", path)
         self.dset = d
-        self.features = check_names(_read_names(f, "col_names", path), path, "feature names")
-        ids = _read_names(f, "row_names", path)
+        self.features = check_names(read_names(f, "col_names", path), path, "feature names")
+        ids = read_names(f, "row_names", path)
         if len(self.features) != g or len(ids) != n:
             raise RavisoError(f"`expressions` is {n} x {g} but there are {len(ids)} row_names and "
                               f"{len(self.features)} col_names", path)
         self.sample_ids = check_names(ids, path, "sample ids")
         if "tissue" in f:
-            self.tissue = _read_names(f, "tissue", path)
+            self.tissue = read_names(f, "tissue", path)
             if len(self.tissue) != n:
                 raise RavisoError(f"`tissue` has {len(self.tissue)} entries for {n} rows", path)
 
     def chunks(self, rows, take=None, ring=1):
         n, g = self.dset.shape
-        raws = _ring(ring, (min(rows, n), g))
-        outs = raws if take is None else _ring(ring, (min(rows, n), len(take)))
+        raws = buffer_ring(ring, (min(rows, n), g))
+        outs = raws if take is None else buffer_ring(ring, (min(rows, n), len(take)))
         for k, s in enumerate(range(0, n, rows)):
             e = min(n, s + rows)
             raw, out = raws[k % ring], outs[k % ring]
@@ -51,7 +51,7 @@ class CourseHDF5(_H5Source):
                 self.dset.read_direct(raw, np.s_[s:e], np.s_[0:e - s])
             except (OSError, RuntimeError) as err:
                 raise RavisoError(f"cannot read rows {s + 1}-{e} (truncated or corrupt HDF5?): "
-                                  f"{_first(err)}", self.path) from None
+                                  f"{first_error_line(err)}", self.path) from None
             X = raw[:e - s]
             check_values(X, self.path, row0=s, sample_ids=self.sample_ids[s:e],
                          features=self.features)
@@ -70,7 +70,7 @@ class CourseTSV(MatrixSource):
 
     def __init__(self, path):
         super().__init__(path)
-        lines = _header_lines(self.path, 1)
+        lines = header_lines(self.path, 1)
         if not lines or not lines[0].strip():
             raise RavisoError("empty file", self.path)
         header = lines[0].split("\t")
@@ -83,12 +83,12 @@ class CourseTSV(MatrixSource):
         d = len(self.features)
         ids = UniqueIds(self.path)
         row0 = 0
-        for batch in _csv_batches(self.path, 1, d + 1, 1, self._block):
+        for batch in csv_batches(self.path, 1, d + 1, 1, self._block):
             if batch.num_rows == 0:
                 continue
             sid = batch.column(0).to_pylist()
             ids.add(sid)
-            X = _batch_to_matrix(batch, 1)
+            X = batch_to_matrix(batch, 1)
             check_values(X, self.path, row0=row0, sample_ids=sid, features=self.features)
             if take is not None:
                 X = take_columns_into(X, take, np.empty((len(X), len(take)), np.float32))

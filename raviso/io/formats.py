@@ -39,7 +39,7 @@ from .archs4 import Archs4H5
 from .course import CourseHDF5, CourseTSV
 from .gct import GCT
 from .h5ad import H5adSource, is_h5ad
-from .source import GZIP_MAGIC, HDF5_MAGIC, MatrixSource, _first, _open_h5
+from .source import GZIP_MAGIC, HDF5_MAGIC, MatrixSource, first_error_line, open_h5
 
 
 KINDS = ("course-hdf5", "course-tsv", "gct", "archs4-h5", "h5ad")
@@ -51,7 +51,7 @@ def _first_line(path: Path, gz: bool, limit: int = 1 << 16) -> bytes:
         with opener(path, "rb") as f:
             return f.readline(limit)
     except (OSError, EOFError) as e:
-        raise RavisoError(f"cannot read: {_first(e)}", path) from None
+        raise RavisoError(f"cannot read: {first_error_line(e)}", path) from None
 
 
 def sniff(path) -> str:
@@ -81,7 +81,7 @@ def sniff(path) -> str:
 
 
 def _sniff_hdf5(path: Path) -> str:
-    with _open_h5(path) as f:
+    with open_h5(path) as f:
         if "expressions" in f:
             return "course-hdf5"
         if "data/expression" in f:

@@ -8,8 +8,8 @@ import numpy as np
 
 from ..core.atomic import scratch_array
 from ..core.errors import RavisoError
-from .source import Chunk, DuplicateSum, MatrixSource, _log2p1, _ring, _slab_out
-from .text import CSV_BLOCK_BYTES, _batch_to_matrix, _csv_batches, _header_lines
+from .source import Chunk, DuplicateSum, MatrixSource, log2p1_into, buffer_ring, take_slab
+from .text import CSV_BLOCK_BYTES, batch_to_matrix, csv_batches, header_lines
 from .validate import check_names, check_values
 
 
@@ -26,7 +26,7 @@ class GCT(MatrixSource):
 
     def __init__(self, path, tmpdir=None):
         super().__init__(path)
-        lines = _header_lines(self.path, 3)
+        lines = header_lines(self.path, 3)
         if len(lines) < 3 or lines[0].split("\t")[0].strip() != "#1.2":
             raise RavisoError("GCT header incomplete (expected `#1.2`, `rows cols`, column names)",
                               self.path)
@@ -58,14 +58,14 @@ class GCT(MatrixSource):
             T = np.empty((n_s, n_f), np.float32)
         names, genes, f0 = [], [], 0
         block = max(CSV_BLOCK_BYTES, 64 * n_s)
-        for batch in _csv_batches(self.path, 3, n_s + 2, 2, block):
+        for batch in csv_batches(self.path, 3, n_s + 2, 2, block):
             b = batch.num_rows
             if f0 + b > n_f:
                 raise RavisoError(f"GCT has more than the {n_f} feature rows line 2 declares",
                                   self.path)
             names.extend(batch.column(0).to_pylist())
             genes.extend(batch.column(1).to_pylist())
-            T[:, f0:f0 + b] = _batch_to_matrix(batch, 2).T
+            T[:, f0:f0 + b] = batch_to_matrix(batch, 2).T
             f0 += b
         if f0 != n_f:
             raise RavisoError(f"GCT has {f0} feature rows, line 2 declares {n_f} (truncated?)",
@@ -85,8 +85,8 @@ class GCT(MatrixSource):
     def chunks(self, rows, take=None, ring=1):
         T = self._T
         n = T.shape[0]
-        logbufs = _ring(ring, (min(rows, n), len(self.features)))
-        outbufs = _ring(ring if take is not None else 0, (min(rows, n), self._out_width(take)))
+        logbufs = buffer_ring(ring, (min(rows, n), len(self.features)))
+        outbufs = buffer_ring(ring if take is not None else 0, (min(rows, n), self._out_width(take)))
         for k, s in enumerate(range(0, n, rows)):
             e = min(n, s + rows)
             logbuf, outbuf = logbufs[k % ring], outbufs[k % ring] if outbufs else None
@@ -94,8 +94,8 @@ class GCT(MatrixSource):
             check_values(raw, self.path, row0=s, sample_ids=self.sample_ids[s:e],
                          features=self.features if self._dups.identity else None,
                          log_scale=False)
-            X = _log2p1(self._dups.apply(raw), logbuf[:e - s])
-            yield Chunk(_slab_out(X, take, outbuf), self.sample_ids[s:e], s)
+            X = log2p1_into(self._dups.apply(raw), logbuf[:e - s])
+            yield Chunk(take_slab(X, take, outbuf), self.sample_ids[s:e], s)
 
     def close(self):
         self._T = None

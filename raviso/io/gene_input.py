@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 
 from . import quant
-from .samplesheet import PATH_COLS, SAMPLE_COLS, _key
+from .samplesheet import PATH_COLS, SAMPLE_COLS, header_key
 from ..core.errors import RavisoError
 from .importer import import_matrix, import_samples
 
@@ -36,8 +36,8 @@ def is_quant_input(path) -> bool:
         quant.detect_layout(path)
         return True
     except RavisoError:
-        keys = {_key(h) for h in header}
-        return bool(keys & {_key(c) for c in SAMPLE_COLS}) and bool(keys & set(PATH_COLS))
+        keys = {header_key(h) for h in header}
+        return bool(keys & {header_key(c) for c in SAMPLE_COLS}) and bool(keys & set(PATH_COLS))
 
 
 def read_gene_matrix(path, tx2gene_path=None, gtf=None, units: str | None = None,

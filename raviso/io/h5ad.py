@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ..core.errors import RavisoError
-from .source import Chunk, _first, _H5Source, take_columns_into
+from .source import Chunk, first_error_line, H5Source, take_columns_into
 from .tables import anndata_io
 from .validate import check_names, check_values
 
@@ -66,7 +66,7 @@ class _X:
         try:
             block = self.data[:, c0:c1] if not self.sparse else self.data[:][:, c0:c1]
         except (OSError, RuntimeError, ValueError) as err:
-            raise RavisoError(f"cannot read X (truncated or corrupt?): {_first(err)}",
+            raise RavisoError(f"cannot read X (truncated or corrupt?): {first_error_line(err)}",
                               self.path) from None
         block = block.toarray() if self.sparse else block
         return np.asarray(block, np.float64)
@@ -76,7 +76,7 @@ class _X:
             block = self.data[s:e]
         except (OSError, RuntimeError, ValueError) as err:
             raise RavisoError(f"cannot read X rows {s + 1}-{e} (truncated or corrupt?): "
-                              f"{_first(err)}", self.path) from None
+                              f"{first_error_line(err)}", self.path) from None
         block = block.toarray() if self.sparse else block
         return np.asarray(block, dtype)
 
@@ -87,10 +87,10 @@ def _frame(f, key, path):
     try:
         return anndata_io().read_elem(f[key])
     except UnicodeDecodeError as e:
-        raise RavisoError(f"`{key}` holds names that are not UTF-8 ({_first(e)})", path) from None
+        raise RavisoError(f"`{key}` holds names that are not UTF-8 ({first_error_line(e)})", path) from None
     except (OSError, KeyError, ValueError, TypeError) as e:
         raise RavisoError(f"cannot read `{key}` (not an AnnData written by anndata?): "
-                          f"{_first(e)}", path) from None
+                          f"{first_error_line(e)}", path) from None
 
 
 def _column(df, names):
@@ -110,7 +110,7 @@ def gene_column(var, gene_col, path):
     return _column(var, GENE_COLUMNS)
 
 
-class H5adSource(_H5Source):
+class H5adSource(H5Source):
     """An AnnData file as a `MatrixSource`: obs = samples, var = features, X on log2 scale."""
 
     kind = "h5ad"
@@ -154,7 +154,7 @@ class H5adMatrix:
         try:
             self.f = h5py.File(self.path, "r")
         except OSError as e:
-            raise RavisoError(f"cannot open HDF5 (truncated or corrupt?): {_first(e)}",
+            raise RavisoError(f"cannot open HDF5 (truncated or corrupt?): {first_error_line(e)}",
                               self.path) from None
         obs, var = _frame(self.f, "obs", self.path), _frame(self.f, "var", self.path)
         self.samples = check_names(list(obs.index), self.path, "sample ids (obs_names)")

@@ -40,16 +40,16 @@ class SheetRow:
     gene_path: Path | None = None
 
 
-def _key(name: str) -> str:
+def header_key(name: str) -> str:
     return name.strip().lower().replace("_", "")
 
 
 def _pick(header, names, sheet, required):
     """The sheet's column for one of `names`, matched ignoring case and underscores."""
-    keys = {_key(h): h for h in header}
+    keys = {header_key(h): h for h in header}
     for n in names:
-        if _key(n) in keys:
-            return keys[_key(n)]
+        if header_key(n) in keys:
+            return keys[header_key(n)]
     if required:
         raise RavisoError(f"sample sheet needs a column named {' or '.join(names)} (columns "
                           f"found: {', '.join(header) or 'none'})", sheet)

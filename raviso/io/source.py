@@ -69,31 +69,31 @@ class MatrixSource:
         return len(self.features) if take is None else len(take)
 
 
-def _first(e: BaseException) -> str:
+def first_error_line(e: BaseException) -> str:
     text = str(e).strip().splitlines()
     return text[0] if text else type(e).__name__
 
 
-def _open_h5(path: Path):
+def open_h5(path: Path):
     import h5py
 
     try:
         return h5py.File(path, "r")
     except OSError as e:
-        raise RavisoError(f"cannot open HDF5 (truncated or corrupt?): {_first(e)}", path) from None
+        raise RavisoError(f"cannot open HDF5 (truncated or corrupt?): {first_error_line(e)}", path) from None
 
 
 def _decode(values) -> list[str]:
     return [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in values]
 
 
-def _read_names(f, name: str, path) -> list[str]:
+def read_names(f, name: str, path) -> list[str]:
     if name not in f:
         raise RavisoError(f"HDF5 file has no `{name}` dataset", path)
     try:
         return _decode(f[name][()])
     except OSError as e:
-        raise RavisoError(f"cannot read `{name}` (truncated or corrupt?): {_first(e)}",
+        raise RavisoError(f"cannot read `{name}` (truncated or corrupt?): {first_error_line(e)}",
                           path) from None
     except UnicodeDecodeError as e:   # e.g. Latin-1 names written by another tool
         k = next(i for i, v in enumerate(f[name][()])
@@ -110,14 +110,14 @@ def _is_utf8(raw: bytes) -> bool:
         return False
 
 
-class _H5Source(MatrixSource):
+class H5Source(MatrixSource):
     """An HDF5 matrix: the file stays open while the source is read; closed if the header is bad."""
 
     reuses_buffers = True
 
     def __init__(self, path):
         super().__init__(path)
-        self.f = _open_h5(self.path)
+        self.f = open_h5(self.path)
         try:
             self._init()
         except BaseException:
@@ -155,17 +155,17 @@ class DuplicateSum:
         return out
 
 
-def _ring(k: int, shape) -> list[np.ndarray]:
+def buffer_ring(k: int, shape) -> list[np.ndarray]:
     return [np.empty(shape, np.float32) for _ in range(k)]
 
 
-def _log2p1(X: np.ndarray, out: np.ndarray) -> np.ndarray:
+def log2p1_into(X: np.ndarray, out: np.ndarray) -> np.ndarray:
     np.log1p(X, out=out)
     out /= LN2
     return out
 
 
-def _slab_out(rows, take, buf):
+def take_slab(rows, take, buf):
     """Apply a column take (if any) into `buf`."""
     return rows if take is None else take_columns_into(rows, take, buf[:len(rows)])
 

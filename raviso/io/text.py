@@ -10,21 +10,21 @@ from pathlib import Path
 import numpy as np
 
 from ..core.errors import RavisoError
-from .source import GZIP_MAGIC, _first
+from .source import GZIP_MAGIC, first_error_line
 
 
 CSV_BLOCK_BYTES = 64 << 20
 
 
-def _is_gz(path: Path) -> bool:
+def is_gzip(path: Path) -> bool:
     with open(path, "rb") as f:
         return f.read(2) == GZIP_MAGIC
 
 
-def _header_lines(path: Path, k: int) -> list[str]:
+def header_lines(path: Path, k: int) -> list[str]:
     """The first `k` lines (decompressed), without line endings."""
     lines = []
-    opener = gzip.open if _is_gz(path) else open
+    opener = gzip.open if is_gzip(path) else open
     try:
         with opener(path, "rb") as f:
             for _ in range(k):
@@ -33,7 +33,7 @@ def _header_lines(path: Path, k: int) -> list[str]:
                     break
                 lines.append(raw.decode("utf-8").rstrip("\r\n"))
     except (OSError, EOFError, UnicodeDecodeError) as e:
-        raise RavisoError(f"cannot read header: {_first(e)}", path) from None
+        raise RavisoError(f"cannot read header: {first_error_line(e)}", path) from None
     return lines
 
 
@@ -41,7 +41,7 @@ _RAGGED = re.compile(r"Expected (\d+) columns, got (\d+)")
 _BADVALUE = re.compile(r"column #(\d+).*?invalid value '([^']{0,40})")
 
 
-def _csv_batches(path: Path, skip_rows: int, n_cols: int, string_cols: int, block_bytes: int):
+def csv_batches(path: Path, skip_rows: int, n_cols: int, string_cols: int, block_bytes: int):
     """pyarrow's streaming CSV reader over a tab-separated body; errors become one-line
     `RavisoError`s (pyarrow's own messages quote the whole offending row: megabytes here)."""
     import pyarrow as pa
@@ -50,7 +50,7 @@ def _csv_batches(path: Path, skip_rows: int, n_cols: int, string_cols: int, bloc
     names = [str(k) for k in range(n_cols)]
     types = {nm: (pa.string() if k < string_cols else pa.float32()) for k, nm in enumerate(names)}
     try:
-        stream = pa.input_stream(str(path), compression="gzip" if _is_gz(path) else None)
+        stream = pa.input_stream(str(path), compression="gzip" if is_gzip(path) else None)
         reader = pacsv.open_csv(
             stream,
             read_options=pacsv.ReadOptions(skip_rows=skip_rows, column_names=names,
@@ -76,10 +76,10 @@ def _csv_error(e, path, n_cols) -> RavisoError:
                            path)
     if "straddling" in msg or "straddles" in msg:
         return RavisoError("a row is longer than the read block (file corrupt?)", path)
-    return RavisoError(f"cannot parse: {_first(e)[:200]}", path)
+    return RavisoError(f"cannot parse: {first_error_line(e)[:200]}", path)
 
 
-def _batch_to_matrix(batch, first_col: int) -> np.ndarray:
+def batch_to_matrix(batch, first_col: int) -> np.ndarray:
     """The numeric columns of a record batch as one (rows, columns) float32 array, built in C++
     by `RecordBatch.to_tensor` (80x faster than a Python loop over 18,965 columns). Nulls (empty
     fields, NA) become NaN, which validation then reports."""

@@ -59,7 +59,7 @@ import time
 from dataclasses import asdict, replace
 from pathlib import Path
 
-from ..core.atomic import _remove, _replace, _tmp_sibling, atomic_file, check_replaceable
+from ..core.atomic import remove_path, replace_path, tmp_sibling, atomic_file, check_replaceable
 from ..core.errors import RavisoError
 from ..models.vae import VAEConfig
 from .config import TrainConfig
@@ -131,7 +131,7 @@ def pretrain(store_path, out, model_opts: dict | None = None, train_opts: dict |
         recorded = storage_path or spec.get("storage")
         (run_dir / "config.json").unlink(missing_ok=True)       # no longer finished
     else:
-        work = _tmp_sibling(run_dir) if run_dir.exists() else run_dir   # --overwrite: beside it
+        work = tmp_sibling(run_dir) if run_dir.exists() else run_dir   # --overwrite: beside it
         work.mkdir()
         identity, recorded = runspec.new_identity(run_dir), storage_path
         storage = runspec.storage_for(work, {}, storage_path)
@@ -146,10 +146,10 @@ def pretrain(store_path, out, model_opts: dict | None = None, train_opts: dict |
                    run_id=identity["run_id"])
     except BaseException:
         if work != run_dir:
-            _remove(work)
+            remove_path(work)
         raise
     if work != run_dir:
-        _replace(work, run_dir)
+        replace_path(work, run_dir)
     return run_dir
 
 
