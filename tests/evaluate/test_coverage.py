@@ -1,0 +1,72 @@
+"""Out-of-fold reliability arrays and conformal intervals (`raviso.evaluate.reliability`), no Ray:
+the streamed per-isoform statistics equal the two-pass ones, the histogram quantile is the exact
+order statistic to within its bin, and folds calibrated on the other folds cover at nominal."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from raviso.evaluate import reliability as rel
+
+
+def fold_arrays(pred, Y, train_mean, chunk=7):
+    acc = rel.OofAccumulator(train_mean)
+    for s in range(0, len(Y), chunk):
+        acc.add(pred[s:s + chunk], Y[s:s + chunk])
+    return acc.result()
+
+
+def synthetic(n=600, m=40, seed=0):
+    rng = np.random.default_rng(seed)
+    scale = rng.uniform(0.05, 1.5, m)
+    Y = rng.gamma(2.0, 1.5, (n, m))
+    pred = Y + rng.normal(0, 1, (n, m)) * scale
+    return pred, Y
+
+
+def test_streamed_stats_match_two_pass():
+    pred, Y = synthetic()
+    folds = np.arange(len(Y)) % 3
+    parts = [fold_arrays(pred[folds == f], Y[folds == f], Y[folds != f].mean(0))
+             for f in range(3)]
+    stats = rel.per_isoform(rel.combine(parts))
+    mse = ((pred - Y) ** 2).mean(0)
+    np.testing.assert_allclose(stats["oof_mse"], mse, rtol=1e-10)
+    sst = ((Y - Y.mean(0)) ** 2).sum(0)
+    np.testing.assert_allclose(stats["oof_r2"], 1 - mse * len(Y) / sst, rtol=1e-9)
+    r = [np.corrcoef(pred[:, j], Y[:, j])[0, 1] for j in range(Y.shape[1])]
+    np.testing.assert_allclose(stats["oof_r"], r, rtol=1e-9)
+    np.testing.assert_allclose(stats["mean_expr"], Y.mean(0), rtol=1e-12)
+    assert rel.reliable(stats, 0.5).tolist() == (stats["oof_r2"] >= 0.5).tolist()
+
+
+def test_halfwidth_is_the_conformal_order_statistic_within_a_bin():
+    pred, Y = synthetic(n=499)
+    a = fold_arrays(pred, Y, Y.mean(0))
+    for level in (0.8, 0.9, 0.95):
+        w = rel.halfwidth(a["hist"], level)
+        k = int(np.ceil(500 * level))
+        exact = np.sort(np.abs(pred - Y), axis=0)[k - 1]
+        ratio = w / exact
+        assert np.all(ratio > 1 / 1.13) and np.all(ratio < 1.13)     # one bin: 2^(1/6)
+        assert abs(np.median(ratio) - 1) < 0.02
+    # too few residuals for the rank: an infinite interval, never a too-narrow one
+    small = fold_arrays(pred[:5], Y[:5], Y.mean(0))
+    assert np.isinf(rel.halfwidth(small["hist"], 0.9)).all()
+
+
+def test_heldout_fold_coverage_is_nominal():
+    pred, Y = synthetic(n=1500, m=60, seed=1)
+    folds = np.arange(len(Y)) % 5
+    parts = {f: fold_arrays(pred[folds == f], Y[folds == f], Y[folds != f].mean(0))
+             for f in range(5)}
+    cov = rel.coverage(parts, k=5)
+    for level in (0.8, 0.9, 0.95):
+        c = cov[f"{level:g}"]
+        assert c["coverage"] == pytest.approx(level, abs=0.01)
+        assert len(c["per_fold"]) == 5
+    # counting from the histogram agrees with counting the residuals themselves
+    w = rel.halfwidth(rel.combine([parts[f] for f in (1, 2, 3, 4)])["hist"], 0.9)
+    exact = (np.abs(pred - Y)[folds == 0] <= w).mean()
+    assert cov["0.9"]["per_fold"][0] == pytest.approx(exact, abs=0.006)
