@@ -108,6 +108,7 @@ def fit_model(data, variant: str, out, runs: dict[str, str] | None = None,
         save_predictor(model, Path(tmp) / REGRESSOR_DIR)
         meta = {"format": FORMAT, "variant": variant, "options": options or {},
                 "features": needs, "genes": list(data.gene_names),
+                "gene_means": np.asarray(data.genes).mean(axis=0, dtype=np.float64).tolist(),
                 "isoforms": list(data.isoform_names),
                 "isoform_gene": [data.gene_names[j] if j >= 0 else None
                                  for j in data.isoform_gene.tolist()],
