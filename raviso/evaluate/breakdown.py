@@ -137,14 +137,19 @@ def training_curve(model) -> dict | None:
     return {"train_loss": train, "val_loss": [float(x) for x in hist.get("val_loss") or []]}
 
 
-def evaluate_trial(model, data, train_idx: np.ndarray, val_idx: np.ndarray) -> dict:
+def evaluate_trial(model, data, train_idx: np.ndarray, val_idx: np.ndarray, taps=()) -> dict:
     """A fitted model's trial metrics (`raviso.evaluate.stream_metrics`, predicted and scored in
-    row chunks), plus ``breakdown`` (fed by the same prediction pass) and ``history``."""
+    row chunks), plus ``breakdown`` (fed by the same prediction pass) and ``history``. `taps`:
+    more accumulators fed by that pass (``start(train_mean)``, then ``add(pred, Y, tissue)``)."""
     from ..core.metrics import column_mean
     from .stream_metrics import evaluate_streaming
 
     train_mean = column_mean(data.isoforms, train_idx)
     breakdown = Breakdown(train_mean, data.isoform_gene)
-    out = evaluate_streaming(Tap(model, breakdown), data, val_idx, train_mean)
+    tapped = Tap(model, breakdown)
+    for tap in taps:
+        tap.start(train_mean)
+        tapped = Tap(tapped, tap)
+    out = evaluate_streaming(tapped, data, val_idx, train_mean)
     out.update(breakdown=breakdown.result(), history=training_curve(model))
     return out

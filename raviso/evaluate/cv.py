@@ -32,7 +32,7 @@ from ..data.folds import Folds
 from ..core.errors import RavisoError
 from ..data.labelled import Labelled
 from .repeats import fold_split, repeated_folds
-from .inputs import latent_runs, load_labelled, parse_variants
+from .inputs import available_variants, latent_runs, load_labelled
 from .config import CvConfig
 
 ERRORS_FILE = "errors.npy"
@@ -40,8 +40,9 @@ ERRORS_FILE = "errors.npy"
 
 # -- the unit of work ---------------------------------------------------------------------------
 def run_trial(data: Labelled, fold_ids: np.ndarray, fold: int, variant: str,
-              options: dict | None = None, threads: int = 1) -> dict:
-    """Fit `variant` on every fold but `fold`, predict `fold`; return metrics (+ ``per_sample``)."""
+              options: dict | None = None, threads: int = 1, taps=()) -> dict:
+    """Fit `variant` on every fold but `fold`, predict `fold`; return metrics (+ ``per_sample``).
+    `taps`: more accumulators of the validation predictions (`breakdown.evaluate_trial`)."""
     import torch
 
     from ..models.variants import make_variant
@@ -54,7 +55,7 @@ def run_trial(data: Labelled, fold_ids: np.ndarray, fold: int, variant: str,
     model.fit(data, train_idx)
     fit_s = time.perf_counter() - t0
     # predicted and scored in row chunks: never a (validation rows x isoforms) matrix in memory
-    out = evaluate_trial(model, data, train_idx, val_idx)    # metrics, breakdown, curves
+    out = evaluate_trial(model, data, train_idx, val_idx, taps)  # metrics, breakdown, curves
     # cpu_seconds: CPU time of this (the computing) thread; well under `seconds` means the trial
     # waited for a core, equal means it ran all along (slower only if the core itself was slower)
     out.update(fit_seconds=fit_s, seconds=time.perf_counter() - t0,
@@ -81,13 +82,15 @@ def _tune_trial(config: dict, data: Labelled = None, fold_ids: np.ndarray = None
     from ray import tune
 
     from .nested import options_for
+    from .reliability import OOF_FILE, OofAccumulator, save_trial
 
     _maybe_fail_once(config)
     options = {**(config.get("options") or {}),          # + a tuned column's per-fold config
                **options_for(config.get("fold_options", {}), config["fold"], config["variant"])}
     started = time.time()
+    oof = OofAccumulator()                                  # per-isoform out-of-fold arrays
     out = run_trial(data, fold_ids, config["fold"], config["variant"], options,
-                    threads=config["threads"][config["variant"]])   # {variant: n}, `tune_folds`
+                    threads=config["threads"][config["variant"]], taps=[oof])   # `tune_folds`
     out.update(pid=os.getpid(), started_at=started, finished_at=time.time(),
                zero_copy=not (data.genes.flags.writeable or data.isoforms.flags.writeable),
                max_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
@@ -95,6 +98,7 @@ def _tune_trial(config: dict, data: Labelled = None, fold_ids: np.ndarray = None
     # `report` returns (plain trial-dir artifacts are synced lazily: lost with reused actors)
     with tempfile.TemporaryDirectory() as d:
         np.save(os.path.join(d, ERRORS_FILE), out.pop("per_sample"))
+        save_trial(os.path.join(d, OOF_FILE), oof.result())
         tune.report(out, checkpoint=tune.Checkpoint.from_directory(d))
 
 
@@ -111,6 +115,7 @@ class TuneOutcome:
     wall_seconds: float
     max_concurrent: int
     resources: dict = field(default_factory=dict)
+    oof: dict = field(default_factory=dict)         # per-isoform arrays (`reliability`)
 
 
 def trial_order(variants, k: int) -> list[list]:
@@ -132,9 +137,11 @@ def tune_folds(data: Labelled, folds: Folds, variants, storage: Path, *, options
                name: str = "cv", progress=None, done: dict | None = None) -> TuneOutcome:
     """Run every (fold, variant) as a Tune trial on the connected Ray; collect metrics + errors.
     `done`: trials finished by an earlier attempt (`raviso.evaluate.resume`), reused as they are."""
+    from .reliability import load_trial
     from .resume import reused_trials
 
     trials, errors = reused_trials(done, _TRIAL_KEYS)
+    oof = {}
     jobs = [j for j in trial_order(variants, folds.k) if (j[0], j[1]) not in (done or {})]
 
     from ray import tune
@@ -187,11 +194,13 @@ def tune_folds(data: Labelled, folds: Folds, variants, storage: Path, *, options
             row.update({k: m[k] for k in _TRIAL_KEYS if k in m})
             with r.checkpoint.as_directory() as d:
                 errors[(int(fold), variant)] = np.load(os.path.join(d, ERRORS_FILE))
+                oof[(int(fold), variant)] = load_trial(d)
         trials.append(row)
     trials.sort(key=lambda t: (t["fold"], list(variants).index(t["variant"])))
     return TuneOutcome(trials, errors, wall, max_concurrent,
                        {"cpus_per_trial": cpus_per_trial, "gpus_per_trial": gpus_per_trial,
-                        "cpus_per_variant": cpus, **({"memory": memory} if memory else {})})
+                        "cpus_per_variant": cpus, **({"memory": memory} if memory else {})},
+                       oof={k: v for k, v in oof.items() if v is not None})
 
 
 def _watch_callback_class():
@@ -271,6 +280,7 @@ def run_cv(store, pretrained=None, pretrained_ae=None, variants=None, folds: int
         return run_cv(store, out=out, progress=progress, _fail_once=_fail_once, **cfg.kwargs())
     from . import results as results_mod
     from .nested import check_tuning, tuning_plan
+    from .reliability import cv_intervals
     from ..core.ray_session import init_ray
 
     if out is None:
@@ -279,9 +289,11 @@ def run_cv(store, pretrained=None, pretrained_ae=None, variants=None, folds: int
     out = check_writable_target(Path(out), overwrite)
     if group_by not in ("donor", "none"):
         raise RavisoError(f"--group-by must be donor or none (got {group_by!r})")
-    names = parse_variants(variants)
+    names, skipped = available_variants(variants, pretrained, pretrained_ae, variant_options)
+    for v, why in skipped.items():
+        progress(f"skipping {v}: {why}")
     check_tuning(tune, tuned_config)
-    runs = latent_runs(names, pretrained, pretrained_ae)
+    runs = latent_runs(names, pretrained, pretrained_ae, variant_options, tuned_config)
     progress(f"loading labelled set from {store}")
     st, data = load_labelled(store, runs, target_dtype)
     fold_plan = repeated_folds(data.tissue, data.donor, k=folds, seed=seed, repeats=repeats,
@@ -323,11 +335,15 @@ def run_cv(store, pretrained=None, pretrained_ae=None, variants=None, folds: int
                   "target_dtype": data.mapped.dtype if data.mapped else "float32",
                   "tune": tune, "tuned_config": tuned}
         doc = results_mod.build_results(config, data, fold_plan, outcome)
+        if skipped:
+            doc["skipped_variants"] = skipped
+        doc["intervals"] = cv_intervals(outcome.oof, fold_plan.k, names)
         if plan.record:
             doc["tuning"] = plan.record
         results_mod.write_results(tmp, doc, outcome.errors)
         if save_model:
-            _save_model(Path(tmp) / "model", doc, plan, data, runs, st.uri, options, progress)
+            _save_model(Path(tmp) / "model", doc, plan, data, runs, st.uri, options, progress,
+                        outcome.oof)
         if report:
             from .report import has_curves, write_report
 
@@ -357,13 +373,17 @@ def _trial_options(variant_options, epochs, seed: int, gpus_per_trial: float) ->
 
 
 def _save_model(model_dir: Path, doc: dict, plan, data: Labelled, runs: dict, store_uri: str,
-                options: dict, progress) -> None:
-    """--save-model: the best savable variant (tuned config if it won) fitted on every row."""
+                options: dict, progress, oof: dict | None = None) -> None:
+    """--save-model: the best savable variant (tuned config if it won) fitted on every row, with
+    its column's out-of-fold reliability arrays (`raviso.evaluate.reliability`)."""
     from ..models.saved import fit_model, model_variant
+    from .reliability import model_arrays
 
-    variant, fit_options = plan.final_model(model_variant(doc), options, progress)
+    column = model_variant(doc)
+    variant, fit_options = plan.final_model(column, options, progress)
     progress(f"fitting {variant} on all {data.n} labelled samples (--save-model)")
-    fit_model(data, variant, model_dir, runs=runs, options=fit_options, store_uri=store_uri)
+    fit_model(data, variant, model_dir, runs=runs, options=fit_options, store_uri=store_uri,
+              reliability=model_arrays(oof or {}, column))
 
 
 def _check_trials(doc: dict, trial_root, max_failures: int, out: Path) -> None:

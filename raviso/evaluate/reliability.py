@@ -23,6 +23,7 @@ and neither takes residuals that arrive as per-fold streams from Ray trials.
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 
@@ -35,13 +36,18 @@ N_BINS = len(EDGES) + 1          # [0, EDGES[0]), [EDGES[j-1], EDGES[j]) ..., [E
 LO = np.concatenate([[0.0], EDGES])
 HI = np.concatenate([EDGES, [2 * EDGES[-1]]])      # the open last bin read as one more octave
 COVERAGE_LEVELS = (0.8, 0.9, 0.95)
-SUM_KEYS = ("n", "shift", "sums", "sse", "hist")
+OOF_FILE = "oof.npz"
 
 
 class OofAccumulator:
     """Per-isoform out-of-fold sums and |residual| histogram of one trial (`add` row chunks)."""
 
-    def __init__(self, train_mean: np.ndarray):
+    def __init__(self, train_mean: np.ndarray | None = None):
+        if train_mean is not None:
+            self.start(train_mean)
+
+    def start(self, train_mean: np.ndarray) -> None:
+        """Reset to accumulate around the training-fold mean `train_mean`."""
         self.shift = np.asarray(train_mean, np.float64)
         m = len(self.shift)
         self.sums = np.zeros((5, m))               # S_p, S_y, S_pp, S_yy, S_py (shifted)
@@ -223,12 +229,20 @@ def model_arrays(oof: dict, variant: str) -> dict | None:
 
 
 def save_trial(path, arrays: dict) -> None:
-    np.savez_compressed(path, **arrays)
+    """A trial's arrays beside its per-sample errors in its Tune checkpoint."""
+    with open(path, "wb") as f:
+        np.savez_compressed(f, **arrays)
 
 
 def load_arrays(path) -> dict:
     with np.load(path) as z:
         return {k: z[k] for k in z.files}
+
+
+def load_trial(checkpoint_dir) -> dict | None:
+    """The arrays `save_trial` left in a checkpoint directory (None: a trial without them)."""
+    path = os.path.join(checkpoint_dir, OOF_FILE)
+    return load_arrays(path) if os.path.exists(path) else None
 
 
 def interval_section(doc: dict) -> list[str]:

@@ -31,6 +31,8 @@ from ..core.errors import RavisoError
 FORMAT = "raviso.model/1"
 MODEL_JSON = "model.json"
 REGRESSOR_DIR = "regressor"
+TISSUE_FREE_DIR = "regressor-tissue-free"   # the same variant fitted without tissue
+RELIABILITY_FILE = "reliability.npz"       # per-isoform out-of-fold arrays of the CV behind it
 
 
 def encoder_dir(name: str) -> str:
@@ -82,10 +84,13 @@ def load_predictor(directory: Path):
 
 def fit_model(data, variant: str, out, runs: dict[str, str] | None = None,
               options: dict | None = None, store_uri: str | None = None,
-              overwrite: bool = False, threads: int | None = None):
+              overwrite: bool = False, threads: int | None = None,
+              reliability: dict | None = None):
     """Fit `variant` on every row of `data` (a `Labelled` with the latents it needs) and write
-    MODEL atomically. `runs` maps latent name -> pretraining run directory (copied in). Returns
-    the fitted predictor (what MODEL holds)."""
+    MODEL atomically. `runs` maps latent name -> pretraining run directory (copied in). A variant
+    that reads tissue is fitted a second time without it (the path `raviso predict` takes for a
+    sample of no or an unknown tissue). `reliability`: out-of-fold arrays stored beside it.
+    Returns the fitted predictor (what MODEL holds)."""
     import numpy as np
     import torch
 
@@ -93,7 +98,7 @@ def fit_model(data, variant: str, out, runs: dict[str, str] | None = None,
 
     if threads:
         torch.set_num_threads(threads)
-    needs = sorted(variant_needs(variant))
+    needs = sorted(variant_needs(variant, **(options or {})))
     latents = [n.split(":", 1)[1] for n in needs if n.startswith("latent:")]
     missing = [n for n in latents if n not in (runs or {})]
     if missing:
@@ -102,10 +107,15 @@ def fit_model(data, variant: str, out, runs: dict[str, str] | None = None,
     require_savable(variant)
     model = make_variant(variant, **(options or {}))
     model.fit(data, np.arange(data.n))
+    free = tissue_free_fit(model, variant, options, data)
     with atomic_dir(out, overwrite=overwrite) as tmp:
         for name in latents:
             shutil.copytree(runs[name], Path(tmp) / encoder_dir(name))
         save_predictor(model, Path(tmp) / REGRESSOR_DIR)
+        if free is not None:
+            save_predictor(free, Path(tmp) / TISSUE_FREE_DIR)
+        if reliability is not None:
+            np.savez_compressed(Path(tmp) / RELIABILITY_FILE, **reliability)
         meta = {"format": FORMAT, "variant": variant, "options": options or {},
                 "features": needs, "genes": list(data.gene_names),
                 "gene_means": np.asarray(data.genes).mean(axis=0, dtype=np.float64).tolist(),
@@ -113,12 +123,27 @@ def fit_model(data, variant: str, out, runs: dict[str, str] | None = None,
                 "isoform_gene": [data.gene_names[j] if j >= 0 else None
                                  for j in data.isoform_gene.tolist()],
                 "encoders": {name: encoder_dir(name) for name in latents},
+                "tissues": list(getattr(model, "tissues_", None) or []),
+                "tissue_free": TISSUE_FREE_DIR if free is not None else None,
+                "reliability": RELIABILITY_FILE if reliability is not None else None,
                 "trained_on": {"store": store_uri, "n_samples": int(data.n),
                                "n_tissues": int(len(set(data.tissue.tolist())))},
                 "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                 "raviso_version": __version__}
         (Path(tmp) / MODEL_JSON).write_text(json.dumps(meta, indent=1))
     return model
+
+
+def tissue_free_fit(model, variant: str, options: dict | None, data):
+    """`variant` fitted on every row with ``tissue=False`` when `model` reads tissue, else None."""
+    import numpy as np
+
+    from .variants import make_variant
+
+    if not getattr(model, "tissues_", None):
+        return None
+    free = make_variant(variant, **{**(options or {}), "tissue": False})
+    return free.fit(data, np.arange(data.n)) or free
 
 
 def read_model(model_dir) -> dict:
