@@ -449,14 +449,23 @@ def fit_cmd(
 @app.command("predict")
 def predict_cmd(
     model: Path = typer.Argument(..., help="MODEL from raviso fit or raviso cv --save-model."),
-    input: Path = typer.Argument(..., help="Gene expression: a store, a course HDF5/TSV, a GTEx "
-                                 "GCT, an ARCHS4 H5 or an AnnData .h5ad (obs = samples, var = "
-                                 "genes, X log2(TPM+1), dense or sparse)."),
+    input: Path = typer.Argument(..., help="Gene expression: a store, a TSV/CSV/GCT/Parquet table "
+                                 "(genes x samples or samples x genes, TPM or log2(TPM+1)), a "
+                                 "course HDF5, an ARCHS4 H5 or an AnnData .h5ad."),
     out: Path = typer.Option(..., "--out", help="Output file (.parquet, .tsv or .h5ad)."),
     fmt: Optional[str] = typer.Option(None, "--format", help="parquet | tsv | h5ad (default: "
                                       "from --out's suffix, else parquet)."),
     allow_missing: bool = typer.Option(False, "--allow-missing",
-                                       help="Fill genes the input lacks with 0 (and say how many)."),
+                                       help="Fill genes the input lacks with their training mean "
+                                       "(and say how many and which)."),
+    max_missing: float = typer.Option(0.10, "--max-missing", help="With --allow-missing: refuse "
+                                      "when more than this fraction of model genes is missing."),
+    samples: Optional[Path] = typer.Option(None, "--samples", help="Sample sheet (sample, "
+                                           "tissue[, donor]; CSV/TSV) giving each sample's tissue."),
+    orientation: Optional[str] = typer.Option(None, "--orientation", help="genes-by-samples | "
+                                              "samples-by-genes (default: detected)."),
+    scale: Optional[str] = typer.Option(None, "--scale", help="tpm | log2tpm (default: detected "
+                                        "from the value range)."),
     dataset: Optional[str] = typer.Option(None, "--dataset",
                                           help="Store dataset to read (default gtex_gene/archs4)."),
     overwrite: bool = OVERWRITE,
@@ -466,7 +475,8 @@ def predict_cmd(
     from raviso.serve.predict import predict_file
 
     print(predict_file(model, input, out, fmt=fmt, allow_missing=allow_missing, dataset=dataset,
-                       overwrite=overwrite, quiet=quiet))
+                       overwrite=overwrite, quiet=quiet, samples=samples, orientation=orientation,
+                       scale=scale, max_missing=max_missing))
 
 
 @app.command("export")

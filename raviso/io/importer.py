@@ -33,6 +33,7 @@ from .samplesheet import SheetRow, check_same_index, read_samplesheet, select_ma
 from ..core.atomic import check_writable_target, scratch_array
 from ..core.errors import RavisoError
 from ..data.store import StoreBuilder
+from .formats import open_transcripts
 from .units import UNITS_LABEL, UNITS_NOTE, normalise, resolve_units
 
 MAX_UNMAPPED = 0.05            # more unmapped transcripts than this means the wrong annotation
@@ -256,7 +257,7 @@ def import_matrix(matrix, store, units: str | None, samplesheet=None, label: str
     if units is None:
         raise RavisoError("a matrix does not say whether it holds TPM or counts: pass --units tpm "
                           "or --units counts", matrix)
-    m = _open_matrix(matrix, tx_col, gene_col)
+    m = open_transcripts(matrix, tx_col, gene_col)
     dropped_from_sheet = 0
     if samplesheet is not None:
         rows = read_samplesheet(samplesheet, label, need_paths=False)
@@ -316,25 +317,3 @@ def import_matrix(matrix, store, units: str | None, samplesheet=None, label: str
     sources = [("gtex_isoform", matrix, f"matrix:{units}")]
     return _write(store, feats, feats.genes, slabs(), rows, overwrite, UNITS_LABEL[mode],
                   as_compendium, extra, sources, quiet)
-
-
-def _open_matrix(path, tx_col, gene_col):
-    """A transcripts matrix reader: `raviso.io.h5ad.H5adMatrix` for an HDF5 (AnnData) file,
-    else `quant.Matrix` (TSV / GCT, plain or gzipped)."""
-    from .source import HDF5_MAGIC
-
-    try:
-        with open(path, "rb") as f:
-            hdf5 = f.read(8) == HDF5_MAGIC
-    except OSError:
-        hdf5 = False     # quant.Matrix reports the missing file
-    if hdf5:
-        from .h5ad import H5adMatrix
-
-        return H5adMatrix(path, tx_col, gene_col)
-    return quant.Matrix(path, tx_col, gene_col)
-
-
-# -- gene expression for `raviso predict` ---------------------------------------------------------
-
-

@@ -1,33 +1,24 @@
 """`raviso predict MODEL INPUT --out OUT`: isoform expression, log2(TPM+1), for new samples.
 
-INPUT is gene expression in any format raviso reads: a store (its ``gtex_gene`` or ``archs4``
-dataset, or ``--dataset``) or a file `raviso.io.formats.open_matrix` detects (course HDF5/TSV, GTEx
-GCT, ARCHS4 H5, AnnData .h5ad with dense or sparse X). Its columns are aligned to the model's genes BY NAME (`raviso.io.align.column_index`);
-genes the input lacks are an error naming them, unless ``allow_missing`` fills them with 0 — the
-count and names go to stderr and into the output's metadata, because a prediction from partly
-invented input should say so.
-
-Input is read, predicted and written in chunks of `CHUNK_ROWS` samples, so neither the input nor
-the predictions (ARCHS4 x 156,958 isoforms would be ~100 GB) need to fit in memory.
-
-Outputs (written atomically, format from ``--format`` or OUT's suffix):
-- Parquet: columns ``sample_id`` and ``expr`` (one ``arrow.fixed_shape_tensor`` float32 column,
-  like a store); the schema metadata key ``raviso`` holds JSON with ``isoforms`` (column names of
-  ``expr``), ``units``, the model, and ``missing_genes``.
-- TSV and h5ad through `raviso.io.tables`: TSV ``sample_id<TAB>isoform...``; a real AnnData
-  (obs = samples with ``tissue``, var = isoforms with ``gene_id``, ``uns["raviso"]`` the same JSON
-  as the Parquet metadata), X appended chunk by chunk, obs/var/uns encoded by anndata itself.
+INPUT (a store or any `raviso.io.formats` predict format) is read as samples x the MODEL's genes,
+matched by name as `raviso import` matches them; absent genes are refused or, when allowed, filled
+with their training means. Read, predicted and written in chunks; every output is written
+atomically. Input layouts and output files: docs/formats.md, docs/output.md.
 """
 
 from __future__ import annotations
 
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
-from ..io.align import column_index, take_columns
+from ..io.formats import fmt_of, open_matrix, sniff
+from ..io.gene_table import describe, match_index, orient, read_gene_table, to_log2
+from ..io.samplesheet import read_samplesheet
 from ..io.tables import TABLES
 from ..core.atomic import atomic_file, check_writable_target
 from ..core.errors import RavisoError
@@ -35,6 +26,7 @@ from ..models.saved import REGRESSOR_DIR, read_model
 
 FORMATS = ("parquet", "tsv", "h5ad")
 CHUNK_ROWS = 2048
+MAX_MISSING = 0.10    # --allow-missing refuses when more than this fraction of genes is absent
 
 
 class LoadedModel:
@@ -47,6 +39,7 @@ class LoadedModel:
         self.dir = Path(model_dir)
         self.meta = read_model(self.dir)
         self.genes: list[str] = self.meta["genes"]
+        self.symbols: list[str] | None = self.meta.get("gene_symbols")
         self.isoforms: list[str] = self.meta["isoforms"]
         self.encoders = {name: load_run(self.dir / sub)
                          for name, sub in self.meta["encoders"].items()}
@@ -75,8 +68,19 @@ class LoadedModel:
         return pred
 
 
-def _store_chunks(path, dataset):
-    """(features, iterator of (X, sample_ids, tissue)) for a store's gene dataset."""
+@dataclass
+class PredictInput:
+    """Samples x model genes (NaN where the input lacks a gene), streamed in chunks of
+    (X, sample ids, tissue or None), with the one-line report of how it was read."""
+
+    chunks: Iterator
+    total: int | None
+    missing: list[str]
+    report: str
+
+
+def _store_input(path, dataset, m, scale):
+    """A store's gene dataset (gtex_gene or archs4, or `dataset`)."""
     from ..data.reader import Store
 
     st = Store(path)
@@ -87,18 +91,18 @@ def _store_chunks(path, dataset):
     elif dataset not in ("gtex_gene", "archs4"):
         raise RavisoError(f"--dataset must be a gene dataset (gtex_gene or archs4), got {dataset}")
     st.require(dataset)
-
-    def gen():
-        for X, ids, tissue, _ in st.batches(dataset, CHUNK_ROWS):
-            yield X, ids, ["" if t is None else t for t in tissue]
-
-    return st.genes, gen(), st.n_rows(dataset)
+    batches = ((X, ids, ["" if t is None else t for t in tissue])
+               for X, ids, tissue, _ in st.batches(dataset, CHUNK_ROWS))
+    return _by_columns(st.genes, batches, st.n_rows(dataset), m, scale, f"store {dataset}")
 
 
-def _file_chunks(path):
-    from ..io.formats import open_matrix
-
+def _matrix_input(path, m, scale):
+    """An HDF5 matrix (course, ARCHS4, AnnData): samples x genes, streamed."""
     src = open_matrix(path)
+    if src.role == "isoform" or src.feature_gene is not None:
+        src.close()
+        raise RavisoError("holds isoform (transcript) expression; predict needs gene expression",
+                          path)
 
     def gen():
         with src:
@@ -108,24 +112,49 @@ def _file_chunks(path):
                           if src.tissue else None)
                 yield np.array(ch.X, np.float32, copy=True), list(ch.sample_ids), tissue
 
-    if src.role == "isoform" or src.feature_gene is not None:
-        src.close()
-        raise RavisoError("holds isoform (transcript) expression; predict needs gene expression",
-                          path)
-    return src.features, gen(), src.n_rows
+    return _by_columns(src.features, gen(), src.n_rows, m, scale, sniff(path))
 
 
-def open_input(path, dataset=None):
-    """(feature names, chunk iterator, number of samples or None) for any supported
-    gene-expression input."""
+def _by_columns(features, batches, total, m, scale, kind):
+    """Samples x features batches -> samples x model genes (matched as import matches ids)."""
+    idx = match_index(features, m.genes, m.symbols)
+    scale = scale or "log2tpm"
+
+    def gen():
+        for X, ids, tissue in batches:
+            out = np.full((len(ids), len(idx)), np.nan, np.float32)
+            out[:, idx >= 0] = X[:, idx[idx >= 0]]
+            yield to_log2(out, scale), list(ids), tissue
+
+    missing = [g for g, i in zip(m.genes, idx) if i < 0]
+    report = (f"input: samples x genes ({kind}), "
+              f"{'TPM -> log2(TPM+1)' if scale == 'tpm' else 'log2(TPM+1)'}, "
+              f"{'?' if total is None else f'{total:,}'} samples, "
+              f"{len(m.genes) - len(missing):,}/{len(m.genes):,} model genes")
+    return PredictInput(gen(), total, missing, report)
+
+
+def _table_input(path, m, orientation, scale):
+    """A delimited or Parquet table, either orientation, TPM or log2(TPM+1), read whole."""
+    t = read_gene_table(path)
+    o = orient(t, m.genes, m.symbols, orientation, scale, source=path)
+    chunks = ((o.X[r:r + CHUNK_ROWS], o.sample_ids[r:r + CHUNK_ROWS], None)
+              for r in range(0, len(o.sample_ids), CHUNK_ROWS))
+    return PredictInput(chunks, len(o.sample_ids), o.missing, describe(o, len(m.genes), t.gct))
+
+
+def open_input(path, m, dataset=None, orientation=None, scale=None) -> PredictInput:
+    """Any supported gene-expression input, as samples x the model's genes."""
     path = Path(path)
     if not path.exists():
         raise RavisoError("no such input", path)
     if path.is_dir():
-        return _store_chunks(path, dataset)
+        return _store_input(path, dataset, m, scale)
     if dataset is not None:
         raise RavisoError("--dataset applies only to a store input", path)
-    return _file_chunks(path)
+    if fmt_of(path).holds == "matrix":
+        return _matrix_input(path, m, scale)
+    return _table_input(path, m, orientation, scale)
 
 
 def output_format(out: Path, fmt: str | None) -> str:
@@ -137,40 +166,84 @@ def output_format(out: Path, fmt: str | None) -> str:
     return fmt
 
 
+def fill_values(m, missing, allow_missing, max_missing, source, say) -> np.ndarray:
+    """Per model gene, the value that replaces an absent one: its training mean. Refuses when
+    genes are missing without `allow_missing`, or more than `max_missing` of them."""
+    if not missing:
+        return np.zeros(len(m.genes), np.float32)
+    n, total = len(missing), len(m.genes)
+    names = f"{', '.join(missing[:20])}{f' (and {n - 20} more)' if n > 20 else ''}"
+    if not allow_missing:
+        raise RavisoError(f"{n} of {total} model genes missing: {names}", source)
+    if n > max_missing * total:
+        raise RavisoError(f"{n} of {total} model genes missing ({n / total:.0%}, above "
+                          f"--max-missing {max_missing:g}): {names}", source)
+    means = m.meta.get("gene_means")
+    if means is None:
+        raise RavisoError("MODEL carries no training means of its genes (saved by an older "
+                          "raviso): refit it to use --allow-missing", m.dir)
+    say(f"raviso: warning: {source}: {n} of {total} model genes missing, filled with their "
+        f"training means: {', '.join(missing[:10])}{' ...' if n > 10 else ''}")
+    return np.asarray(means, np.float32)
+
+
+def read_sheet(samples) -> dict | None:
+    """Sample id -> `SheetRow` of a sample sheet (same columns as `raviso import`'s)."""
+    if samples is None:
+        return None
+    return {r.sample_id: r for r in read_samplesheet(samples, need_paths=False)}
+
+
+def sheet_tissue(sheet: dict, sample_ids, samples) -> list[str]:
+    """Tissue of each sample from the sheet; every input sample must be listed."""
+    absent = [s for s in sample_ids if s not in sheet]
+    if absent:
+        raise RavisoError(f"{len(absent)} input samples are not in the sample sheet: "
+                          f"{', '.join(absent[:10])}", samples)
+    return [sheet[s].label or "" for s in sample_ids]
+
+
 def predict_file(model, input, out, fmt: str | None = None, allow_missing: bool = False,
                  dataset: str | None = None, overwrite: bool = False, warn=None,
-                 quiet: bool = False) -> Path:
+                 quiet: bool = False, samples=None, orientation: str | None = None,
+                 scale: str | None = None, max_missing: float = MAX_MISSING) -> Path:
     """Predict every sample of `input` with MODEL; write `out`. Returns `out`."""
-    from ..core.progress import Progress
-
     out = Path(out)
     fmt = output_format(out, fmt)
     check_writable_target(out, overwrite)
+    say = warn or (lambda s: print(s, file=sys.stderr))
+    sheet = read_sheet(samples)
     m = LoadedModel(model)
-    features, chunks, total = open_input(input, dataset)
-    idx, missing = column_index(features, m.genes, source=input, what="model genes",
-                                allow_missing=allow_missing)
-    if missing:
-        (warn or (lambda s: print(s, file=sys.stderr)))(
-            f"raviso: warning: {input}: {len(missing)} of {len(m.genes)} model genes missing, "
-            f"filled with 0: {', '.join(missing[:10])}{' ...' if len(missing) > 10 else ''}")
+    inp = open_input(input, m, dataset, orientation, scale)
+    fill = fill_values(m, inp.missing, allow_missing, max_missing, input, say)
+    say(f"raviso: {inp.report}")
     meta = {"isoforms": m.isoforms, "units": "log2(TPM+1)", "model": str(model),
-            "variant": m.meta["variant"], "input": str(input),
-            "missing_genes": {"count": len(missing), "names": missing, "filled_with": 0.0}}
+            "variant": m.meta["variant"], "input": str(input), "input_read_as": inp.report,
+            "missing_genes": {"count": len(inp.missing), "names": inp.missing,
+                              "filled_with": "training mean" if inp.missing else None}}
+    _write_predictions(m, inp, fill, out, fmt, meta, (sheet, samples), quiet, input)
+    return out
+
+
+def _write_predictions(m, inp, fill, out, fmt, meta, sheet, quiet, source):
+    from ..core.progress import Progress
+
     n = 0
     iso_gene = m.meta.get("isoform_gene")
     var = {"gene_id": ["" if g is None else g for g in iso_gene]} if iso_gene else {}
     with atomic_file(out, overwrite=True) as tmp:
         with WRITERS[fmt](tmp, m.isoforms, var, meta) as w, \
-                Progress("predict", total=total, quiet=quiet) as progress:
-            for X, sid, tissue in chunks:
-                w.write(list(sid), m.predict(take_columns(X, idx), sid, tissue),
-                        {"tissue": tissue})
+                Progress("predict", total=inp.total, quiet=quiet) as progress:
+            for X, sid, tissue in inp.chunks:
+                if sheet[0] is not None:
+                    tissue = sheet_tissue(sheet[0], sid, sheet[1])
+                X = np.where(np.isnan(X), fill, X).astype(np.float32, copy=False)
+                P = np.maximum(m.predict(X, sid, tissue), 0)     # log2(TPM+1) is never < 0
+                w.write(list(sid), P, {"tissue": tissue})
                 n += len(sid)
                 progress.advance(len(sid))
         if n == 0:
-            raise RavisoError("no samples to predict", input)
-    return out
+            raise RavisoError("no samples to predict", source)
 
 
 class ParquetOut:

@@ -1,6 +1,7 @@
-"""`raviso fit` -> `raviso predict` (no Ray): the saved MODEL reproduces the fitted model, inputs
-are aligned by gene NAME, a mismatched gene set is refused (one line naming the genes) unless
---allow-missing, and the Parquet / TSV / h5ad outputs hold the same numbers."""
+"""`raviso fit` -> `raviso predict` (no Ray): the saved MODEL reproduces the fitted model (clamped at
+0), inputs are aligned by gene NAME whatever their layout, a mismatched gene set is refused (one line
+naming the genes) unless --allow-missing fills the training means, and the Parquet / TSV / h5ad
+outputs hold the same numbers."""
 
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ def fitted(tmp_path_factory):
     st, data = load_labelled(store, {"vae": str(run)})
     model = fit_model(data, "vae_ffnn", root / "model", runs={"vae": str(run)},
                       options={"epochs": 3, "seed": 1}, store_uri=st.uri)
-    expected = model.predict(data, np.arange(data.n))
+    expected = np.maximum(model.predict(data, np.arange(data.n)), 0)
     return root, d, data, model, expected
 
 
@@ -82,22 +83,48 @@ def test_missing_genes_refused_naming_them(fitted, tmp_path):
     assert not (tmp_path / "q.parquet").exists()
 
 
-def test_allow_missing_fills_zero_and_says_so(fitted, tmp_path):
+def test_allow_missing_fills_training_means_and_says_so(fitted, tmp_path):
     from raviso.serve.predict import LoadedModel, predict_file, read_predictions
 
-    root, d, _, _, _ = fitted
+    root, d, data, _, _ = fitted
     keep = [j for j in range(len(d["genes"])) if j not in (2, 5)]
     src = write_tsv(tmp_path / "few.tsv", d["sample_id"], [d["genes"][j] for j in keep],
                     d["G"][:, keep])
+    with pytest.raises(RavisoError, match=r"2 of 16 model genes missing \(12%, above "
+                       r"--max-missing 0.1\): G002, G005"):
+        predict_file(root / "model", src, tmp_path / "p.parquet", allow_missing=True)
+    assert not (tmp_path / "p.parquet").exists()
     warnings = []
     out = predict_file(root / "model", src, tmp_path / "p.parquet", allow_missing=True,
-                       warn=warnings.append)
+                       max_missing=0.2, warn=warnings.append)
     _, P, meta = read_predictions(out)
-    assert meta["missing_genes"] == {"count": 2, "names": ["G002", "G005"], "filled_with": 0.0}
-    assert "2 of 16 model genes missing, filled with 0" in warnings[0]
+    assert meta["missing_genes"] == {"count": 2, "names": ["G002", "G005"],
+                                     "filled_with": "training mean"}
+    assert "2 of 16 model genes missing, filled with their training means: G002, G005" \
+        in warnings[0]
+    means = np.asarray(data.genes).mean(axis=0)
+    assert means[[2, 5]].min() > 1                   # the filled value is not 0
     X = d["G"].copy()
-    X[:, [2, 5]] = 0
-    np.testing.assert_allclose(P, LoadedModel(root / "model").predict(X), rtol=1e-5, atol=1e-6)
+    X[:, [2, 5]] = means[[2, 5]]
+    np.testing.assert_allclose(P, np.maximum(LoadedModel(root / "model").predict(X), 0),
+                               rtol=1e-5, atol=1e-6)
+    assert P.min() >= 0
+
+
+def test_allow_missing_needs_the_models_training_means(fitted, tmp_path):
+    import shutil
+
+    from raviso.serve.predict import predict_file
+
+    root, d, _, _, _ = fitted
+    old = tmp_path / "old-model"
+    shutil.copytree(root / "model", old)
+    meta = json.loads((old / "model.json").read_text())
+    del meta["gene_means"]
+    (old / "model.json").write_text(json.dumps(meta))
+    src = write_tsv(tmp_path / "few.tsv", d["sample_id"], d["genes"][1:], d["G"][:, 1:])
+    with pytest.raises(RavisoError, match="no training means.*refit"):
+        predict_file(old, src, tmp_path / "p.parquet", allow_missing=True)
 
 
 def test_tsv_and_h5ad_outputs_hold_the_same_predictions(fitted, tmp_path):
@@ -131,7 +158,7 @@ def test_recommended_models_save_and_predict(fitted, tmp_path, variant):
     assert is_savable(variant)
     model = fit_model(data, variant, tmp_path / "m",
                       options={"epochs": 3, "seed": 1, "n_components": 4})
-    expected = model.predict(data, np.arange(data.n))
+    expected = np.maximum(model.predict(data, np.arange(data.n)), 0)
     ids, P, _ = read_predictions(predict_file(tmp_path / "m", root / "store", tmp_path / "p.parquet"))
     assert ids == d["sample_id"]
     np.testing.assert_allclose(P, expected, rtol=1e-5, atol=1e-5)
