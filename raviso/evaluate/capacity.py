@@ -36,37 +36,32 @@ then asks for `--cpus-per-trial`); the choice and its inputs go into results.jso
 
 from __future__ import annotations
 
+from ..models.spec import FFNN_ISOFORM_BYTES, GENE_COPIES
+
 WORKER_BYTES = 600 << 20
 EVAL_BYTES = 400 << 20
-GENE_COPIES = 2.2
-OUTPUT_WIDTH = 64            # output layer fan-in (32 for the paper's FFNNs, with headroom)
 MEMORY_FRACTION = 0.65
-# variants whose footprint differs from the defaults above: (gene copies, bytes per isoform)
-FOOTPRINT = {"share_net": (3.1, 8_200), "ffnn_plus": (3.1, 10_400)}
-NOT_NEURAL = ("mean", "tissue_mean", "isoform_fraction", "isoform_fraction_fit", "pca_ridge")
 
 
 def trial_memory_bytes(variant: str, n_train: int, n_genes: int, n_isoforms: int) -> int:
     """Estimated peak private memory of one trial of `variant` (see the module docstring; a tuned
     column "<variant>@tuned" is its variant)."""
-    variant = variant.split("@", 1)[0]
-    from ..models.variants import variant_needs
+    from ..models.ffnn_fit import PREMADE_TARGET_BYTES
+    from ..models.variants import spec, variant_needs
 
     try:
-        needs = variant_needs(variant)
+        rec, needs = spec(variant), variant_needs(variant)
     except Exception:          # noqa: BLE001 - an unknown variant is reported elsewhere
-        needs = {"genes"}
-    from ..models.ffnn_fit import PREMADE_TARGET_BYTES
-
-    copies, per_isoform = FOOTPRINT.get(variant, (GENE_COPIES, 16 * OUTPUT_WIDTH * 4))
+        rec, needs = None, {"genes"}
+    copies = rec.gene_copies if rec else GENE_COPIES
     b = WORKER_BYTES + EVAL_BYTES
     if "genes" in needs:
         b += int(copies * n_train * n_genes * 4)
-    if variant not in NOT_NEURAL:
-        b += per_isoform * n_isoforms
-        # small target sets are copied once as float32 (`ffnn_fit.target_getter`); share_net
-        # and ffnn_plus split the training rows 85/15 for early stopping, each part its own copy
-        parts = (0.85, 0.15) if variant in FOOTPRINT else (1.0,)
+    if rec is None or rec.isoform_bytes:
+        b += (rec.isoform_bytes if rec else FFNN_ISOFORM_BYTES) * n_isoforms
+        # small target sets are copied once as float32 (`ffnn_fit.target_getter`); a variant
+        # with an inner early-stopping split holds each part as its own copy
+        parts = (0.85, 0.15) if rec is not None and rec.inner_split else (1.0,)
         for part in parts:
             copy = int(part * n_train) * n_isoforms * 4
             b += copy if copy <= PREMADE_TARGET_BYTES else 0

@@ -12,37 +12,73 @@ from ..data.labelled import Labelled
 
 
 def parse_variants(text) -> list[str]:
-    """'a,b' or a list -> validated variant names (default: raviso's recommended models, the
-    paper's variants and the baselines)."""
-    from ..models.variants import BASELINES, PAPER_VARIANTS, RECOMMENDED, VARIANTS
+    """'a,b[option=value,...]' or a list -> validated variant display names (default: every
+    variant of `DEFAULT_VARIANTS`; `available_variants` drops those a store cannot feed).
+    ``share_net[context=vae]`` is share_net with that option, a leaderboard column of its own."""
+    from ..models.spec import parse_spec, split_list
+    from ..models.variants import DEFAULT_VARIANTS, VARIANTS, resolve_options
 
     if text is None or text == "" or text == []:
-        return list(RECOMMENDED) + list(PAPER_VARIANTS) + list(BASELINES)
-    names = [v.strip() for v in (text.split(",") if isinstance(text, str) else text) if v.strip()]
-    unknown = [v for v in names if v not in VARIANTS]
+        return list(DEFAULT_VARIANTS)
+    names = [parse_spec(v)[0] for v in (split_list(text) if isinstance(text, str) else text)
+             if str(v).strip()]
+    unknown = [v for v in names if parse_spec(v)[1] not in VARIANTS]
     if unknown:
         raise RavisoError(f"unknown variant(s) {', '.join(unknown)} (known: {', '.join(VARIANTS)})")
     if len(set(names)) != len(names):
         raise RavisoError(f"variant listed twice in {','.join(names)}")
+    for v in names:
+        resolve_options(v)           # options in brackets: known to that variant
     return names
 
 
-def latent_runs(variants, pretrained=None, pretrained_ae=None) -> dict[str, str]:
-    """Which latent spaces the variants need -> the run that provides each (error if not given)."""
+def available_variants(text, pretrained=None, pretrained_ae=None, options=None
+                       ) -> tuple[list[str], dict[str, str]]:
+    """(variants to run, {skipped variant: why}). An explicit list is run as given (a missing
+    input is then an error, from `latent_runs`); the default list keeps the variants whose
+    inputs are there and says why it left out the others."""
+    names = parse_variants(text)
+    if not (text is None or text == "" or text == []):
+        return names, {}
+    given = {"vae": pretrained, "ae": pretrained_ae}
+    keep, skipped = [], {}
+    for v in names:
+        missing = sorted(k for k in _latents(v, options) if not given.get(k))
+        if missing:
+            skipped[v] = f"needs a pretrained run ({', '.join(FLAGS.get(k, k) for k in missing)})"
+        else:
+            keep.append(v)
+    return keep, skipped
+
+
+FLAGS = {"vae": "--pretrained", "ae": "--pretrained-ae"}
+
+
+def _latents(variant: str, options) -> list[str]:
     from ..models.variants import variant_needs
 
+    return [n.split(":", 1)[1] for n in sorted(variant_needs(variant, **(options or {})))
+            if n.startswith("latent:")]
+
+
+def latent_runs(variants, pretrained=None, pretrained_ae=None, options=None,
+                tuned_config=None) -> dict[str, str]:
+    """Which latent spaces the variants need given their options (shared and per-variant, as
+    `make_variant` resolves them; plus a best.json's) -> the run that provides each."""
     given = {"vae": pretrained, "ae": pretrained_ae}
-    flag = {"vae": "--pretrained", "ae": "--pretrained-ae"}
+    wanted = [(v, options) for v in variants]
+    if tuned_config:
+        from .tune_space import read_best
+
+        variant, tuned = read_best(tuned_config)
+        wanted.append((variant, {**(options or {}), **tuned}))
     runs = {}
-    for v in variants:
-        for need in variant_needs(v):
-            if not need.startswith("latent:"):
-                continue
-            name = need.split(":", 1)[1]
+    for v, opts in wanted:
+        for name in _latents(v, opts):
             if name not in given:
                 raise RavisoError(f"variant {v} needs latent {name!r}, which raviso cv cannot make")
             if not given[name]:
-                raise RavisoError(f"variant {v} needs a pretrained run: pass {flag[name]} RUN")
+                raise RavisoError(f"variant {v} needs a pretrained run: pass {FLAGS[name]} RUN")
             runs[name] = str(given[name])
     return runs
 

@@ -23,12 +23,10 @@ KINDS = ("baseline", "paper", "model")
 def variant_kind(name: str) -> str:
     """``baseline`` (fitted means, shares, PCA+ridge), ``paper`` (the paper's three FFNNs) or
     ``model`` (everything else raviso trains)."""
-    from ..models.variants import BASELINES, PAPER_VARIANTS
+    from ..models.variants import REGISTRY, base_name
 
-    base = name.split("@", 1)[0]               # a tuned column "<variant>@tuned" keeps its kind
-    if base in BASELINES:
-        return "baseline"
-    return "paper" if base in PAPER_VARIANTS else "model"
+    rec = REGISTRY.get(base_name(name))   # "<variant>@tuned" / "<variant>[...]" keep its kind
+    return rec.kind if rec is not None else "model"
 
 
 def _kind(doc: dict, v: str) -> str:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..core.errors import RavisoError
-from .tune_space import DEFAULT_SPACES, default_space, read_best
+from .tune_space import default_space, default_spaces, read_best
 
 TUNED = "@tuned"
 
@@ -89,10 +89,10 @@ def nested_plan(data, folds, variants, trials: int, out_dir, storage, *, base_op
     trials.parquet and search.png to ``out_dir/tuning/fold<i>_<variant>/``."""
     from .tune import search, write_search
 
-    tunable = [v for v in variants if v in DEFAULT_SPACES]
+    tunable = [v for v in variants if v in default_spaces()]
     if not tunable:
         raise RavisoError(f"--tune: none of {', '.join(variants)} has a search space (tunable: "
-                          f"{', '.join(sorted(DEFAULT_SPACES))})")
+                          f"{', '.join(sorted(default_spaces()))})")
     plan = Plan(variants=[tuned_name(v) for v in tunable])
     per_fold, t0 = [], time.perf_counter()
     for v in tunable:

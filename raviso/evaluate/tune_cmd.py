@@ -22,12 +22,13 @@ def tune_store(store, variant: str, trials: int, out, *, space_file=None, pretra
     from ..core.atomic import atomic_dir, check_writable_target
     from ..core.ray_session import init_ray
     from .inputs import latent_runs, load_labelled, parse_variants
-    from .tune_space import default_space, read_space
+    from .tune_space import default_space, is_dimension, read_space
 
     out = check_writable_target(Path(out), overwrite)
     (variant,) = parse_variants(variant)
     space = read_space(space_file, variant) if space_file else default_space(variant)
-    runs = latent_runs([variant], pretrained, pretrained_ae)
+    runs = latent_runs([variant], pretrained, pretrained_ae,
+                       {k: v for k, v in space.items() if not is_dimension(v)})
     progress(f"loading labelled set from {store}")
     st, data = load_labelled(store, runs)
     init_ray(address=address, num_cpus=num_cpus)

@@ -11,7 +11,8 @@ A search space is a JSON object, one entry per variant option (the names `make_v
 
 ``raviso tune --space FILE`` reads such an object (or ``{"space": {...}}``). The default spaces
 below are deliberately narrow: on 16 trials a search learns little from dimensions that rarely
-matter, and each dimension is one the variant actually takes (``dropout`` and ``weight_decay`` only
+matter, and each dimension is one the variant actually takes (each variant's space is in its
+registry record, `raviso.models.variants`) (``dropout`` and ``weight_decay`` only
 where the model has them). Epochs are NOT a dimension: every trial of an FFNN variant
 trains up to the budget (``max_epochs``), reports its inner-validation MSE after every epoch, and
 the chosen config's ``epochs`` is the epoch where the best trial's pooled inner-validation MSE was
@@ -42,51 +43,25 @@ from ..core.errors import RavisoError
 BEST_FORMAT = "raviso.tune.best/1"
 KINDS = ("loguniform", "uniform", "int", "choice", "grid")
 
-# the FFNN regressors: learning rate, width/depth, batch size, regularisation
-_LATENT_FFNN = {
-    "lr": {"loguniform": [1e-4, 1e-2]},
-    "hidden": {"choice": ["32", "64", "128", "256", "128,32"]},
-    "batch_size": {"choice": [32, 64, 128]},
-    "dropout": {"uniform": [0.0, 0.5]},
-    "weight_decay": {"loguniform": [1e-7, 1e-3]},
-}
-_GENE_FFNN = {
-    "lr": {"loguniform": [3e-5, 3e-3]},
-    "hidden": {"choice": ["256,32", "512,64", "128,32", "256", "1024,128"]},
-    "batch_size": {"choice": [32, 64, 128]},
-    "dropout": {"uniform": [0.0, 0.5]},
-    "weight_decay": {"loguniform": [1e-7, 1e-3]},
-}
-_CONTEXT = {
-    "n_components": {"choice": [16, 32, 64, 128]},
-    "tissue": {"choice": [True, False]},
-    "lr": {"loguniform": [1e-3, 1e-2]},
-    "batch_size": {"choice": [32, 64, 128]},
-    "ridge_start": {"choice": [True, False]},
-}
-DEFAULT_SPACES: dict[str, dict] = {
-    "vae_ffnn": _LATENT_FFNN,
-    "ae_ffnn": _LATENT_FFNN,
-    "gene_ffnn": _GENE_FFNN,
-    "pca_ffnn": {**_LATENT_FFNN, "n_components": {"choice": [32, 64, 128, 256]}},
-    "foldvae_ffnn": {**_LATENT_FFNN, "latent_dim": {"choice": [16, 32, 64]},
-                     "beta": {"uniform": [0.0, 1.0]}, "vae_lr": {"loguniform": [3e-4, 3e-3]}},
-    # the recommended models: their context features (PCA size, tissue one-hot) and recipe; they
-    # early-stop on their own inner donor split, so a trial is one full fit per inner fold
-    "share_net": _CONTEXT,
-    "ffnn_plus": {**_CONTEXT, "hidden": {"choice": [128, 256, 512]}},
-}
+
+
+def default_spaces() -> dict[str, dict]:
+    """{variant: its default search space} from the registry (variants without one: absent)."""
+    from ..models.variants import SPECS
+
+    return {s.name: s.space for s in SPECS if s.space}
 
 
 def default_space(variant: str) -> dict:
     """The documented default space of `variant`, restricted to the options it takes."""
     from ..models.variants import variant_options
 
-    if variant not in DEFAULT_SPACES:
+    spaces = default_spaces()
+    if variant not in spaces:
         raise RavisoError(f"variant {variant} has no default search space (tunable: "
-                          f"{', '.join(sorted(DEFAULT_SPACES))}); pass --space FILE")
+                          f"{', '.join(sorted(spaces))}); pass --space FILE")
     takes = variant_options(variant)
-    return {k: v for k, v in DEFAULT_SPACES[variant].items() if k in takes}
+    return {k: v for k, v in spaces[variant].items() if k in takes}
 
 
 def read_space(path, variant: str) -> dict:

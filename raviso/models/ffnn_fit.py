@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from ..core.errors import RavisoError
+from .optim import make_adam
 from .train_state import TrainState
 
 
@@ -45,13 +46,6 @@ def inner_split(rows: np.ndarray, donor, fraction: float, seed: int
         taken += counts[g]
     val = chosen[inverse]
     return rows[~val], rows[val]
-
-
-def _adam(params, lr: float) -> torch.optim.Optimizer:
-    try:
-        return torch.optim.Adam(params, lr=lr, fused=True)
-    except (RuntimeError, ValueError, TypeError):     # no fused kernel for this device/build
-        return torch.optim.Adam(params, lr=lr)
 
 
 # targets go device-resident when they fit in this fraction of the free device memory
@@ -139,7 +133,7 @@ def iter_train_ffnn(model: nn.Module, X: torch.Tensor, Y: np.ndarray, rows: np.n
     targets = target_getter(Y, rows, device)
     val_targets = None if val_rows is None else target_getter(Y, val_rows, device)
     gen = torch.Generator().manual_seed(seed)
-    opt = _adam(model.parameters(), lr)
+    opt = make_adam(model.parameters(), lr)
     loss_fn = nn.MSELoss()
     n = len(rows)
     hist: dict = {"train_loss": [], "val_loss": [], "best_epoch": None, "stopped_early": False,

@@ -32,15 +32,16 @@ def save_share_model(model, directory) -> None:
     d = Path(directory)
     tensors = {f"module.{k}": v.detach().cpu().contiguous()
                for k, v in model.module.state_dict().items()}
-    context = {"z_mean": model.z_mean_, "z_std": model.z_std_}
-    if model.pca_ is not None:
-        context.update(pca_mean=model.pca_[0], pca_components=model.pca_[1])
+    f = model.features
+    context = {"z_mean": f.z_mean_, "z_std": f.z_std_}
+    if f.pca_ is not None:
+        context.update(pca_mean=f.pca_[0], pca_components=f.pca_[1])
     tensors.update({f"context.{k}": torch.from_numpy(np.ascontiguousarray(v, np.float32))
                     for k, v in context.items()})
     save_file(tensors, str(d / SHARE_TENSORS))
     cfg = {"format": FORMAT, "version": 1, "variant": model.variant_kind, "name": model.name,
            "context": model.context, "options": model.init_options(),
-           "tissues": list(model.tissues_), "n_out": int(model.n_out_),
+           "tissues": list(f.tissues_), "n_out": int(model.n_out_),
            "history": model.history_}
     (d / SHARE_JSON).write_text(json.dumps(cfg, indent=1, default=float))
 
@@ -71,10 +72,11 @@ def load_share_model(directory, classes: dict, device: str = "cpu"):
     part = lambda prefix: {k[len(prefix):]: v for k, v in tensors.items()  # noqa: E731
                            if k.startswith(prefix)}
     ctx, state = part("context."), part("module.")
-    model.pca_ = (ctx["pca_mean"].numpy(), ctx["pca_components"].numpy()) \
+    f = model.features
+    f.pca_ = (ctx["pca_mean"].numpy(), ctx["pca_components"].numpy()) \
         if "pca_mean" in ctx else None
-    model.z_mean_, model.z_std_ = ctx["z_mean"].numpy(), ctx["z_std"].numpy()
-    model.tissues_ = list(cfg["tissues"])
+    f.z_mean_, f.z_std_ = ctx["z_mean"].numpy(), ctx["z_std"].numpy()
+    f.tissues_ = list(cfg["tissues"])
     model.n_out_ = int(cfg["n_out"])
     model.module = model.empty_module(state)
     model.module.load_state_dict(state)

@@ -53,13 +53,13 @@ from torch import nn
 from ..core.errors import RavisoError
 from ..core.metrics import column_mean
 from ..data.labelled import Labelled
-from .baselines import fit_pca, pca_transform, ridge_select_fit
+from .baselines import ridge_select_fit
 from .ffnn_fit import target_getter, inner_split
-from .regressors import FeaturePipeline
+from .optim import make_adam
+from .recipe import CONTEXT_SCALES, ContextFeatures, context_name
 from .share_module import ShareModule, StartResidual, initial_shares
 
 CHUNK_ROWS = 256        # rows per evaluation chunk: a few (256, 157k) float32 temporaries
-CONTEXT_SCALES = ("variance", "unit")   # how the context columns are scaled (`ShareNet`)
 
 
 class ShareNet:
@@ -80,10 +80,8 @@ class ShareNet:
         if context_scale not in CONTEXT_SCALES or not float(tissue_scale) > 0:
             raise RavisoError(f"bad share_net options: context_scale={context_scale!r} (one of "
                               f"{', '.join(CONTEXT_SCALES)}), tissue_scale={tissue_scale} (> 0)")
-        if context != "pca" and not context.startswith("latent:"):
-            raise RavisoError(f"share_net context must be pca or latent:<name>, got {context!r}")
         self.name = name
-        self.context = context
+        self.context = context_name(context)
         self.opts = {"n_components": int(n_components), "tissue": bool(tissue),
                      "epochs": int(epochs), "lr": float(lr), "batch_size": int(batch_size),
                      "patience": int(patience), "val_fraction": float(val_fraction),
@@ -94,6 +92,8 @@ class ShareNet:
             self.device = torch.device(device)
         except RuntimeError as e:
             raise RavisoError(f"bad device {device!r}: {e}") from None
+        self.features = ContextFeatures(self.context, self.opts["n_components"], self.opts["tissue"],
+                                        context_scale, self.opts["tissue_scale"], self.opts["seed"])
         self.module: ShareModule | None = None
         self.history_: dict = {}
 
@@ -123,40 +123,14 @@ class ShareNet:
 
         return load_share_model(directory, {cls.variant_kind: cls}, device)
 
-    # -- context features (fitted on the fitting rows only) --------------------------------------
-    def _source(self, data: Labelled) -> np.ndarray:
-        """The genes (PCA context) or the latent named by the context, as the FFNNs read them."""
-        return FeaturePipeline("genes" if self.context == "pca" else self.context
-                               ).source_matrix(data)
-
-    def _fit_context(self, data: Labelled, rows: np.ndarray) -> None:
-        X = self._source(data)[rows]
-        self.pca_ = fit_pca(X, self.opts["n_components"], self.opts["seed"]) \
-            if self.context == "pca" else None
-        Z = self._project(X)
-        self.z_mean_ = Z.mean(axis=0)
-        sd = np.where(Z.std(axis=0) > 1e-8, Z.std(axis=0), 1.0).astype(np.float64)
-        if self.opts["context_scale"] == "variance":
-            # each column scaled to (its variance / the mean variance): the decoupled weight decay
-            # then shrinks the weights of weak components hardest (a prior that the signal lives
-            # in the top components), instead of treating all 64 alike
-            sd = np.mean(sd ** 2) / sd
-        self.z_std_ = sd.astype(np.float32)
-        known = sorted({t for t in np.asarray(data.tissue)[rows].tolist() if t})
-        self.tissues_ = known if self.opts["tissue"] and len(known) > 1 else []
-
-    def _project(self, X: np.ndarray) -> np.ndarray:
-        return X.astype(np.float32) if self.pca_ is None else pca_transform(X, *self.pca_)
-
+    # -- context features (fitted on the fitting rows only: `recipe.ContextFeatures`) ----------
     def _context(self, data: Labelled, rows: np.ndarray) -> torch.Tensor:
-        Z = (self._project(self._source(data)[rows]) - self.z_mean_) / self.z_std_
-        T = np.zeros((len(rows), len(self.tissues_)), np.float32)
-        if self.tissues_:       # a tissue not seen in training gets an all-zero one-hot
-            pos = {t: j for j, t in enumerate(self.tissues_)}
-            for k, t in enumerate(np.asarray(data.tissue)[rows].tolist()):
-                if t in pos:
-                    T[k, pos[t]] = self.opts["tissue_scale"]
-        return torch.from_numpy(np.concatenate([Z, T], axis=1)).to(self.device)
+        return self.features(data, rows, self.device)
+
+    @property
+    def tissues_(self) -> list:
+        """The tissues of the one-hot (those seen in training)."""
+        return self.features.tissues_
 
     def _genes(self, data: Labelled, rows: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(data.genes[rows], np.float32)).to(self.device)
@@ -188,7 +162,7 @@ class ShareNet:
         """Build the model from `rows` and train it for up to `epochs`. With `val_rows`: decide the
         ridge start and stop early on them; without: train exactly `epochs` (the refit)."""
         o = self.opts
-        self._fit_context(data, rows)
+        self.features.fit(data, rows)
         C = self._context(data, rows)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(o["seed"])
@@ -240,10 +214,7 @@ class ShareNet:
             (decay if p.ndim == 2 else rest).append(p)
         groups = [{"params": decay, "weight_decay": self.opts["weight_decay"]},
                   {"params": rest, "weight_decay": 0.0}]
-        try:
-            return torch.optim.AdamW(groups, lr=self.opts["lr"], fused=True)
-        except (RuntimeError, ValueError, TypeError):     # no fused kernel for this device/build
-            return torch.optim.AdamW(groups, lr=self.opts["lr"])
+        return make_adam(groups, self.opts["lr"], decoupled=True)
 
     @torch.no_grad()
     def _ridge_start(self, data: Labelled, rows: np.ndarray, C: torch.Tensor, share: np.ndarray,

@@ -34,7 +34,7 @@ def fit_store(store, variant: str | None = None, out=None, pretrained=None, pret
         variant = chosen
     (variant,) = parse_variants(variant or "share_net")   # the recommended model
     require_savable(variant)                     # before minutes of loading
-    runs = latent_runs([variant], pretrained, pretrained_ae)
+    runs = latent_runs([variant], pretrained, pretrained_ae, tuned)
     st, data = load_labelled(store, runs, target_dtype)
     options = {**tuned, "seed": seed, **({"epochs": int(epochs)} if epochs is not None else {})}
     fit_model(data, variant, out, runs=runs, options=options, store_uri=st.uri,

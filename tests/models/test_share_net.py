@@ -162,9 +162,9 @@ def test_variance_context_scale_shrinks_weak_components_hardest():
     rows = np.arange(120)
     for scale in ("variance", "unit"):
         m = ShareNet(n_components=5, context_scale=scale, tissue_scale=4.0)
-        m._fit_context(data, rows)
-        c = m._context(data, rows).numpy().astype(np.float64)
-        raw = m._project(m._source(data)[rows]).std(axis=0).astype(np.float64)
+        m.features.fit(data, rows)
+        c = m.features(data, rows, "cpu").numpy().astype(np.float64)
+        raw = m.features._project(data, rows).std(axis=0).astype(np.float64)
         want = raw ** 2 / np.mean(raw ** 2) if scale == "variance" else np.ones(5)
         np.testing.assert_allclose(c[:, :5].std(axis=0), want, rtol=1e-3)
         assert set(np.unique(c[:, 5:])) == {0.0, 4.0} and (c[:, 5:] > 0).sum(1).max() == 1
