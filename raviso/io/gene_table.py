@@ -120,12 +120,8 @@ def orient(t: GeneTable, genes, symbols=None, orientation=None, scale=None, sour
     rows = [(match_index(lab, genes, symbols), k) for k, lab in enumerate(t.row_labels)]
     by_rows, k = max(rows, key=lambda r: ((r[0] >= 0).sum(), -r[1]))
     by_cols = match_index(t.col_labels, genes, symbols)
-    if orientation is None:
-        if max((by_rows >= 0).sum(), (by_cols >= 0).sum()) == 0:
-            raise RavisoError(f"none of the model's {len(genes)} genes (e.g. {genes[0]}) is a row "
-                              "or column label of this table", source)
-        orientation = ORIENTATIONS[0] if (by_rows >= 0).sum() > (by_cols >= 0).sum() \
-            else ORIENTATIONS[1]
+    orientation = _orientation(int((by_rows >= 0).sum()), int((by_cols >= 0).sum()),
+                               orientation, genes, source)
     if orientation == ORIENTATIONS[0]:
         V, idx, ids = t.values.T, by_rows, t.col_labels
         labels = (["Name", "Description"][k] if t.gct else f"label column {k + 1}")
@@ -139,6 +135,19 @@ def orient(t: GeneTable, genes, symbols=None, orientation=None, scale=None, sour
     X[:, idx >= 0] = V[:, idx[idx >= 0]]
     missing = [g for g, i in zip(genes, idx) if i < 0]
     return Oriented(to_log2(X, scale, source), list(ids), missing, orientation, scale, labels)
+
+
+def _orientation(n_rows: int, n_cols: int, forced, genes, source) -> str:
+    """The side whose labels match more model genes, or the forced one if it matches any."""
+    if max(n_rows, n_cols) == 0:
+        raise RavisoError(f"none of the model's {len(genes)} genes (e.g. {genes[0]}) is a row "
+                          "or column label of this table", source)
+    if forced is None:
+        return ORIENTATIONS[0] if n_rows > n_cols else ORIENTATIONS[1]
+    if forced in ORIENTATIONS and (n_rows, n_cols)[ORIENTATIONS.index(forced)] == 0:
+        raise RavisoError(f"--orientation {forced}: none of the model's {len(genes)} genes is "
+                          f"there; the other side has {max(n_rows, n_cols)} of them", source)
+    return forced
 
 
 def detect_scale(V: np.ndarray, source=None) -> str:
