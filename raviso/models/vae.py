@@ -31,47 +31,14 @@ Loss conventions (one `LossRecord` per step, every term in nats):
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
 from typing import NamedTuple
 
 import torch
 from torch import nn
 
-PAPER_HIDDEN = (4096, 2048, 1024, 512)
-PAPER_GENES = 18965
+from .vae_config import PAPER_GENES, PAPER_HIDDEN, VAEConfig  # noqa: F401 (re-exported)
+
 LOG_2PI = math.log(2.0 * math.pi)
-
-
-@dataclass
-class VAEConfig:
-    """Plain values only, so it round-trips through JSON (RUN/config.json) unchanged."""
-
-    n_genes: int = PAPER_GENES
-    hidden: tuple[int, ...] = field(default_factory=lambda: PAPER_HIDDEN)
-    latent_dim: int = 256
-    beta: float = 1.0
-    learned_variance: bool = False
-
-    def __post_init__(self):
-        self.hidden = tuple(int(h) for h in self.hidden)
-        if self.n_genes < 1 or self.latent_dim < 1 or not self.hidden or min(self.hidden) < 1:
-            raise ValueError(f"bad VAE sizes: genes={self.n_genes} hidden={self.hidden} "
-                             f"latent={self.latent_dim}")
-        if self.beta < 0:
-            raise ValueError(f"beta must be >= 0, got {self.beta}")
-
-    @property
-    def deterministic(self) -> bool:
-        return self.beta == 0
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["hidden"] = list(self.hidden)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "VAEConfig":
-        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
 
 
 class LossRecord(NamedTuple):
