@@ -1,41 +1,98 @@
-"""`CvConfig`: every option of `raviso cv` (see `raviso.evaluate.cv.run_cv` for what each does)."""
+"""`CvConfig` and `TuneConfig`: every option of `raviso cv` and `raviso tune`, each written once."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
-from ..core.config import StageConfig
+from ..core.config import StageConfig, address_option, option, overwrite_option
+
+GROUP_BY = ("donor", "none")
+FOLD_SCHEMES = ("kfold", "auto", "logo")
+
+
+def _group_by():
+    return option("donor", "donor | none", check=lambda v: v in GROUP_BY,
+                  problem="must be donor or none (got {value!r})")
+
+
+def _cpus_per_trial(what: str = "(fold, variant) trial"):
+    return option(1, f"Logical CPUs reserved per {what}, may be fractional.")
+
+
+def _gpus_per_trial():
+    return option(0, "GPUs per trial, may be fractional (0: CPU only).")
 
 
 @dataclass(frozen=True)
 class CvConfig(StageConfig):
     # what is cross-validated
-    pretrained: str | None = None          # VAE run (latent "vae")
-    pretrained_ae: str | None = None       # beta=0 autoencoder run (latent "ae")
-    variants: str | None = None            # comma-separated; None: the paper's + baselines
-    variant_options: dict | None = None
-    epochs: int | None = None
-    seed: int = 0
-    target_dtype: str = "auto"             # auto | float32 | float16 (labelled targets)
+    pretrained: Path | None = option(None, "VAE run (latent 'vae').")
+    pretrained_ae: Path | None = option(None, "Autoencoder (beta=0) run (latent 'ae').")
+    variants: str | None = option(None, "Comma list (default: share_net, ffnn_plus, the paper "
+                                  "variants, the baselines).")
+    variant_options: dict | None = option(None, cli=False)
+    epochs: int | None = option(None, "Epochs of the neural variants.")
+    seed: int = option(0, "Seed of the folds and of every trial.")
+    target_dtype: str = option("auto", "auto | float32 | float16: storage of the memory-mapped "
+                               "isoform targets (auto: float16 above 4 GB of float32; adds ~1e-7 "
+                               "MSE).")
     # the folds
-    folds: int = 5
-    repeats: int = 1
-    group_by: str = "donor"
-    fold_scheme: str = "kfold"             # kfold | auto | logo
+    folds: int = option(5, "Number of cross-validation folds.")
+    repeats: int = option(1, "R x k-fold with fold seeds seed..seed+R-1 (corrected repeated "
+                          "k-fold t-test across all R*k folds).")
+    group_by: str = _group_by()
+    fold_scheme: str = option("kfold", "kfold | auto | logo: auto picks leave-one-group-out or "
+                              "a smaller k for small labelled sets (reported).")
     # nested tuning
-    tune: int = 0
-    tuned_config: str | None = None        # best.json from `raviso tune`
-    inner_folds: int = 3
+    tune: int = option(0, "Nested CV: a search of N trials inside every outer fold (its "
+                       "training rows only) for each tunable variant, scored as <variant>@tuned "
+                       "next to the defaults.")
+    tuned_config: Path | None = option(None, "best.json from raviso tune: cross-validate that "
+                                       "fixed config as <variant>@tuned.", flag="--config")
+    inner_folds: int = option(3, "Inner folds of --tune's search.")
     # where and how it runs
-    address: str | None = None
-    num_cpus: int | None = None
-    cpus_per_trial: float = 1
-    gpus_per_trial: float = 0
-    max_concurrent: int | None = None
-    max_failures: int = 2
-    storage: str | None = None
-    resume: bool = False
+    address: str | None = address_option()
+    num_cpus: int | None = option(None, cli=False)
+    cpus_per_trial: float = _cpus_per_trial()
+    gpus_per_trial: float = _gpus_per_trial()
+    max_concurrent: int | None = option(None, "Trials at once [what the CPUs, GPUs and memory "
+                                        "allow].")
+    max_failures: int = option(2, "Retries of a crashed trial.")
+    storage: str | None = option(None, "Tune storage shared by all nodes (multi-node clusters; "
+                                 "default .CV.tune beside CV, kept until CV is written).")
+    resume: bool = option(False, "Reuse the trials a killed or failed run of this same CV "
+                          "finished; run only the others.")
     # what it writes
-    save_model: bool = False
-    overwrite: bool = False
-    report: bool = True
+    save_model: bool = option(False, "Also fit the best savable variant (share_net, ffnn_plus "
+                              "or an FFNN) on all samples: CV/model.")
+    overwrite: bool = overwrite_option()
+    report: bool = option(True, "Write results.json only, no report.md/table1.csv/plots.",
+                          flag="--report/--no-report")
+
+
+@dataclass(frozen=True)
+class TuneConfig(StageConfig):
+    variant: str = option("", "The variant to tune (gene_ffnn, vae_ffnn, ae_ffnn, pca_ffnn, "
+                          "foldvae_ffnn, ...).", required=True)
+    trials: int = option(16, "Configs to try (per grid point when the space has grid "
+                         "dimensions).")
+    space: Path | None = option(None, "JSON search space (default: the variant's, see README).")
+    pretrained: Path | None = option(None, "VAE run (latent 'vae').")
+    pretrained_ae: Path | None = option(None, "Autoencoder run (latent 'ae').")
+    max_epochs: int = option(100, "Epoch budget per trial (ASHA's max_t); the chosen epochs "
+                             "come from the best curve.")
+    inner_folds: int = option(3, "Donor-grouped inner folds.")
+    scheduler: str = option("asha", "asha | fifo (no early stop).")
+    grace: int | None = option(None, "ASHA grace period in epochs [max(3, max_epochs / 10)].")
+    group_by: str = _group_by()
+    fold_scheme: str = option("kfold", "kfold | auto | logo")
+    seed: int = option(0, "Seed of the inner folds and of every trial.")
+    cpus_per_trial: float = _cpus_per_trial("trial")
+    gpus_per_trial: float = _gpus_per_trial()
+    max_failures: int = option(2, "Restarts of a crashed trial (from its last checkpoint).")
+    storage: str | None = option(None, "Tune storage shared by all nodes (multi-node clusters; "
+                                 "default TUNE/tune).")
+    address: str | None = address_option()
+    num_cpus: int | None = option(None, cli=False)
+    overwrite: bool = overwrite_option()

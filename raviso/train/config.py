@@ -1,61 +1,67 @@
-"""`TrainConfig`: how `raviso pretrain` trains (the model's shape is `raviso.models.vae.VAEConfig`).
-Built by the CLI from flags, saved in RUN/config.json and in every checkpoint, checked on
-construction so a bad flag fails before Ray starts."""
+"""How `raviso pretrain` trains (`TrainConfig`) and runs (`PretrainConfig`); the model's shape is
+`raviso.models.vae.VAEConfig`. Saved in RUN/config.json and every checkpoint, checked on
+construction so a bad option fails before Ray starts."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..core.errors import RavisoError
-
+from ..core.config import StageConfig, address_option, option, overwrite_option, quiet_option
 
 SHUFFLES = ("files", "global", "none")
+MATERIALIZE = ("auto", "always", "never")
+
+
+def _at_least(low, default, help, **kw):
+    return option(default, help, check=lambda v: v >= low, problem=f"must be >= {low}", **kw)
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(StageConfig):
     """How to train (the model's shape lives in `VAEConfig`)."""
 
-    epochs: int = 10
-    batch_size: int = 64
-    lr: float = 1e-4
-    warmup_epochs: int = 0
-    val_fraction: float = 0.02
-    seed: int = 0
-    workers: int = 1
-    cpus_per_worker: float = 1.0
-    gpu: bool = False
-    threads: int = 0              # torch threads per worker; 0 = node cores / workers on the node
-    shuffle: str = "files"
-    shuffle_buffer: int = 2048
-    materialize: str = "auto"     # auto | always | never: hold datasets in the object store
-    max_failures: int | None = None   # None: `runspec.default_max_failures` (0 local, 3 cluster)
-    keep_checkpoints: int = 2
-    eval_gtex: bool = True
-    max_steps: int = 0            # stop after this many optimizer steps in all (0: no limit)
+    epochs: int = _at_least(1, 10, "Total epochs; with --resume the new total.")
+    batch_size: int = _at_least(1, 64, "Per-worker batch.")
+    lr: float = option(1e-4, "Adam learning rate.", check=lambda v: v > 0, problem="must be > 0")
+    warmup_epochs: int = _at_least(0, 0, "Linear KL warm-up epochs.")
+    val_fraction: float = option(0.02, "Held-out ARCHS4 fraction, by sample-id hash.",
+                                 check=lambda v: 0 <= v < 1, problem="must be in [0, 1)")
+    seed: int = option(0, "Random seed.")
+    workers: int = _at_least(1, 1, "DDP workers.")
+    cpus_per_worker: float = option(1.0, "Logical CPUs reserved per worker, may be fractional.",
+                                    check=lambda v: v > 0, problem="must be > 0")
+    gpu: bool = option(False, "One GPU per worker, NCCL.", flag="--gpu/--cpu")
+    threads: int = option(0, "Torch threads per worker [0: node cores / workers on the node].",
+                          show_default=False)
+    shuffle: str = option("files", "files (file order re-drawn each epoch + local buffer) | "
+                          "global | none [{default}].", check=lambda v: v in SHUFFLES,
+                          problem=f"must be one of {', '.join(SHUFFLES)}")
+    shuffle_buffer: int = option(2048, "Local shuffle buffer rows per worker.")
+    materialize: str = option("auto", "auto | always | never: hold the data in the object store "
+                              "[auto: when small].", check=lambda v: v in MATERIALIZE,
+                              problem="must be auto, always or never", show_default=False)
+    max_failures: int | None = option(None, "Worker failures to recover from the last "
+                                      "checkpoint (default: 0 on a local Ray, 3 on a cluster).",
+                                      check=lambda v: v is None or v >= -1,
+                                      problem="must be >= -1")
+    keep_checkpoints: int = _at_least(1, 2, "Checkpoints kept.")
+    eval_gtex: bool = option(True, "Skip scoring gtex_gene.", flag="--gtex-eval/--no-gtex-eval")
+    max_steps: int = _at_least(0, 0, "Stop after this many optimizer steps in all (bounded "
+                               "benchmarks) [0: no limit].", show_default=False)
     # on a GPU, keep each worker's shard on the device after epoch 1 (`loop.DeviceCache`); later
     # epochs then reshuffle within the shard, where Ray Data would mix rows across workers
-    device_cache: bool = True
+    device_cache: bool = option(True, "With --gpu: keep each worker's rows in GPU memory after "
+                                "the first epoch, when they fit in half of it [on].",
+                                flag="--device-cache/--no-device-cache", show_default=False)
 
-    def __post_init__(self):
-        checks = [(self.epochs >= 1, "--epochs must be >= 1"),
-                  (self.batch_size >= 1, "--batch-size must be >= 1"),
-                  (self.lr > 0, "--lr must be > 0"),
-                  (self.warmup_epochs >= 0, "--warmup-epochs must be >= 0"),
-                  (0 <= self.val_fraction < 1, "--val-fraction must be in [0, 1)"),
-                  (self.workers >= 1, "--workers must be >= 1"),
-                  (self.cpus_per_worker > 0, "--cpus-per-worker must be > 0"),
-                  (self.shuffle in SHUFFLES, f"--shuffle must be one of {', '.join(SHUFFLES)}"),
-                  (self.materialize in ("auto", "always", "never"),
-                   "--materialize must be auto, always or never"),
-                  (self.keep_checkpoints >= 1, "--keep-checkpoints must be >= 1"),
-                  (self.max_steps >= 0, "--max-steps must be >= 0"),
-                  (self.max_failures is None or self.max_failures >= -1,
-                   "--max-failures must be >= -1")]
-        for ok, msg in checks:
-            if not ok:
-                raise RavisoError(msg)
 
-    @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
-        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
+@dataclass(frozen=True)
+class PretrainConfig(StageConfig):
+    """Where and how a pretraining run runs (not saved with the model)."""
+
+    storage: str | None = option(None, "Ray Train storage for checkpoints (shared path or URI on "
+                                 "a multi-node cluster) [RUN/checkpoints].")
+    resume: bool = option(False, "Continue RUN from its last checkpoint.")
+    overwrite: bool = overwrite_option("Replace an existing RUN.")
+    quiet: bool = quiet_option("No live progress display.")
+    address: str | None = address_option()
