@@ -217,32 +217,41 @@ def _write(store, readers, files, plan, overwrite, hasher, log, quiet=False) -> 
                 log(f"{role}: {n} x {d} from {r.path.name} ({r.kind}) in {dt:.1f} s "
                     f"({gb / dt if dt > 0 else 0:.2f} GB/s float32)")
 
-        # ARCHS4 and the labelled set are independent: two lanes, so two cores encode Parquet
-        # at once (the encoder is the bottleneck; pyarrow releases the GIL while it runs)
-        lanes = [[r for r in group if r in readers]
-                 for group in (["archs4"], ["gtex_gene", "gtex_isoform", *TRUTHS])]
-        lanes = [roles for roles in lanes if roles]
-        with progress, \
-                ThreadPoolExecutor(len(lanes), thread_name_prefix="raviso-lane") as pool:
-            futures = [pool.submit(lane, roles) for roles in lanes]
-            try:
-                for f in as_completed(futures):
-                    f.result()
-            except BaseException:
-                cancel.set()        # the other lane stops at its next chunk
-                raise
-        digests = hasher.result() if hasher else {}
-        for role, r in readers.items():
-            info = dict(units=units[role], bytes=r.path.stat().st_size)
-            if isinstance(r, Archs4H5) and r.zero_library:
-                info["zero_library_samples"] = r.zero_library[:100]
-            sb.add_source(role, r.path.resolve(), kind=r.kind, sha256=digests.get(r.path), **info)
-        for role in ("annotation", "tissues"):
-            if role in files:
-                p = files[role]
-                sb.add_source(role, p.resolve(), kind="tsv-table", sha256=digests.get(p),
-                              bytes=p.stat().st_size)
+        with progress:
+            _run_lanes(lane, readers, cancel)
+        _record_sources(sb, readers, files, units, hasher)
     return summary
+
+
+def _run_lanes(lane, readers, cancel) -> None:
+    """ARCHS4 and the labelled set are independent: two lanes, so two cores encode Parquet at
+    once (the encoder is the bottleneck; pyarrow releases the GIL while it runs)."""
+    lanes = [[r for r in group if r in readers]
+             for group in (["archs4"], ["gtex_gene", "gtex_isoform", *TRUTHS])]
+    lanes = [roles for roles in lanes if roles]
+    with ThreadPoolExecutor(len(lanes), thread_name_prefix="raviso-lane") as pool:
+        futures = [pool.submit(lane, roles) for roles in lanes]
+        try:
+            for f in as_completed(futures):
+                f.result()
+        except BaseException:
+            cancel.set()        # the other lane stops at its next chunk
+            raise
+
+
+def _record_sources(sb, readers, files, units, hasher) -> None:
+    """Each input file in the manifest: kind, units, size and sha256."""
+    digests = hasher.result() if hasher else {}
+    for role, r in readers.items():
+        info = dict(units=units[role], bytes=r.path.stat().st_size)
+        if isinstance(r, Archs4H5) and r.zero_library:
+            info["zero_library_samples"] = r.zero_library[:100]
+        sb.add_source(role, r.path.resolve(), kind=r.kind, sha256=digests.get(r.path), **info)
+    for role in ("annotation", "tissues"):
+        if role in files:
+            p = files[role]
+            sb.add_source(role, p.resolve(), kind="tsv-table", sha256=digests.get(p),
+                          bytes=p.stat().st_size)
 
 
 def _tissue_lookup(r: MatrixSource, table, table_path):

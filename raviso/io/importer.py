@@ -162,19 +162,7 @@ def import_samples(samplesheet, store, label: str | None = None, tx2gene_path=No
         raise RavisoError("sample sheet mixes gene-level (RSEM genes.results) and transcript-level "
                           "files; put genes.results in a gene_quant column", samplesheet)
     gene_level = levels == {"gene"}
-    # pass 1: identifiers only
-    union: dict[str, None] = {}
-    own_map: dict[str, str] = {}
-    sizes = []
-    for r, lay in zip(rows, layouts):
-        ids, gene = quant.read_ids(r.path, lay)
-        _check_unique_ids(ids, r.path)
-        sizes.append(ids)
-        union.update(dict.fromkeys(ids.tolist()))
-        if gene is not None:
-            own_map.update(zip(ids.tolist(), gene.tolist()))
-    union_l = list(union)
-    index = {t: k for k, t in enumerate(union_l)}
+    union_l, own_map, sizes = _read_union(rows, layouts)
     names = [r.sample_id for r in rows]
     incomplete = check_same_index(names, sizes, len(union_l), max_index_mismatch, samplesheet,
                                   warn)
@@ -184,32 +172,7 @@ def import_samples(samplesheet, store, label: str | None = None, tx2gene_path=No
         txmap = tx2gene.load(tx2gene_path, gtf)
         feats = build_features(union_l, own_map, txmap, samplesheet, max_unmapped)
         genes = feats.genes
-    # units are decided from what the files carry (quantifiers: TPM, counts and lengths)
-    has_tpm = np.array([lay.tpm is not None for lay in layouts])
-    has_counts = np.array([lay.counts is not None for lay in layouts])
-    has_len = np.array([lay.eff_length is not None for lay in layouts])
-    mode = resolve_units(has_tpm, has_counts, has_len, units, names)
-    if mode == "cpm":
-        warn("counts without effective lengths: values are log2(CPM+1), NOT TPM (no length "
-             "normalisation; recorded in the manifest as units log2(CPM+1))")
-    gene_index = {g: j for j, g in enumerate(genes)}
-    gene_index_stripped = {tx2gene.strip_version(g): j for j, g in enumerate(genes)}
-
-    def slabs():
-        for rws in _slab_rows(len(rows), len(union_l)):
-            X = np.zeros((len(rws), len(union_l)), np.float64)
-            G = None
-            for i, r in enumerate(rws):
-                q = quant.read_quant(rows[r].path, layouts[r])
-                pos = np.fromiter((index[t] for t in q.ids), np.int64, len(q.ids))
-                vals = q.tpm if mode == "tpm" else q.counts
-                X[i, pos] = normalise(vals, q.eff_length, mode)
-                if rows[r].gene_path is not None and feats is not None and mode == "tpm":
-                    if G is None:
-                        G = np.full((len(rws), len(genes)), np.nan)
-                    G[i] = _gene_quant_row(rows[r].gene_path, gene_index, gene_index_stripped)
-            yield rws, X, G
-
+    mode = _sample_units(layouts, units, names)
     extra = {"source": "samplesheet", "samplesheet": str(samplesheet),
              "formats": sorted({lay.name for lay in layouts}), "normalisation": mode,
              "normalisation_note": UNITS_NOTE[mode], "label_column": label or "tissue",
@@ -220,9 +183,57 @@ def import_samples(samplesheet, store, label: str | None = None, tx2gene_path=No
     if feats is not None:
         extra["tx2gene"] = feats.report.to_dict()
     sources = [("gtex_gene", samplesheet, "samplesheet:" + "+".join(extra["formats"]))]
-    out = _write(store, feats, genes, slabs(), rows, overwrite, UNITS_LABEL[mode], as_compendium,
-                 extra, sources, quiet)
-    return out
+    slabs = _sample_slabs(rows, layouts, union_l, genes, feats, mode)
+    return _write(store, feats, genes, slabs, rows, overwrite, UNITS_LABEL[mode], as_compendium,
+                  extra, sources, quiet)
+
+
+def _read_union(rows, layouts):
+    """Pass 1, identifiers only: the union of ids (first-seen order), the files' own transcript ->
+    gene map, and each file's ids."""
+    union: dict[str, None] = {}
+    own_map: dict[str, str] = {}
+    sizes = []
+    for r, lay in zip(rows, layouts):
+        ids, gene = quant.read_ids(r.path, lay)
+        _check_unique_ids(ids, r.path)
+        sizes.append(ids)
+        union.update(dict.fromkeys(ids.tolist()))
+        if gene is not None:
+            own_map.update(zip(ids.tolist(), gene.tolist()))
+    return list(union), own_map, sizes
+
+
+def _sample_units(layouts, units, names) -> str:
+    """Units decided from what the files carry (quantifiers: TPM, counts and lengths)."""
+    has_tpm = np.array([lay.tpm is not None for lay in layouts])
+    has_counts = np.array([lay.counts is not None for lay in layouts])
+    has_len = np.array([lay.eff_length is not None for lay in layouts])
+    mode = resolve_units(has_tpm, has_counts, has_len, units, names)
+    if mode == "cpm":
+        warn("counts without effective lengths: values are log2(CPM+1), NOT TPM (no length "
+             "normalisation; recorded in the manifest as units log2(CPM+1))")
+    return mode
+
+
+def _sample_slabs(rows, layouts, union_l, genes, feats, mode):
+    """Pass 2: (rows, X over the union normalised, RSEM gene values or None) per slab."""
+    index = {t: k for k, t in enumerate(union_l)}
+    gene_index = {g: j for j, g in enumerate(genes)}
+    gene_index_stripped = {tx2gene.strip_version(g): j for j, g in enumerate(genes)}
+    for rws in _slab_rows(len(rows), len(union_l)):
+        X = np.zeros((len(rws), len(union_l)), np.float64)
+        G = None
+        for i, r in enumerate(rws):
+            q = quant.read_quant(rows[r].path, layouts[r])
+            pos = np.fromiter((index[t] for t in q.ids), np.int64, len(q.ids))
+            vals = q.tpm if mode == "tpm" else q.counts
+            X[i, pos] = normalise(vals, q.eff_length, mode)
+            if rows[r].gene_path is not None and feats is not None and mode == "tpm":
+                if G is None:
+                    G = np.full((len(rws), len(genes)), np.nan)
+                G[i] = _gene_quant_row(rows[r].gene_path, gene_index, gene_index_stripped)
+        yield rws, X, G
 
 
 def _gene_quant_row(path, gene_index, gene_index_stripped) -> np.ndarray:
@@ -258,19 +269,7 @@ def import_matrix(matrix, store, units: str | None, samplesheet=None, label: str
         raise RavisoError("a matrix does not say whether it holds TPM or counts: pass --units tpm "
                           "or --units counts", matrix)
     m = open_transcripts(matrix, tx_col, gene_col)
-    dropped_from_sheet = 0
-    if samplesheet is not None:
-        rows = read_samplesheet(samplesheet, label, need_paths=False)
-        listed = len(rows)
-        rows = select_matrix_samples(rows, m.samples, sample_set, samplesheet, matrix, warn)
-        dropped_from_sheet = listed - len(rows)
-        dropped = len(m.samples) - len(rows)
-        if dropped:
-            warn(f"{dropped} matrix samples are not in the sample sheet and are left out")
-    else:
-        if label is not None:
-            raise RavisoError("--label needs a sample sheet (--samples) with that column")
-        rows = [SheetRow(s, None, None, donor_of(s)) for s in m.samples]
+    rows, dropped_from_sheet = _matrix_rows(m, matrix, samplesheet, label, sample_set)
     ids, gene = m.read_ids()
     _check_unique_ids(ids, matrix)
     union = ids.tolist()
@@ -282,30 +281,7 @@ def import_matrix(matrix, store, units: str | None, samplesheet=None, label: str
     if mode == "cpm":
         warn("a counts matrix has no effective lengths: values are log2(CPM+1), NOT TPM (no "
              "length normalisation; recorded in the manifest as units log2(CPM+1))")
-    names = [r.sample_id for r in rows]
-    nbytes = 4 * len(union) * len(names)
-    if nbytes > IN_MEMORY_BYTES:     # an unnamed file: a SIGKILL cannot leave it behind
-        buf = scratch_array((len(union), len(names)), np.float32, dir=store.parent)
-    else:
-        buf = np.empty((len(union), len(names)), np.float32)
-    totals = np.zeros(len(names))
-    r0 = 0
-    for block in m.iter_values(names):
-        buf[r0:r0 + len(block)] = block
-        totals += block.sum(axis=0)
-        r0 += len(block)
-    if r0 != len(union):
-        raise RavisoError(f"matrix changed while reading ({r0} rows, expected {len(union)})",
-                          matrix)
-
-    def slabs():
-        for rws in _slab_rows(len(rows), len(union)):
-            X = np.asarray(buf[:, rws[0]:rws[-1] + 1], np.float64).T
-            if mode == "cpm":
-                t = totals[rws[0]:rws[-1] + 1, None]
-                X = np.divide(X * 1e6, t, out=np.zeros_like(X), where=t > 0)
-            yield rws, X, None
-
+    buf, totals = _read_matrix(m, [r.sample_id for r in rows], len(union), store, matrix)
     extra = {"source": "matrix", "matrix": str(matrix), "matrix_units": units,
              "normalisation": mode, "normalisation_note": UNITS_NOTE[mode],
              "cpm_library_size": "sum of all the matrix's transcripts per sample"
@@ -315,5 +291,49 @@ def import_matrix(matrix, store, units: str | None, samplesheet=None, label: str
              "samples": len(rows), "tx2gene": feats.report.to_dict(),
              "sheet_samples_dropped": dropped_from_sheet}
     sources = [("gtex_isoform", matrix, f"matrix:{units}")]
-    return _write(store, feats, feats.genes, slabs(), rows, overwrite, UNITS_LABEL[mode],
+    slabs = _matrix_slabs(buf, totals, len(rows), mode)
+    return _write(store, feats, feats.genes, slabs, rows, overwrite, UNITS_LABEL[mode],
                   as_compendium, extra, sources, quiet)
+
+
+def _matrix_rows(m, matrix, samplesheet, label, sample_set):
+    """The samples to import (sheet rows, or every matrix sample) and how many sheet rows the
+    matrix lacks."""
+    if samplesheet is None:
+        if label is not None:
+            raise RavisoError("--label needs a sample sheet (--samples) with that column")
+        return [SheetRow(s, None, None, donor_of(s)) for s in m.samples], 0
+    rows = read_samplesheet(samplesheet, label, need_paths=False)
+    listed = len(rows)
+    rows = select_matrix_samples(rows, m.samples, sample_set, samplesheet, matrix, warn)
+    dropped = len(m.samples) - len(rows)
+    if dropped:
+        warn(f"{dropped} matrix samples are not in the sample sheet and are left out")
+    return rows, listed - len(rows)
+
+
+def _read_matrix(m, names, n_union, store, matrix):
+    """The matrix's values (features x samples float32, on disk when large) and each sample's
+    total."""
+    if 4 * n_union * len(names) > IN_MEMORY_BYTES:   # an unnamed file: a SIGKILL leaves nothing
+        buf = scratch_array((n_union, len(names)), np.float32, dir=store.parent)
+    else:
+        buf = np.empty((n_union, len(names)), np.float32)
+    totals = np.zeros(len(names))
+    r0 = 0
+    for block in m.iter_values(names):
+        buf[r0:r0 + len(block)] = block
+        totals += block.sum(axis=0)
+        r0 += len(block)
+    if r0 != n_union:
+        raise RavisoError(f"matrix changed while reading ({r0} rows, expected {n_union})", matrix)
+    return buf, totals
+
+
+def _matrix_slabs(buf, totals, n_rows, mode):
+    for rws in _slab_rows(n_rows, buf.shape[0]):
+        X = np.asarray(buf[:, rws[0]:rws[-1] + 1], np.float64).T
+        if mode == "cpm":
+            t = totals[rws[0]:rws[-1] + 1, None]
+            X = np.divide(X * 1e6, t, out=np.zeros_like(X), where=t > 0)
+        yield rws, X, None
