@@ -1,20 +1,6 @@
-"""Write-then-rename helpers, so an interrupted command never leaves a half-written output behind.
-
-Outputs are built under a hidden temporary sibling (same filesystem, so the final `os.replace` is
-atomic) and moved into place only when complete. On any exception the temporary path is removed.
-
-Durability: every file and directory of the output is fsynced before the commit rename and the
-parent directory after it, so a power loss leaves either the old output or the whole new one.
-
-Temporary siblings are named ``.<name>.tmp-<host><boot>-<pid>-<random>``: a later run removes one
-only when it was made on THIS host (hash of the host name) and its process is gone (another boot
-id, or a dead pid). On a shared disk (NFS) another host's temp dir is never touched: its pid means
-nothing here. Names without the host part (older raviso) are left alone for the same reason.
-
-`--overwrite` only ever replaces a raviso output (`is_raviso_output`: a store's manifest.json, a
-RUN's run.json/config.json, a CV's results.json, ...) or an empty directory; anything else is a
-one-line error, so a mistyped path never deletes a user's own directory.
-"""
+"""Write-then-rename helpers, so an interrupted command never leaves a half-written output: outputs
+are built in a hidden temporary sibling, fsynced and renamed into place; `--overwrite` replaces only
+a raviso output or an empty directory. Design notes: docs/internals.md."""
 
 from __future__ import annotations
 

@@ -1,18 +1,6 @@
-"""Transparent huge pages for glibc malloc: ``GLIBC_TUNABLES=glibc.malloc.hugetlb=1``.
-
-Why: every training step at isoform width allocates buffers of tens of MB (a (64, 156,958) float32
-batch is 40 MB; glibc serves anything over 32 MB by a fresh mmap), and on this kind of VM the
-kernel's first touch of each fresh 4 KiB page dominates: a float16->float32 target batch took
-95-147 ms with fresh pages and 11.5 ms with ``hugetlb=1`` (glibc madvises its mappings for 2 MiB
-transparent huge pages: 512x fewer faults); whole CV trials (bench cv shapes) ran 1.6-2x faster
-(bench/README.md, scale section). The kernel's THP mode must be ``madvise`` or ``always``
-(``never`` makes this a no-op); glibc < 2.35 ignores the tunable.
-
-glibc reads tunables once at process start, so the setting has to be in the environment BEFORE a
-process starts: `for_children` puts it in ``os.environ`` so the local Ray started next (raylet,
-every worker and Tune trial) inherits it, and `reexec` restarts the ``raviso`` command itself once
-with it. ``RAVISO_NO_HUGEPAGES=1`` turns both off.
-"""
+"""Transparent huge pages for glibc malloc (``GLIBC_TUNABLES=glibc.malloc.hugetlb=1``) for raviso
+and the Ray processes it starts: isoform-width batches otherwise spend their time in page faults.
+``RAVISO_NO_HUGEPAGES=1`` turns it off. Why and how much: docs/internals.md."""
 
 from __future__ import annotations
 

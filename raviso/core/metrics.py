@@ -1,27 +1,6 @@
-"""Validation metrics of one trial (one fold x one variant), computed in column blocks.
-
-At full scale a validation fold is ~3,500 samples x 156,958 isoforms, so every metric walks the
-isoform columns in blocks with float64 accumulators (float32 sums over 10^8 squared errors lose
-digits) and never materialises a float64 copy of the whole matrix.
-
-What is reported, and why:
-- ``per_sample``: MSE over isoforms for each validation sample. This is the unit the paired tests
-  in `raviso.evaluate.stats` pair on (the same sample predicted by two variants).
-- ``mse``: mean over all validation entries (= mean of ``per_sample``).
-- ``r2``: 1 - MSE_model / MSE_mean-baseline on the same validation rows, where the baseline predicts
-  each isoform's TRAINING-fold mean (the paper's baseline, fitted without the validation rows).
-  0 means "no better than the mean", negative means worse.
-- ``median_pearson`` and ``frac_r_gt_05``: per-isoform Pearson r between prediction and observation
-  across validation samples. Isoforms whose observed values are constant in the validation fold have
-  no defined r and are excluded (``n_isoforms_excluded``). Where the PREDICTION is constant (e.g.
-  the mean baseline) r is taken as 0: a constant predictor explains none of the variation, and
-  dropping those isoforms instead would let a model look better by predicting fewer things.
-- with ``truth`` (synthetic data only): ``noise_floor`` = MSE of the noise-free truth against the
-  observations (the measurement floor: NOT a bound for donor-grouped CV, which cannot know the
-  validation donor's own effects; the held-out-donor floor, `raviso.evaluate.floors`, is the one
-  to compare with), ``mse_over_noise_floor`` = mse / noise_floor,
-  ``mse_excess`` = mse - noise_floor, ``mse_vs_truth`` = MSE of the prediction against the truth.
-"""
+"""Validation metrics of one trial (one fold x one variant): per-sample MSE, R^2 against the
+training-mean baseline, per-isoform Pearson r, and noise-floor ratios on synthetic data, walked in
+column blocks with float64 accumulators. Definitions: docs/internals.md."""
 
 from __future__ import annotations
 

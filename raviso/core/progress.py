@@ -1,14 +1,6 @@
-"""Progress of the long row-streaming steps (convert, import, predict, export).
-
-A 12.7 GB conversion takes minutes; silence for that long looks like a hang. Three modes, picked
-once per step:
-- stderr is a terminal: a rich bar with done/total, rows/s and the ETA (redrawn in place);
-- stderr is a file or pipe (logs, CI, a Ray job's log): one plain line every `interval` seconds,
-  because a redrawn bar turns a log into megabytes of carriage returns;
-- ``quiet``: nothing.
-Unless quiet, the step ends with one summary line (rows, seconds, rows/s). Nothing is printed
-when the step fails: the error line stays the last line, as the bad-input contract wants.
-"""
+"""Progress of the long row-streaming steps (convert, import, predict, export): a live bar on a
+terminal, a plain line every few seconds in a log, nothing when quiet; one summary line at the end
+and nothing after a failure, so an error stays the last line."""
 
 from __future__ import annotations
 

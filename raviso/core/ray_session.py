@@ -38,7 +38,7 @@ def init_ray(address: str | None = None, num_cpus: int | None = None, num_gpus: 
             for_children()      # the raylet and every worker inherit huge-page malloc
             # Ray starts workers at the raylet's niceness + 15 by default: CV trials and training
             # workers -- the actual work -- then yield the CPU to everything else on the machine,
-            # Ray's own daemons and the Tune loop included (issue 11.5). Run them at the
+            # Ray's own daemons and the Tune loop included. Run them at the
             # command's own priority (`nice -n 10 raviso cv` still makes them all nice).
             os.environ.setdefault("RAY_worker_niceness", "0")
             ray.init(num_cpus=num_cpus, num_gpus=num_gpus, object_store_memory=object_store_memory,

@@ -1,35 +1,6 @@
-"""The labelled matrices as memory-mapped files: ONE copy per machine, shared by every CV trial.
-
-Why: at GTEx width the isoform matrix is 17,356 x 156,958 float32 = 10.9 GB (and a synthetic
-store's truth as much again). Reading it into the driver and putting it in Ray's object store (the
-first design) holds it twice on the driver's node and cannot fit next to the trials' own memory on a
-24 GB machine. Parquet cannot be memory-mapped zero-copy (its pages are encoded), so the labelled
-datasets are written once, streamed batch by batch from the store, into plain ``.npy`` files::
-
-    <cache>/<key>/genes.npy      (n, genes)    float32  (model inputs: never narrowed)
-    <cache>/<key>/isoforms.npy   (n, isoforms) float32 or float16 (targets, see below)
-    <cache>/<key>/truth.npy      same dtype, synthetic stores only
-    <cache>/<key>/cache.json     store, dtype, shapes
-
-Every trial opens them with ``np.load(mmap_mode="r")``: the pages live once in the page cache,
-every process on the machine maps the same pages (proportional memory counts them once), nothing
-is pickled, and the arrays are read-only (a trial cannot corrupt another's data). `Labelled` pickles
-as the cache's address when its matrices are mapped (see `raviso.labelled.Labelled.__getstate__`),
-so ``tune.with_parameters`` ships kilobytes. On a node that cannot see the driver's cache (a
-multi-node cluster without a shared disk) the first trial builds that node's own copy from the
-store URI, under a file lock.
-
-Target dtype: ``float16`` halves the isoform (and truth) pages. The error it adds, in log2(TPM+1)
-(MSE / max abs): 1.4e-7 / 0.008 on the course-width synthetic set, 8e-8 / 0.003 on real GTEx v8 HK1
-transcripts (17,382 samples), 9e-7 / 0.007 on real GEUVADIS chr19: four orders below the 1e-3 bar
-and far below any difference between variants (bfloat16: 5e-6 to 6e-5, ~60x float16's; numpy has
-no bfloat16, so it is not offered). ``auto`` keeps float32 (bit-identical results) unless the
-float32 isoform matrix exceeds `AUTO_FLOAT16_BYTES`.
-
-Where: ``STORE/cache/labelled-<key>`` for a local, writable store (like ``STORE/latent``), else
-``$RAVISO_CACHE`` or ``~/.cache/raviso``. The key hashes the manifest and the dtype, so a
-re-converted store never reuses a stale cache. Built in a temporary sibling and renamed into place.
-"""
+"""The labelled matrices as memory-mapped ``.npy`` files: one copy per machine, shared read-only by
+every CV trial (`Labelled` pickles as the cache's address). Built once from the store, keyed by its
+manifest and the target dtype. Layout, dtype choice and measurements: docs/internals.md."""
 
 from __future__ import annotations
 

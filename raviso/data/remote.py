@@ -1,17 +1,6 @@
-"""Stores and RUN directories on object storage (s3://, gs://) or a shared filesystem.
-
-Reading needs nothing from here: `raviso.data.Store` opens any URI or `pyarrow.fs.FileSystem`, so
-Ray Data tasks on every node read their own shards, and Ray Train/Tune write checkpoints through
-their ``storage_path`` (a URI). What is here is *writing* a whole directory somewhere else safely:
-`raviso convert` / `pretrain` build their outputs on local disk (atomic rename), then
-`copy_tree` publishes them, or pulls them back onto a node's local NVMe (`cached_copy`).
-
-Object stores have no rename, so the atomic-rename trick of `raviso.core.atomic` does not carry over.
-Instead the copy writes the *commit marker* last: ``manifest.json`` for a store (`Store` refuses a
-directory without one) and ``config.json`` for a pretraining RUN (`load_run` refuses one without).
-An interrupted copy therefore leaves something every reader rejects with a clear error, never
-something that opens as whole; on --overwrite the old marker is deleted first, for the same reason.
-"""
+"""Writing a whole store or RUN directory to object storage (s3://, gs://) or a shared filesystem, and
+pulling one back to local disk. Object stores cannot rename, so the commit marker (manifest.json,
+config.json) is written last and deleted first on --overwrite. Notes: docs/internals.md."""
 
 from __future__ import annotations
 

@@ -1,22 +1,6 @@
-"""What a store is on disk: the layout, the manifest's name and the Arrow type of its one
-expression column. Readers (`reader.Store`, encode, predict) need only this; the writer is
-`raviso.data.store`.
-
-Layout::
-
-    STORE/manifest.json          feature names, shapes, dtype, isoform->gene map, sources, version
-    STORE/archs4/part-*.parquet  unlabelled compendium (genes)
-    STORE/gtex_gene/part-*.parquet    labelled set, gene expression (same canonical gene order)
-    STORE/gtex_isoform/part-*.parquet labelled set, isoform expression (rows match gtex_gene)
-    STORE/truth/part-*.parquet   synthetic data only: noise-free isoform values (rows match)
-    STORE/truth_heldout/part-*.parquet  synthetic only: held-out-donor expectation of the observed
-                                 isoforms (`raviso.synth.heldout`; rows match)
-
-Each row is one sample: ``sample_id`` (string), ``tissue`` and ``donor`` (string, null when unknown)
-and ``expr``, the whole expression vector as ONE ``arrow.fixed_shape_tensor`` float32 column.
-One column per gene is unusable at 18,965 or 156,958 features (multi-MB footers, OOM); the
-Arrow-native tensor type arrives in Ray Data as an (n, d) tensor and stays readable without Ray.
-"""
+"""What a store is on disk: its layout, the manifest's name and the Arrow type of its one expression
+column (the whole vector as one ``arrow.fixed_shape_tensor``). Readers need only this; the writer
+is `raviso.data.store`. Layout: docs/output.md and docs/internals.md."""
 
 from __future__ import annotations
 

@@ -1,11 +1,5 @@
-"""Writing the Parquet store (layout and column type: `raviso.data.schema`).
-
-Row groups are ~128 MiB to match Ray Data's block size; files rotate every few row groups so
-Ray Data has several read tasks to spread over workers.
-
-The store is built in a hidden temporary directory and renamed into place by `StoreBuilder.commit`,
-so a crashed or killed conversion never leaves something that opens as a store.
-"""
+"""Writing the Parquet store (layout: `raviso.data.schema`): ~128 MiB row groups, files rotated so Ray
+Data has several read tasks, built in a hidden temporary directory and committed by rename."""
 
 from __future__ import annotations
 

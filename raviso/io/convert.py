@@ -1,22 +1,6 @@
 """`raviso convert`: course files (or their public sources) -> the Parquet store every later stage
-reads.
-
-What it guarantees, and why:
-- One canonical gene order for every gene matrix: the ARCHS4 matrix's own order when present (it
-  is the 12.7 GB one, so it is written without a column permutation), else the GTEx gene order.
-  GTEx gene columns are aligned BY NAME (`raviso.io.align.column_index`); a gene-set mismatch is an
-  error naming the genes (``--gene-set intersect`` keeps the common genes instead, which the public
-  sources need: ARCHS4 and GTEx annotate different gene sets).
-- gtex_gene, gtex_isoform, truth and truth_heldout rows are the same samples in the same order
-  (isoform rows are re-ordered by sample id when the files disagree; a different sample SET is an
-  error).
-- Input is streamed in row slabs of one Parquet row group (~128 MiB), validated per slab
-  (`raviso.io.validate`), and written through `StoreBuilder`, so a failure leaves no store and no
-  temporary directory.
-- Source checksums (sha256) are computed by a background thread that reads each file while the
-  conversion runs (hashlib releases the GIL), so hashing overlaps conversion instead of adding a
-  second pass; ``--no-checksum`` skips it.
-"""
+reads, streamed, validated per slab, aligned by gene name and committed atomically, with checksums
+computed alongside. Guarantees: docs/formats.md."""
 
 from __future__ import annotations
 
@@ -52,7 +36,7 @@ MATRIX_STEMS = {
 }
 TRUTHS = ("truth", "truth_heldout")     # synthetic data only (`raviso synth`)
 TABLE_STEMS = {"annotation": ("gtex_gene_isoform_annoation",), "tissues": ("gtex_annot",)}
-MATRIX_EXTS = (".hdf5", ".h5", ".tsv.gz", ".tsv")   # HDF5 first: ~10x less CPU than gzip'd text
+MATRIX_EXTS = (".hdf5", ".h5", ".tsv.gz", ".tsv")   # HDF5 first: far less CPU than gzip'd text
 TABLE_EXTS = (".tsv.gz", ".tsv")
 PREFIXES = ("", "head_")
 

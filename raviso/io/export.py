@@ -1,11 +1,5 @@
-"""`raviso export STORE --to h5ad|tsv`: one dataset of a store as a samples x features table.
-
-A store is Parquet with the whole expression vector in one tensor column and the feature names in
-manifest.json, so `pandas.read_parquet` gives arrays without names. The export gives what the
-field's tools open directly: an AnnData (obs = samples with tissue and donor, var = features, for
-isoforms with their ``gene_id``) for scanpy, or a TSV for pandas / R. Streamed in row batches
-(`raviso.io.tables`), written atomically, with progress.
-"""
+"""`raviso export STORE --to h5ad|tsv`: one dataset of a store as a samples x features table the
+field's tools open directly (AnnData for scanpy, TSV for pandas / R), streamed and atomic."""
 
 from __future__ import annotations
 

@@ -1,18 +1,6 @@
-"""AnnData (.h5ad) input: what scanpy users hold their expression in.
-
-Layout (anndata's own, read through `anndata.io.read_elem` / `sparse_dataset`, never by hand):
-obs = samples (``obs_names`` the sample ids; optional ``tissue`` and ``donor`` columns), var =
-features (``var_names`` genes or transcripts; for transcripts an optional ``gene_id`` column, the
-transcript -> gene map), ``X`` samples x features, dense or sparse (CSR, or CSC at a cost: its rows
-are gathered column by column). X is read in row slabs, so a backed file never has to fit in memory.
-
-Two readers over one file:
-- `H5adSource`, a `MatrixSource` for `raviso convert` and `raviso predict`: X must already be on the
-  store's scale, log2(TPM+1) (as `raviso export` and `raviso predict` write it); raw counts or TPM
-  are refused by the log-scale check with a hint, like any course file.
-- `H5adMatrix`, for `raviso import --matrix`: X holds linear TPM or counts (``--units``), as the
-  transcripts x samples tables do.
-"""
+"""AnnData (.h5ad) input, read through anndata's own element readers in row slabs: `H5adSource` (a
+`MatrixSource` of log2(TPM+1) for convert and predict) and `H5adMatrix` (transcript TPM or counts for
+`raviso import --matrix`). Layout: docs/formats.md."""
 
 from __future__ import annotations
 

@@ -1,22 +1,6 @@
 """`raviso import`: users' own quantifications (salmon, kallisto, RSEM, or a transcripts x samples
-matrix) plus a sample sheet -> a raviso store of the same layout as `raviso convert`'s.
-
-Why a separate importer rather than a converter option: real users start from per-sample
-quantifier outputs that disagree on column names, units (TPM vs counts) and id versions, and they
-need an explicit record of every normalisation choice. The store records it in its manifest
-(``units`` and ``import``) and loud choices are also printed as warnings on stderr.
-
-Values are log2(TPM+1): isoform = the transcript's TPM, gene = the sum of its transcripts' TPM
-(RSEM's genes.results instead, when the sheet gives one). Counts are turned into TPM with the
-effective lengths when every sample has them, otherwise into CPM for every sample (units
-``log2(CPM+1)``, flagged). Samples that give TPM and samples that give only counts cannot share one
-scale: that is an error, not a silent mix.
-
-Streaming: pass 1 reads only identifiers (the union of transcripts and their genes); pass 2 reads
-values a slab of samples at a time and streams them into `StoreBuilder` (atomic: an error or a kill
-leaves no store). A matrix is read in row chunks into a float32 buffer (a disk memmap when large)
-and emitted in sample slabs, so the text is parsed once and never held as objects.
-"""
+matrix) plus a sample sheet -> a store of the same layout as `raviso convert`'s, every normalisation
+choice recorded in the manifest. Units and streaming: docs/formats.md."""
 
 from __future__ import annotations
 

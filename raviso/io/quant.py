@@ -1,14 +1,5 @@
-"""Readers for transcript quantifications: salmon, kallisto, RSEM, and transcripts x samples tables.
-
-Users arrive with the outputs of the common quantifiers, not with the course's matrices. Each
-format is recognised by its HEADER (never by file name, which users rename), gzip by its magic
-bytes; an unrecognised header is an error naming the file and what was expected.
-
-Per-sample files are read whole (one sample is at most a few hundred thousand rows) but in two
-steps: `read_ids` (pass 1 of an import: just the identifiers, to build the union of features) and
-`read_quant` (pass 2: the values). Transcripts x samples matrices are handled by `Matrix`, which
-streams row chunks so a GTEx-sized table never has to fit in memory as text-parsed objects.
-"""
+"""Readers for transcript quantifications (salmon, kallisto, RSEM, two-column tables) recognised by
+their header, and `Matrix`, a streamed transcripts x samples table. Layouts: docs/formats.md."""
 
 from __future__ import annotations
 

@@ -1,18 +1,6 @@
-"""Sample sheets for `raviso import`, and the checks that tie a sheet to its quantifications.
-
-Sheets come from Excel as often as from scripts: a UTF-8 byte-order mark, `;` as the delimiter
-(Excel in locales with a decimal comma), CRLF line ends, quoted fields. They are read with pandas'
-delimiter sniffing (``sep=None, engine="python", encoding="utf-8-sig"``), so a BOM never glues
-itself to the first column name and `;`, `,` and tab sheets all work; a missing column is an
-error naming the columns that were found.
-
-Rows are then checked for what would otherwise pass silently and spoil a cross-validation:
-- two rows naming the same quantification file (a copy-paste slip: one sample twice, under two
-  names, lands in training and validation alike);
-- sample ids with tabs or line breaks (they split TSV outputs into extra columns and rows);
-- donors: the sheet's `donor` column, else the donor in a GTEx id (``GTEX-<donor>-...``), so
-  donor-grouped folds keep one donor's tissues together.
-"""
+"""Sample sheets (for `raviso import` and `raviso predict --samples`): read with delimiter sniffing
+and BOM handling, and checked for what would otherwise spoil a CV silently (a file listed twice, ids
+with tabs, donors). Details: docs/formats.md."""
 
 from __future__ import annotations
 

@@ -1,19 +1,5 @@
-"""Samples x features tables written chunk by chunk: TSV and AnnData (.h5ad).
-
-Used by `raviso predict` (isoform predictions) and `raviso export` (a store's dataset), whose
-outputs can be far larger than memory (ARCHS4 x 156,958 isoforms is ~100 GB): rows arrive in
-chunks and are appended. Both writers take ``(path, var_names, var_columns, uns)`` and then
-``write(sample_ids, X, obs_columns)`` per chunk.
-
-- TSV: header ``sample_id<TAB>feature...``, one line per sample, values with 7 significant
-  digits (float32 holds ~7): ``pandas.read_csv(path, sep="\\t", index_col=0)`` gives the table.
-  Per-sample metadata (tissue, donor) is not in the TSV (it would be mistaken for features).
-- h5ad: ``X`` (samples x features float32) is an HDF5 dataset grown by each chunk; obs (sample
-  ids + tissue/donor), var (feature ids + e.g. ``gene_id``) and uns are encoded by the anndata
-  package itself (`anndata.io.write_elem`) when the file is closed, so the result is whatever
-  `anndata.read_h5ad` expects, not a hand copy of its format. ``uns["raviso"]`` holds a JSON
-  string with the provenance (JSON rather than a nested dict: HDF5 cannot store None).
-"""
+"""Samples x features tables written chunk by chunk (TSV and AnnData .h5ad), for `raviso predict` and
+`raviso export`, whose outputs can be far larger than memory. File layouts: docs/output.md."""
 
 from __future__ import annotations
 

@@ -81,7 +81,7 @@ def _csv_error(e, path, n_cols) -> RavisoError:
 
 def batch_to_matrix(batch, first_col: int) -> np.ndarray:
     """The numeric columns of a record batch as one (rows, columns) float32 array, built in C++
-    by `RecordBatch.to_tensor` (80x faster than a Python loop over 18,965 columns). Nulls (empty
+    by `RecordBatch.to_tensor` (not a Python loop over the columns). Nulls (empty
     fields, NA) become NaN, which validation then reports."""
     num = batch.select(list(range(first_col, batch.num_columns)))
     return np.asarray(num.to_tensor(null_to_nan=True, row_major=True))

@@ -1,10 +1,5 @@
-"""Transcript -> gene maps from RSEM files, a two-column TSV, or a GTF; version-tolerant lookup.
-
-Quantifications and annotations routinely disagree on version suffixes (salmon run on a GENCODE
-index reports ``ENST00000456328.2``; an Ensembl tx2gene lists ``ENST00000456328``), so a lookup
-tries the exact id first and then the id with its version stripped on BOTH sides. Whatever still
-does not map is reported (count and first examples), never silently dropped.
-"""
+"""Transcript -> gene maps from RSEM files, a two-column TSV or a GTF; lookups try the exact id, then
+the id without its version on both sides, and report what still does not map."""
 
 from __future__ import annotations
 

@@ -1,10 +1,5 @@
-"""Checks on input files, cheap enough to run on every chunk of a 12.7 GB conversion.
-
-Each check raises `RavisoError` with ONE line naming the file and the problem, so `raviso convert`
-stops before anything is committed (the store builder then removes its temporary directory).
-Value checks are vectorised reductions over a whole chunk (one `min` and one `max` pass); the
-slower localisation (which row, which column) runs only once a problem is known to exist.
-"""
+"""Checks on input chunks (finite, log scale, shapes), cheap enough for every chunk of a large
+conversion; each raises one `RavisoError` line naming the file, row and column."""
 
 from __future__ import annotations
 
