@@ -15,9 +15,12 @@ from .config import FitConfig
 
 def fit_store(store, variant: str | None = None, out=None, pretrained=None, pretrained_ae=None,
               epochs: int | None = None, seed: int = 0, overwrite: bool = False,
-              target_dtype: str = "auto", config=None, cfg: FitConfig | None = None) -> Path:
+              target_dtype: str = "auto", config=None, cv_folds: int = 0,
+              cfg: FitConfig | None = None) -> Path:
     """`raviso fit STORE --variant V --out MODEL`: load the labelled set (+ latents), fit, save.
-    ``config``: a best.json from `raviso tune` (its variant and options; --epochs still wins)."""
+    ``config``: a best.json from `raviso tune` (its variant and options; --epochs still wins).
+    ``cv_folds``: also run that donor-grouped CV first (`raviso.serve.fit_cv`), so MODEL carries
+    per-isoform reliability and prediction intervals."""
     if cfg is not None:     # the CLI's way in: one FitConfig instead of its fields as keywords
         return fit_store(store, out=out, **cfg.kwargs())
     if out is None:
@@ -34,6 +37,12 @@ def fit_store(store, variant: str | None = None, out=None, pretrained=None, pret
         variant = chosen
     (variant,) = parse_variants(variant or "share_net")   # the recommended model
     require_savable(variant)                     # before minutes of loading
+    if cv_folds:
+        from .fit_cv import fit_by_cv
+
+        return fit_by_cv(store, variant, out, cv_folds, pretrained=pretrained,
+                         pretrained_ae=pretrained_ae, options=tuned, epochs=epochs, seed=seed,
+                         overwrite=overwrite, target_dtype=target_dtype)
     runs = latent_runs([variant], pretrained, pretrained_ae, tuned)
     st, data = load_labelled(store, runs, target_dtype)
     options = {**tuned, "seed": seed, **({"epochs": int(epochs)} if epochs is not None else {})}

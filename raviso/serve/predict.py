@@ -23,6 +23,8 @@ from ..io.tables import TABLES
 from ..core.atomic import atomic_file, check_writable_target
 from ..core.errors import RavisoError
 from ..models.saved import REGRESSOR_DIR, read_model
+from .outputs import RELIABLE_R2, OutputOptions, PredictionWriter, parse_units
+from .tissues import TissueRouter
 
 FORMATS = ("parquet", "tsv", "h5ad")
 CHUNK_ROWS = 2048
@@ -206,11 +208,15 @@ def sheet_tissue(sheet: dict, sample_ids, samples) -> list[str]:
 def predict_file(model, input, out, fmt: str | None = None, allow_missing: bool = False,
                  dataset: str | None = None, overwrite: bool = False, warn=None,
                  quiet: bool = False, samples=None, orientation: str | None = None,
-                 scale: str | None = None, max_missing: float = MAX_MISSING) -> Path:
-    """Predict every sample of `input` with MODEL; write `out`. Returns `out`."""
+                 scale: str | None = None, max_missing: float = MAX_MISSING,
+                 interval: float | None = None, units=None, reliable_r2: float = RELIABLE_R2,
+                 merged: bool = False, unknown_tissue: str = "tissue-free") -> Path:
+    """Predict every sample of `input` with MODEL; write `out` (and the side outputs of
+    `raviso.serve.outputs`: reliability, intervals, units, merged tables). Returns `out`."""
     out = Path(out)
     fmt = output_format(out, fmt)
     check_writable_target(out, overwrite)
+    opts = OutputOptions(interval, parse_units(units), reliable_r2, merged)
     say = warn or (lambda s: print(s, file=sys.stderr))
     sheet = read_sheet(samples)
     m = LoadedModel(model)
@@ -221,24 +227,27 @@ def predict_file(model, input, out, fmt: str | None = None, allow_missing: bool 
             "variant": m.meta["variant"], "input": str(input), "input_read_as": inp.report,
             "missing_genes": {"count": len(inp.missing), "names": inp.missing,
                               "filled_with": "training mean" if inp.missing else None}}
-    _write_predictions(m, inp, fill, out, fmt, meta, (sheet, samples), quiet, input)
+    router = TissueRouter(m, unknown_tissue, input)
+    _write_predictions(m, inp, fill, out, fmt, meta, (sheet, samples), quiet, input,
+                       (opts, router, overwrite))
+    if router.warning():
+        say(router.warning())
     return out
 
 
-def _write_predictions(m, inp, fill, out, fmt, meta, sheet, quiet, source):
+def _write_predictions(m, inp, fill, out, fmt, meta, sheet, quiet, source, extra):
     from ..core.progress import Progress
 
     n = 0
-    iso_gene = m.meta.get("isoform_gene")
-    var = {"gene_id": ["" if g is None else g for g in iso_gene]} if iso_gene else {}
+    opts, router, overwrite = extra
     with atomic_file(out, overwrite=True) as tmp:
-        with WRITERS[fmt](tmp, m.isoforms, var, meta) as w, \
+        with PredictionWriter(fmt, tmp, out, m, meta, opts, router, overwrite) as w, \
                 Progress("predict", total=inp.total, quiet=quiet) as progress:
             for X, sid, tissue in inp.chunks:
                 if sheet[0] is not None:
                     tissue = sheet_tissue(sheet[0], sid, sheet[1])
                 X = np.where(np.isnan(X), fill, X).astype(np.float32, copy=False)
-                P = np.maximum(m.predict(X, sid, tissue), 0)     # log2(TPM+1) is never < 0
+                P = np.maximum(w.predict(X, sid, tissue), 0)     # log2(TPM+1) is never < 0
                 w.write(list(sid), P, {"tissue": tissue})
                 n += len(sid)
                 progress.advance(len(sid))

@@ -1,0 +1,235 @@
+"""What `raviso predict` writes beside the isoform log2(TPM+1): per-isoform reliability, conformal
+intervals, TPM and isoform fractions, the merged table and tx2gene (docs/predictions.md).
+
+- Reliability (MODELs with out-of-fold arrays: `raviso cv --save-model`, `raviso fit --cv-folds`):
+  per isoform ``oof_mse``, ``oof_r2``, ``oof_r``, ``mean_expr``, ``oof_n`` and ``reliable``
+  (``oof_r2 >= reliable_r2``, `raviso.evaluate.reliability.reliable`): AnnData ``var`` columns,
+  and for TSV/Parquet the side table ``<stem>.isoforms.tsv``.
+- ``interval``: split-conformal bounds ``lower = max(pred - w, 0)``, ``upper = pred + w`` with
+  ``w`` the isoform's half-width at that level (`reliability.halfwidth`), in log2(TPM+1): AnnData
+  layers, Parquet tensor columns or sibling TSVs ``<stem>.lower.tsv`` / ``<stem>.upper.tsv``.
+- ``units``: ``tpm`` = 2^x - 1; ``fraction`` = the isoform's share of its gene's predicted TPM in
+  that sample (sums to 1 over a gene's isoforms; NaN when the gene's predicted TPM is 0 or the
+  isoform has no gene): layers / columns / sibling TSVs named after the unit.
+- ``merged``: ``<stem>.merged.<unit>.tsv`` per unit (``transcript_id``, ``gene_id``, one column
+  per sample: the layout tximport-style pipelines write) and ``<stem>.tx2gene.tsv``.
+Every side file is written atomically together with the main output.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..core.atomic import atomic_file, check_writable_target
+from ..core.errors import RavisoError
+from ..evaluate import reliability as rel
+from ..io.tables import TSV_FORMAT
+from ..models.saved import RELIABILITY_FILE
+from .out_tables import H5adLayers, MergedTable, ParquetLayers, TsvLayers
+
+UNITS = ("log2tpm", "tpm", "fraction")
+RELIABLE_R2 = 0.5
+
+
+@dataclass(frozen=True)
+class OutputOptions:
+    """What `raviso predict` adds to the predictions (see the module docstring)."""
+
+    interval: float | None = None          # conformal level, e.g. 0.9
+    units: tuple = ("log2tpm",)            # log2tpm (always), tpm, fraction
+    reliable_r2: float = RELIABLE_R2       # the `reliable` rule: oof_r2 >= this
+    merged: bool = False                   # features x samples tables + tx2gene
+
+    def __post_init__(self):
+        if self.interval is not None and not 0 < float(self.interval) < 1:
+            raise RavisoError(f"--interval must be a level in (0, 1), e.g. 0.9 (got "
+                              f"{self.interval})")
+        bad = [u for u in self.units if u not in UNITS]
+        if bad:
+            raise RavisoError(f"--units: unknown unit(s) {', '.join(bad)} (known: "
+                              f"{', '.join(UNITS)})")
+
+
+def parse_units(text) -> tuple:
+    """'tpm,fraction' or a list -> units, log2tpm first."""
+    names = [u.strip().lower() for u in (text.split(",") if isinstance(text, str) else text or [])]
+    return ("log2tpm",) + tuple(u for u in dict.fromkeys(names) if u and u != "log2tpm")
+
+
+def to_tpm(P: np.ndarray) -> np.ndarray:
+    return np.maximum(np.exp2(np.asarray(P, np.float64)) - 1, 0)
+
+
+class GeneShares:
+    """Each isoform's share of its gene's TPM, per sample."""
+
+    def __init__(self, isoform_gene):
+        import scipy.sparse as sp
+
+        genes = ["" if g is None else str(g) for g in isoform_gene]
+        names, code = np.unique(genes, return_inverse=True)
+        self.mapped = np.array([g != "" for g in genes])
+        m = len(genes)
+        self.code = code
+        self.A = sp.csr_matrix((np.ones(m), (np.arange(m), code)), shape=(m, len(names)))
+
+    def fraction(self, tpm: np.ndarray) -> np.ndarray:
+        total = np.asarray(self.A.T.dot(np.asarray(tpm, np.float64).T)).T[:, self.code]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out = np.where(total > 0, tpm / total, np.nan)
+        out[:, ~self.mapped] = np.nan
+        return out
+
+
+def load_reliability(m) -> dict | None:
+    """The MODEL's summed out-of-fold arrays (None for a MODEL fitted without a CV)."""
+    name = m.meta.get("reliability")
+    if not name:
+        return None
+    return rel.load_arrays(Path(m.dir) / (name or RELIABILITY_FILE))
+
+
+def isoform_columns(m, opts: OutputOptions, arrays: dict | None) -> tuple[dict, np.ndarray | None]:
+    """(var columns, interval half-widths or None) for the MODEL's isoforms."""
+    iso_gene = m.meta.get("isoform_gene") or [None] * len(m.isoforms)
+    cols = {"gene_id": ["" if g is None else g for g in iso_gene]}
+    if arrays is None:
+        if opts.interval is not None:
+            raise RavisoError("--interval needs the out-of-fold residuals of the CV behind the "
+                              "MODEL: refit with `raviso fit --cv-folds 5` or `raviso cv "
+                              "--save-model`", m.dir)
+        return cols, None
+    stats = rel.per_isoform(arrays)
+    cols.update({k: np.asarray(v, np.float64) for k, v in stats.items()})
+    cols["oof_n"] = np.asarray(stats["oof_n"], np.int64)
+    cols["reliable"] = rel.reliable(stats, opts.reliable_r2)
+    width = None
+    if opts.interval is not None:
+        width = rel.halfwidth(arrays["hist"], float(opts.interval))
+        cols[f"halfwidth_{float(opts.interval):g}"] = width
+    return cols, width
+
+
+def side_path(out: Path, tag: str) -> Path:
+    stem = out.name[:-len(out.suffix)] if out.suffix else out.name
+    return out.with_name(f"{stem}.{tag}.tsv")
+
+
+def layer_names(opts: OutputOptions) -> list[str]:
+    return (["lower", "upper"] if opts.interval is not None else []) + \
+        [u for u in opts.units if u != "log2tpm"]
+
+
+class PredictionWriter:
+    """The main output plus every side output of one `predict` run; `write` per chunk."""
+
+    def __init__(self, fmt: str, tmp, out, m, meta: dict, opts: OutputOptions, router=None,
+                 overwrite: bool = False):
+        self.fmt, self.tmp, self.out, self.m, self.opts = fmt, tmp, Path(out), m, opts
+        self.router = router
+        arrays = load_reliability(m)
+        self.var, self.width = isoform_columns(m, opts, arrays)
+        self.layers = layer_names(opts)
+        self.shares = GeneShares(self.var["gene_id"]) if "fraction" in opts.units else None
+        self.meta = {**meta, "units_written": list(opts.units), "interval": opts.interval,
+                     "reliable_rule": (f"oof_r2 >= {opts.reliable_r2:g}" if arrays is not None
+                                       else None),
+                     "reliability": "out-of-fold (donor-grouped CV)" if arrays else None}
+        self.sides = self.side_paths()
+        for p in self.sides.values():
+            check_writable_target(p, overwrite=overwrite, file=True)
+        self.stack = contextlib.ExitStack()
+
+    def side_paths(self) -> dict[str, Path]:
+        sides = {}
+        if self.fmt != "h5ad" and "oof_mse" in self.var:
+            sides["isoforms"] = side_path(self.out, "isoforms")
+        if self.fmt == "tsv":
+            sides.update({name: side_path(self.out, name) for name in self.layers})
+        if self.opts.merged:
+            sides.update({f"merged.{u}": side_path(self.out, f"merged.{u}")
+                          for u in self.opts.units})
+            sides["tx2gene"] = side_path(self.out, "tx2gene")
+        return sides
+
+    def __enter__(self):
+        tmp = {k: self.stack.enter_context(atomic_file(p, overwrite=True))
+               for k, p in self.sides.items()}
+        self.tmp_sides = tmp
+        if self.fmt == "h5ad":
+            w = H5adLayers(self.tmp, self.m.isoforms, self.var, self.meta, self.layers)
+        elif self.fmt == "parquet":
+            w = ParquetLayers(self.tmp, self.m.isoforms, None, self.meta, self.layers)
+        else:
+            w = TsvLayers(self.tmp, self.m.isoforms, None, None, self.layers,
+                          {n: tmp[n] for n in self.layers})
+        self.main = self.stack.enter_context(w)
+        self.merged = {u: MergedTable(tmp[f"merged.{u}"], self.m.isoforms, self.var["gene_id"])
+                       for u in self.opts.units} if self.opts.merged else {}
+        return self
+
+    def predict(self, X, sample_ids, tissue):
+        """The MODEL's prediction, routed by tissue (`raviso.serve.tissues`)."""
+        if self.router is None:
+            return self.m.predict(X, sample_ids, tissue)
+        return self.router.predict(X, sample_ids, tissue)
+
+    def write(self, ids, P, obs=None):
+        obs = dict(obs or {})
+        if self.router is not None and self.router.tissues:
+            obs["tissue_model"] = self.router.last_path
+        units = {"log2tpm": P}
+        if "tpm" in self.opts.units or self.shares is not None:
+            tpm = to_tpm(P)
+            units["tpm"] = tpm
+            if self.shares is not None:
+                units["fraction"] = self.shares.fraction(tpm)
+        layers = {u: units[u] for u in self.opts.units if u != "log2tpm"}
+        if self.width is not None:
+            layers["lower"] = np.maximum(P - self.width, 0)
+            layers["upper"] = P + self.width
+        self.main.write(list(ids), P, obs, layers)
+        for u, t in self.merged.items():
+            t.write(list(ids), units[u])
+
+    def finish(self) -> None:
+        for t in self.merged.values():
+            t.close()
+        if "isoforms" in self.tmp_sides:
+            write_isoform_table(self.tmp_sides["isoforms"], self.m.isoforms, self.var)
+        if "tx2gene" in self.tmp_sides:
+            write_isoform_table(self.tmp_sides["tx2gene"], self.m.isoforms,
+                                {"gene_id": self.var["gene_id"]})
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            try:
+                self.finish()
+            except BaseException as e:
+                self.stack.__exit__(type(e), e, e.__traceback__)
+                raise
+        return self.stack.__exit__(exc_type, exc, tb)
+
+
+def write_isoform_table(path, isoforms, columns: dict) -> None:
+    """``transcript_id<TAB>column...``: one line per isoform."""
+    fmt = TSV_FORMAT.format
+
+    def cell(v):
+        if isinstance(v, (bool, np.bool_)):
+            return "true" if v else "false"
+        if isinstance(v, (float, np.floating)):
+            return "NaN" if np.isnan(v) else ("Inf" if np.isinf(v) else fmt(v))
+        return str(v)
+
+    names = list(columns)
+    with open(path, "w") as f:
+        f.write("transcript_id\t" + "\t".join(names) + "\n")
+        cols = [np.asarray(columns[c]).tolist() if not isinstance(columns[c], list)
+                else columns[c] for c in names]
+        for j, iso in enumerate(isoforms):
+            f.write(iso + "\t" + "\t".join(cell(c[j]) for c in cols) + "\n")
