@@ -282,9 +282,9 @@ def write_search(out_dir, outcome: SearchOutcome) -> None:
     import pandas as pd
 
     out_dir = Path(out_dir)
-    from .results import _jsonable
+    from .results import jsonable
 
-    (out_dir / "best.json").write_text(json.dumps(_jsonable(outcome.best), indent=1))
+    (out_dir / "best.json").write_text(json.dumps(jsonable(outcome.best), indent=1))
     names = sorted({k for t in outcome.trials for k in t["config"]})
     table = pd.DataFrame([{"trial_id": t["trial_id"], "status": t["status"],
                            **{f"config/{k}": json.dumps(t["config"].get(k)) for k in names},
