@@ -11,6 +11,11 @@ choice explicit and reports it (`SmallFolds.scheme` / `.reason`, in `to_dict()` 
 - otherwise k-fold with k = min(requested k, groups in the smallest class), so every class can
   appear in every fold; classes with a single group cannot be stratified and are named in
   `rare_tissues` (pooled by `make_folds`).
+
+Two generalisation schemes ask what donor-grouped CV cannot: `tissue_folds` holds out whole
+tissues (``scheme="tissue"``: a fold's validation tissues never appear in its training rows), and
+`training_subset` trains on a fraction of a fold's training DONORS (the labelled-size learning
+curve), nested across fractions and deterministic by seed, scored on the same validation rows.
 """
 
 from __future__ import annotations
@@ -63,6 +68,8 @@ def make_folds(tissue, donor=None, k: int = 5, seed: int = 0, group_by: str = "d
     labelled sets to `small_data_folds` (below) (leave-one-group-out, or k adapted to the
     smallest class), which records its choice for the report.
     """
+    if scheme == "tissue":
+        return tissue_folds(tissue, donor, k=k, seed=seed, source=source)
     if scheme != "kfold":
         return small_data_folds(tissue, donor, k=k, seed=seed, group_by=group_by, scheme=scheme,
                                 source=source)
@@ -106,7 +113,7 @@ def make_folds(tissue, donor=None, k: int = 5, seed: int = 0, group_by: str = "d
 
 
 # -- small labelled sets ----------------------------------------------------------------------
-SCHEMES = ("auto", "kfold", "logo")
+SCHEMES = ("auto", "kfold", "logo")       # `small_data_folds`; make_folds also takes "tissue"
 
 
 @dataclass
@@ -173,3 +180,74 @@ def small_data_folds(tissue, donor=None, k: int = 5, seed: int = 0, group_by: st
     return SmallFolds(fold=folds.fold, k=folds.k, grouped_by=folds.grouped_by,
                       rare_tissues=folds.rare_tissues, seed=seed, scheme="kfold", requested_k=k,
                       reason=reason)
+
+
+# -- generalisation schemes ----------------------------------------------------------------------
+@dataclass
+class TissueFolds(Folds):
+    """Folds of whole tissues: fold i validates on the tissues in ``heldout[i]``."""
+
+    heldout: list = None            # per fold, the tissues it holds out
+    scheme: str = "tissue"
+    donor_overlap: float = 0.0      # share of validation samples whose donor has training rows
+
+    def to_dict(self) -> dict:
+        return {**super().to_dict(), "scheme": self.scheme, "heldout_tissues": self.heldout,
+                "donor_overlap": self.donor_overlap,
+                "reason": "held-out tissues: each fold's tissues never appear in its training "
+                          "rows; a donor's samples of other tissues stay in training"}
+
+
+def tissue_folds(tissue, donor=None, k: int = 5, seed: int = 0,
+                 source: str = "store") -> TissueFolds:
+    """k folds of whole tissues, balanced by samples: tissues in a seeded random order, each put
+    in the fold with the fewest samples so far (different seeds hold out different groupings).
+
+    Donors are NOT kept disjoint: in GTEx-like data a donor gives most tissues, so dropping the
+    training rows of every validation donor would drop almost all of them. The share of validation
+    samples whose donor has training rows is reported (``donor_overlap``)."""
+    if k < 2:
+        raise RavisoError(f"--folds must be at least 2 (got {k})")
+    tissue = np.asarray(["" if _missing(t) else str(t) for t in tissue])
+    names, inverse, counts = np.unique(tissue, return_inverse=True, return_counts=True)
+    if len(names) < 2 or (len(names) == 1 and names[0] == ""):
+        raise RavisoError("--fold-scheme tissue needs samples of at least 2 tissues", source)
+    k = min(k, len(names))
+    load = np.zeros(k, np.int64)
+    of_tissue = np.empty(len(names), np.int64)
+    for t in np.random.default_rng(seed).permutation(len(names)):
+        of_tissue[t] = int(np.argmin(load))
+        load[of_tissue[t]] += counts[t]
+    fold = of_tissue[inverse]
+    overlap = 0.0
+    if donor is not None and not all(_missing(d) for d in donor):
+        groups = np.asarray(["" if _missing(d) else str(d) for d in donor])
+        shared = [np.isin(groups[fold == i], groups[fold != i]) for i in range(k)]
+        overlap = float(np.concatenate(shared).mean())
+    return TissueFolds(fold=fold, k=k, grouped_by="tissue", rare_tissues=[], seed=seed,
+                       heldout=[sorted(names[of_tissue == i].tolist()) for i in range(k)],
+                       donor_overlap=round(overlap, 4))
+
+
+def training_subset(train_idx, donor, fraction: float, seed: int = 0, fold: int = 0
+                    ) -> np.ndarray:
+    """The training rows of `fold` kept at labelled size `fraction`: every row of a random
+    ``max(2, round(fraction * donors))`` of the fold's training donors (samples without a donor
+    count as their own donor). The donor order depends on (seed, fold) only, so for one seed the
+    subsets are nested (a smaller fraction keeps a prefix of the same donors) and repeat folds get
+    different donors. ``fraction >= 1`` returns `train_idx` unchanged."""
+    fraction = float(fraction)
+    if not 0 < fraction <= 1:
+        raise RavisoError(f"--train-fraction must be in (0, 1] (got {fraction})")
+    train_idx = np.asarray(train_idx, np.int64)
+    if fraction >= 1:
+        return train_idx
+    if donor is None or all(_missing(d) for d in donor):
+        groups = np.array([f"#{i}" for i in train_idx])
+    else:
+        groups = np.asarray(["#%d" % i if _missing(donor[i]) else str(donor[i])
+                             for i in train_idx])
+    uniq = np.unique(groups)
+    n_keep = min(len(uniq), max(2, int(round(fraction * len(uniq)))))
+    keep = uniq[np.random.default_rng([int(seed), int(fold)]).permutation(len(uniq))[:n_keep]]
+    return train_idx[np.isin(groups, keep)]
