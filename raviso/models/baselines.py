@@ -87,7 +87,7 @@ class TissueMeanBaseline:
         return out
 
 
-def _tpm(log_values: np.ndarray) -> np.ndarray:
+def tpm(log_values: np.ndarray) -> np.ndarray:
     """log2(TPM+1) -> TPM in float64 (negative inputs, which are not valid TPM, clamp to 0)."""
     return np.maximum(np.exp2(log_values.astype(np.float64)) - 1.0, 0.0)
 
@@ -149,7 +149,7 @@ def fit_log_shares(genes: np.ndarray, isoforms: np.ndarray, rows: np.ndarray, co
         g = genes[rows]
         for b in column_blocks(len(rows), len(cols), FIT_BLOCK_BYTES):
             c = cols[b]
-            out[b] = fit_log_share(_tpm(g[:, gene_of[c]]),
+            out[b] = fit_log_share(tpm(g[:, gene_of[c]]),
                                    isoforms[np.ix_(rows, c)].astype(np.float64))
         return out
     G = torch.from_numpy(np.ascontiguousarray(genes[rows], np.float32)).to(dev)
@@ -185,7 +185,7 @@ class IsoformFractionBaseline:
         gene_of = np.asarray(data.isoform_gene, np.int64)
         gene_sum = np.zeros(data.genes.shape[1], np.float64)
         for cols in column_blocks(len(rows), data.genes.shape[1]):
-            gene_sum[cols] = _tpm(data.genes[rows, cols]).sum(axis=0)
+            gene_sum[cols] = tpm(data.genes[rows, cols]).sum(axis=0)
         denom = np.where(gene_of >= 0, gene_sum[np.maximum(gene_of, 0)], 0.0)
         self.has_share_ = denom > 0
         self.share_ = np.zeros(len(gene_of), np.float64)
@@ -198,7 +198,7 @@ class IsoformFractionBaseline:
         else:
             for block in column_blocks(len(rows), len(use)):
                 cols = use[block]
-                self.share_[cols] = (_tpm(data.isoforms[np.ix_(rows, cols)]).sum(axis=0)
+                self.share_[cols] = (tpm(data.isoforms[np.ix_(rows, cols)]).sum(axis=0)
                                      / denom[cols])
         self.gene_of_ = gene_of
         self.mean_ = column_mean(data.isoforms, rows).astype(np.float32)
@@ -212,7 +212,7 @@ class IsoformFractionBaseline:
         genes = data.genes[rows]
         for block in column_blocks(len(rows), len(use)):
             cols = use[block]
-            gene_tpm = _tpm(genes[:, self.gene_of_[cols]])
+            gene_tpm = tpm(genes[:, self.gene_of_[cols]])
             out[:, cols] = np.log2(self.share_[cols] * gene_tpm + 1.0)
         return out
 

@@ -138,7 +138,7 @@ def iter_train_ffnn(model: nn.Module, X: torch.Tensor, Y: np.ndarray, rows: np.n
     n = len(rows)
     hist: dict = {"train_loss": [], "val_loss": [], "best_epoch": None, "stopped_early": False,
                   "rows_per_epoch": n}
-    st = TrainState(model, opt, gen, hist)
+    st = TrainState(model, opt, gen, hist, patience)
     if resume is not None:
         st.load_state_dict(resume)
     while st.epoch < epochs and not hist["stopped_early"]:
@@ -161,16 +161,13 @@ def iter_train_ffnn(model: nn.Module, X: torch.Tensor, Y: np.ndarray, rows: np.n
         if val_targets is not None:
             v = _mse(model, X_val, val_targets, len(val_rows))
             hist["val_loss"].append(v)
-            if v < st.best:
-                st.best, st.waited, hist["best_epoch"] = v, 0, epoch
-                st.best_state = {k: t.detach().clone() for k, t in model.state_dict().items()}
+            if st.stop.update(v, model):
+                hist["best_epoch"] = epoch
             else:
-                st.waited += 1
-                hist["stopped_early"] = st.waited >= patience
+                hist["stopped_early"] = st.stop.done
         hist["epochs_run"] = st.epoch
         yield st
-    if st.best_state is not None:
-        model.load_state_dict(st.best_state)
+    st.stop.restore(model)
     hist["epochs_run"] = st.epoch
     model.eval()
     return hist

@@ -1,23 +1,7 @@
-"""``ffnn_plus``: the paper's FFNN done well, beside the paper's three variants (which stay as
-they are, being the experiment reproduced).
-
-What it changes, each for a measured reason (README, "Variants"):
-- Inputs: the per-fold PCA of the genes (or any latent, ``context="latent:vae"``) AND the tissue
-  one-hot: the paper's FFNNs never see the tissue, which ``tissue_mean`` uses.
-- A wide last hidden layer (default 256, not 32) AND a linear skip from the inputs to every
-  isoform: the paper's 32-unit bottleneck limits its output to rank 32, while the per-tissue means
-  alone need rank ~53 on the small preset.
-- It starts at the ridge regression of the isoforms on the inputs (``pca_ridge`` + tissue, penalty
-  by leave-one-out) with the hidden layer's output weights at zero, so it starts at a strong
-  baseline and learns the nonlinear part on top.
-- The context columns scaled as share_net's (PCA components by their variance, tissue one-hot at
-  4): measured on fold 0 of the small preset 0.3541 -> 0.3509, on GEUVADIS chr19 2.040 -> 1.941.
-- Early stopping on an inner DONOR-grouped split (the start is scored first and kept unless
-  beaten), Adam with a cosine learning-rate schedule.
-
-The context features, the ridge start, the training loop and the early stopping are
-`raviso.models.share_net.ShareNet`'s: only the network differs.
-"""
+"""``ffnn_plus``: the paper's FFNN done well, beside the paper's three variants (kept as they are,
+being the experiment reproduced): the context and tissue one-hot as input, a wide hidden layer
+and a linear skip, started at the ridge fit; trained by the recipe it shares with share_net
+(`raviso.models.recipe`). Why each change: docs/models.md."""
 
 from __future__ import annotations
 
@@ -27,8 +11,8 @@ from torch import nn
 
 from ..core.metrics import column_mean
 from ..data.labelled import Labelled
-from .regressors import FFNN, _hidden
-from .share_net import ShareNet
+from .recipe import ContextModel
+from .regressors import FFNN, hidden_sizes
 
 
 class SkipFFNN(nn.Module):
@@ -43,28 +27,32 @@ class SkipFFNN(nn.Module):
         self.free_bias = nn.Parameter(torch.from_numpy(np.asarray(bias, np.float32)))
         self.R = nn.Parameter(torch.zeros(n_context, n_out))
 
+    reads_genes = False
+
     def forward(self, c: torch.Tensor, g: torch.Tensor | None = None) -> torch.Tensor:
         return self.free_bias + c @ self.R + self.mlp(c)
 
 
-class FFNNPlus(ShareNet):
-    """A `Predictor`: tissue-aware, wide, skip-connected FFNN on the shared training recipe."""
-
-    def __init__(self, name: str = "ffnn_plus", hidden=(256,), weight_decay: float = 0.0,
-                 epochs: int = 30, **opts):
-        super().__init__(name, weight_decay=weight_decay, epochs=epochs, **opts)
-        self.hidden = _hidden(hidden)
+class FFNNPlus(ContextModel):
+    """A `Predictor`: tissue-aware, wide, skip-connected FFNN on the shared training recipe.
+    Options: `hidden` and `raviso.models.recipe.RecipeOptions` (fewer epochs, no decay here)."""
 
     variant_kind = "ffnn_plus"
 
+    def __init__(self, name: str = "ffnn_plus", hidden=(256,), context: str = "pca",
+                 device: str = "cpu", weight_decay: float = 0.0, epochs: int = 30, **options):
+        super().__init__(name, context, device, weight_decay=weight_decay, epochs=epochs,
+                         **options)
+        self.hidden = hidden_sizes(hidden)
+
     def init_options(self) -> dict:
-        return {**self.opts, "hidden": list(self.hidden)}
+        return {**super().init_options(), "hidden": list(self.hidden)}
 
     def empty_module(self, state: dict) -> nn.Module:
         n_out = int(state["free_bias"].shape[0])
         return SkipFFNN(int(state["R"].shape[0]), self.hidden, n_out, np.zeros(n_out, np.float32))
 
-    def _build(self, data: Labelled, rows: np.ndarray, n_context: int):
+    def build(self, data: Labelled, rows: np.ndarray, n_context: int):
         mean = column_mean(data.isoforms, rows)
         share = np.zeros(data.isoforms.shape[1])           # no share term: the start is the mean
         return SkipFFNN(n_context, self.hidden, data.isoforms.shape[1], mean), share, mean

@@ -30,7 +30,7 @@ import torch
 
 from ..core.errors import RavisoError
 from ..data.labelled import Labelled
-from .regressors import FFNNRegressor, _hidden
+from .regressors import FFNNRegressor, hidden_sizes
 from .ffnn_fit import PREDICT_ROWS
 from .loop import kl_weight, make_optimizer, tensor_batches, train_epoch
 from .vae import VAE, VAEConfig
@@ -51,7 +51,7 @@ class FoldVAEFFNN:
                               f"{latent_dim} (>= 1), beta={beta} (>= 0), vae_lr={vae_lr} (> 0), "
                               f"vae_batch_size={vae_batch_size} (>= 1)")
         self.name = name
-        self.vae_opts = {"epochs": int(vae_epochs), "hidden": _hidden(vae_hidden),
+        self.vae_opts = {"epochs": int(vae_epochs), "hidden": hidden_sizes(vae_hidden),
                          "latent_dim": int(latent_dim), "beta": float(beta),
                          "lr": float(vae_lr), "batch_size": int(vae_batch_size)}
         self.seed = int(seed)

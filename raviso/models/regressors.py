@@ -125,7 +125,7 @@ class FeaturePipeline:
         return fp
 
 
-def _hidden(hidden) -> tuple[int, ...]:
+def hidden_sizes(hidden) -> tuple[int, ...]:
     """(32,), 32, [256, 32] or "256,32" -> a tuple of positive ints."""
     if isinstance(hidden, str):
         parts = [p for p in hidden.replace(" ", "").split(",") if p]
@@ -153,7 +153,7 @@ class FFNNRegressor:
             raise RavisoError(f"bad training options: epochs={epochs} (>= 0), batch_size="
                               f"{batch_size} (>= 1), lr={lr} (> 0), patience={patience} (>= 1)")
         self.name = name
-        self.hidden = _hidden(hidden)
+        self.hidden = hidden_sizes(hidden)
         self.features = FeaturePipeline(source, n_components, scale, seed)
         self.opts = {"epochs": int(epochs), "batch_size": int(batch_size), "lr": float(lr),
                      "seed": int(seed), "early_stopping": bool(early_stopping),

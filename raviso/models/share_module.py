@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from ..data.labelled import Labelled
-from .baselines import FIT_SHARE_ROWS, _tpm, fit_log_shares
+from .baselines import FIT_SHARE_ROWS, fit_log_shares, tpm
 
 MIN_SHARE = 1e-4        # fitted shares of 0 (never-seen isoforms) start at this share
 
@@ -114,8 +114,8 @@ class StartResidual:
         gene = self.gene_of[cols]
         if self.torch:
             return self._torch_block(np.asarray(rows), cols, gene)
-        tpm = _tpm(self.data.genes[np.ix_(np.asarray(rows), np.maximum(gene, 0))])
-        start = np.where(gene >= 0, np.log2(self.share[cols] * tpm + 1.0), 0.0) + self.free[cols]
+        g = tpm(self.data.genes[np.ix_(np.asarray(rows), np.maximum(gene, 0))])
+        start = np.where(gene >= 0, np.log2(self.share[cols] * g + 1.0), 0.0) + self.free[cols]
         return self.data.isoforms[rows, cols].astype(np.float64) - start
 
     def _torch_block(self, rows: np.ndarray, cols, gene: np.ndarray) -> np.ndarray:

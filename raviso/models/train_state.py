@@ -3,7 +3,8 @@
 `raviso.models.ffnn_fit.iter_train_ffnn` yields one after every epoch. `raviso tune` scores the
 model between epochs (ASHA needs a validation loss per epoch) and checkpoints `state_dict()`; a
 restarted trial passes it back as ``resume=`` and continues on exactly the same curve: weights,
-Adam moments, the shuffle generator, the history and the early-stopping bookkeeping all come back.
+Adam moments, the shuffle generator, the history and the early-stopping bookkeeping
+(`EarlyStopping`, shared with `raviso.models.recipe`) all come back.
 """
 
 from __future__ import annotations
@@ -13,11 +14,40 @@ import math
 import torch
 
 
+def snapshot(model: torch.nn.Module) -> dict:
+    """A copy of the model's weights."""
+    return {k: t.detach().clone() for k, t in model.state_dict().items()}
+
+
+class EarlyStopping:
+    """The early-stopping bookkeeping of every raviso fit: the best validation loss, the weights
+    that reached it, and the epochs waited since (`done` after `patience` without a new best)."""
+
+    def __init__(self, patience: int):
+        self.patience, self.best, self.best_state, self.waited = int(patience), math.inf, None, 0
+
+    def update(self, loss: float, model: torch.nn.Module) -> bool:
+        """Record one validation loss; True (and the weights kept) when it is a new best."""
+        if loss < self.best:
+            self.best, self.waited, self.best_state = loss, 0, snapshot(model)
+            return True
+        self.waited += 1
+        return False
+
+    @property
+    def done(self) -> bool:
+        return self.waited >= self.patience
+
+    def restore(self, model: torch.nn.Module) -> None:
+        if self.best_state is not None:
+            model.load_state_dict(self.best_state)
+
+
 class TrainState:
     def __init__(self, model: torch.nn.Module, opt: torch.optim.Optimizer,
-                 gen: torch.Generator, hist: dict):
+                 gen: torch.Generator, hist: dict, patience: int = 10):
         self.model, self.opt, self.gen, self.hist = model, opt, gen, hist
-        self.best, self.best_state, self.waited = math.inf, None, 0
+        self.stop = EarlyStopping(patience)
 
     @property
     def epoch(self) -> int:
@@ -26,8 +56,8 @@ class TrainState:
 
     def state_dict(self) -> dict:
         return {"model": self.model.state_dict(), "opt": self.opt.state_dict(),
-                "gen": self.gen.get_state(), "hist": self.hist, "best": self.best,
-                "best_state": self.best_state, "waited": self.waited}
+                "gen": self.gen.get_state(), "hist": self.hist, "best": self.stop.best,
+                "best_state": self.stop.best_state, "waited": self.stop.waited}
 
     def load_state_dict(self, sd: dict) -> None:
         self.model.load_state_dict(sd["model"])
@@ -35,4 +65,5 @@ class TrainState:
         self.gen.set_state(sd["gen"])
         self.hist.clear()
         self.hist.update(sd["hist"])       # the same dict object: callers may hold it
-        self.best, self.best_state, self.waited = sd["best"], sd["best_state"], sd["waited"]
+        self.stop.best, self.stop.best_state, self.stop.waited = (sd["best"], sd["best_state"],
+                                                                  sd["waited"])

@@ -17,7 +17,8 @@ from ..data.labelled import Labelled
 from .baselines import IsoformFractionBaseline, MeanBaseline, PCARidgeBaseline, TissueMeanBaseline
 from .ffnn_plus import FFNNPlus
 from .foldvae import FoldVAEFFNN
-from .recipe import context_latents, context_name
+from .context import context_latents, context_name
+from .recipe import RecipeOptions
 from .regressors import FFNNRegressor
 from .share_net import ShareNet
 from .spec import FFNN_ISOFORM_BYTES, VariantSpec, parse_spec
@@ -124,13 +125,13 @@ SPECS: tuple[VariantSpec, ...] = (
     VariantSpec("share_net", _context_model(ShareNet), "model",
                 "gene x a softmax share per isoform on a context (PCA, latent, tissue) "
                 "+ a linear residual", default=True, isoform_bytes=8_200, space=CONTEXT_SPACE,
-                forwards=(ShareNet,),
+                forwards=(ShareNet, RecipeOptions),
                 **_CONTEXT),
     VariantSpec("ffnn_plus", _context_model(FFNNPlus), "model",
                 "wide skip-connected FFNN on share_net's context and recipe", default=True,
                 isoform_bytes=10_400, space={**CONTEXT_SPACE,
                                              "hidden": {"choice": [128, 256, 512]}},
-                forwards=(FFNNPlus, ShareNet), **_CONTEXT),
+                forwards=(FFNNPlus, RecipeOptions), **_CONTEXT),
 )
 REGISTRY: dict[str, VariantSpec] = {s.name: s for s in SPECS}
 VARIANTS = {s.name: s.factory for s in SPECS}

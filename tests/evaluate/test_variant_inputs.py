@@ -35,7 +35,7 @@ def test_variant_specs_parse_into_columns_with_their_options():
     names = parse_variants("share_net,share_net[context=vae],ffnn_plus[context=none,hidden=16]")
     assert names == ["share_net", "share_net[context=vae]", "ffnn_plus[context=none,hidden=16]"]
     m = make_variant(names[1], lr=1e-2, epochs=None)
-    assert m.context == "vae" and m.opts["lr"] == 1e-2 and m.opts["epochs"] == 60
+    assert m.context == "vae" and m.opts.lr == 1e-2 and m.opts.epochs == 60
     assert make_variant(names[2]).hidden == (16,) and make_variant(names[2]).context == "none"
     assert variant_needs(names[1]) == {"genes", "tissue", "latent:vae"}
     assert make_variant("share_net", latent="ae").context == "ae"          # the alias

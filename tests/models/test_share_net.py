@@ -56,17 +56,17 @@ def test_segment_softmax_matches_a_dense_reference():
 def test_registered_with_its_options_and_needs():
     assert variant_needs("share_net") == {"genes", "tissue"}
     m = make_variant("share_net", n_components=8, epochs=None, hidden="9")  # hidden: not its own
-    assert m.opts["n_components"] == 8 and m.opts["epochs"] == 60 and m.opts["tissue"]
-    assert m.opts["context_scale"] == "variance" and m.opts["tissue_scale"] == 4.0
-    assert not m.opts["refit"]
-    with pytest.raises(RavisoError, match="bad share_net options"):
+    assert m.opts.n_components == 8 and m.opts.epochs == 60 and m.opts.tissue
+    assert m.opts.context_scale == "variance" and m.opts.tissue_scale == 4.0
+    assert not m.opts.refit
+    with pytest.raises(RavisoError, match="share_net: bad options"):
         make_variant("share_net", lr=0)
     with pytest.raises(RavisoError, match="context_scale"):
         make_variant("share_net", context_scale="log")
     shared = dict(lr=1e-3, epochs=20, share_net={"lr": 3e-3, "epochs": 25})  # per-variant dict
-    assert make_variant("share_net", **shared).opts["lr"] == 3e-3
-    assert make_variant("share_net", **shared).opts["epochs"] == 25
-    assert make_variant("ffnn_plus", **shared).opts["lr"] == 1e-3
+    assert make_variant("share_net", **shared).opts.lr == 3e-3
+    assert make_variant("share_net", **shared).opts.epochs == 25
+    assert make_variant("ffnn_plus", **shared).opts.lr == 1e-3
 
 
 def test_starts_at_isoform_fraction_fit_and_shares_sum_to_one():
