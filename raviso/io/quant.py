@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from ..core.errors import RavisoError
+from .text import is_gzip
 
 # exact headers of the quantifiers' outputs (leading columns; RSEM may append posterior columns)
 SALMON = ("Name", "Length", "EffectiveLength", "TPM", "NumReads")
@@ -60,11 +61,6 @@ class Quant:
     eff_length: np.ndarray | None     # (n,) float64
     gene: np.ndarray | None           # (n,) str, the file's own transcript -> gene column
     layout: Layout
-
-
-def is_gzip(path) -> bool:
-    with open(path, "rb") as f:
-        return f.read(2) == b"\x1f\x8b"
 
 
 def open_text(path):
