@@ -228,6 +228,28 @@ def model_arrays(oof: dict, variant: str) -> dict | None:
     return combine(parts) if parts else None
 
 
+def model_reliability(oof: dict, column: str) -> dict:
+    """`raviso.models.saved.fit_model`'s ``reliability`` and ``tissue_free_reliability``: the
+    summed arrays of the CV column `column` and of its ``tissue=False`` twin (None if not run)."""
+    free = tissue_free_column(column, {name for _, name in oof})
+    return {"reliability": model_arrays(oof, column),
+            "tissue_free_reliability": model_arrays(oof, free) if free else None}
+
+
+def tissue_free_column(column: str, names) -> str | None:
+    """The CV column that is `column` with ``tissue=False`` (``share_net[tissue=False]``), if
+    it ran: its arrays describe the MODEL's tissue-free regressor."""
+    from ..models.spec import parse_spec
+
+    _, base, own = parse_spec(column)
+    want = {**own, "tissue": False}
+    for name in sorted(names):
+        _, b, o = parse_spec(name)
+        if b == base and o == want and "@" not in name:
+            return name
+    return None
+
+
 def save_trial(path, arrays: dict) -> None:
     """A trial's arrays beside its per-sample errors in its Tune checkpoint."""
     with open(path, "wb") as f:

@@ -33,6 +33,7 @@ MODEL_JSON = "model.json"
 REGRESSOR_DIR = "regressor"
 TISSUE_FREE_DIR = "regressor-tissue-free"   # the same variant fitted without tissue
 RELIABILITY_FILE = "reliability.npz"       # per-isoform out-of-fold arrays of the CV behind it
+TISSUE_FREE_RELIABILITY_FILE = "reliability-tissue-free.npz"   # the same, of the tissue-free path
 
 
 def encoder_dir(name: str) -> str:
@@ -85,7 +86,7 @@ def load_predictor(directory: Path):
 def fit_model(data, variant: str, out, runs: dict[str, str] | None = None,
               options: dict | None = None, store_uri: str | None = None,
               overwrite: bool = False, threads: int | None = None,
-              reliability: dict | None = None):
+              reliability: dict | None = None, tissue_free_reliability: dict | None = None):
     """Fit `variant` on every row of `data` (a `Labelled` with the latents it needs) and write
     MODEL atomically. `runs` maps latent name -> pretraining run directory (copied in). A variant
     that reads tissue is fitted a second time without it (the path `raviso predict` takes for a
@@ -114,8 +115,10 @@ def fit_model(data, variant: str, out, runs: dict[str, str] | None = None,
         save_predictor(model, Path(tmp) / REGRESSOR_DIR)
         if free is not None:
             save_predictor(free, Path(tmp) / TISSUE_FREE_DIR)
-        if reliability is not None:
-            np.savez_compressed(Path(tmp) / RELIABILITY_FILE, **reliability)
+        for name, arrays in ((RELIABILITY_FILE, reliability),
+                             (TISSUE_FREE_RELIABILITY_FILE, tissue_free_reliability)):
+            if arrays is not None and (name == RELIABILITY_FILE or free is not None):
+                np.savez_compressed(Path(tmp) / name, **arrays)
         meta = {"format": FORMAT, "variant": variant, "options": options or {},
                 "features": needs, "genes": list(data.gene_names),
                 "gene_means": np.asarray(data.genes).mean(axis=0, dtype=np.float64).tolist(),
@@ -126,6 +129,8 @@ def fit_model(data, variant: str, out, runs: dict[str, str] | None = None,
                 "tissues": list(getattr(model, "tissues_", None) or []),
                 "tissue_free": TISSUE_FREE_DIR if free is not None else None,
                 "reliability": RELIABILITY_FILE if reliability is not None else None,
+                "tissue_free_reliability": (TISSUE_FREE_RELIABILITY_FILE if free is not None
+                                            and tissue_free_reliability is not None else None),
                 "trained_on": {"store": store_uri, "n_samples": int(data.n),
                                "n_tissues": int(len(set(data.tissue.tolist())))},
                 "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),

@@ -28,8 +28,8 @@ from ..core.atomic import atomic_file, check_writable_target
 from ..core.errors import RavisoError
 from ..evaluate import reliability as rel
 from ..io.tables import TSV_FORMAT
-from ..models.saved import RELIABILITY_FILE
 from .out_tables import H5adLayers, MergedTable, ParquetLayers, TsvLayers
+from .tissues import PATH_FREE
 
 UNITS = ("log2tpm", "tpm", "fraction")
 RELIABLE_R2 = 0.5
@@ -85,12 +85,11 @@ class GeneShares:
         return out
 
 
-def load_reliability(m) -> dict | None:
-    """The MODEL's summed out-of-fold arrays (None for a MODEL fitted without a CV)."""
-    name = m.meta.get("reliability")
-    if not name:
-        return None
-    return rel.load_arrays(Path(m.dir) / (name or RELIABILITY_FILE))
+def load_reliability(m, key: str = "reliability") -> dict | None:
+    """The MODEL's summed out-of-fold arrays (None for a MODEL fitted without a CV); `key`
+    ``tissue_free_reliability``: those of its tissue-free regressor (None if its CV lacked it)."""
+    name = m.meta.get(key)
+    return rel.load_arrays(Path(m.dir) / name) if name else None
 
 
 def isoform_columns(m, opts: OutputOptions, arrays: dict | None) -> tuple[dict, np.ndarray | None]:
@@ -114,6 +113,18 @@ def isoform_columns(m, opts: OutputOptions, arrays: dict | None) -> tuple[dict, 
     return cols, width
 
 
+def tissue_free_columns(m, opts: OutputOptions, cols: dict) -> np.ndarray | None:
+    """Add the tissue-free regressor's ``oof_mse_tissue_free`` / ``oof_r2_tissue_free`` to
+    `cols`; return its interval half-widths (None: no arrays or no interval)."""
+    arrays = load_reliability(m, "tissue_free_reliability")
+    if arrays is None:
+        return None
+    stats = rel.per_isoform(arrays)
+    cols["oof_mse_tissue_free"] = stats["oof_mse"]
+    cols["oof_r2_tissue_free"] = stats["oof_r2"]
+    return None if opts.interval is None else rel.halfwidth(arrays["hist"], float(opts.interval))
+
+
 def side_path(out: Path, tag: str) -> Path:
     stem = out.name[:-len(out.suffix)] if out.suffix else out.name
     return out.with_name(f"{stem}.{tag}.tsv")
@@ -133,6 +144,7 @@ class PredictionWriter:
         self.router = router
         arrays = load_reliability(m)
         self.var, self.width = isoform_columns(m, opts, arrays)
+        self.width_free = tissue_free_columns(m, opts, self.var) if arrays else None
         self.layers = layer_names(opts)
         self.shares = GeneShares(self.var["gene_id"]) if "fraction" in opts.units else None
         self.meta = {**meta, "units_written": list(opts.units), "interval": opts.interval,
@@ -190,8 +202,12 @@ class PredictionWriter:
                 units["fraction"] = self.shares.fraction(tpm)
         layers = {u: units[u] for u in self.opts.units if u != "log2tpm"}
         if self.width is not None:
-            layers["lower"] = np.maximum(P - self.width, 0)
-            layers["upper"] = P + self.width
+            w = np.broadcast_to(self.width, P.shape)
+            if self.width_free is not None and self.router is not None:
+                free = np.array([p == PATH_FREE for p in self.router.last_path], bool)
+                w = np.where(free[:, None], self.width_free, w)
+            layers["lower"] = np.maximum(P - w, 0)
+            layers["upper"] = P + w
         self.main.write(list(ids), P, obs, layers)
         for u, t in self.merged.items():
             t.write(list(ids), units[u])
