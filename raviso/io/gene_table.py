@@ -59,6 +59,17 @@ def match_index(labels, genes, symbols=None) -> np.ndarray:
     return idx
 
 
+def check_unique(labels, idx: np.ndarray, source=None) -> None:
+    """A model gene matched by a label that occurs twice is ambiguous: an error naming it."""
+    from collections import Counter
+
+    used = [str(labels[k]) for k in idx[idx >= 0]]
+    counts = Counter(str(x) for x in labels)
+    dups = sorted({u for u in used if counts[u] > 1})
+    if dups:
+        raise RavisoError(f"duplicate genes: {', '.join(dups[:20])}", source)
+
+
 def read_gene_table(path) -> GeneTable:
     """Any delimited (tab or comma, gzip, BOM) or Parquet table; GCT's two header lines skipped."""
     import pandas as pd
@@ -130,6 +141,7 @@ def orient(t: GeneTable, genes, symbols=None, orientation=None, scale=None, sour
     else:
         raise RavisoError(f"--orientation must be one of {', '.join(ORIENTATIONS)} "
                           f"(got {orientation!r})")
+    check_unique(t.col_labels if orientation == ORIENTATIONS[1] else t.row_labels[k], idx, source)
     scale = scale or detect_scale(V, source)
     X = np.full((V.shape[0], len(genes)), np.nan, np.float32)
     X[:, idx >= 0] = V[:, idx[idx >= 0]]

@@ -98,3 +98,11 @@ def test_read_gene_table_errors_are_one_line(tmp_path):
     p.write_text("a\tb\nx\ty\n")
     with pytest.raises(RavisoError, match="expected label column"):
         read_gene_table(p)
+
+
+def test_a_model_gene_matched_twice_is_ambiguous():
+    t = table([[1, 2], [3, 4], [5, 6]], [["G1", "G2", "G1"], ["a", "a", "b"]], ["s1", "s2"])
+    with pytest.raises(RavisoError, match="duplicate genes: G1"):
+        orient(t, ["G1", "G2"])
+    t = table([[1, 2], [3, 4], [5, 6]], [["G1", "G2", "X"], ["a", "a", "b"]], ["s1", "s2"])
+    assert orient(t, ["G1", "G2"]).missing == []     # repeated names elsewhere do not matter
