@@ -17,7 +17,7 @@ from typing import Iterator
 import numpy as np
 
 from ..io.formats import fmt_of, open_matrix, sniff
-from ..io.gene_table import describe, match_index, orient, read_gene_table, to_log2
+from ..io.gene_table import check_unique, describe, match_index, orient, read_gene_table, to_log2
 from ..io.samplesheet import read_samplesheet
 from ..io.tables import TABLES
 from ..core.atomic import atomic_file, check_writable_target
@@ -95,7 +95,7 @@ def _store_input(path, dataset, m, scale):
     st.require(dataset)
     batches = ((X, ids, ["" if t is None else t for t in tissue])
                for X, ids, tissue, _ in st.batches(dataset, CHUNK_ROWS))
-    return _by_columns(st.genes, batches, st.n_rows(dataset), m, scale, f"store {dataset}")
+    return _by_columns(st.genes, batches, st.n_rows(dataset), m, scale, f"store {dataset}", path)
 
 
 def _matrix_input(path, m, scale):
@@ -114,12 +114,13 @@ def _matrix_input(path, m, scale):
                           if src.tissue else None)
                 yield np.array(ch.X, np.float32, copy=True), list(ch.sample_ids), tissue
 
-    return _by_columns(src.features, gen(), src.n_rows, m, scale, sniff(path))
+    return _by_columns(src.features, gen(), src.n_rows, m, scale, sniff(path), path)
 
 
-def _by_columns(features, batches, total, m, scale, kind):
+def _by_columns(features, batches, total, m, scale, kind, source):
     """Samples x features batches -> samples x model genes (matched as import matches ids)."""
     idx = match_index(features, m.genes, m.symbols)
+    check_unique(features, idx, source)
     scale = scale or "log2tpm"
 
     def gen():
