@@ -20,6 +20,7 @@ from .foldvae import FoldVAEFFNN
 from .context import context_latents, context_name
 from .recipe import RecipeOptions
 from .regressors import FFNNRegressor
+from .recommended import CANDIDATES, Recommended
 from .share_net import ShareNet
 from .spec import FFNN_ISOFORM_BYTES, VariantSpec, parse_spec
 
@@ -59,6 +60,17 @@ def isoform_fraction():
 
 def isoform_fraction_fit(seed: int = 0):
     return IsoformFractionBaseline("isoform_fraction_fit", share="fit", seed=seed)
+
+
+def recommended(candidates: str = "+".join(CANDIDATES), select_below: int = 500,
+                inner_k: int = 3, min_weight: float = 0.02, seed: int = 0, **opts) -> Recommended:
+    return Recommended(make_variant, variant_needs, candidates=candidates,
+                       select_below=select_below, inner_k=inner_k, min_weight=min_weight,
+                       seed=seed, **opts)
+
+
+def _recommended_needs(o: dict) -> set:
+    return set().union(*(variant_needs(c, **o) for c in CANDIDATES if c in REGISTRY))
 
 
 # -- inputs ------------------------------------------------------------------------------------
@@ -132,6 +144,11 @@ SPECS: tuple[VariantSpec, ...] = (
                 isoform_bytes=10_400, space={**CONTEXT_SPACE,
                                              "hidden": {"choice": [128, 256, 512]}},
                 forwards=(FFNNPlus, RecipeOptions), **_CONTEXT),
+    VariantSpec("recommended", recommended, "model",
+                "share_net; below select_below training samples the best convex blend of it and "
+                "the strongest baselines by inner donor-grouped CV", needs=_recommended_needs,
+                isoform_bytes=8_200, forwards=(_context_model(ShareNet), ShareNet, RecipeOptions),
+                gene_copies=3.1, inner_split=True),
 )
 REGISTRY: dict[str, VariantSpec] = {s.name: s for s in SPECS}
 VARIANTS = {s.name: s.factory for s in SPECS}
