@@ -141,3 +141,19 @@ def test_sample_sheet_must_list_every_input_sample(ens_model, tmp_path):
     with pytest.raises(RavisoError, match="1 input samples are not in the sample sheet: GTEX-D000"):
         run(root, src, tmp_path / "p.parquet", samples=write_sheet(tmp_path / "s.csv", short))
     assert not (tmp_path / "p.parquet").exists()
+
+
+def test_the_cli_reports_the_layout_in_one_line(ens_model, tmp_path):
+    import subprocess
+    import sys
+
+    root, d, _ = ens_model
+    src = write_gene_tpm(tmp_path / "gene_tpm.tsv", d)
+    sheet = write_sheet(tmp_path / "samples.csv", d)
+    r = subprocess.run([sys.executable, "-c", "import cli; cli.main()", "predict",
+                        str(root / "model"), str(src), "--samples", str(sheet), "--quiet",
+                        "--out", str(tmp_path / "p.parquet")], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-1500:]
+    lines = [ln for ln in r.stderr.splitlines() if ln.startswith("raviso: input:")]
+    assert lines == ["raviso: input: genes x samples, TPM -> log2(TPM+1), 48 samples, 16/16 model "
+                     "genes (matched on label column 1)"]
