@@ -106,10 +106,12 @@ def seed_rate(h5_path: Path, batch: int, steps: int) -> float:
 
 def ray_rate(store: Path, run: Path, batch: int, epochs: int) -> tuple[float, list[dict]]:
     from raviso.train.pretrain import pretrain
+    from raviso.train.config import PretrainConfig, TrainConfig
 
-    pretrain(store, run, {}, {"epochs": epochs, "batch_size": batch, "workers": 1,
-                              "cpus_per_worker": 1, "val_fraction": 0.0, "eval_gtex": False,
-                              "keep_checkpoints": 1}, overwrite=True, quiet=True)
+    pretrain(store, run, None, TrainConfig(epochs=epochs, batch_size=batch, workers=1,
+                                         cpus_per_worker=1, val_fraction=0.0, eval_gtex=False,
+                                         keep_checkpoints=1),
+             PretrainConfig(overwrite=True, quiet=True))
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     return max(r["samples_per_s"] for r in records), records
 

@@ -55,6 +55,7 @@ def loadavg() -> float:
 
 def run_bench(quick: bool = False, address: str | None = None, seed: int = 0) -> dict:
     from raviso.core.ray_session import init_ray
+    from raviso.evaluate.config import TuneConfig
     from raviso.evaluate.tune import search
     from raviso.evaluate.tune_space import default_space
 
@@ -65,14 +66,15 @@ def run_bench(quick: bool = False, address: str | None = None, seed: int = 0) ->
         data = labelled_preset(size["preset"], tmp, seed)
         init_ray(address=address, num_cpus=None if address else os.cpu_count())
         rows = np.arange(data.n)
-        common = dict(trials=size["trials"], max_epochs=size["epochs"], seed=seed,
-                      base_options={"seed": seed}, max_failures=0, storage=tmp / "tune")
+        common = dict(variant=VARIANT, trials=size["trials"], max_epochs=size["epochs"],
+                      seed=seed, max_failures=0)
         runs = {}
         for name, sp, sched in (("asha", space, "asha"),
                                 ("grid", grid_space(space, size["lrs"], size["widths"]), "fifo")):
             before = loadavg()
-            out = search(data, rows, VARIANT, sp, scheduler=sched, name=f"bench-{name}",
-                         **common)
+            out = search(data, rows, sp, TuneConfig(scheduler=sched, **common),
+                         storage=tmp / "tune", base_options={"seed": seed},
+                         name=f"bench-{name}")
             runs[name] = (out, before, loadavg())
     (a, a0, a1), (g, g0, g1) = runs["asha"], runs["grid"]
     res = {"bench": "tune", "quick": quick, "preset": size["preset"], "variant": VARIANT,

@@ -47,6 +47,8 @@ def run_demo(out="raviso-demo", overwrite: bool = False, address: str | None = N
     from .evaluate.cv import run_cv
     from .train.encode import encode
     from .train.pretrain import pretrain
+    from .models.vae_config import VAEConfig
+    from .train.config import PretrainConfig, TrainConfig
     from .core.ray_session import init_ray
     from .synth.generate import generate
 
@@ -89,8 +91,8 @@ def run_demo(out="raviso-demo", overwrite: bool = False, address: str | None = N
     for name, beta in (("vae", 1.0), ("ae", 0.0)):
         step(f"pretrain the {'VAE' if beta else 'autoencoder (beta=0)'} on ARCHS4",
              lambda name=name, beta=beta: pretrain(
-                 store, runs / name, {**VAE_MODEL, "beta": beta}, {**PRETRAIN, "seed": SEED},
-                 address=address, quiet=False))
+                 store, runs / name, VAEConfig(**VAE_MODEL, beta=beta),
+                 TrainConfig(**PRETRAIN, seed=SEED), PretrainConfig(address=address)))
         step(f"encode GTEx with the {name} run",
              lambda name=name: encode(runs / name, store, "gtex", address=address))
     cv_dir = step("cross-validate raviso's models, the paper's variants and the baselines",

@@ -6,6 +6,7 @@ reads), small enough that a whole Tune run over them takes seconds.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
@@ -74,3 +75,15 @@ def write_tiny_run(path: Path, genes, latent_dim: int = 4, beta: float = 1.0, se
         {"run_name": name or path.name, "model": mc.to_dict(), "genes": "genes.txt",
          "weights": "model.safetensors", "train": {}}))
     return path
+
+
+@contextlib.contextmanager
+def failing_once(fold: int, variant: str):
+    """Inside: the cv trial (`fold`, `variant`) crashes once (`raviso.evaluate.cv.FAULTS`)."""
+    import pytest
+
+    import raviso.evaluate.cv as cv
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(cv.FAULTS, "trial", (fold, variant))
+        yield

@@ -27,6 +27,8 @@ MAY_IMPORT: dict[str, set[str]] = {
     "serve": {"core", "data", "io", "models", "train", "evaluate"},
     "cluster": {"core"},
     "demo": {"core", "data", "io", "synth", "models", "train", "evaluate", "serve"},
+    "commands": {"core", "data", "io", "synth", "models", "train", "evaluate", "serve", "cluster",
+                 "demo"},
 }
 
 

@@ -67,7 +67,8 @@ class CvConfig(StageConfig):
     save_model: bool = option(False, "Also fit the best savable variant (share_net, ffnn_plus "
                               "or an FFNN) on all samples: CV/model.")
     overwrite: bool = overwrite_option()
-    report: bool = option(True, "Write results.json only, no report.md/table1.csv/plots.",
+    report: bool = option(True, "Write report.md, table1.csv and plots (--no-report: "
+                          "results.json only).",
                           flag="--report/--no-report")
 
 

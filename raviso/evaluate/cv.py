@@ -1,19 +1,6 @@
-"""`raviso cv`: every (fold, variant) pair as one Ray Tune trial, run in parallel.
-
-Why this shape:
-- The labelled matrices go into the object store ONCE (`tune.with_parameters` puts the `Labelled`
-  object there); every trial on a node deserialises it zero-copy, so its numpy arrays are read-only
-  views into shared memory. At full scale the isoform matrix is 10.9 GB and must not be copied per
-  trial; each trial reports ``zero_copy`` (its matrices are not writeable = not private copies) and
-  its peak RSS so this can be checked.
-- The trainable is a plain function that trains in-process (Train V2 cannot be nested in Tune) and
-  calls `ray.tune.report`; per-sample validation errors travel as the trial's checkpoint
-  (``errors.npy``) and are collected into ``CV/errors/`` by the driver. Actors are reused across
-  trials, so torch start-up is paid once per concurrent slot, not once per trial.
-- A crashed trial is retried (``FailureConfig(max_failures)``); a driver-side Tune callback counts
-  Tune's own recoveries of each trial, so results.json can say which trials needed a retry.
-- `run_trial` (no Ray) is the unit of work: the benchmark times it one by one to compute Tune's
-  parallel efficiency, and tests can call it directly.
+"""`raviso cv`: every (fold, variant) pair as one Ray Tune trial, run in parallel on a labelled
+set held once in the object store; `run_trial` (no Ray) is the unit of work. Design notes:
+docs/stages.md.
 """
 
 from __future__ import annotations
@@ -131,33 +118,26 @@ def trial_order(variants, k: int) -> list[list]:
     return [[f, v] for v in ranked for f in range(k)]
 
 
-def tune_folds(data: Labelled, folds: Folds, variants, storage: Path, *, options=None,
-               cpus_per_trial: float = 1, gpus_per_trial: float = 0, max_failures: int = 2,
-               max_concurrent: int | None = None, extra_config: dict | None = None,
+def tune_folds(data: Labelled, folds: Folds, variants, storage: Path,
+               cfg: CvConfig | None = None, *, options=None, extra_config: dict | None = None,
                name: str = "cv", progress=None, done: dict | None = None) -> TuneOutcome:
     """Run every (fold, variant) as a Tune trial on the connected Ray; collect metrics + errors.
-    `done`: trials finished by an earlier attempt (`raviso.evaluate.resume`), reused as they are."""
-    from .reliability import load_trial
+    `cfg`: its cpus/gpus per trial, max_failures and max_concurrent. `done`: trials finished by
+    an earlier attempt (`raviso.evaluate.resume`), reused as they are."""
     from .resume import reused_trials
 
-    trials, errors = reused_trials(done, _TRIAL_KEYS)
-    oof = {}
+    cfg = cfg or CvConfig()
+
+    (trials, errors), oof = reused_trials(done, _TRIAL_KEYS), {}
     jobs = [j for j in trial_order(variants, folds.k) if (j[0], j[1]) not in (done or {})]
 
     from ray import tune
 
-    from ..core.ray_session import cluster_cpus, cluster_gpus
-    from .capacity import TrialResources, trial_cpus
+    from .capacity import TrialResources
+    from .trial_watch import watch_callback_class
 
-    memory, cpus = {}, {v: cpus_per_trial for v in variants}
-    if max_concurrent is None:
-        # each variant asks for the CPUs its memory needs (`capacity.cpus_by_memory`): Ray then
-        # packs light trials by the cores and runs heavy ones with more threads, fewer at once
-        cpus, memory = trial_cpus(data, folds, variants, cpus_per_trial)
-        by_cpu = int(cluster_cpus() // max(min(cpus.values()), 1e-9))
-        by_gpu = int(cluster_gpus() // gpus_per_trial) if gpus_per_trial else by_cpu
-        max_concurrent = max(1, min(by_cpu, by_gpu))
-    gpu = {"gpu": gpus_per_trial} if gpus_per_trial else {}
+    cpus, memory, max_concurrent = _trial_resources(data, folds, variants, cfg)
+    gpu = {"gpu": cfg.gpus_per_trial} if cfg.gpus_per_trial else {}
     # one grid axis of [fold, variant] pairs (not a cross product), unpacked by `_job_trial`
     trainable = tune.with_resources(tune.with_parameters(     # (R, n) ids with --repeats
         _job_trial, data=data, fold_ids=getattr(folds, "assignments", folds.fold)),
@@ -167,7 +147,7 @@ def tune_folds(data: Labelled, folds: Folds, variants, storage: Path, *, options
              "threads": {v: max(1, int(c)) for v, c in cpus.items()},
              **(extra_config or {})}
     storage = str(storage) if "://" in str(storage) else str(Path(storage).absolute())
-    watch = _watch_callback_class()(progress, folds.k * len(variants))
+    watch = watch_callback_class()(progress, folds.k * len(variants))
     tuner = tune.Tuner(
         trainable,
         param_space=space,
@@ -177,12 +157,41 @@ def tune_folds(data: Labelled, folds: Folds, variants, storage: Path, *, options
         run_config=tune.RunConfig(
             name=name, verbose=0,
             storage_path=storage, callbacks=[watch],
-            failure_config=tune.FailureConfig(max_failures=max_failures)),
+            failure_config=tune.FailureConfig(max_failures=cfg.max_failures)),
     )
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")   # the new console output ignores verbose=0
     t0 = time.perf_counter()
     grid = tuner.fit() if jobs else []
     wall = time.perf_counter() - t0
+    _collect(grid, watch, trials, errors, oof)
+    trials.sort(key=lambda t: (t["fold"], list(variants).index(t["variant"])))
+    return TuneOutcome(trials, errors, wall, max_concurrent,
+                       {"cpus_per_trial": cfg.cpus_per_trial,
+                        "gpus_per_trial": cfg.gpus_per_trial,
+                        "cpus_per_variant": cpus, **({"memory": memory} if memory else {})},
+                       oof={k: v for k, v in oof.items() if v is not None})
+
+
+def _trial_resources(data, folds, variants, cfg: CvConfig) -> tuple[dict, dict, int]:
+    """(CPUs per variant, memory per variant, trials at once)."""
+    from ..core.ray_session import cluster_cpus, cluster_gpus
+    from .capacity import trial_cpus
+
+    memory, cpus = {}, {v: cfg.cpus_per_trial for v in variants}
+    if cfg.max_concurrent is not None:
+        return cpus, memory, cfg.max_concurrent
+    # each variant asks for the CPUs its memory needs (`capacity.cpus_by_memory`): Ray then
+    # packs light trials by the cores and runs heavy ones with more threads, fewer at once
+    cpus, memory = trial_cpus(data, folds, variants, cfg.cpus_per_trial)
+    by_cpu = int(cluster_cpus() // max(min(cpus.values()), 1e-9))
+    by_gpu = int(cluster_gpus() // cfg.gpus_per_trial) if cfg.gpus_per_trial else by_cpu
+    return cpus, memory, max(1, min(by_cpu, by_gpu))
+
+
+def _collect(grid, watch, trials: list, errors: dict, oof: dict) -> None:
+    """Each finished Tune result as a trial row (+ its errors and out-of-fold arrays)."""
+    from .reliability import load_trial
+
     for r in grid:
         fold, variant = r.config["job"]
         m = dict(r.metrics or {})
@@ -196,52 +205,6 @@ def tune_folds(data: Labelled, folds: Folds, variants, storage: Path, *, options
                 errors[(int(fold), variant)] = np.load(os.path.join(d, ERRORS_FILE))
                 oof[(int(fold), variant)] = load_trial(d)
         trials.append(row)
-    trials.sort(key=lambda t: (t["fold"], list(variants).index(t["variant"])))
-    return TuneOutcome(trials, errors, wall, max_concurrent,
-                       {"cpus_per_trial": cpus_per_trial, "gpus_per_trial": gpus_per_trial,
-                        "cpus_per_variant": cpus, **({"memory": memory} if memory else {})},
-                       oof={k: v for k, v in oof.items() if v is not None})
-
-
-def _watch_callback_class():
-    from ray import tune
-
-    class TrialWatch(tune.Callback):
-        """Counts Tune's retries of each (fold, variant) (its own record of a crashed trial being
-        restarted) and says one line per finished or crashed trial when given `say`."""
-
-        def __init__(self, say, total):
-            self.say, self.total, self.done = say, total, 0
-            self.recoveries: dict[tuple, int] = {}
-
-        def __getstate__(self):
-            # Tune pickles its callbacks into the experiment state; `say` may hold a console
-            return {**self.__dict__, "say": None}
-
-        @staticmethod
-        def _key(trial):
-            fold, variant = trial.config["job"]
-            return int(fold), variant
-
-        def on_trial_result(self, iteration, trials, trial, result, **info):
-            self.done += 1
-            fold, variant = self._key(trial)
-            if self.say:
-                self.say(f"trial {self.done}/{self.total}: fold {fold} {variant}: MSE "
-                         f"{result.get('mse', float('nan')):.4f} in "
-                         f"{result.get('seconds', 0):.1f} s")
-
-        def on_trial_recover(self, iteration, trials, trial, **info):
-            key = self._key(trial)
-            self.recoveries[key] = self.recoveries.get(key, 0) + 1
-            if self.say:
-                self.say(f"trial fold {key[0]} {key[1]} crashed: retrying it")
-
-        def on_trial_error(self, iteration, trials, trial, **info):
-            if self.say:
-                self.say(f"trial fold {self._key(trial)[0]} {self._key(trial)[1]} failed for good")
-
-    return TrialWatch
 
 
 def _job_trial(config: dict, data: Labelled = None, fold_ids: np.ndarray = None) -> None:
@@ -257,99 +220,128 @@ _TRIAL_KEYS = ("mse", "mse_mean_baseline", "r2", "median_pearson", "frac_r_gt_05
 
 
 # -- the command -------------------------------------------------------------------------------
-def run_cv(store, pretrained=None, pretrained_ae=None, variants=None, folds: int = 5,
-           group_by: str = "donor", epochs: int | None = None, seed: int = 0, out=None,
-           fold_scheme: str = "kfold", address: str | None = None, cpus_per_trial: float = 1,
-           gpus_per_trial: float = 0,
-           max_failures: int = 2, save_model: bool = False, overwrite: bool = False,
-           report: bool = True, variant_options: dict | None = None, num_cpus: int | None = None,
-           storage: str | None = None, progress=print, target_dtype: str = "auto",
-           max_concurrent: int | None = None, resume: bool = False, repeats: int = 1,
-           tune: int = 0, tuned_config=None, inner_folds: int = 3,
-           cfg: CvConfig | None = None, _fail_once: tuple | None = None) -> Path:
-    """Cross-validate `variants` on the store's labelled set; write CV (results.json, errors/,
-    report.md, ...) atomically. Returns the CV directory. `tune` / `tuned_config`: a nested search
-    of that many trials per outer fold, or a fixed best.json, as ``<variant>@tuned`` columns
-    (`raviso.evaluate.nested`).
+# tests set {"trial": (fold, variant)} here (monkeypatch) to crash that trial once
+FAULTS: dict = {}
+
+
+@dataclass
+class _Setup:
+    """What `run_cv` loads before the first trial."""
+
+    names: list
+    skipped: dict
+    runs: dict
+    st: object
+    data: Labelled
+    fold_plan: object
+    options: dict
+
+
+def run_cv(store, cfg: CvConfig | None = None, *, out=None, progress=print, **options) -> Path:
+    """Cross-validate `cfg.variants` on the store's labelled set; write CV (results.json, errors/,
+    report.md, ...) atomically. Returns the CV directory. `options`: CvConfig fields replacing
+    `cfg`'s (a Python caller's shorthand). `tune` / `tuned_config`: a nested search per outer
+    fold, or a fixed best.json, as ``<variant>@tuned`` columns (`raviso.evaluate.nested`).
 
     `storage`: where Tune persists trial results (default ``.CV.tune`` beside CV on this machine;
     on a multi-node cluster give a path every node shares, or an ``s3://``/``gs://`` URI); kept
     until CV is written whole, so `resume` reruns only the trials that did not finish
     (`raviso.evaluate.resume`)."""
-    if cfg is not None:     # the CLI's way in: one CvConfig instead of its fields as keywords
-        return run_cv(store, out=out, progress=progress, _fail_once=_fail_once, **cfg.kwargs())
-    from . import results as results_mod
-    from .nested import check_tuning, tuning_plan
-    from .reliability import cv_intervals
+    from . import resume as resume_mod
     from ..core.ray_session import init_ray
 
+    cfg = CvConfig.build(cfg, **options)
     if out is None:
         raise RavisoError("--out is required")
-    overwrite = overwrite or resume        # a resumed CV replaces what the failed attempt wrote
+    overwrite = cfg.overwrite or cfg.resume  # a resumed CV replaces what the failed attempt wrote
     out = check_writable_target(Path(out), overwrite)
-    if group_by not in ("donor", "none"):
-        raise RavisoError(f"--group-by must be donor or none (got {group_by!r})")
-    names, skipped = available_variants(variants, pretrained, pretrained_ae, variant_options)
-    for v, why in skipped.items():
-        progress(f"skipping {v}: {why}")
-    check_tuning(tune, tuned_config)
-    runs = latent_runs(names, pretrained, pretrained_ae, variant_options, tuned_config)
-    progress(f"loading labelled set from {store}")
-    st, data = load_labelled(store, runs, target_dtype)
-    fold_plan = repeated_folds(data.tissue, data.donor, k=folds, seed=seed, repeats=repeats,
-                               group_by=group_by, source=st.uri, scheme=fold_scheme)
-    options = _trial_options(variant_options, epochs, seed, gpus_per_trial)
-    init_ray(address=address, num_cpus=num_cpus)
-    from . import resume as resume_mod
-
-    trial_root = resume_mod.trial_store(out, storage)
-    what = dict(store=str(store), pretrained=runs.get("vae"), pretrained_ae=runs.get("ae"),
-                folds=folds, repeats=repeats, group_by=group_by, fold_scheme=fold_scheme,
-                epochs=epochs, seed=seed, variant_options=options)
-    tuned = None if not tuned_config else str(tuned_config)
+    setup = _load(store, cfg, progress)
+    init_ray(address=cfg.address, num_cpus=cfg.num_cpus)
+    trial_root = resume_mod.trial_store(out, cfg.storage)
+    tuned = None if not cfg.tuned_config else str(cfg.tuned_config)
     experiment, done = resume_mod.prepare(trial_root, resume_mod.fingerprint(
-        {**_identity(what, names), "target_dtype": target_dtype, "tune": tune,
-         "inner_folds": inner_folds, "tuned_config": tuned},
-        getattr(fold_plan, "assignments", fold_plan.fold)), resume, progress)   # (R, n)
+        {**_identity(_what(store, cfg, setup), setup.names), "target_dtype": cfg.target_dtype,
+         "tune": cfg.tune, "inner_folds": cfg.inner_folds, "tuned_config": tuned},
+        getattr(setup.fold_plan, "assignments", setup.fold_plan.fold)), cfg.resume, progress)
     done = {k: v for k, v in done.items() if "@" not in k[1]}   # a nested search reruns: so do they
     with atomic_dir(out, overwrite=overwrite) as tmp:
-        extra = {}
-        if _fail_once:
-            extra = {"_fail_once_marker": str(Path(tmp) / ".fail-once"),
-                     "_fail_once_trial": list(_fail_once)}
-        plan = tuning_plan(data, fold_plan, names, tune, tuned_config, tmp,
-                           trial_root, options, epochs=epochs,
-                           inner_folds=inner_folds, seed=seed, group_by=group_by,
-                           fold_scheme=fold_scheme, cpus_per_trial=cpus_per_trial,
-                           gpus_per_trial=gpus_per_trial, max_failures=max_failures,
-                           progress=progress)
-        names, extra["fold_options"] = names + plan.variants, plan.fold_options
-        progress(f"running {fold_plan.k} folds x {len(names)} variants on Ray Tune")
-        outcome = tune_folds(data, fold_plan, names, trial_root, name=experiment, done=done,
-                             options=options, progress=progress,
-                             cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial,
-                             max_failures=max_failures, extra_config=extra,
-                             max_concurrent=max_concurrent)
-        config = {**_identity(what, names), "cpus_per_trial": cpus_per_trial,
-                  "gpus_per_trial": gpus_per_trial, "max_failures": max_failures,
-                  "target_dtype": data.mapped.dtype if data.mapped else "float32",
-                  "tune": tune, "tuned_config": tuned}
-        doc = results_mod.build_results(config, data, fold_plan, outcome)
-        if skipped:
-            doc["skipped_variants"] = skipped
-        doc["intervals"] = cv_intervals(outcome.oof, fold_plan.k, names)
-        if plan.record:
-            doc["tuning"] = plan.record
-        results_mod.write_results(tmp, doc, outcome.errors)
-        if save_model:
-            _save_model(Path(tmp) / "model", doc, plan, data, runs, st.uri, options, progress,
-                        outcome.oof)
-        if report:
-            from .report import has_curves, write_report
-
-            write_report(tmp, pretrain=pretrained if has_curves(pretrained) else None)
-    _check_trials(doc, trial_root, max_failures, out)
+        doc = _cross_validate(store, cfg, setup, Path(tmp), trial_root, experiment, done,
+                              progress)
+    _check_trials(doc, trial_root, cfg.max_failures, out)
     return out
+
+
+def _load(store, cfg: CvConfig, progress) -> _Setup:
+    """Variants, latents, the labelled set, the folds and the trials' options."""
+    from .nested import check_tuning
+
+    names, skipped = available_variants(cfg.variants, cfg.pretrained, cfg.pretrained_ae,
+                                        cfg.variant_options)
+    for v, why in skipped.items():
+        progress(f"skipping {v}: {why}")
+    check_tuning(cfg.tune, cfg.tuned_config)
+    runs = latent_runs(names, cfg.pretrained, cfg.pretrained_ae, cfg.variant_options,
+                       cfg.tuned_config)
+    progress(f"loading labelled set from {store}")
+    st, data = load_labelled(store, runs, cfg.target_dtype)
+    fold_plan = repeated_folds(data.tissue, data.donor, k=cfg.folds, seed=cfg.seed,
+                               repeats=cfg.repeats, group_by=cfg.group_by, source=st.uri,
+                               scheme=cfg.fold_scheme)
+    options = _trial_options(cfg.variant_options, cfg.epochs, cfg.seed, cfg.gpus_per_trial)
+    return _Setup(names, skipped, runs, st, data, fold_plan, options)
+
+
+def _what(store, cfg: CvConfig, setup: _Setup) -> dict:
+    return dict(store=str(store), pretrained=setup.runs.get("vae"),
+                pretrained_ae=setup.runs.get("ae"), folds=cfg.folds, repeats=cfg.repeats,
+                group_by=cfg.group_by, fold_scheme=cfg.fold_scheme, epochs=cfg.epochs,
+                seed=cfg.seed, variant_options=setup.options)
+
+
+def _fault_config(tmp: Path) -> dict:
+    """The trial config that makes `FAULTS["trial"]` crash once (tests only)."""
+    if not FAULTS.get("trial"):
+        return {}
+    return {"_fail_once_marker": str(tmp / ".fail-once"),
+            "_fail_once_trial": list(FAULTS["trial"])}
+
+
+def _cross_validate(store, cfg: CvConfig, setup: _Setup, tmp: Path, trial_root, experiment,
+                    done, progress) -> dict:
+    """Tuning plan, the trials, results.json, the model and the report into `tmp`."""
+    from . import results as results_mod
+    from .nested import tuning_plan
+    from .reliability import cv_intervals
+
+    data, fold_plan = setup.data, setup.fold_plan
+    extra = _fault_config(tmp)
+    plan = tuning_plan(data, fold_plan, setup.names, cfg, tmp, trial_root, setup.options,
+                       progress=progress)
+    names, extra["fold_options"] = setup.names + plan.variants, plan.fold_options
+    progress(f"running {fold_plan.k} folds x {len(names)} variants on Ray Tune")
+    outcome = tune_folds(data, fold_plan, names, trial_root, cfg, name=experiment, done=done,
+                         options=setup.options, progress=progress, extra_config=extra)
+    config = {**_identity(_what(store, cfg, setup), names),
+              "cpus_per_trial": cfg.cpus_per_trial, "gpus_per_trial": cfg.gpus_per_trial,
+              "max_failures": cfg.max_failures,
+              "target_dtype": data.mapped.dtype if data.mapped else "float32",
+              "tune": cfg.tune,
+              "tuned_config": None if not cfg.tuned_config else str(cfg.tuned_config)}
+    doc = results_mod.build_results(config, data, fold_plan, outcome)
+    if setup.skipped:
+        doc["skipped_variants"] = setup.skipped
+    doc["intervals"] = cv_intervals(outcome.oof, fold_plan.k, names)
+    if plan.record:
+        doc["tuning"] = plan.record
+    results_mod.write_results(tmp, doc, outcome.errors)
+    if cfg.save_model:
+        _save_model(tmp / "model", doc, plan, data, setup.runs, setup.st.uri, setup.options,
+                    progress, outcome.oof)
+    if cfg.report:
+        from .report import has_curves, write_report
+
+        write_report(tmp, pretrain=cfg.pretrained if has_curves(cfg.pretrained) else None)
+    return doc
 
 
 def _identity(what: dict, variants: list[str]) -> dict:
@@ -377,13 +369,13 @@ def _save_model(model_dir: Path, doc: dict, plan, data: Labelled, runs: dict, st
     """--save-model: the best savable variant (tuned config if it won) fitted on every row, with
     its column's out-of-fold reliability arrays (`raviso.evaluate.reliability`)."""
     from ..models.saved import fit_model, model_variant
-    from .reliability import model_arrays
+    from .reliability import model_reliability
 
     column = model_variant(doc)
     variant, fit_options = plan.final_model(column, options, progress)
     progress(f"fitting {variant} on all {data.n} labelled samples (--save-model)")
     fit_model(data, variant, model_dir, runs=runs, options=fit_options, store_uri=store_uri,
-              reliability=model_arrays(oof or {}, column))
+              **model_reliability(oof or {}, column))
 
 
 def _check_trials(doc: dict, trial_root, max_failures: int, out: Path) -> None:

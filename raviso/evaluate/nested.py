@@ -61,15 +61,27 @@ def check_tuning(tune: int, config) -> None:
         read_best(config)
 
 
-def tuning_plan(data, folds, variants, tune: int, config, out_dir, storage, options: dict, *,
-                epochs: int | None, **search_kw) -> Plan:
-    """The plan `raviso cv` follows: nested search (--tune N), fixed config (--config) or none."""
-    if config:
-        return config_plan(config, folds, options)
-    if tune:
-        return nested_plan(data, folds, variants, tune, out_dir, storage, base_options=options,
-                           max_epochs=epochs or DEFAULT_MAX_EPOCHS, **search_kw)
+def tuning_plan(data, folds, variants, cfg, out_dir, storage, options: dict, *,
+                progress=None) -> Plan:
+    """The plan `raviso cv` (its `CvConfig` `cfg`) follows: nested search (--tune N), fixed config
+    (--config) or none."""
+    if cfg.tuned_config:
+        return config_plan(cfg.tuned_config, folds, options)
+    if cfg.tune:
+        return nested_plan(data, folds, variants, cfg, out_dir, storage, base_options=options,
+                           progress=progress)
     return Plan()
+
+
+def inner_search_config(cfg, variant: str, fold: int):
+    """The `TuneConfig` of the search inside outer fold `fold` of a nested `raviso cv`."""
+    from .config import TuneConfig
+
+    return TuneConfig(variant=variant, trials=cfg.tune,
+                      max_epochs=cfg.epochs or DEFAULT_MAX_EPOCHS, inner_folds=cfg.inner_folds,
+                      seed=cfg.seed + fold, group_by=cfg.group_by, fold_scheme=cfg.fold_scheme,
+                      cpus_per_trial=cfg.cpus_per_trial, gpus_per_trial=cfg.gpus_per_trial,
+                      max_failures=cfg.max_failures)
 
 
 def tuned_name(variant: str) -> str:
@@ -81,10 +93,8 @@ def options_for(fold_options: dict, fold: int, variant: str) -> dict:
     return dict(fold_options.get(f"{int(fold)}/{variant}", {}))
 
 
-def nested_plan(data, folds, variants, trials: int, out_dir, storage, *, base_options: dict,
-                max_epochs: int, inner_folds: int = 3, seed: int = 0, group_by: str = "donor",
-                fold_scheme: str = "kfold", cpus_per_trial: float = 1,
-                gpus_per_trial: float = 0, max_failures: int = 2, progress=None) -> Plan:
+def nested_plan(data, folds, variants, cfg, out_dir, storage, *, base_options: dict,
+                progress=None) -> Plan:
     """Search every tunable variant inside every outer fold; write each search's best.json,
     trials.parquet and search.png to ``out_dir/tuning/fold<i>_<variant>/``."""
     from .tune import search, write_search
@@ -101,12 +111,9 @@ def nested_plan(data, folds, variants, trials: int, out_dir, storage, *, base_op
             train, _ = folds.split(f)
             if progress:
                 progress(f"outer fold {f}: tuning {v} on its {len(train)} training rows")
-            out = search(data, train, v, space, trials=trials, storage=storage,
-                         base_options=base_options, max_epochs=max_epochs,
-                         inner_folds=inner_folds, seed=seed + f, group_by=group_by,
-                         fold_scheme=fold_scheme, cpus_per_trial=cpus_per_trial,
-                         gpus_per_trial=gpus_per_trial, max_failures=max_failures,
-                         name=f"search-fold{f}-{v}", progress=progress)
+            out = search(data, train, space, inner_search_config(cfg, v, f), storage=storage,
+                         base_options=base_options, name=f"search-fold{f}-{v}",
+                         progress=progress)
             where = Path(out_dir) / "tuning" / f"fold{f}_{v}"
             where.mkdir(parents=True)
             write_search(where, out)
@@ -118,8 +125,8 @@ def nested_plan(data, folds, variants, trials: int, out_dir, storage, *, base_op
                              "stopped_early": s["stopped_early"], "failed": s["failed"],
                              "epochs_trained": s["epochs_trained"],
                              "seconds": s["wall_seconds"]})
-    plan.record = {"mode": "nested", "trials": trials, "inner_folds": inner_folds,
-                   "max_epochs": max_epochs, "algorithm": s["algorithm"],
+    plan.record = {"mode": "nested", "trials": cfg.tune, "inner_folds": cfg.inner_folds,
+                   "max_epochs": cfg.epochs or DEFAULT_MAX_EPOCHS, "algorithm": s["algorithm"],
                    "scheduler": s["scheduler"],
                    "spaces": {v: default_space(v) for v in tunable},
                    "per_fold": per_fold, "seconds": time.perf_counter() - t0}
@@ -136,47 +143,3 @@ def config_plan(path, folds, base_options: dict) -> Plan:
                 record={"mode": "config", "config_file": str(path), "variant": variant,
                         "options": options})
 
-
-def tuning_section(doc: dict) -> list[str]:
-    """Markdown lines for report.md: what was tuned and the config each fold chose."""
-    t = doc.get("tuning")
-    if not t:
-        return []
-    if t["mode"] == "config":
-        return ["## Tuned config", "",
-                f"`{t['variant']}{TUNED}` uses the fixed config from `{t['config_file']}` on "
-                f"every fold: `{_opts(t['options'])}`. It was not tuned inside these folds, so "
-                "its CV estimate is unbiased only if the config was tuned on other data.", ""]
-    out = ["## Nested tuning", "",
-           f"Each `<variant>{TUNED}` column: a search of {t['trials']} trials ({t['algorithm']}, "
-           f"{t['scheduler']}) on the outer fold's training rows only, scored on {t['inner_folds']}"
-           f" inner donor-grouped folds of them; the best config was then trained on the outer "
-           f"training rows and scored on the outer validation fold. Search time "
-           f"{t['seconds']:.0f} s.", "",
-           "| fold | variant | inner MSE | epochs | stopped early | config |",
-           "| --- | --- | --- | --- | --- | --- |"]
-    for r in t["per_fold"]:
-        out.append(f"| {r['fold'] + 1} | {r['variant']} | {r['inner_val_mse']:.5g} | "
-                   f"{r['best_epoch']} | {r['stopped_early']}/{r['trials']} | "
-                   f"`{_opts(r['options'])}` |")
-    out.append("")
-    summ = doc["summary"]
-    for v in sorted({r["variant"] for r in t["per_fold"]}):
-        d, tu = summ.get(v, {}).get("mse_mean"), summ.get(tuned_name(v), {}).get("mse_mean")
-        if d is not None and tu is not None:
-            out.append(f"Outer-validation MSE, mean over folds: `{v}` with defaults {d:.5g}, "
-                       f"tuned {tu:.5g} ({'lower' if tu < d else 'NOT lower'}, "
-                       f"{100 * (tu - d) / d:+.1f}%).")
-    out += ["", "Searches: " + ", ".join(
-        f"[fold {r['fold'] + 1} {r['variant']}](tuning/fold{r['fold']}_{r['variant']}/search.png)"
-        for r in t["per_fold"]) + " (curves per trial; best.json and trials.parquet beside)."]
-    return out + [""]
-
-
-def _opts(options: dict) -> str:
-    skip = {"seed", "device"}
-    return ", ".join(f"{k}={_fmt(v)}" for k, v in sorted(options.items()) if k not in skip)
-
-
-def _fmt(v) -> str:
-    return f"{v:.3g}" if isinstance(v, float) else str(v)

@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from ..core.errors import RavisoError
+from .config import TuneConfig
 from .tune_space import best_doc, has_grid, plain, tune_domains
 
 STATE_FILE = "state.pt"
@@ -177,80 +178,104 @@ def _scheduler(kind: str, max_epochs: int, grace: int | None):
             f"asha (grace {min(grace, max_epochs)} epochs, reduction 3, max {max_epochs})")
 
 
-def search(data, rows, variant: str, space: dict, *, trials: int, storage, base_options=None,
-           max_epochs: int = 100, inner_folds: int = 3, seed: int = 0, group_by: str = "donor",
-           fold_scheme: str = "kfold", scheduler: str = "asha", grace: int | None = None,
-           cpus_per_trial: float = 1, gpus_per_trial: float = 0, max_failures: int = 2,
-           checkpoint_every: int = 5, name: str = "tune", progress=None,
-           _fail_once: dict | None = None) -> SearchOutcome:
-    """Search `space` for `variant` on `rows` of `data` (on the connected Ray); see the module
+def search(data, rows, space: dict, cfg: TuneConfig, *, storage, base_options=None,
+           checkpoint_every: int = 5, name: str = "tune", progress=None) -> SearchOutcome:
+    """Search `space` for `cfg.variant` on `rows` of `data` (on the connected Ray); see the module
     docstring. Returns the best config (as best.json) and one row per trial."""
-    from ray import tune
-
-    from ..core.ray_session import trial_slots
-
-    if trials < 1 and not has_grid(space):
-        raise RavisoError(f"--trials must be at least 1 (got {trials})")
-    if max_epochs < 1:
-        raise RavisoError(f"--max-epochs must be at least 1 (got {max_epochs})")
-    splits = inner_splits(data, rows, inner_folds, seed, group_by, fold_scheme)
-    if steppable(variant):     # every trial runs to the budget; its curve picks the epochs
-        base = {**(base_options or {}), "epochs": int(max_epochs), "early_stopping": False}
-    else:                      # one report per trial (its own epochs/early stopping): no ASHA
-        base, scheduler = dict(base_options or {}), "fifo"
-    base = {k: v for k, v in base.items() if k not in space}
-    algo, algo_name = _searcher(space, trials, seed)
-    sched, sched_name = _scheduler(scheduler, max_epochs, grace)
-    slots = trial_slots(cpus_per_trial, gpus_per_trial)
-    run = {"threads": max(1, int(cpus_per_trial)), "checkpoint_every": int(checkpoint_every),
-           **(_fail_once or {})}
-    res = {"cpu": cpus_per_trial, **({"gpu": gpus_per_trial} if gpus_per_trial else {})}
-    trainable = tune.with_resources(tune.with_parameters(
-        _search_trial, data=data, splits=splits, variant=variant, base=base, run=run), res)
-    storage = str(storage) if "://" in str(storage) else str(Path(storage).absolute())
-    tuner = tune.Tuner(
-        trainable, param_space=tune_domains(space),
-        tune_config=tune.TuneConfig(metric=METRIC, mode="min", search_alg=algo, scheduler=sched,
-                                    num_samples=1 if has_grid(space) else int(trials),
-                                    max_concurrent_trials=slots, reuse_actors=True),
-        run_config=tune.RunConfig(name=name, verbose=0, storage_path=storage,
-                                  failure_config=tune.FailureConfig(max_failures=max_failures),
-                                  checkpoint_config=tune.CheckpointConfig(num_to_keep=1)))
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    # keeping one checkpoint per trial forces an experiment snapshot per checkpoint (cheap here);
-    # Tune warns about it on every search otherwise
-    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    if cfg.trials < 1 and not has_grid(space):
+        raise RavisoError(f"--trials must be at least 1 (got {cfg.trials})")
+    if cfg.max_epochs < 1:
+        raise RavisoError(f"--max-epochs must be at least 1 (got {cfg.max_epochs})")
+    splits = inner_splits(data, rows, cfg.inner_folds, cfg.seed, cfg.group_by, cfg.fold_scheme)
+    base, scheduler = _base_options(cfg, space, base_options)
+    tuner, how = _tuner(data, splits, space, cfg, base, scheduler, storage, checkpoint_every,
+                        name)
     if progress:
-        progress(f"searching {variant} over {', '.join(space)}: {trials} trials, "
+        progress(f"searching {cfg.variant} over {', '.join(space)}: {cfg.trials} trials, "
                  f"{len(splits)} inner folds of "
-                 f"{len(rows)} rows, {algo_name}, {sched_name}, {slots} at once")
+                 f"{len(rows)} rows, {how['algorithm']}, {how['scheduler']}, "
+                 f"{how['max_concurrent_trials']} at once")
     t0 = time.perf_counter()
     grid = tuner.fit()
     wall = time.perf_counter() - t0
     stepped = "early_stopping" in base
-    rows_out = [_trial_row(r, space, max_epochs if stepped else 1) for r in grid]
+    rows_out = [_trial_row(r, space, cfg.max_epochs if stepped else 1) for r in grid]
     ok = [t for t in rows_out if t["status"] != "error" and t["best_val_mse"] is not None]
     if not ok:
-        raise RavisoError(f"every tuning trial of {variant} failed (first error: "
+        raise RavisoError(f"every tuning trial of {cfg.variant} failed (first error: "
                           f"{rows_out[0]['error'] if rows_out else 'no trials'})")
     win = min(ok, key=lambda t: t["best_val_mse"])
     options = {**base, **win["config"]}
     if stepped:
         options["epochs"] = win["best_epoch"]
         options.pop("early_stopping")
-    info = {"algorithm": algo_name, "scheduler": sched_name, "trials": len(rows_out),
-            "inner_folds": len(splits), "max_epochs": max_epochs, "space": space, "seed": seed,
-            "rows": int(len(rows)), "wall_seconds": wall, "max_concurrent_trials": slots,
+    info = {"algorithm": how["algorithm"], "scheduler": how["scheduler"],
+            "trials": len(rows_out), "inner_folds": len(splits), "max_epochs": cfg.max_epochs,
+            "space": space, "seed": cfg.seed, "rows": int(len(rows)), "wall_seconds": wall,
+            "max_concurrent_trials": how["max_concurrent_trials"],
             "stopped_early": sum(t["status"] == "stopped" for t in rows_out),
             "failed": sum(t["status"] == "error" for t in rows_out),
             "epochs_trained": int(sum(t["epochs_run"] for t in rows_out))}
     if progress:
-        progress(f"best {variant}: inner MSE {win['best_val_mse']:.5g} at epoch "
+        progress(f"best {cfg.variant}: inner MSE {win['best_val_mse']:.5g} at epoch "
                  f"{win['best_epoch']} ({info['stopped_early']} of {len(rows_out)} trials "
                  f"stopped early, {wall:.0f} s)")
-    best = best_doc(variant, options, win["best_val_mse"], win["best_epoch"], win["trial_id"],
-                    info)
+    best = best_doc(cfg.variant, options, win["best_val_mse"], win["best_epoch"],
+                    win["trial_id"], info)
     return SearchOutcome(best, rows_out, wall)
+
+
+def _base_options(cfg: TuneConfig, space: dict, base_options) -> tuple[dict, str]:
+    """(every trial's fixed options, the scheduler): a steppable variant runs each trial to the
+    epoch budget (its curve picks the epochs); others report once (no ASHA)."""
+    scheduler = cfg.scheduler
+    if steppable(cfg.variant):
+        base = {**(base_options or {}), "epochs": int(cfg.max_epochs), "early_stopping": False}
+    else:
+        base, scheduler = dict(base_options or {}), "fifo"
+    return {k: v for k, v in base.items() if k not in space}, scheduler
+
+
+def _tuner(data, splits, space: dict, cfg: TuneConfig, base: dict, scheduler: str, storage,
+           checkpoint_every: int, name: str):
+    """(the Tuner, {algorithm, scheduler, max_concurrent_trials} as reported)."""
+    from ray import tune
+
+    from ..core.ray_session import trial_slots
+
+    algo, algo_name = _searcher(space, cfg.trials, cfg.seed)
+    sched, sched_name = _scheduler(scheduler, cfg.max_epochs, cfg.grace)
+    slots = trial_slots(cfg.cpus_per_trial, cfg.gpus_per_trial)
+    run = {"threads": max(1, int(cfg.cpus_per_trial)), "checkpoint_every": int(checkpoint_every),
+           **fault_config()}
+    res = {"cpu": cfg.cpus_per_trial,
+           **({"gpu": cfg.gpus_per_trial} if cfg.gpus_per_trial else {})}
+    trainable = tune.with_resources(tune.with_parameters(
+        _search_trial, data=data, splits=splits, variant=cfg.variant, base=base, run=run), res)
+    storage = str(storage) if "://" in str(storage) else str(Path(storage).absolute())
+    tuner = tune.Tuner(
+        trainable, param_space=tune_domains(space),
+        tune_config=tune.TuneConfig(metric=METRIC, mode="min", search_alg=algo, scheduler=sched,
+                                    num_samples=1 if has_grid(space) else int(cfg.trials),
+                                    max_concurrent_trials=slots, reuse_actors=True),
+        run_config=tune.RunConfig(name=name, verbose=0, storage_path=storage,
+                                  failure_config=tune.FailureConfig(
+                                      max_failures=cfg.max_failures),
+                                  checkpoint_config=tune.CheckpointConfig(num_to_keep=1)))
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    # keeping one checkpoint per trial forces an experiment snapshot per checkpoint (cheap here);
+    # Tune warns about it on every search otherwise
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    return tuner, {"algorithm": algo_name, "scheduler": sched_name,
+                   "max_concurrent_trials": slots}
+
+
+# tests set {"fail_once_marker": path, ...} here (monkeypatch) to crash a trial once
+FAULTS: dict = {}
+
+
+def fault_config() -> dict:
+    return dict(FAULTS)
 
 
 def _trial_row(result, space: dict, max_epochs: int) -> dict:

@@ -1,19 +1,59 @@
-"""`FitConfig`: the options of `raviso fit` (see `raviso.serve.fit.fit_store`)."""
+"""`FitConfig` and `PredictConfig`: the options of `raviso fit` and `raviso predict`."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
-from ..core.config import StageConfig
+from ..core.config import StageConfig, option, overwrite_option, quiet_option
 
 
 @dataclass(frozen=True)
 class FitConfig(StageConfig):
-    variant: str | None = None             # None: share_net, or the tuned config's
-    pretrained: str | None = None
-    pretrained_ae: str | None = None
-    epochs: int | None = None
-    seed: int = 0
-    overwrite: bool = False
-    target_dtype: str = "auto"
-    config: str | None = None              # best.json from `raviso tune`
+    variant: str | None = option(None, "The variant to fit (one of raviso cv's --variants that "
+                                 "can be saved) [share_net, or the --config's].")
+    pretrained: Path | None = option(None, "VAE run (latent 'vae'), for the variants that use it.")
+    pretrained_ae: Path | None = option(None, "Autoencoder (beta=0) run (latent 'ae').")
+    epochs: int | None = option(None, "Epochs of a neural variant (default: the variant's).")
+    seed: int = option(0, "Random seed of the fit.")
+    overwrite: bool = overwrite_option()
+    target_dtype: str = option("auto", "auto | float32 | float16 (as raviso cv).")
+    config: Path | None = option(None, "best.json from raviso tune: its variant and options.")
+    cv_folds: int = option(0, "Also cross-validate the variant with this many donor-grouped "
+                           "folds first (written as MODEL.cv), so MODEL carries per-isoform "
+                           "reliability and prediction intervals (0: no CV).")
+
+
+@dataclass(frozen=True)
+class PredictConfig(StageConfig):
+    fmt: str | None = option(None, "parquet | tsv | h5ad (default: from --out's suffix, else "
+                             "parquet).", flag="--format")
+    allow_missing: bool = option(False, "Fill genes the input lacks with their training mean "
+                                 "(and say how many and which).")
+    max_missing: float = option(0.10, "With --allow-missing: refuse when more than this fraction "
+                                "of model genes is missing.")
+    samples: Path | None = option(None, "Sample sheet (sample, tissue[, donor]; CSV/TSV) giving "
+                                  "each sample's tissue.")
+    orientation: str | None = option(None, "genes-by-samples | samples-by-genes (default: "
+                                     "detected).")
+    scale: str | None = option(None, "tpm | log2tpm (default: detected from the value range).")
+    dataset: str | None = option(None, "Store dataset to read (default gtex_gene/archs4).")
+    interval: float | None = option(
+        None, "Conformal prediction intervals at this level (e.g. 0.9): h5ad layers lower/upper, "
+        "Parquet columns, or <out>.lower/.upper.tsv. Needs a MODEL with out-of-fold residuals "
+        "(raviso fit --cv-folds K, raviso cv --save-model).",
+        check=lambda v: v is None or 0 < v < 1, problem="must be a level in (0, 1), e.g. 0.9 "
+        "(got {value!r})")
+    units: str = option("log2tpm", "Units to write, comma-separated: log2tpm (always), tpm "
+                        "(2^x - 1), fraction (each isoform's share of its gene's TPM).")
+    reliable_r2: float = option(0.5, "The per-isoform 'reliable' flag: out-of-fold R^2 of the "
+                                "isoform at least this.")
+    merged: bool = option(False, "Also write <out>.merged.<unit>.tsv (transcript_id, gene_id, "
+                          "one column per sample) and <out>.tx2gene.tsv.")
+    unknown_tissue: str = option(
+        "tissue-free", "A sample with no tissue or one the MODEL was not trained on: tissue-free "
+        "(predicted by the MODEL's tissue-free regressor, with a warning) or error.",
+        check=lambda v: v in ("tissue-free", "error"), problem="must be tissue-free or error "
+        "(got {value!r})")
+    overwrite: bool = overwrite_option()
+    quiet: bool = quiet_option()

@@ -13,18 +13,14 @@ from ..models.saved import fit_model, require_savable
 from .config import FitConfig
 
 
-def fit_store(store, variant: str | None = None, out=None, pretrained=None, pretrained_ae=None,
-              epochs: int | None = None, seed: int = 0, overwrite: bool = False,
-              target_dtype: str = "auto", config=None, cv_folds: int = 0,
-              cfg: FitConfig | None = None) -> Path:
+def fit_store(store, cfg: FitConfig | None = None, *, out=None, **options) -> Path:
     """`raviso fit STORE --variant V --out MODEL`: load the labelled set (+ latents), fit, save.
-    ``config``: a best.json from `raviso tune` (its variant and options; --epochs still wins).
-    ``cv_folds``: also run that donor-grouped CV first (`raviso.serve.fit_cv`), so MODEL carries
-    per-isoform reliability and prediction intervals."""
-    if cfg is not None:     # the CLI's way in: one FitConfig instead of its fields as keywords
-        return fit_store(store, out=out, **cfg.kwargs())
+    `options`: FitConfig fields replacing `cfg`'s. ``cfg.config``: a best.json from `raviso
+    tune` (its variant and options; --epochs still wins)."""
+    cfg = FitConfig.build(cfg, **options)
     if out is None:
         raise TypeError("fit_store() needs out (the MODEL directory)")
+    variant, config, epochs, overwrite = cfg.variant, cfg.config, cfg.epochs, cfg.overwrite
     check_writable_target(out, overwrite)
     tuned = {}
     if config is not None:               # a best.json from `raviso tune`: variant + options
@@ -37,15 +33,16 @@ def fit_store(store, variant: str | None = None, out=None, pretrained=None, pret
         variant = chosen
     (variant,) = parse_variants(variant or "share_net")   # the recommended model
     require_savable(variant)                     # before minutes of loading
-    if cv_folds:
+    if cfg.cv_folds:
         from .fit_cv import fit_by_cv
 
-        return fit_by_cv(store, variant, out, cv_folds, pretrained=pretrained,
-                         pretrained_ae=pretrained_ae, options=tuned, epochs=epochs, seed=seed,
-                         overwrite=overwrite, target_dtype=target_dtype)
-    runs = latent_runs([variant], pretrained, pretrained_ae, tuned)
-    st, data = load_labelled(store, runs, target_dtype)
-    options = {**tuned, "seed": seed, **({"epochs": int(epochs)} if epochs is not None else {})}
-    fit_model(data, variant, out, runs=runs, options=options, store_uri=st.uri,
+        return fit_by_cv(store, variant, out, cfg.cv_folds, pretrained=cfg.pretrained,
+                         pretrained_ae=cfg.pretrained_ae, options=tuned, epochs=epochs,
+                         seed=cfg.seed, overwrite=overwrite, target_dtype=cfg.target_dtype)
+    runs = latent_runs([variant], cfg.pretrained, cfg.pretrained_ae, tuned)
+    st, data = load_labelled(store, runs, cfg.target_dtype)
+    fit_options = {**tuned, "seed": cfg.seed,
+                   **({"epochs": int(epochs)} if epochs is not None else {})}
+    fit_model(data, variant, out, runs=runs, options=fit_options, store_uri=st.uri,
               overwrite=overwrite)
     return Path(out)

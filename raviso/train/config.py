@@ -45,7 +45,8 @@ class TrainConfig(StageConfig):
                                       check=lambda v: v is None or v >= -1,
                                       problem="must be >= -1")
     keep_checkpoints: int = _at_least(1, 2, "Checkpoints kept.")
-    eval_gtex: bool = option(True, "Skip scoring gtex_gene.", flag="--gtex-eval/--no-gtex-eval")
+    eval_gtex: bool = option(True, "Score gtex_gene each epoch when the store has it (--no-gtex-eval: "
+                                "skip).", flag="--gtex-eval/--no-gtex-eval")
     max_steps: int = _at_least(0, 0, "Stop after this many optimizer steps in all (bounded "
                                "benchmarks) [0: no limit].", show_default=False)
     # on a GPU, keep each worker's shard on the device after epoch 1 (`loop.DeviceCache`); later

@@ -90,6 +90,6 @@ def build_datasets(store, tc: TrainConfig, object_store_bytes: float = 0) -> dic
     return datasets
 
 
-def _expr(batches):
+def expression_batches(batches):
     for b in batches:
         yield b["expr"]

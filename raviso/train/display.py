@@ -11,7 +11,7 @@ from pathlib import Path
 from ..core.atomic import atomic_file
 
 
-def _sink_class():
+def sink_class():
     import ray
 
     @ray.remote(num_cpus=0)
@@ -37,7 +37,7 @@ def _sink_class():
     return MetricsSink
 
 
-class _Display:
+class Display:
     """Polls the sink while `fit` runs: rich progress bars plus one printed line per epoch, and
     RUN/metrics.jsonl rewritten (deduplicated by epoch) whenever an epoch completes."""
 

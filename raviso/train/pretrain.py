@@ -1,52 +1,6 @@
-"""`raviso pretrain STORE --out RUN`: DDP pretraining of the VAE on Ray Train over Ray Data shards.
-
-Read top to bottom: configs, the data pipeline, the per-worker `train_func` (the plain loop of
-`raviso.models.loop` plus Ray's three additions: `prepare_model`, dataset shards, `ray.train.report`),
-then the driver `pretrain()` that starts Ray, runs the `TorchTrainer`, shows live progress and writes
-the finished RUN.
-
-Data and shuffling. Every epoch each worker streams its `streaming_split` shard of ``STORE/archs4``
-(equal shards: at most workers-1 rows are left out of an epoch). A global `random_shuffle` of 12.7 GB
-would move the whole compendium through the object store every epoch, and `randomize_block_order`
-is an all-to-all that materialises every block first; so the default ``shuffle="files"`` re-draws the
-Parquet FILE order every epoch (`FileShuffleConfig(reseed_after_execution=True)`, the store rotates
-files every 8 row groups, ~13.6k rows) and mixes rows in a per-worker local shuffle buffer
-(``shuffle_buffer`` rows, default 2048: ~155 MB at 18,965 genes). Reads of several files run
-concurrently, which interleaves them further. ``shuffle="global"`` (exact, expensive) and ``"none"``
-are available.
-
-Validation. A deterministic slice of ARCHS4 (crc32(sample_id) / 2^32 < val_fraction; independent
-of the seed, so runs are scored on the same samples) is excluded from training and scored each epoch,
-and so is GTEx gene expression (``STORE/gtex_gene``, the same canonical gene order) when present.
-Validation uses a fixed noise seed and full KL weight, so the curve shows the true ELBO.
-
-The RUN directory::
-
-    RUN/run.json          model + training config, store, storage, run id and Ray run name,
-                          written at the start (used by --resume; `raviso.train.runspec`)
-    RUN/checkpoints/<ray run name>/  Ray Train storage (or --storage): one checkpoint per epoch
-                          (model, optimizer, epoch, run id, metrics so far), the last
-                          `keep_checkpoints` kept
-    RUN/metrics.jsonl     one JSON object per finished epoch, rewritten as epochs complete
-    RUN/model.safetensors final weights (plain state_dict tensors)
-    RUN/genes.txt         the model's input gene order
-    RUN/pretrain_*.png    ELBO, reconstruction and KL per epoch (train, ARCHS4 val, GTEx)
-    RUN/config.json       written LAST: its presence is what makes a RUN "finished"
-                          (`raviso.train.runs.load_run` refuses a RUN without it)
-
-Resume. Every new RUN is its own Ray Train run (a fresh name, `raviso.train.runspec`), so a shared
-``--storage`` or an ``--overwrite`` never continues another run. ``--resume`` reuses the storage and
-run name recorded in run.json, so Train restores its checkpoint manager and
-`ray.train.get_checkpoint()` returns the last checkpoint; it refuses checkpoints of another run and
-a restart from nothing over recorded epochs. `FailureConfig` restarts within one command go through
-the same path (default: none on a local Ray, 3 on a cluster). The checkpoint carries the metrics
-history, so metrics.jsonl neither loses nor repeats an epoch after a restart. ``--overwrite``
-trains the new RUN in a temporary sibling and swaps it in only when finished.
-
-Avoiding the Train + Data hang on small machines: Ray Data only schedules read tasks from CPUs the
-trainer does not hold. A local Ray started here gets one logical CPU more than the workers reserve,
-and workers may reserve fractional CPUs (``cpus_per_worker=0.5``). Torch threads per worker default
-to the node's cores divided by the workers on that node, independent of the logical reservation.
+"""`raviso pretrain STORE --out RUN`: the driver of DDP pretraining of the VAE on Ray Train over
+Ray Data shards (`train_func` in `worker`), with live progress, checkpoints, --resume and an
+atomic --overwrite. Data shuffling, validation, the RUN layout and resume: docs/stages.md.
 """
 
 from __future__ import annotations
@@ -56,69 +10,87 @@ import math
 import os
 import threading
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict, fields, replace
 from pathlib import Path
 
 from ..core.atomic import remove_path, replace_path, tmp_sibling, atomic_file, check_replaceable
 from ..core.errors import RavisoError
 from ..models.vae import VAEConfig
-from .config import TrainConfig
+from . import runspec
+from .config import PretrainConfig, TrainConfig
 from .datasets import build_datasets
-from .display import _Display, _sink_class
+from .display import Display, sink_class
 from .worker import train_func
 
 
 # -- driver ------------------------------------------------------------------------------------
 
 
-def resolve_configs(run_dir: Path, resume: bool, model_opts: dict, train_opts: dict):
-    """(VAEConfig without n_genes filled, TrainConfig). On --resume the saved run.json is the base
-    and only options the user gave override it; the model's shape may not change."""
-    model_opts = {k: v for k, v in model_opts.items() if v is not None}
-    train_opts = {k: v for k, v in train_opts.items() if v is not None}
+def resolve_configs(run_dir: Path, resume: bool, model: VAEConfig, train: TrainConfig,
+                    given) -> tuple[dict, TrainConfig]:
+    """(VAEConfig fields without n_genes, TrainConfig). On --resume the saved run.json is the base
+    and only the `given` options override it; the model's shape may not change."""
+    mopts = {k: v for k, v in model.to_dict().items() if k != "n_genes"}
     if not resume:
-        return model_opts, TrainConfig(**train_opts)
+        return mopts, train
     saved = json.loads((run_dir / "run.json").read_text())
-    for k, v in model_opts.items():
-        have = saved["model"].get(k)
-        if (list(v) if isinstance(v, (tuple, list)) else v) != have:
-            raise RavisoError(f"--resume cannot change the model ({k}: run has {have}, got {v})",
-                              run_dir)
-    return saved["model"], replace(TrainConfig.from_dict(saved["train"]), **train_opts)
+    for k in sorted(set(given) & set(mopts)):
+        v, have = mopts[k], saved["model"].get(k)
+        if v != have:
+            raise RavisoError(f"--resume cannot change the model ({k}: run has {have}, got "
+                              f"{tuple(v) if isinstance(v, list) else v})", run_dir)
+    override = {k: getattr(train, k) for k in given if k in TrainConfig.__dataclass_fields__}
+    return saved["model"], replace(TrainConfig.from_dict(saved["train"]), **override)
 
 
-def pretrain(store_path, out, model_opts: dict | None = None, train_opts: dict | None = None, *,
-             resume: bool = False, overwrite: bool = False, address: str | None = None,
-             quiet: bool = False, storage_path: str | None = None):
+def changed_fields(*configs) -> set[str]:
+    """The fields of `configs` that differ from their defaults (the options a caller gave)."""
+    return {f.name for c in configs for f in fields(c)
+            if getattr(c, f.name) != getattr(type(c)(), f.name)}
+
+
+def pretrain(store_path, out, model: VAEConfig | None = None, train: TrainConfig | None = None,
+             run: PretrainConfig | None = None, *, given=None) -> Path:
     """Train and write a finished RUN directory; returns its path.
 
-    `model_opts`: VAEConfig fields (hidden, latent_dim, beta, learned_variance); `train_opts`:
-    TrainConfig fields. None values mean "default" (or "as saved" with `resume`). A new RUN is a
-    new Ray Train run (`runspec.new_identity`); with `overwrite` it is built in a temporary sibling
-    that replaces the old RUN only when finished (a failure keeps the old one).
+    With `run.resume`, the saved run's configs are the base and the `given` option names (default:
+    the fields that differ from their defaults) override them. A new RUN is a new Ray Train run
+    (`runspec.new_identity`); with `run.overwrite` it is built in a temporary sibling that replaces
+    the old RUN only when finished (a failure keeps the old one).
     """
+    model, train, run = model or VAEConfig(), train or TrainConfig(), run or PretrainConfig()
+    given = changed_fields(model, train) if given is None else set(given)
+    run_dir, store = _prepare(store_path, out, run)
+    mopts, tc = resolve_configs(run_dir, run.resume, model, train, given)
+    if tc.max_failures is None:
+        tc = replace(tc, max_failures=runspec.default_max_failures(run.address))
+    mc = VAEConfig(**{**mopts, "n_genes": len(store.genes)})
+    return _train_run(store, run_dir, mc, tc, run)
+
+
+def _prepare(store_path, out, run: PretrainConfig):
+    """(RUN path, Store) after the checks that need no Ray."""
     from ..data import Store
-    from . import runspec
 
     run_dir = Path(out).resolve()
     store = Store(store_path)
     store.require("archs4")
-    spec = runspec.read_spec(run_dir) if resume else None
-    if not resume and run_dir.exists():
-        if not overwrite:
+    if run.resume:
+        runspec.read_spec(run_dir)
+    if not run.resume and run_dir.exists():
+        if not run.overwrite:
             raise RavisoError("already exists (pass --resume to continue it or --overwrite to "
                               "replace it)", run_dir)
         check_replaceable(run_dir)
     if not run_dir.parent.is_dir():
         raise RavisoError("parent directory does not exist", run_dir.parent)
+    return run_dir, store
 
-    mopts, tc = resolve_configs(run_dir, resume, model_opts or {}, train_opts or {})
-    if tc.max_failures is None:
-        tc = replace(tc, max_failures=runspec.default_max_failures(address))
-    try:
-        mc = VAEConfig(**{**mopts, "n_genes": len(store.genes)})
-    except (TypeError, ValueError) as e:
-        raise RavisoError(str(e)) from None
+
+def _train_run(store, run_dir: Path, mc: VAEConfig, tc: TrainConfig, run: PretrainConfig) -> Path:
+    """Start Ray, train (in a sibling with --overwrite), write the finished RUN."""
+    resume, address, storage_path = run.resume, run.address, run.storage
+    spec = runspec.read_spec(run_dir) if resume else None
     ray = _start_ray(address, tc)     # before RUN exists: an unreachable cluster leaves nothing
     if resume:
         work, storage = run_dir, runspec.storage_for(run_dir, spec, storage_path)
@@ -141,7 +113,7 @@ def pretrain(store_path, out, model_opts: dict | None = None, train_opts: dict |
             {"model": mc.to_dict(), "train": asdict(tc), "store": store.uri,
              "storage": recorded if recorded is None or "://" in recorded
              else str(Path(recorded).absolute()), **identity}, indent=1))
-        result = _fit(ray, store, work, mc, tc, storage, identity, quiet)
+        result = _fit(ray, store, work, mc, tc, storage, identity, run.quiet)
         finish_run(work, result.checkpoint, mc, tc, store.uri, run_name=run_dir.name,
                    run_id=identity["run_id"])
     except BaseException:
@@ -161,7 +133,7 @@ def _fit(ray, store, work: Path, mc: VAEConfig, tc: TrainConfig, storage: str, i
 
     quiet_ray_data()
     datasets = build_datasets(store, tc, ray.cluster_resources().get("object_store_memory", 0))
-    sink = _sink_class().remote()
+    sink = sink_class().remote()
     trainer = TorchTrainer(
         train_func,
         train_loop_config={"model": mc.to_dict(), "train": asdict(tc), "sink": sink,
@@ -174,7 +146,7 @@ def _fit(ray, store, work: Path, mc: VAEConfig, tc: TrainConfig, storage: str, i
         datasets=datasets,
     )
     rows = math.ceil(store.n_rows("archs4") * (1 - tc.val_fraction))
-    display = _Display(sink, work, tc.epochs, rows, quiet)
+    display = Display(sink, work, tc.epochs, rows, quiet)
     thread = threading.Thread(target=display.run, daemon=True)
     thread.start()
     try:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ..models.vae import VAEConfig
 from .config import TrainConfig
-from .datasets import _expr
+from .datasets import expression_batches
 
 
 def train_func(cfg: dict) -> None:
@@ -62,7 +62,7 @@ def train_func(cfg: dict) -> None:
         if cache is not None and cache.ready:
             return cache.batches(batch_size, seed is not None and tc.shuffle != "none",
                                  seed or 0)
-        batches = _expr(shards[name].iter_torch_batches(batch_size=batch_size,
+        batches = expression_batches(shards[name].iter_torch_batches(batch_size=batch_size,
                                                         dtypes=torch.float32, **read))
         return batches if cache is None else cache.first(batches, device_cache_budget(device))
 

@@ -66,10 +66,12 @@ def data(tmp_path_factory):
 def other_run(data, ray_session):
     """A finished RUN pretrained on genes the synthetic store does not have."""
     from raviso.train.pretrain import pretrain
+    from raviso.models.vae_config import VAEConfig
+    from raviso.train.config import PretrainConfig, TrainConfig
 
-    return pretrain(data / "archs4_only", data / "other_run", {"hidden": (8,), "latent_dim": 2},
-                    {"epochs": 1, "batch_size": 16, "workers": 1, "cpus_per_worker": 0.5,
-                     "val_fraction": 0.2}, quiet=True)
+    return pretrain(data / "archs4_only", data / "other_run", VAEConfig(hidden=(8,), latent_dim=2),
+                    TrainConfig(epochs=1, batch_size=16, workers=1, cpus_per_worker=0.5,
+                                val_fraction=0.2), PretrainConfig(quiet=True))
 
 
 def out_path(data, name):

@@ -11,7 +11,7 @@ from itertools import combinations
 
 import numpy as np
 import pytest
-from cvdata import write_tiny_run, write_tiny_store
+from cvdata import failing_once, write_tiny_run, write_tiny_store
 
 from raviso.core.errors import RavisoError
 
@@ -34,8 +34,9 @@ def cv(tmp_path_factory, ray_session):
                                  for t in ("elbo", "recon", "kl")}}) + "\n"
         for e in range(3)))
     said = Said()
-    out = run_cv(store, pretrained=run, variants=",".join(VARIANTS), folds=K, epochs=2, seed=0,
-                 out=root / "cv", save_model=True, progress=said, _fail_once=RETRIED)
+    with failing_once(*RETRIED):
+        out = run_cv(store, pretrained=run, variants=",".join(VARIANTS), folds=K, epochs=2,
+                     seed=0, out=root / "cv", save_model=True, progress=said)
     CV_PROGRESS[:] = said.lines
     return out, json.loads((out / "results.json").read_text()), d
 
@@ -198,9 +199,10 @@ def test_a_trial_that_keeps_failing_is_reported_not_hidden(tmp_path, ray_session
     from raviso.evaluate.cv import run_cv
 
     store, _ = write_tiny_store(tmp_path / "store")
-    with pytest.raises(RavisoError, match=r"1 trial\(s\) failed .*fold 0 mean"):
+    with pytest.raises(RavisoError, match=r"1 trial\(s\) failed .*fold 0 mean"), \
+            failing_once(0, "mean"):
         run_cv(store, variants="mean,tissue_mean", folds=2, out=tmp_path / "cv",
-               max_failures=0, progress=lambda s: None, _fail_once=(0, "mean"))
+               max_failures=0, progress=lambda s: None)
     doc = json.loads((tmp_path / "cv" / "results.json").read_text())
     bad = [t for t in doc["trials"] if t["status"] != "ok"]
     assert [(t["fold"], t["variant"]) for t in bad] == [(0, "mean")]

@@ -54,6 +54,8 @@ def train_worker_pids(ray) -> set[int]:
 def test_killed_train_worker_resumes_from_checkpoint_without_losing_epochs(ray_session,
                                                                           tmp_path):
     from raviso.train.pretrain import pretrain
+    from raviso.models.vae_config import VAEConfig
+    from raviso.train.config import PretrainConfig, TrainConfig
 
     store = structured_store(tmp_path / "store")
     run = tmp_path / "run"
@@ -63,10 +65,10 @@ def test_killed_train_worker_resumes_from_checkpoint_without_losing_epochs(ray_s
     def train():
         try:
             outcome["run"] = pretrain(
-                store, run, {"hidden": (16,), "latent_dim": 2},
-                {"epochs": EPOCHS, "batch_size": 8, "workers": 2, "cpus_per_worker": 0.5,
-                 "val_fraction": 0.1, "max_failures": 1, "keep_checkpoints": 2},
-                quiet=True)
+                store, run, VAEConfig(hidden=(16,), latent_dim=2),
+                TrainConfig(epochs=EPOCHS, batch_size=8, workers=2, cpus_per_worker=0.5,
+                            val_fraction=0.1, max_failures=1, keep_checkpoints=2),
+                PretrainConfig(quiet=True))
         except BaseException as e:  # noqa: BLE001 - reported by the assertions below
             outcome["error"] = e
 

@@ -109,7 +109,7 @@ def test_fit_config_trains_the_tuned_options(tmp_path):
     doc = best_doc("gene_ffnn", {"lr": 0.01, "hidden": "8", "epochs": 2, "batch_size": 16},
                    0.5, 2, "t1", {})
     (tmp_path / "best.json").write_text(json.dumps(doc))
-    model = fit_store(store, None, tmp_path / "model", config=tmp_path / "best.json")
+    model = fit_store(store, out=tmp_path / "model", config=tmp_path / "best.json")
     meta = json.loads((model / "model.json").read_text())
     reg = json.loads((model / "regressor" / "regressor.json").read_text())
     assert meta["variant"] == "gene_ffnn" and reg["hidden"] == [8]
@@ -118,16 +118,19 @@ def test_fit_config_trains_the_tuned_options(tmp_path):
 
 # -- Ray ---------------------------------------------------------------------------------------
 @pytest.mark.ray
-def test_search_sees_training_rows_only_and_resumes(tmp_path, ray_session):
+def test_search_sees_training_rows_only_and_resumes(tmp_path, ray_session, monkeypatch):
+    import raviso.evaluate.tune as tune_mod
+    from raviso.evaluate.config import TuneConfig
     from raviso.evaluate.tune import search, write_search
 
     data = labelled()
     train, scrambled = outer(data)
-    out = search(scrambled, train, "gene_ffnn", SPACE, trials=3, storage=tmp_path / "tune",
-                 base_options={"seed": 0}, max_epochs=4, inner_folds=3, seed=0,
-                 scheduler="fifo", checkpoint_every=2,
-                 _fail_once={"fail_once_marker": str(tmp_path / "failed"),
-                             "fail_once_epoch": 3})
+    monkeypatch.setattr(tune_mod, "FAULTS", {"fail_once_marker": str(tmp_path / "failed"),
+                                             "fail_once_epoch": 3})
+    cfg = TuneConfig(variant="gene_ffnn", trials=3, max_epochs=4, inner_folds=3, seed=0,
+                     scheduler="fifo")
+    out = search(scrambled, train, SPACE, cfg, storage=tmp_path / "tune",
+                 base_options={"seed": 0}, checkpoint_every=2)
     assert (tmp_path / "failed").exists()                     # one trial crashed at epoch 3 ...
     assert len(out.trials) == 3 and all(t["status"] == "completed" for t in out.trials)
     for t in out.trials:      # ... and every curve is the clean data's (1 torch thread in a
@@ -191,7 +194,8 @@ def test_bad_tuning_inputs_are_one_line_errors(tmp_path, capsys, monkeypatch):
 
 
 def test_config_plan_gives_every_fold_the_tuned_options(tmp_path):
-    from raviso.evaluate.nested import config_plan, options_for, tuning_section
+    from raviso.evaluate.nested import config_plan, options_for
+    from raviso.evaluate.report_appendix import tuning_section
 
     data = labelled()
     folds = make_folds(data.tissue, data.donor, k=3, seed=0)
@@ -205,4 +209,4 @@ def test_config_plan_gives_every_fold_the_tuned_options(tmp_path):
         assert options_for(plan.fold_options, f, "gene_ffnn") == {}
     assert plan.final_model("gene_ffnn@tuned", {"seed": 0}) == ("gene_ffnn", {"seed": 0, **tuned})
     assert plan.final_model("mean", {"seed": 0}) == ("mean", {"seed": 0})
-    assert "hidden=8, lr=0.01" in "\n".join(tuning_section({"tuning": plan.record}))
+    assert "hidden=8, lr=0.01" in "\n".join(tuning_section({"tuning": plan.record}).lines)

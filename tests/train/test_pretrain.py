@@ -18,6 +18,9 @@ from raviso.data import Store
 from raviso.core.errors import RavisoError
 from raviso.train.datasets import is_validation
 from raviso.train.config import TrainConfig
+from raviso.train.config import PretrainConfig
+from raviso.models.vae_config import VAEConfig
+from raviso.core.config import OptionError
 from raviso.train.runspec import ray_run_dir
 from raviso.data.store import write_store
 
@@ -61,12 +64,12 @@ def trained(tmp_path_factory, ray_session):
     root = tmp_path_factory.mktemp("pretrain")
     store = structured_store(root / "store")
     run = root / "run"
-    pretrain(store, run, MODEL, TRAIN, quiet=True)
+    pretrain(store, run, VAEConfig(**MODEL), TrainConfig(**TRAIN), PretrainConfig(quiet=True))
     first = read_jsonl(run / "metrics.jsonl")
     ckpt2 = root / "ckpt2"
     shutil.copytree(Path(ray_run_dir(run)) / "checkpoint_epoch-00002", ckpt2)
     # continue the same run to a third epoch
-    pretrain(store, run, {}, {"epochs": 3}, resume=True, quiet=True)
+    pretrain(store, run, train=TrainConfig(epochs=3), run=PretrainConfig(resume=True, quiet=True))
     return store, run, first, ckpt2
 
 
@@ -185,16 +188,17 @@ def test_bad_options_fail_before_anything_is_written(tmp_path):
     from raviso.train.pretrain import pretrain
 
     store = structured_store(tmp_path / "store")
-    with pytest.raises(RavisoError, match="--batch-size"):
+    with pytest.raises(OptionError, match="batch_size must be >= 1") as e:
         TrainConfig(batch_size=0)
-    with pytest.raises(RavisoError, match="--shuffle"):
-        pretrain(store, tmp_path / "run", {}, {"shuffle": "sometimes"})
+    assert e.value.option == "batch_size"
+    with pytest.raises(RavisoError, match="shuffle"):
+        pretrain(store, tmp_path / "run", train=TrainConfig(shuffle="sometimes"))
     assert not (tmp_path / "run").exists()
     (tmp_path / "run").mkdir()
     with pytest.raises(RavisoError, match="already exists"):
-        pretrain(store, tmp_path / "run", {}, {})
+        pretrain(store, tmp_path / "run")
     with pytest.raises(RavisoError, match="nothing to resume"):
-        pretrain(store, tmp_path / "run", {}, {}, resume=True)
+        pretrain(store, tmp_path / "run", run=PretrainConfig(resume=True))
 
 
 def test_plots_from_metrics(tmp_path):

@@ -9,14 +9,18 @@ import json
 
 import numpy as np
 import pytest
-from cvdata import write_tiny_store
+from cvdata import failing_once, write_tiny_store
 
 from raviso.core.errors import RavisoError
 from raviso.data.store import write_store
 
 pytestmark = pytest.mark.ray
 
+from raviso.models.vae_config import VAEConfig  # noqa: E402
+from raviso.train.config import PretrainConfig, TrainConfig  # noqa: E402
+
 MODEL = {"hidden": (16,), "latent_dim": 2}
+RESUME = PretrainConfig(resume=True, quiet=True)
 TRAIN = {"epochs": 1, "batch_size": 32, "lr": 3e-3, "workers": 1, "cpus_per_worker": 0.5,
          "val_fraction": 0.2, "eval_gtex": False}
 
@@ -40,9 +44,11 @@ def shared(tmp_path_factory, ray_session):
     root = tmp_path_factory.mktemp("identity")
     store = tiny_archs4(root / "store")
     storage = root / "checkpoints"
-    a = pretrain(store, root / "a", MODEL, TRAIN, storage_path=str(storage), quiet=True)
-    b = pretrain(store, root / "b", {**MODEL, "latent_dim": 3}, {**TRAIN, "epochs": 2, "seed": 1},
-                 storage_path=str(storage), quiet=True)
+    a = pretrain(store, root / "a", VAEConfig(**MODEL), TrainConfig(**TRAIN),
+                 PretrainConfig(storage=str(storage), quiet=True))
+    b = pretrain(store, root / "b", VAEConfig(**{**MODEL, "latent_dim": 3}),
+                 TrainConfig(**{**TRAIN, "epochs": 2, "seed": 1}),
+                 PretrainConfig(storage=str(storage), quiet=True))
     return root, store, storage, a, b
 
 
@@ -64,7 +70,7 @@ def test_resume_finds_the_recorded_storage_and_keeps_history(shared):
     _, store, _, a, _ = shared
     first = metrics(a)
     assert json.loads((a / "run.json").read_text())["storage"]
-    pretrain(store, a, {}, {"epochs": 2}, resume=True, quiet=True)
+    pretrain(store, a, train=TrainConfig(epochs=2), run=RESUME)
     after = metrics(a)
     assert [r["epoch"] for r in after] == [1, 2]
     assert after[0] == first[0]
@@ -83,7 +89,7 @@ def test_resume_without_a_checkpoint_refuses_to_erase_history(shared, tmp_path):
     (c / "run.json").write_text(json.dumps(spec))
     before = (c / "metrics.jsonl").read_text()
     with pytest.raises(RavisoError, match="no checkpoint"):
-        pretrain(store, c, {}, {"epochs": 3}, resume=True, quiet=True)
+        pretrain(store, c, train=TrainConfig(epochs=3), run=RESUME)
     assert (c / "metrics.jsonl").read_text() == before
 
 
@@ -104,8 +110,8 @@ def test_overwrite_keeps_the_old_run_until_the_new_one_is_finished(shared):
 
     def train():
         try:
-            pretrain(store, b, MODEL, {**TRAIN, "epochs": 2, "seed": 2}, overwrite=True,
-                     storage_path=str(storage), quiet=True)
+            pretrain(store, b, VAEConfig(**MODEL), TrainConfig(**{**TRAIN, "epochs": 2, "seed": 2}),
+                     PretrainConfig(overwrite=True, storage=str(storage), quiet=True))
         except BaseException as e:  # noqa: BLE001 - asserted below
             outcome["error"] = e
 
@@ -140,7 +146,7 @@ def test_resume_refuses_another_runs_checkpoints(shared, tmp_path):
     spec["storage"] = str(storage)
     (c / "run.json").write_text(json.dumps(spec))
     with pytest.raises(RavisoError, match="another run"):
-        pretrain(store, c, {}, {"epochs": 3}, resume=True, quiet=True)
+        pretrain(store, c, train=TrainConfig(epochs=3), run=RESUME)
 
 
 # -- 12.7 raviso cv --resume --------------------------------------------------------------------
@@ -152,9 +158,9 @@ def test_cv_resume_reuses_finished_trials(tmp_path, ray_session):
 
     store, _ = write_tiny_store(tmp_path / "store")
     out = tmp_path / "cv"
-    with pytest.raises(RavisoError, match="failed"):
+    with pytest.raises(RavisoError, match="failed"), failing_once(0, "mean"):
         run_cv(store, variants="mean,tissue_mean", folds=2, out=out, max_failures=0,
-               progress=lambda s: None, _fail_once=(0, "mean"))
+               progress=lambda s: None)
     first = json.loads((out / "results.json").read_text())
     said = []
     run_cv(store, variants="mean,tissue_mean", folds=2, out=out, resume=True, progress=said.append)
@@ -174,9 +180,9 @@ def test_cv_resume_refuses_another_configuration(tmp_path, ray_session):
 
     store, _ = write_tiny_store(tmp_path / "store")
     out = tmp_path / "cv"
-    with pytest.raises(RavisoError):
+    with pytest.raises(RavisoError), failing_once(0, "mean"):
         run_cv(store, variants="mean", folds=2, out=out, max_failures=0,
-               progress=lambda s: None, _fail_once=(0, "mean"))
+               progress=lambda s: None)
     with pytest.raises(RavisoError, match="different configuration"):
         run_cv(store, variants="mean", folds=2, seed=5, out=out, resume=True,
                progress=lambda s: None)

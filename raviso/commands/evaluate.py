@@ -1,0 +1,50 @@
+"""Evaluation commands: cv, tune, report."""
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from raviso.evaluate.config import CvConfig, TuneConfig
+
+from .options import configured
+
+
+@configured(cfg=CvConfig)
+def cv_cmd(
+    store: str = typer.Argument(..., help="Store with gtex_gene + gtex_isoform (raviso convert)."),
+    out: Path = typer.Option(..., "--out", help="CV directory to write (results.json, report.md)."),
+    cfg: CvConfig = None,
+):
+    """Cross-validate the variants: every (fold, variant) is a Ray Tune trial."""
+    from raviso.evaluate.cv import run_cv
+
+    cv_dir = run_cv(store, cfg, out=out)
+    print(cv_dir / ("report.md" if cfg.report else "results.json"))
+
+
+@configured(cfg=TuneConfig)
+def tune_cmd(
+    store: str = typer.Argument(..., help="Store with gtex_gene + gtex_isoform."),
+    out: Path = typer.Option(..., "--out", help="TUNE directory: best.json, trials.parquet, "
+                             "search.png."),
+    cfg: TuneConfig = None,
+):
+    """Search a variant's hyperparameters on Ray Tune (Optuna TPE + ASHA) on inner folds."""
+    from raviso.evaluate.tune_cmd import tune_store
+
+    out_dir = tune_store(store, out, cfg, progress=lambda m: typer.echo(m, err=True))
+    print(out_dir / "best.json")
+
+
+def report_cmd(
+    cv: Path = typer.Argument(..., help="A directory written by raviso cv."),
+    pretrain: Optional[Path] = typer.Option(None, "--pretrain", help="Run dir: add its curves."),
+):
+    """Write CV/report.md, CV/table1.csv and plots from CV/results.json."""
+    from raviso.evaluate.report import write_report
+
+    print(write_report(cv, pretrain=pretrain))
+
+
+COMMANDS = {"cv": cv_cmd, "tune": tune_cmd, "report": report_cmd}

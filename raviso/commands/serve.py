@@ -1,0 +1,52 @@
+"""Commands for final models and the whole pipeline: fit, predict, demo."""
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from raviso.serve.config import FitConfig, PredictConfig
+
+from .options import configured
+from .shared import ADDRESS, OVERWRITE
+
+
+@configured(cfg=FitConfig)
+def fit_cmd(
+    store: str = typer.Argument(..., help="Store with the labelled set."),
+    out: Path = typer.Option(..., "--out", help="MODEL directory to write."),
+    cfg: FitConfig = None,
+):
+    """Train one variant on ALL labelled samples and save it for raviso predict."""
+    from raviso.serve.fit import fit_store
+
+    print(fit_store(store, cfg, out=out))
+
+
+@configured(cfg=PredictConfig)
+def predict_cmd(
+    model: Path = typer.Argument(..., help="MODEL from raviso fit or raviso cv --save-model."),
+    input: Path = typer.Argument(..., help="Gene expression: a store, a TSV/CSV/GCT/Parquet table "
+                                 "(genes x samples or samples x genes, TPM or log2(TPM+1)), a "
+                                 "course HDF5, an ARCHS4 H5 or an AnnData .h5ad."),
+    out: Path = typer.Option(..., "--out", help="Output file (.parquet, .tsv or .h5ad)."),
+    cfg: PredictConfig = None,
+):
+    """Predict isoform expression, log2(TPM+1), for new samples."""
+    from raviso.serve.predict import predict_file
+
+    print(predict_file(model, input, out, **cfg.kwargs()))
+
+
+def demo_cmd(
+    out: Path = typer.Option(Path("raviso-demo"), "--out", help="Everything is written under it."),
+    overwrite: bool = OVERWRITE,
+    address: Optional[str] = ADDRESS,
+):
+    """The whole pipeline on built-in synthetic data (small preset), in minutes."""
+    from raviso.demo import run_demo
+
+    run_demo(out, overwrite=overwrite, address=address)
+
+
+COMMANDS = {"fit": fit_cmd, "predict": predict_cmd, "demo": demo_cmd}
