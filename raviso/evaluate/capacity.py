@@ -1,38 +1,7 @@
-"""How many CV trials fit in memory at once, next to the shared labelled matrices.
-
-`raviso cv` used to run as many trials as the cluster has CPUs. At GTEx width that is wrong in the
-other direction from CPUs: a `pca_ridge` trial holds its training rows' genes (13,885 x 18,965
-float32 = 1.05 GB) plus sklearn's centred copy, while the memory-mapped isoform matrix (float16:
-5.45 GB) and genes (1.3 GB) sit once in the page cache for everyone. `cpus_by_memory` keeps the
-trials that run at once within `MEMORY_FRACTION` of the machine after those shared pages:
-
-    per-trial bytes = WORKER_BYTES (a Ray worker with torch imported)
-                    + EVAL_BYTES (streamed evaluation: one chunk of predictions, float64 blocks)
-                    + copies x n_train x n_genes x 4   for variants that read the genes (their
-                      training rows + one centred/standardised copy + PCA work: 2.2 copies;
-                      share_net / ffnn_plus 3.1, measured)
-                    + per-isoform bytes x n_isoforms   for the neural variants: 16 x 64 x 4 for
-                      the paper's FFNNs (weights, gradients, two Adam moments of the output
-                      layer and a (64, n_isoforms) batch); share_net 8,200 (measured: its U and
-                      R context weights with gradients, Adam moments and the early-stopping
-                      snapshot, plus the segment softmax's (64, n_isoforms) temporaries);
-                      ffnn_plus 10,400 (measured the same way: a 256-wide hidden layer plus
-                      the linear skip; 2.02 / 2.37 GB at 1,200 / 2,400 rows)
-
-                    + the float32 copies of targets small enough to premade (<= 512 MB each)
-
-share_net's two constants come from one fit (epochs 1) at full width on 1,200 and 2,400 training
-rows (peak RSS above the data: 1.54 and 1.82 GB before its targets went through
-`ffnn_fit.target_getter`; 1.67 and 2.08 GB after, the difference being the premade float32 copy
-of the early-stopping rows' targets); at course width they give 5.5 GB per trial, and
-two such trials beside the shared matrices match the 18.7 GB measured in the session-3 run
-(bench/README.md, scale). `cv` turns the estimates into CPU requests (`cpus_by_memory`: each CPU
-carries a slice of the budget), so Ray itself keeps any mix of trials within a node's memory.
-`MEMORY_FRACTION` leaves a third of the machine to the driver, the OS and the page cache, so a
-course-width CV on 24 GB stays under 16 GB. `--max-concurrent` overrides the choice (every trial
-then asks for `--cpus-per-trial`); the choice and its inputs go into results.json
-(``tune.memory``).
-"""
+"""How many CV trials fit in memory at once, next to the shared labelled matrices: each trial's
+peak memory is estimated from its variant's record (gene copies, bytes per isoform), and `cv`
+turns the estimates into CPU requests so Ray keeps any mix of trials within a node's memory
+(the constants and their measurements: docs/models.md)."""
 
 from __future__ import annotations
 
@@ -85,8 +54,7 @@ def cpus_by_memory(variants, n_train: int, n_genes: int, n_isoforms: int, shared
     trials hold at most `node_cpus` slices, however they mix. A heavy variant (share_net at course
     width) runs with more torch threads and fewer at a time while the light ones (baselines,
     vae_ffnn) still pack as the cores allow; the cores a heavy trial holds are its threads, so
-    none sits idle. Measured: share_net at course width trains 47 rows/s on 1 thread, 68 on 2
-    (bench/README.md, scale). The budget is this (the driver's) machine's; a cluster's worker
+    none sits idle. The budget is this (the driver's) machine's; a cluster's worker
     nodes are taken to be alike."""
     import math
 

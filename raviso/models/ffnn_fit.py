@@ -21,14 +21,21 @@ PREMADE_TARGET_BYTES = 512 << 20
 PREDICT_ROWS = 2048
 
 
-def inner_split(rows: np.ndarray, donor, fraction: float, seed: int
-                ) -> tuple[np.ndarray, np.ndarray]:
-    """(fit rows, early-stopping rows) from the training rows: whole donors when known."""
+VAL_SPLITS = ("rows", "donors")   # inner split: a fraction of the rows / of the donors by tissue
+
+
+def inner_split(rows: np.ndarray, donor, fraction: float, seed: int, tissue=None,
+                by: str = "rows") -> tuple[np.ndarray, np.ndarray]:
+    """(fit rows, early-stopping rows) from the training rows, in whole donors when known:
+    ``by="rows"`` takes donors until `fraction` of the ROWS; ``by="donors"`` takes `fraction` of
+    the DONORS, stratified by tissue (`donor_split`)."""
     rows = np.asarray(rows, np.int64)
     if len(rows) < 2:
         raise RavisoError("early stopping needs at least 2 training samples")
     if not 0 < fraction < 1:
         raise RavisoError(f"val_fraction must be in (0, 1), got {fraction}")
+    if by not in VAL_SPLITS:
+        raise RavisoError(f"val_split must be one of {', '.join(VAL_SPLITS)}, got {by!r}")
     rng = np.random.default_rng(seed)
     want = max(1, int(round(fraction * len(rows))))
     if donor is None:
@@ -37,6 +44,11 @@ def inner_split(rows: np.ndarray, donor, fraction: float, seed: int
         d = np.asarray(donor)[rows].astype(str)
         groups = np.where(d == "", np.char.add("row:", rows.astype(str)), d)
     names, inverse, counts = np.unique(groups, return_inverse=True, return_counts=True)
+    if by == "donors":
+        t = np.zeros(len(rows), int) if tissue is None else \
+            np.unique(np.asarray(tissue)[rows].astype(str), return_inverse=True)[1]
+        val = donor_split(inverse, t, fraction, rng)[inverse]
+        return rows[~val], rows[val]
     chosen = np.zeros(len(names), bool)
     taken = 0
     for g in rng.permutation(len(names))[:-1]:         # always leave one group for fitting
@@ -46,6 +58,26 @@ def inner_split(rows: np.ndarray, donor, fraction: float, seed: int
         taken += counts[g]
     val = chosen[inverse]
     return rows[~val], rows[val]
+
+
+def donor_split(group: np.ndarray, tissue: np.ndarray, fraction: float, rng) -> np.ndarray:
+    """Chosen groups (bool per group) for the early-stopping split: round(fraction x groups) of
+    them, at least 1 and never all, filled tissue by tissue (rarest first) so that each tissue
+    gets about `fraction` of the groups that hold it."""
+    n = int(group.max()) + 1
+    want = min(n - 1, max(1, int(round(fraction * n))))
+    holds = np.zeros((int(tissue.max()) + 1, n), bool)
+    holds[tissue, group] = True
+    chosen = np.zeros(n, bool)
+    order = rng.permutation(n)
+    for k in np.argsort(holds.sum(axis=1), kind="stable"):
+        quota = max(1, int(round(fraction * holds[k].sum())))
+        have = int((chosen & holds[k]).sum())
+        for g in order[holds[k][order] & ~chosen[order]]:
+            if chosen.sum() >= want or have >= quota:
+                break
+            chosen[g], have = True, have + 1
+    return chosen
 
 
 # targets go device-resident when they fit in this fraction of the free device memory
@@ -59,7 +91,7 @@ def target_getter(Y: np.ndarray, rows: np.ndarray, device: torch.device
     On a GPU the training rows' targets live on the device in their storage dtype (float16 at
     course width: 13,885 x 156,958 = 4.4 GB) when they fit in half the free device memory, and
     batches are gathered there; otherwise each batch is gathered into a pinned host buffer and
-    copied asynchronously (issue 11.4)."""
+    copied asynchronously."""
     if device.type == "cuda":
         free = torch.cuda.mem_get_info(device)[0]
         if len(rows) * Y.shape[1] * Y.dtype.itemsize <= RESIDENT_FRACTION * free:

@@ -1,25 +1,6 @@
-"""``foldvae_ffnn``: the VAE + latent FFNN model for stores that have no compendium to pretrain on.
-
-Without ARCHS4 the paper's recipe (pretrain once on a large unlabelled compendium, encode, regress)
-has nothing to pretrain on, and pretraining on the labelled store as a whole would let the VAE see
-the validation fold's genes. So this variant pretrains a SMALL VAE inside every CV fit, on
-``data.genes[train_idx]`` only, encodes with the posterior mean, and trains the usual latent FFNN
-(`raviso.models.regressors.FFNNRegressor`, same feature pipeline and training loop as ``vae_ffnn``) on the
-codes. ``predict`` encodes the requested rows with the same fold VAE.
-
-Why these choices:
-- Plain in-process torch with the shared `raviso.models.loop` (`train_epoch`, `make_optimizer`,
-  `tensor_batches`), no Ray: the VAE is small (default genes -> 256 -> 128 -> 32) and trains inside
-  one cv trial, which already owns its CPU.
-- Inputs are the raw log2(TPM+1) genes, exactly what the pretrained VAE models (unit-variance
-  Gaussian observation model in `raviso.models.vae`), so the two latents are comparable.
-- KL warm-up over the first third of the epochs (`train_loop.kl_weight`): with few samples a full
-  KL weight from the first step tends to collapse the posterior onto the prior.
-- Deterministic by seed: init, shuffling and reparameterisation noise all run under a forked,
-  seeded torch RNG; ``torch.set_num_threads`` is left to the caller (cv sets 1 per trial).
-- Not savable (no ``load``): `raviso fit` / ``--save-model`` would need to store the fold VAE next
-  to the regressor; until then `raviso.models.saved.is_savable` reports False for it.
-"""
+"""``foldvae_ffnn``: for stores without a compendium, a small VAE pretrained inside every CV fit on
+the training rows' genes only, then the latent FFNN on its posterior means (why each choice:
+docs/models.md)."""
 
 from __future__ import annotations
 

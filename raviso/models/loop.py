@@ -114,7 +114,7 @@ def train_epoch(model, optimizer, batches: Iterable[torch.Tensor], kl_weight: fl
     for step, x in enumerate(batches):
         if device is not None:
             x = x.to(device, non_blocking=True)
-        # bf16 autocast on CUDA (issue 11.4): matmuls in bfloat16, the loss terms stay float32
+        # bf16 autocast on CUDA: matmuls in bfloat16, the loss terms stay float32
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=x.device.type == "cuda"):
             rec = model(x, kl_weight=kl_weight)
         optimizer.zero_grad(set_to_none=True)
@@ -152,7 +152,7 @@ def tensor_batches(X: torch.Tensor, batch_size: int, shuffle: bool = True,
 
 class DeviceCache:
     """Keeps a dataset's rows on the training device after the first pass over it, so later
-    epochs gather batches from device memory instead of the input pipeline (issue 11.3).
+    epochs gather batches from device memory instead of the input pipeline.
 
     Why: on one H200 the paper VAE trains at ~79k samples/s at batch 512 (bf16, device-resident
     batches), while a 16-core node decodes the 18,965-wide Parquet store at ~42k rows/s

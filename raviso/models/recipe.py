@@ -16,7 +16,7 @@ from ..core.errors import RavisoError
 from ..data.labelled import Labelled
 from .baselines import ridge_select_fit
 from .context import CONTEXT_SCALES, ContextFeatures, context_name
-from .ffnn_fit import inner_split, target_getter
+from .ffnn_fit import VAL_SPLITS, inner_split, target_getter
 from .optim import make_adam
 from .share_module import StartResidual
 from .train_state import EarlyStopping
@@ -35,6 +35,7 @@ class RecipeOptions:
     batch_size: int = 64
     patience: int = 8               # epochs without a better inner-validation MSE
     val_fraction: float = 0.15      # inner early-stopping split (whole donors)
+    val_split: str = "rows"         # val_fraction of the rows, or of the donors by tissue
     ridge_start: bool = True        # start the residual path at a ridge fit, if it helps
     weight_decay: float = 1.0       # AdamW decay on the context weight matrices
     refit: bool = False             # refit on all training rows for the chosen epochs
@@ -54,6 +55,9 @@ class RecipeOptions:
                               f"{self.batch_size} (>= 1), lr={self.lr} (> 0), patience="
                               f"{self.patience} (>= 1), n_components={self.n_components} "
                               f"(>= 1), weight_decay={self.weight_decay} (>= 0)")
+        if self.val_split not in VAL_SPLITS:
+            raise RavisoError(f"bad options: val_split={self.val_split!r} (one of "
+                              f"{', '.join(VAL_SPLITS)})")
         if self.context_scale not in CONTEXT_SCALES or not self.tissue_scale > 0:
             raise RavisoError(f"bad options: context_scale={self.context_scale!r} (one of "
                               f"{', '.join(CONTEXT_SCALES)}), tissue_scale={self.tissue_scale} "
@@ -131,7 +135,8 @@ class ContextModel:
         everything = np.asarray(train_idx, np.int64)
         if len(everything) < 2:
             raise RavisoError(f"{self.name}: needs at least 2 training samples")
-        rows, val_rows = inner_split(everything, data.donor, o.val_fraction, o.seed)
+        rows, val_rows = inner_split(everything, data.donor, o.val_fraction, o.seed,
+                                     data.tissue, o.val_split)
         hist = self._fit_rows(data, rows, val_rows, o.epochs, None, on_batch)
         best = hist["best_epoch"]
         if o.refit and best > 0:

@@ -1,32 +1,7 @@
-"""Feed-forward isoform regressors (plain PyTorch, no Ray) and their feature pipelines.
-
-The paper's model is an FFNN from the 256-d VAE latent to every isoform: 256 -> 32 (ReLU) ->
-n_isoforms (linear). The same network is trained on the autoencoder (beta=0) latent and on PCA
-features of the genes, and a wider one on the raw genes (18,965 -> 256 -> 32 -> n_isoforms).
-`FFNNRegressor` is all of them: a `FeaturePipeline` (which matrix, optional PCA, optional
-standardisation, all fitted on TRAINING rows only) followed by an `FFNN`.
-
-Training choices and why:
-- Real epochs: every epoch is one pass over ALL training rows in a fresh seeded permutation (the
-  seed project's "100 epochs" were 101 batches). Adam (lr 1e-4 default, the fused kernel where the
-  device has one), batch 64, MSE.
-- Input features are pre-made tensors and batches are slices of a permutation: no DataLoader, whose
-  per-item overhead dominates at these sizes. Targets are gathered per batch from the (possibly
-  object-store backed, read-only) isoform matrix unless they fit in `PREMADE_TARGET_BYTES`, so a
-  trial never copies the whole 10.9 GB isoform matrix.
-- The output bias starts at the training mean of each isoform, so the network starts AT the mean
-  baseline and spends its epochs learning deviations from it; with lr 1e-4 and a handful of epochs a
-  zero-initialised bias would otherwise be judged on how far it got towards the mean.
-- Early stopping (optional) holds out `val_fraction` of the TRAINING rows (whole donors when donors
-  are known, so a donor's samples are not on both sides), stops after `patience` epochs without
-  improvement and restores the best epoch's weights.
-- Deterministic by seed: weight init under a forked, seeded RNG and a dedicated shuffle generator.
-  `torch.set_num_threads` is never touched, so the cv driver's 1-CPU-per-trial setting holds.
-
-Saved form (`save`/`load`): ``regressor.json`` (architecture, feature source, options, training
-history) and ``regressor.safetensors`` (``model.*`` weights and ``features.*`` arrays: PCA mean and
-components, scaler mean and std).
-"""
+"""Feed-forward isoform regressors (plain PyTorch, no Ray): `FFNNRegressor` is a `FeaturePipeline`
+(which matrix, optional PCA, optional standardisation, fitted on the training rows only) followed
+by an `FFNN`; the paper's vae_ffnn, ae_ffnn and gene_ffnn and pca_ffnn are all of them. Training
+choices and the saved form: docs/models.md."""
 
 from __future__ import annotations
 

@@ -1,32 +1,5 @@
-"""The paper's VAE (and its beta=0 plain-autoencoder variant) in plain PyTorch, no Ray.
-
-Architecture (all sizes configurable; these are the paper's)::
-
-    encoder  18,965 -> 4096 -> 2048 -> 1024 -> 512   Linear + ReLU each
-    heads    512 -> 256 (mu), 512 -> 256 (logvar)     LINEAR (the seed code put a ReLU here, which
-                                                      forces logvar >= 0, i.e. sigma >= 1)
-    decoder  256 -> 512 -> 1024 -> 2048 -> 4096       Linear + ReLU each
-             4096 -> 18,965                           linear output (log2(TPM+1) can be any real)
-
-177,809,429 parameters (177.8M) at paper size with unit observation variance (`n_parameters`;
-+18,965 with learned variance; 177,678,101 for the beta=0 autoencoder, which has no logvar head).
-
-Probabilistic model: prior z ~ N(0, I); posterior q(z|x) = N(mu(x), diag(exp(logvar(x)))); closed
-form KL(q || p); reparameterised sample z = mu + sigma * eps. Observation x | z ~ N(xhat(z), s^2)
-per gene on log2(TPM+1) (the paper's "log-normal with unit variance" on TPM), s = 1 by default or a
-learned per-gene log-variance.
-
-Loss conventions (one `LossRecord` per step, every term in nats):
-- every term is a per-sample SUM over genes (or latent dims), then a MEAN over the samples of the
-  batch, so numbers are comparable across batch sizes;
-- ``recon`` is the full Gaussian negative log-likelihood INCLUDING its constant,
-  0.5 * sum((x - xhat)^2 / s^2 + log s^2 + log 2 pi), so ``elbo = -(recon + kl)`` is the true
-  evidence lower bound (with unit variance the constant is 0.5 * log(2 pi) * n_genes);
-- ``loss`` is what is minimised: recon + beta * kl_weight * kl (kl_weight implements warm-up).
-  ``elbo`` always carries the full KL, so curves stay comparable while the KL weight warms up.
-
-``beta == 0`` builds a deterministic autoencoder: no logvar head, no sampling, KL reported as 0.
-"""
+"""The paper's VAE (and its beta=0 plain-autoencoder variant) in plain PyTorch, no Ray; the
+architecture, probabilistic model and loss conventions are in docs/models.md."""
 
 from __future__ import annotations
 
