@@ -1,18 +1,6 @@
-"""The two floors of synthetic data, per validation fold and per tissue, for results.json.
-
-- ``noise_floor`` (the measurement floor): MSE of the noise-free truth against the observations.
-  It is NOT a bound a donor-grouped CV can reach: the truth holds the validation donor's own
-  isoform-share effect, which no model trained on other donors can know (and, in log space with
-  dropouts, the noise is not even centred on the truth, so it is not strictly a lower bound).
-- ``floor_heldout_donor``: MSE of the held-out-donor expectation (`raviso.synth.heldout`: the
-  generator's best prediction of the observed isoforms knowing everything about the sample but its
-  donor's share effect and the measurement noise) against the observations. In expectation no
-  predictor of unseen donors beats it; every "x floor" figure in the report is relative to it.
-  Only meaningful with donor-grouped folds (``grouping.grouped_by == "donor"``).
-
-Both are means of per-sample values (`Labelled.floor_heldout` holds the held-out one, computed
-from the store's ``truth_heldout`` at load), so a fold's or a tissue's floor is the mean over its
-samples, exactly as a model's MSE is the mean of its per-sample errors.
+"""The two floors of synthetic data (measurement noise, held-out donor), per validation fold and
+per tissue, and each tissue's MSE spread, for results.json. What the floors mean and why the
+held-out-donor one is the bound "x floor" figures use: docs/statistics.md.
 """
 
 from __future__ import annotations
@@ -83,6 +71,27 @@ def per_tissue(data, folds, errors: dict, variants, floors: dict) -> dict:
         entry["mse"] = {v: float(np.concatenate([np.asarray(errors[(i, v)])[m]
                                                  for i, _, m in sel]).mean())
                         for v in complete}
+        donors = None if data.donor is None else data.donor[rows]
+        entry["n_donors"] = None if donors is None else int(len(set(donors.tolist())))
+        entry["spread"] = {v: spread(np.concatenate([np.asarray(errors[(i, v)])[m]
+                                                     for i, _, m in sel]), rows, donors)
+                           for v in complete}
         out[str(t) or "(unknown)"] = entry
     return out
+
+
+def spread(err: np.ndarray, rows: np.ndarray, donors: np.ndarray | None) -> dict:
+    """One tissue's per-sample errors (one entry per validation entry; `rows`: their samples,
+    `donors`: their donors or None): {sd (over samples, each averaged over its repeats), ci95 (a
+    95% t-interval of the MSE over donors, a donor's samples averaged first; over samples
+    without donors), unit ("donor" | "sample"), n_units}."""
+    from .stats import group_means, mean_ci
+
+    _, per_sample = group_means(err, rows)
+    sd = float(np.std(per_sample, ddof=1)) if len(per_sample) > 1 else None
+    units = per_sample if donors is None else group_means(err, donors)[1]
+    lo, hi = mean_ci(units)
+    ok = len(units) > 1 and np.isfinite(lo)
+    return {"sd": sd, "ci95": [float(lo), float(hi)] if ok else [None, None],
+            "unit": "sample" if donors is None else "donor", "n_units": int(len(units))}
 

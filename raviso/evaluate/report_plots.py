@@ -1,19 +1,31 @@
-"""The report's per-tissue and training-curve figures (PNG, drawn without pyplot), from
-results.json alone."""
+"""The report's figures (PNG, drawn without pyplot) from results.json alone: MSE per fold, per
+tissue, and the training curves."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import math
+
 import numpy as np
 
 from ..core.atomic import atomic_file
 from ..core.plots import new_figure
-from .leaderboard import best_baseline
-from .report_sections import board
+from .leaderboard import best_baseline, board
 
+FOLD_PLOT = "mse_per_fold.png"
 TISSUE_PLOT = "mse_per_tissue.png"
 CURVES_PLOT = "training_curves.png"
+
+
+def mse_grid(doc: dict) -> tuple[list[str], list[list]]:
+    """(variants, rows): one row per fold ``[fold, mse per variant...]`` (None where failed)."""
+    variants = doc["config"]["variants"]
+    by = {(t["fold"], t["variant"]): t for t in doc["trials"]}
+    rows = []
+    for f in doc["folds"]:
+        rows.append([f["fold"] + 1] + [by.get((f["fold"], v), {}).get("mse") for v in variants])
+    return variants, rows
 
 
 def _save(fig, path: Path) -> Path:
@@ -21,6 +33,27 @@ def _save(fig, path: Path) -> Path:
     with atomic_file(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110)
     return path
+
+
+def plot_folds(doc: dict, path: Path) -> Path:
+    """Validation MSE per fold and variant, with the floors where known."""
+    variants, rows = mse_grid(doc)
+    fig = new_figure(figsize=(max(5, 1 + 0.9 * len(variants)), 3.6))
+    ax = fig.subplots()
+    width = 0.8 / max(1, len(rows))
+    for k, row in enumerate(rows):
+        xs = [j + (k - (len(rows) - 1) / 2) * width for j in range(len(variants))]
+        ax.bar(xs, [math.nan if v is None else v for v in row[1:]], width, label=f"fold {row[0]}")
+    ax.set_xticks(range(len(variants)), variants, rotation=30, ha="right")
+    ax.set_ylabel("validation MSE, log2(TPM+1)")
+    for key, label, style in (("floor_heldout_donor", "held-out-donor floor", "-"),
+                              ("noise_floor", "measurement floor", "--")):
+        floor = (doc.get(key) or {}).get("mean")
+        if floor:
+            ax.axhline(floor, color="k", ls=style, lw=1, label=label)
+    ax.legend(fontsize=7, ncol=2)
+    ax.set_title("Validation MSE per fold")
+    return _save(fig, path)
 
 
 def plot_tissues(doc: dict, path: Path) -> Path | None:

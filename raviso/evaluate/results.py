@@ -1,67 +1,8 @@
 """``CV/results.json``: everything a cross-validation run measured, in one documented file.
 
-Written atomically (temp file + rename) next to ``CV/errors/fold<i>_<variant>.npy``, the per-sample
-validation errors (MSE over isoforms, float64, in the order of ``folds[i].sample_id``), from which
-every statistic below can be recomputed. ``raviso report`` reads only these files.
-
-Schema (``"schema": "raviso.cv.results/1"``)::
-
-    schema           "raviso.cv.results/1"
-    created          ISO-8601 UTC time; raviso_version
-    config           store, pretrained, pretrained_ae (run paths or null), variants (list, in
-                     column order), folds (k), repeats (R, default 1), group_by, epochs, seed,
-                     variant_options, cpus_per_trial, gpus_per_trial, max_failures
-    data             n_samples, n_genes, n_isoforms, n_tissues, n_donors (null when unknown),
-                     has_truth (synthetic data: a noise-free truth is known)
-    grouping         k, grouped_by ("donor" | "none"), rare_tissues (tissues with fewer samples
-                     than folds, pooled into one stratum), seed; with repeats > 1 also repeats,
-                     n_folds (R*k) and seeds (one fold seed per repeat)
-    folds            list over folds (R*k: repeat r's fold f is fold r*k+f): fold, repeat,
-                     n_train, n_test, sample_id (validation ids), donor (their donors, or null),
-                     tissues ({tissue: n validation samples}), n_donors (validation donors),
-                     noise_floor (MSE(observed, truth) on the validation rows; null without truth),
-                     floor_heldout_donor (MSE(observed, held-out-donor expectation); null
-                     without ``truth_heldout``; `raviso.evaluate.floors`)
-    trials           list over fold x variant: fold, variant, status ("ok" | "error"), attempts,
-                     retried (attempts > 1), reused (present and true when `cv --resume` took
-                     it from an earlier attempt), error (last line, or null), mse, mse_mean_baseline,
-                     r2 (vs the training-fold mean), median_pearson, frac_r_gt_05, n_isoforms_r,
-                     n_isoforms_excluded, n_samples, fit_seconds, seconds, n_train, n_test,
-                     zero_copy (the trial's matrices were read-only object-store views),
-                     max_rss_mb; with truth also noise_floor, mse_over_noise_floor, mse_excess,
-                     mse_vs_truth; mse_over_floor_heldout_donor; breakdown
-                     (`raviso.evaluate.breakdown`: within_tissue_median_r, mse_by_level,
-                     mse_by_role, isoform counts); history ({train_loss, val_loss} per epoch, or
-                     null for models without epochs)
-    summary          {variant: {kind ("baseline" | "paper" | "model"), is_baseline, folds_ok,
-                     mse_mean, mse_sd, mse_ci95 (corrected, `stats.mse_ci`), r2_mean,
-                     median_pearson_mean, frac_r_gt_05_mean, seconds_mean,
-                     mse_over_noise_floor_mean, mse_over_floor_heldout_donor_mean (or null),
-                     within_tissue_median_r_mean, mse_by_level, mse_by_role (means over folds)}}
-    leaderboard      `raviso.evaluate.leaderboard.leaderboard`: variants best first with kind,
-                     mse_mean, mse_ci95, x_floor_heldout_donor, vs_best_baseline {baseline,
-                     mean_diff, ci95, t, df, p, p_holm}
-    tests            `raviso.evaluate.stats.compare_all` on the per-sample errors: per pair of
-                     variants the paired t-test per fold (same validation samples), the Wilcoxon
-                     signed-rank test, both again on donor-averaged errors (per_fold[i].donor), the
-                     Nadeau-Bengio corrected resampled t-test across the first repeat's folds
-                     (corrected) and the Bouckaert-Frank corrected repeated k-fold t-test across
-                     all folds (corrected_repeated), effect sizes
-    noise_floor      null, or {per_fold: [...], mean, over_floor: {variant: mean MSE / floor}}
-    floor_heldout_donor  the same for the held-out-donor floor (the one "x floor" figures use)
-    per_tissue       {tissue: {n, noise_floor, floor_heldout_donor, mse: {variant: mean}}}
-    retried_trials   ["fold <i> <variant> (<attempts> attempts)", ...]
-    failed_trials    the same for trials that never succeeded
-    tune             wall_seconds, max_concurrent_trials, trial_seconds_sum, parallel_efficiency
-                     (sum of trial seconds x the slots each held / (concurrency x wall)),
-                     all_zero_copy, cpus_per_trial, cpus_per_variant (what each variant's trials
-                     asked Ray for: `capacity.cpus_by_memory`), memory (its inputs)
-    tuning           only with ``cv --tune N`` / ``--config`` (`raviso.evaluate.nested`; the tuned
-                     model is the column "<variant>@tuned"): mode ("nested" | "config"); nested:
-                     trials, inner_folds, max_epochs, algorithm, scheduler, spaces, seconds,
-                     per_fold [{fold, variant, options (the chosen config), inner_val_mse,
-                     best_epoch, trials, stopped_early, failed, epochs_trained, seconds}];
-                     config: config_file, variant, options
+Written atomically next to ``CV/errors/fold<i>_<variant>.npy`` (the per-sample validation errors,
+from which every statistic can be recomputed); ``raviso report`` reads only these. The schema
+(``raviso.cv.results/1``) is documented field by field in docs/output.md.
 """
 
 from __future__ import annotations
@@ -84,6 +25,22 @@ ERRORS_DIR = "errors"
 
 def errors_path(cv_dir, fold: int, variant: str) -> Path:
     return Path(cv_dir) / ERRORS_DIR / f"fold{fold}_{variant}.npy"
+
+
+# Per-trial metrics averaged into ``summary`` as ``<key>_mean`` and shown in the report's "Other
+# metrics" table: (key, column title, top-level block the column needs or None). One line each.
+TRIAL_METRICS = (("r2", "R2 vs train mean", None), ("median_pearson", "median isoform r", None),
+                 ("frac_r_gt_05", "frac r > 0.5", None), ("seconds", "trial s", None),
+                 ("mse_over_floor_heldout_donor", "x held-out-donor floor",
+                  "floor_heldout_donor"),
+                 ("mse_over_noise_floor", "x measurement floor", "noise_floor"))
+# What a trial row keeps of its trial's reported metrics
+TRIAL_KEYS = ("mse", "mse_mean_baseline", "r2", "median_pearson", "frac_r_gt_05",
+              "n_isoforms_r", "n_isoforms_excluded", "n_samples", "noise_floor",
+              "mse_over_noise_floor", "mse_excess", "mse_vs_truth", "fit_seconds", "seconds",
+              "cpu_seconds", "threads", "started_at", "finished_at", "n_train", "n_test", "pid",
+              "zero_copy", "max_rss_mb", "breakdown", "history")
+TRIAL_KEYS += tuple(k for k, _, _ in TRIAL_METRICS if k not in TRIAL_KEYS)
 
 
 def _mean(xs):
@@ -135,9 +92,7 @@ def summarise(trials: list[dict], variants, fold_rows: list[dict] | None = None)
                   "mse_mean": _mean(mses),
                   "mse_sd": float(np.std(mses, ddof=1)) if len(mses) > 1 else None,
                   "mse_ci95": ci,
-                  **{f"{k}_mean": _mean([t.get(k) for t in ok])
-                     for k in ("r2", "median_pearson", "frac_r_gt_05", "seconds",
-                               "mse_over_noise_floor", "mse_over_floor_heldout_donor")},
+                  **{f"{k}_mean": _mean([t.get(k) for t in ok]) for k, _, _ in TRIAL_METRICS},
                   "within_tissue_median_r_mean": _mean([b.get("within_tissue_median_r")
                                                         for b in bd]),
                   "mse_by_level": _mean_dicts([b.get("mse_by_level") for b in bd]),
@@ -164,7 +119,7 @@ def pair_tests(errors: dict, variants, fold_rows: list[dict]) -> dict:
 def build_results(config: dict, data, folds, outcome) -> dict:
     """The results document (see the module docstring) from a finished Tune run."""
     from . import floors as fl
-    from .leaderboard import leaderboard
+    from .leaderboard import leaderboard, tuned_origin
 
     variants = list(config["variants"])
     per_sample = fl.per_sample_floors(data)
@@ -194,7 +149,7 @@ def build_results(config: dict, data, folds, outcome) -> dict:
                  "n_isoforms": len(data.isoform_names),
                  "n_tissues": int(len(set(data.tissue.tolist()))),
                  "n_donors": None if data.donor is None else int(len(set(data.donor.tolist()))),
-                 "has_truth": data.truth is not None},
+                 "has_truth": data.truth is not None, "origin": store_origin(config["store"])},
         "grouping": folds.to_dict(),
         "folds": fold_rows,
         "trials": trials,
@@ -215,17 +170,35 @@ def build_results(config: dict, data, folds, outcome) -> dict:
                                       if t["status"] == "ok"),
                  **outcome.resources},
     }
+    doc["tuned_origin"] = tuned_origin(config)
     doc["leaderboard"] = leaderboard(doc)
     return doc
 
 
-def _jsonable(o):
+def store_origin(store) -> dict | None:
+    """What the labelled set was made from (the store manifest's sources): {formats (the readers
+    of gtex_gene / gtex_isoform, e.g. course-hdf5, matrix:tpm), units, imported}; None when the
+    store cannot be read."""
+    from ..data.reader import Store
+
+    try:
+        m = Store(store).manifest
+    except (RavisoError, OSError):
+        return None
+    kinds = sorted({str(s.get("kind")) for s in m.get("sources") or []
+                    if s.get("dataset") in ("gtex_gene", "gtex_isoform")})
+    return {"formats": kinds, "units": m.get("units"),
+            "imported": m.get("source") in ("samplesheet", "matrix")}
+
+
+def jsonable(o):
+    """`o` with numpy values as plain Python and NaN/inf as None (JSON without NaN)."""
     if isinstance(o, dict):
-        return {str(k): _jsonable(v) for k, v in o.items()}
+        return {str(k): jsonable(v) for k, v in o.items()}
     if isinstance(o, (list, tuple)):
-        return [_jsonable(v) for v in o]
+        return [jsonable(v) for v in o]
     if isinstance(o, np.ndarray):
-        return _jsonable(o.tolist())
+        return jsonable(o.tolist())
     if isinstance(o, (np.bool_,)):
         return bool(o)
     if isinstance(o, np.integer):
@@ -244,7 +217,7 @@ def write_results(cv_dir, doc: dict, errors: dict) -> Path:
             with open(tmp, "wb") as f:
                 np.save(f, np.asarray(e, np.float64))
     with atomic_file(cv_dir / RESULTS) as tmp:
-        Path(tmp).write_text(json.dumps(_jsonable(doc), indent=1, allow_nan=False))
+        Path(tmp).write_text(json.dumps(jsonable(doc), indent=1, allow_nan=False))
     return cv_dir / RESULTS
 
 

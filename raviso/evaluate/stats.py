@@ -1,35 +1,7 @@
-"""Comparing two variants honestly: paired tests per fold and a corrected test across folds.
-
-The unit of pairing is the VALIDATION SAMPLE: each variant's per-sample error (MSE over isoforms,
-`raviso.core.metrics.per_sample_mse`) for the same samples of the same fold, in the same order. The seed
-project paired unrelated numbers; here a fold's two arrays must have the same length and the caller
-guarantees the same sample order (the cv driver builds both from the fold's validation indices).
-
-Per fold (the paper's analysis, done right):
-- paired t-test (`scipy.stats.ttest_rel`) and the Wilcoxon signed-rank test (`scipy.stats.wilcoxon`)
-  on the per-sample errors, the mean difference A - B with its 95% t interval, and Cohen's d_z
-  (mean of the paired differences / their standard deviation).
-Across folds:
-- the Nadeau-Bengio corrected resampled t-test. Per-fold mean differences d_k are NOT independent
-  (training sets overlap), so the naive variance var(d)/k is too small and p-values too optimistic;
-  the correction inflates it to (1/k + n_test/n_train) var(d):
-  ``t = mean(d) / sqrt((1/k + n_test/n_train) * var(d, ddof=1))``, df = k - 1.
-  With per-fold sizes, n_test/n_train is the mean of the per-fold ratios.
-- with R repeats of k-fold (`raviso cv --repeats R`): the Bouckaert & Frank (2004) corrected
-  repeated k-fold t-test over all R*k folds, variance factor 1/(R*k) + n_test/n_train, df = R*k - 1
-  (``corrected_repeated``); ``corrected`` stays Nadeau-Bengio on the first repeat's k folds (the
-  paper's single split). With R = 1 the two are the same number.
-- optionally Holm's step-down correction of the corrected-test p-values across all pairs.
-
-With donors: the samples of one donor share the donor's effects, so they are not independent; the
-per-fold tests are ALSO run on donor-averaged errors (``per_fold[i].donor``: each donor's mean error
-under A and under B, paired by donor), whose n is the number of validation donors.
-
-A variant's MSE gets a confidence interval from its per-fold MSEs with the same corrected variance
-(`mse_ci`): the per-fold numbers share training rows, so the naive interval is too narrow.
-
-Sign convention everywhere: differences are A - B in ERROR, so a negative mean difference means A
-predicts better. Everything returned is JSON-able (floats, ints, strings, lists; NaN -> None).
+"""Comparing two variants honestly: paired tests per fold (per sample and donor-averaged), the
+Nadeau-Bengio / Bouckaert-Frank corrected tests across folds, Holm's correction and the corrected
+MSE interval. The reasoning and formulas: docs/statistics.md. Differences are A - B in error
+(negative: A predicts better); everything returned is JSON-able (NaN -> None).
 """
 
 from __future__ import annotations
