@@ -197,20 +197,21 @@ def read_sheet(samples) -> dict | None:
     return {r.sample_id: r for r in read_samplesheet(samples, need_paths=False)}
 
 
-def sheet_tissue(sheet: dict, sample_ids, samples) -> list[str]:
-    """Tissue of each sample from the sheet; every input sample must be listed."""
+def sheet_obs(sheet: dict, sample_ids, samples) -> dict[str, list]:
+    """Tissue and donor of each sample from the sheet; every input sample must be listed."""
     absent = [s for s in sample_ids if s not in sheet]
     if absent:
         raise RavisoError(f"{len(absent)} input samples are not in the sample sheet: "
                           f"{', '.join(absent[:10])}", samples)
-    return [sheet[s].label or "" for s in sample_ids]
+    return {"tissue": [sheet[s].label or "" for s in sample_ids],
+            "donor": [sheet[s].donor for s in sample_ids]}
 
 
 def predict_file(model, input, out, fmt: str | None = None, allow_missing: bool = False,
                  dataset: str | None = None, overwrite: bool = False, warn=None,
                  quiet: bool = False, samples=None, orientation: str | None = None,
                  scale: str | None = None, max_missing: float = MAX_MISSING,
-                 interval: float | None = None, units=None, reliable_r2: float = RELIABLE_R2,
+                 interval: float | None = None, units="log2tpm", reliable_r2: float = RELIABLE_R2,
                  merged: bool = False, unknown_tissue: str = "tissue-free") -> Path:
     """Predict every sample of `input` with MODEL; write `out` (and the side outputs of
     `raviso.serve.outputs`: reliability, intervals, units, merged tables). Returns `out`."""
@@ -245,11 +246,11 @@ def _write_predictions(m, inp, fill, out, fmt, meta, sheet, quiet, source, extra
         with PredictionWriter(fmt, tmp, out, m, meta, opts, router, overwrite) as w, \
                 Progress("predict", total=inp.total, quiet=quiet) as progress:
             for X, sid, tissue in inp.chunks:
-                if sheet[0] is not None:
-                    tissue = sheet_tissue(sheet[0], sid, sheet[1])
+                obs = {"tissue": tissue} if sheet[0] is None else sheet_obs(sheet[0], sid, sheet[1])
+                tissue = obs["tissue"]
                 X = np.where(np.isnan(X), fill, X).astype(np.float32, copy=False)
                 P = np.maximum(w.predict(X, sid, tissue), 0)     # log2(TPM+1) is never < 0
-                w.write(list(sid), P, {"tissue": tissue})
+                w.write(list(sid), P, obs)
                 n += len(sid)
                 progress.advance(len(sid))
         if n == 0:

@@ -73,6 +73,14 @@ def test_genes_by_samples_tpm_with_versionless_ids_and_a_sample_sheet(ens_model,
     assert said == ["raviso: input: genes x samples, TPM -> log2(TPM+1), 48 samples, 16/16 model "
                     "genes (matched on label column 1)"]
     assert P.min() >= 0
+    import h5py
+
+    from raviso.serve.predict import predict_file
+
+    predict_file(root / "model", src, tmp_path / "p.h5ad", samples=sheet, warn=print)
+    with h5py.File(tmp_path / "p.h5ad", "r") as f:           # the sheet's donors reach obs
+        codes, cats = f["obs/donor/codes"][:], f["obs/donor/categories"][:]
+        assert [cats[c].decode() for c in codes] == d["donor"]
     # without the sheet the tissue is unknown and a tissue-aware model predicts differently
     _, P0, _, _ = run(root, src, tmp_path / "q.parquet")
     assert np.abs(P0 - expected).max() > 1e-3
