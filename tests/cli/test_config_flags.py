@@ -1,0 +1,70 @@
+"""The CLI's options are the config fields: same defaults, same help; a bad value names the field
+in Python and the flag on the command line."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import typer
+from test_bad_input import run_cli
+
+import cli
+from raviso.commands.options import cli_fields
+from raviso.core.config import OptionError, flag_of
+from raviso.evaluate.config import CvConfig, TuneConfig
+from raviso.io.config import ConvertConfig, ImportConfig
+from raviso.models.vae_config import VAEConfig
+from raviso.serve.config import FitConfig, PredictConfig
+from raviso.train.config import PretrainConfig, TrainConfig
+
+CONFIGS = {"cv": [CvConfig], "tune": [TuneConfig], "convert": [ConvertConfig],
+           "import": [ImportConfig], "fit": [FitConfig], "predict": [PredictConfig],
+           "pretrain": [VAEConfig, TrainConfig, PretrainConfig]}
+
+
+def _cli_default(f: dataclasses.Field):
+    """The field's default as its generated flag spells it."""
+    value = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+    if isinstance(value, tuple) and value and isinstance(value[0], int):
+        return ",".join(map(str, value))          # int tuples are comma lists on the CLI
+    if isinstance(value, tuple):
+        return None                               # repeatable options: none given
+    return value
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_every_flag_default_is_its_config_fields(name):
+    command = typer.main.get_command(cli.app).commands[name]
+    params = {p.name: p for p in command.params}
+    for config in CONFIGS[name]:
+        for f in cli_fields(config):
+            p = params[f.name]
+            assert flag_of(f) in p.opts, (name, f.name, p.opts)
+            if p.required:
+                continue
+            default = _cli_default(f)
+            assert p.default == default or (p.default is not None and p.type(p.default) ==
+                                            p.type(default)), (name, f.name, p.default, default)
+            assert p.help.startswith(f.metadata["help"].split("{")[0]), (name, f.name)
+
+
+def test_a_bad_value_names_the_field_in_python_and_the_flag_on_the_cli(tmp_path, capsys,
+                                                                      monkeypatch):
+    with pytest.raises(OptionError) as e:
+        TrainConfig(batch_size=0)
+    assert e.value.option == "batch_size" and str(e.value) == "batch_size must be >= 1"
+    with pytest.raises(OptionError, match="tuned_config|group_by") as e:
+        CvConfig(group_by="tissue")
+    assert e.value.option == "group_by"
+    code, out, err = run_cli(capsys, monkeypatch, "pretrain", str(tmp_path), "--out",
+                             str(tmp_path / "run"), "--batch-size", "0")
+    assert code == 1 and err.strip() == "raviso: error: --batch-size must be >= 1"
+    code, out, err = run_cli(capsys, monkeypatch, "pretrain", str(tmp_path), "--out",
+                             str(tmp_path / "run"), "--no-gtex-eval", "--hidden", "8,x")
+    assert code == 1 and "--hidden takes comma-separated integers" in err
+
+
+def test_python_keywords_and_a_config_are_the_same_call():
+    assert FitConfig.build(None, seed=3) == FitConfig(seed=3)
+    assert CvConfig.build(CvConfig(folds=3), seed=2) == CvConfig(folds=3, seed=2)
