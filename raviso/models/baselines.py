@@ -156,7 +156,7 @@ def fit_log_shares(genes: np.ndarray, isoforms: np.ndarray, rows: np.ndarray, co
     for b in column_blocks(len(rows), len(cols), DEVICE_FIT_BLOCK_BYTES):
         c = cols[b]
         gene_tpm = torch.clamp(torch.exp2(G[:, torch.from_numpy(gene_of[c]).to(dev)].double())
-                               - 1.0, min=0.0)                      # = _tpm, on the device
+                               - 1.0, min=0.0)                      # = tpm, on the device
         y = torch.from_numpy(np.ascontiguousarray(isoforms[np.ix_(rows, c)])).to(dev).double()
         out[b] = fit_log_share(gene_tpm, y)
     return out

@@ -15,6 +15,7 @@ import numpy as np
 from ..core.errors import RavisoError
 from ..data.labelled import Labelled
 from .baselines import IsoformFractionBaseline, MeanBaseline, PCARidgeBaseline, TissueMeanBaseline
+from .tissue_baselines import IsoformFractionTissueBaseline, PCATissueRidgeBaseline
 from .ffnn_plus import FFNNPlus
 from .foldvae import FoldVAEFFNN
 from .context import context_latents, context_name
@@ -128,6 +129,14 @@ SPECS: tuple[VariantSpec, ...] = (
     VariantSpec("pca_ridge", PCARidgeBaseline, "baseline",
                 "ridge on a per-fold PCA of the genes (penalty by leave-one-out)", GENES,
                 default=True, drop=frozenset({"alphas"})),
+    VariantSpec("pca_tissue_ridge", PCATissueRidgeBaseline, "baseline",
+                "ridge on [per-fold PCA of the genes, tissue one-hot] (penalty and one-hot "
+                "scale by leave-one-out)", lambda o: {"genes", "tissue"}, default=True,
+                drop=frozenset({"alphas", "tissue_scales"})),
+    VariantSpec("isoform_fraction_tissue", IsoformFractionTissueBaseline, "baseline",
+                "gene x a per-tissue share fitted in log space, shrunk towards the global share",
+                lambda o: {"genes", "tissue"}, default=True,
+                drop=frozenset({"max_rows", "max_rows_per_tissue"})),
     VariantSpec("foldvae_ffnn", FoldVAEFFNN, "model",
                 "the latent FFNN on a small VAE pretrained inside the fold", GENES,
                 forwards=(FFNNRegressor,), drop=_NO_PCA, isoform_bytes=FFNN_ISOFORM_BYTES,
