@@ -1,20 +1,6 @@
-"""`raviso demo [--out DIR]`: the whole pipeline on the ``small`` synthetic preset, in minutes.
-
-synth -> convert -> pretrain (VAE, and the beta=0 autoencoder) -> encode -> cv (raviso's
-``share_net`` and ``ffnn_plus``, the paper's variants and the baselines, 5 donor-grouped folds on
-Ray Tune) -> report, in ONE Ray session, with
-everything it makes under DIR::
-
-    DIR/synth/     the synthetic course files (+ synth.json with both floors)
-    DIR/store/     the Parquet store (+ store/latent/<run>/gtex from encode)
-    DIR/runs/vae/  DIR/runs/ae/   the pretraining runs (curves as PNGs)
-    DIR/cv/        results.json, report.md, table1.csv, plots, model/ (the best neural variant)
-
-Sizes and epochs are chosen to finish in under 10 minutes on 2 cores (the README's first command
-must not cost an afternoon): a smaller VAE than the paper's (hidden 256, latent 32) and a learning
-rate of 1e-3 for the short pretraining and regressor runs. The numbers are a demonstration of the
-machinery, not the paper's experiment; `raviso cv` with the defaults is that.
-"""
+"""`raviso demo [--out DIR]`: the whole pipeline (synth, convert, pretrain VAE and autoencoder,
+encode, cv, report) on the ``small`` synthetic preset in one Ray session, in minutes. What it
+writes and why its sizes: docs/stages.md."""
 
 from __future__ import annotations
 
@@ -30,8 +16,7 @@ SEED = 0
 PRESET = "small"
 VAE_MODEL = {"hidden": [256], "latent_dim": 32}
 PRETRAIN = {"epochs": 6, "batch_size": 128, "lr": 1e-3, "workers": 1, "cpus_per_worker": 1.0}
-# the short-run lr/epochs suit the paper's FFNNs; share_net keeps its own defaults (measured: its
-# 30 epochs at lr 3e-3 beat 20 at 1e-3 on fold 0, 0.333 vs 0.336)
+# the short-run lr/epochs suit the paper's FFNNs; share_net keeps its own (docs/stages.md)
 CV = {"folds": 5, "epochs": 20, "variant_options": {"lr": 1e-3, "batch_size": 64,
                                                     "share_net": {"epochs": 30, "lr": 3e-3}}}
 
@@ -39,8 +24,6 @@ CV = {"folds": 5, "epochs": 20, "variant_options": {"lr": 1e-3, "batch_size": 64
 def run_demo(out="raviso-demo", overwrite: bool = False, address: str | None = None,
              console=None) -> Path:
     """Run every stage into `out`; return the report's path."""
-    import shutil
-
     from rich.console import Console
 
     from .io.convert import convert
@@ -53,17 +36,7 @@ def run_demo(out="raviso-demo", overwrite: bool = False, address: str | None = N
     from .synth.generate import generate
 
     con = console or Console()
-    out = Path(out)
-    if out.exists():
-        if not overwrite:
-            raise RavisoError("already exists (pass --overwrite to replace it)", out)
-        if not (out / "store" / "manifest.json").is_file():   # demos from before the marker
-            check_replaceable(out)
-        shutil.rmtree(out)
-    if not out.parent.is_dir():
-        raise RavisoError("parent directory does not exist", out.parent)
-    out.mkdir()
-    (out / OUTPUT_MARKER).write_text("raviso demo\n")     # --overwrite may replace it later
+    out = _fresh_dir(Path(out), overwrite)
     t_start = time.perf_counter()
     steps = []
 
@@ -100,6 +73,29 @@ def run_demo(out="raviso-demo", overwrite: bool = False, address: str | None = N
                                  folds=CV["folds"], epochs=CV["epochs"], seed=SEED,
                                  out=out / "cv", address=address, save_model=True,
                                  variant_options=CV["variant_options"], progress=log))
+    return _finish(con, cv_dir, runs, steps, t_start)
+
+
+def _fresh_dir(out: Path, overwrite: bool) -> Path:
+    """`out` created empty with the raviso output marker (an old demo replaced with
+    `overwrite`)."""
+    import shutil
+
+    if out.exists():
+        if not overwrite:
+            raise RavisoError("already exists (pass --overwrite to replace it)", out)
+        if not (out / "store" / "manifest.json").is_file():   # demos from before the marker
+            check_replaceable(out)
+        shutil.rmtree(out)
+    if not out.parent.is_dir():
+        raise RavisoError("parent directory does not exist", out.parent)
+    out.mkdir()
+    (out / OUTPUT_MARKER).write_text("raviso demo\n")     # --overwrite may replace it later
+    return out
+
+
+def _finish(con, cv_dir: Path, runs: Path, steps: list, t_start: float) -> Path:
+    """The report, the time of each step and the leaderboard; returns the report's path."""
     from .evaluate.report import write_report
 
     report = write_report(cv_dir, pretrain=runs / "vae")

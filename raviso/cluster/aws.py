@@ -1,20 +1,6 @@
-"""`raviso aws-setup`: the AWS side of cluster.yaml, least privilege, as a script the user runs.
-
-Why a script and not `ray up cluster.yaml` alone (issue 12.9):
-- Ray's launcher gives any security group it creates SSH from 0.0.0.0/0, and applies
-  ``provider.security_group.IpPermissions`` only to a group it creates. The only way to restrict
-  SSH is a group that exists before `ray up` and is named by id on every node type
-  (``SecurityGroupIds``), so Ray creates none. The script creates it with SSH from the user's CIDR
-  and traffic between its members, nothing else.
-- Without ``IamInstanceProfile`` Ray gives the head AmazonEC2FullAccess + AmazonS3FullAccess and the
-  workers nothing (an ``s3://`` store then fails on workers). The script creates two roles:
-  ``raviso-head`` (launch/tag/terminate instances of this cluster, pass the worker role, the data
-  bucket) and ``raviso-worker`` (the data bucket only).
-- The script ends by rendering cluster.yaml with the group's id as ``cluster.mine.yaml``.
-
-Everything here is pure (text in, text out) so the rendered config and the rules are tested
-offline; the script itself only calls the `aws` CLI.
-"""
+"""`raviso aws-setup`: the AWS side of cluster.yaml, least privilege, as a script the user runs:
+a security group with SSH from one CIDR, head and worker IAM profiles, then cluster.mine.yaml.
+Pure (text in, text out), so it is tested offline. Why a script: docs/cluster.md."""
 
 from __future__ import annotations
 
@@ -164,16 +150,7 @@ def setup_script(template_text: str, cidr: str, bucket: str, out: str = RENDERED
     ]
     for role, policy in ((WORKER_ROLE, worker_policy(bucket)),
                          (HEAD_ROLE, head_policy(bucket, cluster_name))):
-        lines += [
-            f"aws iam get-role --role-name {role} >/dev/null 2>&1 || aws iam create-role "
-            f"--role-name {role} --assume-role-policy-document {q(json.dumps(EC2_TRUST))} >/dev/null",
-            f"aws iam put-role-policy --role-name {role} --policy-name {role} --policy-document "
-            f"{q(json.dumps(policy))}",
-            f"aws iam get-instance-profile --instance-profile-name {role} >/dev/null 2>&1 || {{ "
-            f"aws iam create-instance-profile --instance-profile-name {role} >/dev/null && "
-            f"aws iam add-role-to-instance-profile --instance-profile-name {role} "
-            f"--role-name {role}; }}",
-        ]
+        lines += _role_lines(role, policy)
     rendered = render_config(template_text, "sg-00000000", cidr).replace("sg-00000000", "@SG@")
     lines += [
         f"sed \"s/@SG@/$SG/g\" > {q(out)}.tmp <<'RAVISO_CLUSTER_YAML'",
@@ -184,6 +161,21 @@ def setup_script(template_text: str, cidr: str, bucket: str, out: str = RENDERED
         f"{WORKER_ROLE}; now: ray up {out}\"",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _role_lines(role: str, policy: dict) -> list[str]:
+    """Script lines that create (or update) IAM role `role` with `policy` and its profile."""
+    q = shlex.quote
+    return [
+        f"aws iam get-role --role-name {role} >/dev/null 2>&1 || aws iam create-role "
+        f"--role-name {role} --assume-role-policy-document {q(json.dumps(EC2_TRUST))} >/dev/null",
+        f"aws iam put-role-policy --role-name {role} --policy-name {role} --policy-document "
+        f"{q(json.dumps(policy))}",
+        f"aws iam get-instance-profile --instance-profile-name {role} >/dev/null 2>&1 || {{ "
+        f"aws iam create-instance-profile --instance-profile-name {role} >/dev/null && "
+        f"aws iam add-role-to-instance-profile --instance-profile-name {role} "
+        f"--role-name {role}; }}",
+    ]
 
 
 def write_setup_script(template, cidr: str, bucket: str, out, overwrite: bool = False):

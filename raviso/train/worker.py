@@ -18,12 +18,13 @@ from .datasets import expression_batches
 
 def train_func(cfg: dict) -> None:
     """Runs on every Ray Train worker. `cfg`: model, train (dicts), sink (actor handle or None)."""
+    import functools
+
     import ray.train
     import torch
     from ray.train.torch import get_device, prepare_model
 
-    from ..models.loop import (DeviceCache, device_cache_budget, evaluate, kl_weight,
-                               make_optimizer, train_epoch)
+    from ..models.loop import make_optimizer
     from ..models.vae import VAE
 
     mc, tc, sink = VAEConfig.from_dict(cfg["model"]), TrainConfig.from_dict(cfg["train"]), cfg["sink"]
@@ -44,64 +45,90 @@ def train_func(cfg: dict) -> None:
     if rank == 0 and sink is not None:
         sink.reset.remote(history, start_epoch)
 
-    shards = {name: ray.train.get_dataset_shard(name) for name in ("train", "val", "gtex")
-              if name in cfg["datasets"]}
-
-    def progress(step, n):
-        if rank == 0 and sink is not None and step % 10 == 0:
-            sink.step.remote(epoch, n * ctx.get_world_size())
-
-    # on a GPU each shard stays on the device after its first pass (`DeviceCache`: ingest would
-    # otherwise hold the GPU to about half its rate); elsewhere every epoch reads the shard
-    caches = {name: DeviceCache(device) for name in shards} \
-        if tc.device_cache and device.type == "cuda" else {}
-
-    def rows(name, batch_size, seed=None, **read):
-        """The epoch's batches of one dataset: from the device cache when it holds the shard."""
-        cache = caches.get(name)
-        if cache is not None and cache.ready:
-            return cache.batches(batch_size, seed is not None and tc.shuffle != "none",
-                                 seed or 0)
-        batches = expression_batches(shards[name].iter_torch_batches(batch_size=batch_size,
-                                                        dtypes=torch.float32, **read))
-        return batches if cache is None else cache.first(batches, device_cache_budget(device))
-
+    reader = ShardReader({name: ray.train.get_dataset_shard(name) for name in
+                          ("train", "val", "gtex") if name in cfg["datasets"]}, tc, device)
     steps = int(history[-1].get("steps", 0)) if history else 0
     for epoch in range(start_epoch, tc.epochs):
-        seed = tc.seed * 100_003 + epoch * 1009 + rank
-        torch.manual_seed(seed)   # reproducible after resume
-        w = kl_weight(epoch, tc.warmup_epochs)
-        batches = rows("train", tc.batch_size, seed,
-                       local_shuffle_buffer_size=tc.shuffle_buffer if tc.shuffle == "files"
-                       else None, local_shuffle_seed=None)
-        t0 = time.time()
-        # --max-steps (bounded benchmarks): every worker stops after the same number of steps
-        # (a first pass cut short keeps nothing in the device cache)
-        batch_iter = batches if not tc.max_steps else itertools.islice(
-            batches, max(0, tc.max_steps - steps))
-        taken = [0]
-
-        def on_step(step, n):
-            taken[0] = step + 1
-            progress(step, n)
-
-        tr = train_epoch(model, optimizer, batch_iter, w, device, on_step)
-        steps += taken[0]
-        record = {"epoch": epoch + 1, "kl_weight": w, **tr.to_dict("train_"), "steps": steps}
-        record["samples_per_s"] = record.pop("train_samples_per_s")
-        for name in ("val", "gtex"):
-            if name in shards:
-                ev = evaluate(model, rows(name, max(256, tc.batch_size)), seed=tc.seed,
-                              device=device)
-                record.update({f"{name}_{k}": v for k, v in ev.to_dict().items()
-                               if k in ("samples", "elbo", "recon", "kl")})
-        record["epoch_seconds"] = time.time() - t0
+        say = functools.partial(_progress, sink if rank == 0 else None, ctx.get_world_size(),
+                                epoch)
+        record, steps = _epoch(model, optimizer, reader, tc, epoch, rank, steps, say)
         history.append(record)
         _report(record, history, model, optimizer, rank, mc, tc, cfg.get("run_id"))
         if rank == 0 and sink is not None:
             sink.epoch.remote(record)
         if tc.max_steps and steps >= tc.max_steps:
             break
+
+
+def _progress(sink, world_size: int, epoch: int, step: int, n: int) -> None:
+    if sink is not None and step % 10 == 0:
+        sink.step.remote(epoch, n * world_size)
+
+
+class ShardReader:
+    """A worker's dataset shards as batches of expression rows. On a GPU each shard stays on the
+    device after its first pass (`DeviceCache`: ingest would otherwise hold the GPU to about half
+    its rate); elsewhere every epoch reads the shard."""
+
+    def __init__(self, shards: dict, tc: TrainConfig, device):
+        from ..models.loop import DeviceCache
+
+        self.shards, self.tc, self.device = shards, tc, device
+        self.caches = {name: DeviceCache(device) for name in shards} \
+            if tc.device_cache and device.type == "cuda" else {}
+
+    def rows(self, name, batch_size, seed=None, **read):
+        """The epoch's batches of one dataset: from the device cache when it holds the shard."""
+        import torch
+
+        from ..models.loop import device_cache_budget
+
+        cache = self.caches.get(name)
+        if cache is not None and cache.ready:
+            return cache.batches(batch_size, seed is not None and self.tc.shuffle != "none",
+                                 seed or 0)
+        batches = expression_batches(self.shards[name].iter_torch_batches(
+            batch_size=batch_size, dtypes=torch.float32, **read))
+        return batches if cache is None else cache.first(batches,
+                                                          device_cache_budget(self.device))
+
+
+def _epoch(model, optimizer, reader: ShardReader, tc: TrainConfig, epoch: int, rank: int,
+           steps: int, progress) -> tuple[dict, int]:
+    """One epoch of training and the validation scores: (its metrics record, steps so far)."""
+    import torch
+
+    from ..models.loop import evaluate, kl_weight, train_epoch
+
+    seed = tc.seed * 100_003 + epoch * 1009 + rank
+    torch.manual_seed(seed)   # reproducible after resume
+    w = kl_weight(epoch, tc.warmup_epochs)
+    batches = reader.rows("train", tc.batch_size, seed,
+                          local_shuffle_buffer_size=tc.shuffle_buffer if tc.shuffle == "files"
+                          else None, local_shuffle_seed=None)
+    t0 = time.time()
+    # --max-steps (bounded benchmarks): every worker stops after the same number of steps
+    # (a first pass cut short keeps nothing in the device cache)
+    batch_iter = batches if not tc.max_steps else itertools.islice(
+        batches, max(0, tc.max_steps - steps))
+    taken = [0]
+
+    def on_step(step, n):
+        taken[0] = step + 1
+        progress(step, n)
+
+    tr = train_epoch(model, optimizer, batch_iter, w, reader.device, on_step)
+    steps += taken[0]
+    record = {"epoch": epoch + 1, "kl_weight": w, **tr.to_dict("train_"), "steps": steps}
+    record["samples_per_s"] = record.pop("train_samples_per_s")
+    for name in ("val", "gtex"):
+        if name in reader.shards:
+            ev = evaluate(model, reader.rows(name, max(256, tc.batch_size)), seed=tc.seed,
+                          device=reader.device)
+            record.update({f"{name}_{k}": v for k, v in ev.to_dict().items()
+                           if k in ("samples", "elbo", "recon", "kl")})
+    record["epoch_seconds"] = time.time() - t0
+    return record, steps
 
 
 def _restore(model, ckpt) -> tuple:
