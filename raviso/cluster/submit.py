@@ -1,16 +1,5 @@
 """`raviso submit`: run any raviso command on a Ray cluster as a Ray Job, and follow it.
-
-Why a job and not `raviso <command> --address`: the driver then runs ON the cluster (head node), so
-the command survives a closed laptop lid, its logs stay in the dashboard, and the code that runs is
-the code in front of the user: this checkout's `raviso` package and `cli.py` travel in the job's
-runtime_env (``py_modules`` and a ``working_dir`` holding cli.py), overriding whatever version the nodes have installed. The nodes bring
-the heavy dependencies (torch with the right CUDA build, Ray itself at the head's version), which
-cluster.yaml installs; ``--with-deps`` also asks Ray to pip-install raviso's other dependencies.
-
-The address is the dashboard's HTTP address (``http://127.0.0.1:8265`` once `ray dashboard
-cluster.yaml` forwards it). With token authentication on, run with ``RAY_AUTH_MODE=token`` and the
-cluster's token in ``~/.ray/auth_token`` (or ``RAY_AUTH_TOKEN``): Ray's client adds the header.
-"""
+Design notes: docs/stages.md."""
 
 from __future__ import annotations
 

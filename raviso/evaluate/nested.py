@@ -1,18 +1,5 @@
 """Nested cross-validation for `raviso cv --tune N` and a fixed tuned config for `--config FILE`.
-
-`--tune N`: for every outer fold, each tunable variant gets its own search
-(`raviso.evaluate.tune.search`) on that fold's OUTER TRAINING rows only; the best config is then
-trained on those rows and scored on the outer validation fold like any other trial. The tuned model
-is a column of its own, ``<variant>@tuned``, next to ``<variant>`` with its defaults, so the report's
-tables and paired tests on the same validation samples compare tuned against default directly.
-
-`--config best.json`: the same ``<variant>@tuned`` column with one fixed config on every fold (the
-config was tuned elsewhere, e.g. by `raviso tune` on other data; tuned on THIS store's rows it would
-have seen the validation folds, and the report says where it came from).
-
-Both return a `Plan`: the extra columns, per (fold, column) options for the cv trials, and the
-``tuning`` record that results.json keeps (chosen config, inner MSE and search counts per fold).
-"""
+Design notes: docs/stages.md."""
 
 from __future__ import annotations
 

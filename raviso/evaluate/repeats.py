@@ -1,14 +1,5 @@
 """Repeated k-fold cross-validation (`raviso cv --repeats R`): R independent k-fold splits.
-
-Why: one 5-fold split gives 5 correlated numbers per variant, so a corrected test across folds has
-4 degrees of freedom and a wide interval. R splits with different fold seeds (seed, seed+1, ...)
-give R*k folds; Bouckaert & Frank (2004) show the corrected repeated k-fold t-test on them
-(`raviso.evaluate.stats.corrected_repeated_t`) has the right type-I error and more power.
-
-Folds are numbered GLOBALLY: repeat r's fold f is fold ``r*k + f`` everywhere (trials, results.json
-``folds``, ``errors/fold<i>_<variant>.npy``), so every per-fold consumer works unchanged. With
-R = 1 the plan is the plain `raviso.data.folds.Folds` (bit-identical to before).
-"""
+Design notes: docs/stages.md."""
 
 from __future__ import annotations
 

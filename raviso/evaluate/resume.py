@@ -1,15 +1,5 @@
 """`raviso cv --resume`: reuse the (fold, variant) trials a killed or failed CV already finished.
-
-Tune persists every finished trial (``params.json`` with its ``job``, ``result.json`` with its
-metrics, ``checkpoint_*/errors.npy``) under its storage path. That storage used to live inside the
-CV's temporary directory, which a kill loses. It now lives in `trial_store` (a hidden sibling
-``.<CV>.tune`` by default, or a per-CV folder under ``--storage``), kept until the CV is written
-whole, and each attempt is one Tune experiment ``attempt-<n>`` in it.
-
-A resumed CV must be the same CV: `fingerprint` (store, runs, variants, options, folds, seed, the
-fold assignment itself) is written beside the trials, and `--resume` with another one is refused;
-a fresh (non-resumed) CV clears its trial store first so it never mixes in old trials.
-"""
+Design notes: docs/stages.md."""
 
 from __future__ import annotations
 

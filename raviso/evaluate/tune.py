@@ -1,27 +1,5 @@
 """`raviso tune` and nested `raviso cv --tune N`: hyperparameter search on Ray Tune.
-
-How a search runs, and why:
-- Rows. A search sees only the rows it is given (`search(data, rows, ...)`): the whole labelled
-  set for `raviso tune`, the OUTER training rows of one fold for `raviso cv --tune`. It splits
-  them into inner donor-grouped, tissue-stratified folds (`raviso.data.make_folds` on those rows
-  alone) and scores a config by its pooled MSE over the inner validation rows. No outer
-  validation row reaches the search (tests/test_tune.py scrambles them to NaN and checks the
-  numbers do not move), so the nested CV estimate stays unbiased.
-- Per-epoch reports. The FFNN predictors train as generators (`fit_steps`), so a trial advances
-  its inner folds in lockstep one epoch at a time and reports ``val_mse`` (this epoch) and
-  ``best_val_mse`` (the best so far) to Tune after every epoch. ASHA stops trials whose best so
-  far is in the bad part of a rung; Optuna's TPE (through `ray.tune.search.optuna`) proposes the
-  next config from the finished ones. A variant without `fit_steps` (the baselines) reports once,
-  under a FIFO scheduler.
-- Epochs are chosen, not searched: the best trial's curve says at which epoch the mean inner
-  validation MSE was lowest, and that is the config's ``epochs``.
-- Checkpoints. Every ``checkpoint_every`` epochs a trial saves each inner fold's weights, Adam
-  state, shuffle RNG and history (`TrainState.state_dict`); a preempted or crashed trial is
-  restarted by Tune (``FailureConfig``) and continues from there, reproducing the same curve.
-- Resources, data and clusters as in `raviso.evaluate.cv`: the labelled set goes to the object
-  store once (``tune.with_parameters``, zero-copy in every trial), concurrency is the cluster's
-  CPUs (GPUs) / the per-trial share, and ``--address`` attaches to a cluster unchanged.
-"""
+Design notes: docs/stages.md."""
 
 from __future__ import annotations
 

@@ -1,19 +1,5 @@
 """`raviso encode RUN STORE`: posterior means of a store's samples as a latent Parquet dataset.
-
-Batch inference runs as Ray Data `map_batches` with a callable class that holds the model (built
-once per actor from weights shipped through the object store, so it works on a cluster whose nodes
-cannot see RUN). Rows come back in store order (``preserve_order``) and the driver writes them with
-pyarrow, so the output is keyed by ``sample_id`` in the same order as the store::
-
-    OUT/<which>/part-00000.parquet   columns sample_id (string), z (arrow.fixed_shape_tensor float32)
-    OUT/<which>/latent.json          run, store, rows, latent_dim
-
-OUT defaults to ``STORE/latent/<run-name>``; each ``<which>`` directory is replaced atomically.
-`read_latent(path)` reads one back as ``(sample_id, Z)``.
-
-The model's gene order must be the store's: a store with other genes, or the same genes in another
-order, is refused (re-convert the store in RUN/genes.txt order); nothing is silently re-ordered.
-"""
+Design notes: docs/stages.md."""
 
 from __future__ import annotations
 

@@ -1,17 +1,5 @@
 """Load a finished pretraining RUN (written by `raviso pretrain`) for encoding and prediction.
-
-API (kept small on purpose; cv/predict use it)::
-
-    run = load_run("RUN")        # RavisoError if RUN is missing, unfinished or damaged
-    run.name, run.genes          # run name (config.json "run_name"), input gene order (list[str])
-    run.model_config             # raviso.models.vae.VAEConfig; run.train_config: dict
-    run.model                    # raviso.models.vae.VAE on CPU, eval mode
-    Z = run.encode(X)            # (n, genes) float32 in run.genes order -> (n, latent) posterior mean
-    Z = run.encode_named(X, gene_names, source="file")  # aligns columns by NAME first
-
-A RUN is finished only when ``RUN/config.json`` exists: pretrain writes it last, so a crashed run
-is refused here with a hint to resume instead of being silently half-used.
-"""
+Design notes: docs/stages.md."""
 
 from __future__ import annotations
 

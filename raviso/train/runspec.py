@@ -1,16 +1,5 @@
-"""A RUN's identity and where its Ray Train checkpoints live (issue 12.1, 12.2, 12.7).
-
-Ray Train V2 restores whatever checkpoint it finds under ``storage_path/<run name>``. With one
-fixed name for every pretrain, a second RUN in a shared ``--storage`` (the AE after the VAE), or
-an ``--overwrite``, silently continued the previous run. So every new RUN gets a fresh
-``run_id`` and a Ray run name made of the RUN's folder name and that id, both recorded in
-``RUN/run.json`` with the storage (``null`` = ``RUN/checkpoints``, which moves with the RUN).
-
-``--resume`` reads them back (so it needs no ``--storage``) and `check_resumable` refuses, before
-any training: a checkpoint written by another run (its ``state.json`` names another run_id, or
-for RUNs from before run ids, another model), and a resume that would find no checkpoint while
-``metrics.jsonl`` holds epochs (it would restart at epoch 0 and erase that history).
-"""
+"""A RUN's identity and where its Ray Train checkpoints live.
+Design notes: docs/stages.md."""
 
 from __future__ import annotations
 

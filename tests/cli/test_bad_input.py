@@ -226,7 +226,7 @@ def test_unreachable_ray_head_is_a_prompt_one_line_error(data):
     assert not run.exists()
 
 
-# -- issue 12, items 11-16: the cases found by the hardening audit ------------------------------
+# -- the cases found by the hardening audit -----------------------------------------------
 def _salmon_files(tmp_path):
     from test_import import COUNTS, gtf, salmon
 

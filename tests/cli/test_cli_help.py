@@ -1,4 +1,4 @@
-"""Issue 12, items 11 and 20: every command's --help renders what its authors wrote (defaults in
+"""Every command's --help renders what its authors wrote (defaults in
 brackets survive, no `<list[Path]>` metavars, every option explained, usage examples that run),
 and an unexpected exception is one line with a hint to `--debug`, which shows the traceback."""
 

@@ -1,4 +1,4 @@
-"""Course-scale plumbing (issue 11): memory-mapped labelled matrices, streamed trial metrics,
+"""Course-scale plumbing: memory-mapped labelled matrices, streamed trial metrics,
 trial concurrency from memory, `pretrain --max-steps`, `raviso bench scale --quick` end to end and
 the GPU script's CPU dry run."""
 

@@ -1,4 +1,4 @@
-"""Issue 12.9: `raviso aws-setup` renders a cluster config where Ray creates no security group
+"""`raviso aws-setup` renders a cluster config where Ray creates no security group
 (its own would open SSH to 0.0.0.0/0), SSH comes only from the user's CIDR, and head and workers
 get least-privilege instance profiles. The script runs here against a recording stand-in for the
 `aws` CLI; the rendered file then goes through Ray's own schema and launcher checks.

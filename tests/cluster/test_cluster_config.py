@@ -149,7 +149,7 @@ def test_aws_config_has_autoscaling_gpu_and_cpu_workers():
     assert "whl/cu" in gpu_setup
 
 
-# -- issue 12.9 / 12.10: least privilege, private token, no data on the nodes -------------------
+# -- least privilege, private token, no data on the nodes -------------------
 CODE = {"raviso", "bench", "cli.py", "pyproject.toml", "README.md"}
 
 

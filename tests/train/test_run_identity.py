@@ -1,4 +1,4 @@
-"""Issue 12.1, 12.2, 12.7 on the shared Ray: a RUN is its own Ray Train run (a shared --storage
+"""On the shared Ray: a RUN is its own Ray Train run (a shared --storage
 or --overwrite never continues another run), resume finds the recorded --storage and never
 destroys metrics history, and `raviso cv --resume` reuses the trials a killed CV finished.
 """
@@ -149,7 +149,7 @@ def test_resume_refuses_another_runs_checkpoints(shared, tmp_path):
         pretrain(store, c, train=TrainConfig(epochs=3), run=RESUME)
 
 
-# -- 12.7 raviso cv --resume --------------------------------------------------------------------
+# -- raviso cv --resume ---------------------------------------------------------------------------
 def test_cv_resume_reuses_finished_trials(tmp_path, ray_session):
     """A CV that did not finish (one trial failed for good here; a kill is the same for the
     trials already persisted) keeps its Tune storage outside its temp dir; `--resume` runs only
