@@ -29,8 +29,10 @@ class CvConfig(StageConfig):
     # what is cross-validated
     pretrained: Path | None = option(None, "VAE run (latent 'vae').")
     pretrained_ae: Path | None = option(None, "Autoencoder (beta=0) run (latent 'ae').")
-    variants: str | None = option(None, "Comma list (default: share_net, ffnn_plus, the paper "
-                                  "variants, the baselines).")
+    variants: str | None = option(None, "Comma list; options in brackets make a column of their "
+                                  "own, e.g. 'share_net,share_net[context=vae]' (default: every "
+                                  "variant the store's inputs allow; the rest are listed as "
+                                  "skipped).")
     variant_options: dict | None = option(None, cli=False)
     epochs: int | None = option(None, "Epochs of the neural variants.")
     seed: int = option(0, "Seed of the folds and of every trial.")
