@@ -105,3 +105,20 @@ def test_default_variants_run_on_a_store_without_runs(tmp_path, ray_session):
     assert any(s.startswith("skipping vae_ffnn: needs a pretrained run") for s in lines)
     assert {t["status"] for t in doc["trials"]} == {"ok"}
     assert {t["variant"] for t in doc["trials"]} == set(DEFAULT_VARIANTS) - {"vae_ffnn", "ae_ffnn"}
+
+
+@pytest.mark.ray
+def test_context_reaches_the_trials_from_the_command_line(tmp_path, ray_session, capsys,
+                                                          monkeypatch):
+    from tests.cli.test_bad_input import run_cli
+
+    store, d = write_tiny_store(tmp_path / "store")
+    run = write_tiny_run(tmp_path / "run", d["genes"])
+    code, out, err = run_cli(capsys, monkeypatch, "cv", store, "--out", tmp_path / "cv",
+                             "--variants", "mean,share_net[context=vae]", "--pretrained", run,
+                             "--folds", "2", "--epochs", "1")
+    assert code == 0, (out, err)
+    doc = json.loads((tmp_path / "cv" / "results.json").read_text())
+    assert {(t["variant"], t["status"]) for t in doc["trials"]} == {
+        ("mean", "ok"), ("share_net[context=vae]", "ok")}
+    assert doc["summary"]["share_net[context=vae]"]["kind"] == "model"
