@@ -21,6 +21,8 @@ from ..data.labelled import Labelled
 from .repeats import fold_split, repeated_folds
 from .inputs import available_variants, latent_runs, load_labelled
 from .config import CvConfig
+from .leaderboard import choose_saved_model
+from .results import TRIAL_KEYS
 
 ERRORS_FILE = "errors.npy"
 
@@ -128,7 +130,7 @@ def tune_folds(data: Labelled, folds: Folds, variants, storage: Path,
 
     cfg = cfg or CvConfig()
 
-    (trials, errors), oof = reused_trials(done, _TRIAL_KEYS), {}
+    (trials, errors), oof = reused_trials(done, TRIAL_KEYS), {}
     jobs = [j for j in trial_order(variants, folds.k) if (j[0], j[1]) not in (done or {})]
 
     from ray import tune
@@ -200,7 +202,7 @@ def _collect(grid, watch, trials: list, errors: dict, oof: dict) -> None:
                "attempts": attempts, "retried": attempts > 1,
                "error": None if not r.error else str(r.error).strip().splitlines()[-1][:300]}
         if not r.error:
-            row.update({k: m[k] for k in _TRIAL_KEYS if k in m})
+            row.update({k: m[k] for k in TRIAL_KEYS if k in m})
             with r.checkpoint.as_directory() as d:
                 errors[(int(fold), variant)] = np.load(os.path.join(d, ERRORS_FILE))
                 oof[(int(fold), variant)] = load_trial(d)
@@ -210,13 +212,6 @@ def _collect(grid, watch, trials: list, errors: dict, oof: dict) -> None:
 def _job_trial(config: dict, data: Labelled = None, fold_ids: np.ndarray = None) -> None:
     fold, variant = config["job"]
     _tune_trial({**config, "fold": int(fold), "variant": variant}, data=data, fold_ids=fold_ids)
-
-
-_TRIAL_KEYS = ("mse", "mse_mean_baseline", "r2", "median_pearson", "frac_r_gt_05",
-               "n_isoforms_r", "n_isoforms_excluded", "n_samples", "noise_floor",
-               "mse_over_noise_floor", "mse_excess", "mse_vs_truth", "fit_seconds", "seconds",
-               "cpu_seconds", "threads", "started_at", "finished_at", "n_train", "n_test", "pid",
-               "zero_copy", "max_rss_mb", "breakdown", "history")
 
 
 # -- the command -------------------------------------------------------------------------------
@@ -333,6 +328,9 @@ def _cross_validate(store, cfg: CvConfig, setup: _Setup, tmp: Path, trial_root, 
     doc["intervals"] = cv_intervals(outcome.oof, fold_plan.k, names)
     if plan.record:
         doc["tuning"] = plan.record
+    if cfg.save_model:                 # the winner, or a plain word that a baseline won
+        doc["saved_model"] = choose_saved_model(doc)
+        progress(f"--save-model: {doc['saved_model']['note']}")
     results_mod.write_results(tmp, doc, outcome.errors)
     if cfg.save_model:
         _save_model(tmp / "model", doc, plan, data, setup.runs, setup.st.uri, setup.options,
@@ -368,10 +366,10 @@ def _save_model(model_dir: Path, doc: dict, plan, data: Labelled, runs: dict, st
                 options: dict, progress, oof: dict | None = None) -> None:
     """--save-model: the best savable variant (tuned config if it won) fitted on every row, with
     its column's out-of-fold reliability arrays (`raviso.evaluate.reliability`)."""
-    from ..models.saved import fit_model, model_variant
+    from ..models.saved import fit_model
     from .reliability import model_reliability
 
-    column = model_variant(doc)
+    column = doc["saved_model"]["variant"]
     variant, fit_options = plan.final_model(column, options, progress)
     progress(f"fitting {variant} on all {data.n} labelled samples (--save-model)")
     fit_model(data, variant, model_dir, runs=runs, options=fit_options, store_uri=store_uri,

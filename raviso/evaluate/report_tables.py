@@ -9,7 +9,7 @@ from .leaderboard import best_baseline, board
 from .report_plots import CURVES_PLOT, FOLD_PLOT, TISSUE_PLOT, mse_grid, plot_curves, \
     plot_folds, plot_tissues
 from .report_sections import Section, Where, ci, table
-from .results import TRIAL_METRICS
+from . import results
 
 
 def _pair(doc: dict, a: str, b: str) -> dict | None:
@@ -43,9 +43,10 @@ def _fold_p_lines(doc: dict, variants: list[str]) -> list[str]:
                          for i, f in enumerate(doc["folds"])]))
     dp = {v: per_fold_p(doc, first, v, donor=True) for v in rest}
     counts = sorted({f["n_donors"] for f in doc["folds"] if f.get("n_donors")})
+    span = f"{counts[0]}" if counts[0] == counts[-1] else f"{counts[0]}-{counts[-1]}"
     return ([f"Per-fold paired t-test p-values, {first} vs each variant (the paper's test), "
              "per sample and on donor-averaged errors. The per-sample p-values are "
-             f"PSEUDO-REPLICATED: a fold's samples come from only {counts[0]}-{counts[-1]} donors "
+             f"PSEUDO-REPLICATED: a fold's samples come from only {span} donors "
              "and a donor's samples share its effects, so they are not independent and these "
              "p-values are far too small; the donor-averaged test (n = donors) is the one to "
              "read.", ""]
@@ -134,7 +135,8 @@ def breakdown_section(doc: dict, where: Where = Where()) -> Section:
 
 def metrics_section(doc: dict, where: Where = Where()) -> Section:
     summ, variants = doc["summary"], doc["config"]["variants"]
-    keys = [(k, title) for k, title, needs in TRIAL_METRICS if needs is None or doc.get(needs)]
+    keys = [(k, title) for k, title, needs in results.TRIAL_METRICS
+            if needs is None or doc.get(needs)]
     return Section(["## Other metrics (mean over folds)", ""]
                    + table(["variant"] + [t for _, t in keys],
                            [[v] + [summ[v].get(f"{k}_mean") for k, _ in keys] for v in variants]))
