@@ -118,9 +118,10 @@ def _split_columns(df, path, gct) -> GeneTable:
         raise RavisoError(f"column {bad[0]!r} holds non-numeric values after the label columns",
                           path)
     V = num.to_numpy(np.float32)
-    if np.isnan(V).any():
-        r, c = np.argwhere(np.isnan(V))[0]
-        raise RavisoError(f"empty or NA value in column {num.columns[c]!r}, row {r + 1}", path)
+    if not np.isfinite(V).all():
+        r, c = np.argwhere(~np.isfinite(V))[0]
+        raise RavisoError(f"empty, NA or infinite value in column {num.columns[c]!r}, row {r + 1}",
+                          path)
     return GeneTable(V, [df.iloc[:, k].astype(str).tolist() for k in range(n_text)],
                      [str(c) for c in num.columns], gct)
 

@@ -93,7 +93,10 @@ def test_scale_from_the_value_range():
 def test_read_gene_table_errors_are_one_line(tmp_path):
     p = tmp_path / "t.tsv"
     p.write_text("gene\ts1\ts2\nA\t1\t\nB\t2\t3\n")
-    with pytest.raises(RavisoError, match="empty or NA value in column 's2', row 1"):
+    with pytest.raises(RavisoError, match="empty, NA or infinite value in column 's2', row 1"):
+        read_gene_table(p)
+    p.write_text("gene\ts1\nA\t1\nB\tinf\n")
+    with pytest.raises(RavisoError, match="infinite value in column 's1', row 2"):
         read_gene_table(p)
     p.write_text("a\tb\nx\ty\n")
     with pytest.raises(RavisoError, match="expected label column"):
