@@ -22,7 +22,6 @@ and neither takes residuals that arrive as per-fold streams from Ray trials.
 
 from __future__ import annotations
 
-import math
 import os
 
 import numpy as np
@@ -265,28 +264,3 @@ def load_trial(checkpoint_dir) -> dict | None:
     """The arrays `save_trial` left in a checkpoint directory (None: a trial without them)."""
     path = os.path.join(checkpoint_dir, OOF_FILE)
     return load_arrays(path) if os.path.exists(path) else None
-
-
-def interval_section(doc: dict) -> list[str]:
-    """The report's section on held-out-donor coverage of the conformal intervals."""
-    iv = doc.get("intervals") or {}
-    if not iv:
-        return []
-    lines = ["## Prediction intervals: held-out-donor coverage", "",
-             "Conformal intervals per isoform (`raviso predict --interval`), each fold calibrated "
-             "on the other folds' out-of-fold residuals and counted on its own held-out donors. "
-             "Nominal level vs the share of held-out values inside the interval (mean half-width "
-             "in log2(TPM+1)).", "",
-             "| variant | level | coverage | " + " | ".join(LEVELS) + " | half-width |",
-             "|---|---|---|" + "---|" * len(LEVELS) + "---|"]
-    for v, levels in iv.items():
-        for level, c in levels.items():
-            cells = [_pct(c["coverage"])] + [_pct(c["by_level"].get(b)) for b in LEVELS]
-            w = c.get("mean_halfwidth")
-            lines.append(f"| {v} | {level} | " + " | ".join(cells)
-                         + f" | {'–' if w is None else f'{w:.3f}'} |")
-    return lines + [""]
-
-
-def _pct(x) -> str:
-    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.3f}"

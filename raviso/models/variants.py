@@ -170,7 +170,9 @@ def _of(kind: str, default_only: bool = False) -> tuple[str, ...]:
 PAPER_VARIANTS = _of("paper")
 RECOMMENDED = _of("model", default_only=True)   # raviso's own models, best first
 BASELINES = _of("baseline")
-DEFAULT_VARIANTS = RECOMMENDED + _of("paper", True) + _of("baseline", True)
+# share_net[tissue=False]: what a missing tissue costs (the path predict takes for one)
+DEFAULT_VARIANTS = (RECOMMENDED + ("share_net[tissue=False]",) + _of("paper", True)
+                    + _of("baseline", True))
 KNOWN_OPTIONS = frozenset().union(*(s.options for s in SPECS))
 
 

@@ -70,3 +70,72 @@ def test_heldout_fold_coverage_is_nominal():
     w = rel.halfwidth(rel.combine([parts[f] for f in (1, 2, 3, 4)])["hist"], 0.9)
     exact = (np.abs(pred - Y)[folds == 0] <= w).mean()
     assert cov["0.9"]["per_fold"][0] == pytest.approx(exact, abs=0.006)
+
+
+@pytest.fixture(scope="module")
+def tiny_cv(tmp_path_factory, ray_session):
+    """`raviso cv --save-model` of share_net and its tissue-free twin on the tiny preset."""
+    from raviso.evaluate.cv import run_cv
+    from raviso.io.convert import convert
+    from raviso.synth.generate import generate
+
+    root = tmp_path_factory.mktemp("coverage")
+    generate(root / "synth", "tiny", seed=0, heldout=False)
+    convert(root / "store", root / "synth")
+    cv = run_cv(root / "store", variants="share_net,share_net[tissue=false]", folds=5,
+                out=root / "cv", save_model=True, progress=lambda s: None,
+                variant_options={"epochs": 15})
+    return root, cv
+
+
+def test_heldout_donor_coverage_on_the_tiny_preset(tiny_cv):
+    import json
+
+    root, cv = tiny_cv
+    doc = json.loads((cv / "results.json").read_text())
+    iv = doc["intervals"]["share_net"]
+    for level in (0.8, 0.9, 0.95):
+        c = iv[f"{level:g}"]
+        assert c["coverage"] == pytest.approx(level, abs=0.05), (level, c)
+        assert len(c["per_fold"]) == 5 and c["mean_halfwidth"] > 0
+    assert iv["0.9"]["mean_halfwidth"] < iv["0.95"]["mean_halfwidth"]
+    report = (cv / "report.md").read_text()
+    assert "## Prediction intervals: coverage on held-out donors" in report
+    assert "### What a missing tissue costs" in report
+    assert doc["summary"]["share_net[tissue=False]"]["mse_mean"] > 0
+
+
+def test_predict_h5ad_with_interval_from_the_cli(tiny_cv, tmp_path):
+    import subprocess
+    import sys
+
+    import anndata as ad
+
+    from raviso.data.reader import Store
+
+    root, cv = tiny_cv
+    model = cv / "model"
+    meta = json_of(model / "model.json")
+    assert meta["reliability"] and meta["tissue_free"] and meta["tissue_free_reliability"]
+    st = Store(root / "store")
+    X, ids, tissue, _ = next(st.batches("gtex_gene", 40))
+    src = tmp_path / "in.h5ad"
+    import pandas as pd
+    ad.AnnData(X=np.asarray(X, np.float32), obs=pd.DataFrame({"tissue": list(tissue)},
+                                                             index=list(ids)),
+               var=pd.DataFrame(index=st.genes)).write_h5ad(src)
+    out = tmp_path / "out.h5ad"
+    r = subprocess.run([sys.executable, "-m", "cli", "predict", str(model), str(src), "--out",
+                        str(out), "--interval", "0.9", "--quiet"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    a = ad.read_h5ad(out)
+    assert {"oof_mse", "oof_r2", "oof_r", "reliable", "mean_expr"} <= set(a.var.columns)
+    assert a.var["reliable"].dtype == bool and 0 < a.var["reliable"].mean() <= 1
+    assert {"lower", "upper"} <= set(a.layers)
+    assert (a.layers["lower"] <= a.X).all() and (a.X <= a.layers["upper"]).all()
+
+
+def json_of(path):
+    import json
+
+    return json.loads(path.read_text())
