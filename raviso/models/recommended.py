@@ -225,8 +225,10 @@ def save_state(model, directory: Path) -> None:
 
 
 def _jsonable(v):
-    if isinstance(v, (np.integer, np.floating)):
+    if isinstance(v, (np.integer, np.floating, np.bool_)):
         return v.item()
+    if isinstance(v, np.ndarray):            # inside a tuple or list (a top-level one is in npz)
+        return v.tolist()
     if isinstance(v, (tuple, set)):
         return list(v)
     raise TypeError(f"cannot save attribute of type {type(v).__name__}")

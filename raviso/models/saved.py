@@ -27,6 +27,7 @@ from pathlib import Path
 from .. import __version__
 from ..core.atomic import atomic_dir
 from ..core.errors import RavisoError
+from .recommended import SELECTION_FILE, Recommended
 
 FORMAT = "raviso.model/1"
 MODEL_JSON = "model.json"
@@ -78,6 +79,10 @@ def load_predictor(directory: Path):
     from .share_io import is_share_model, load_share_model
     from .share_net import ShareNet
 
+    if (directory / SELECTION_FILE).exists():         # `recommended`: its parts inside
+        from .variants import make_variant, variant_needs
+
+        return Recommended.load(directory, make_variant, variant_needs, load_predictor)
     if is_share_model(directory):
         return load_share_model(directory, {c.variant_kind: c for c in (ShareNet, FFNNPlus)})
     return FFNNRegressor.load(directory)
@@ -128,6 +133,7 @@ def fit_model(data, variant: str, out, runs: dict[str, str] | None = None,
                 "encoders": {name: encoder_dir(name) for name in latents},
                 "tissues": list(getattr(model, "tissues_", None) or []),
                 "tissue_free": TISSUE_FREE_DIR if free is not None else None,
+                "selection": getattr(model, "selection_", None),
                 "reliability": RELIABILITY_FILE if reliability is not None else None,
                 "tissue_free_reliability": (TISSUE_FREE_RELIABILITY_FILE if free is not None
                                             and tissue_free_reliability is not None else None),
