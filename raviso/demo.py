@@ -7,9 +7,11 @@ from __future__ import annotations
 import logging
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from .core.atomic import OUTPUT_MARKER, check_replaceable
+from .core.config import StageConfig, address_option, option, overwrite_option
 from .core.errors import RavisoError
 
 SEED = 0
@@ -21,9 +23,20 @@ CV = {"folds": 5, "epochs": 20, "variant_options": {"lr": 1e-3, "batch_size": 64
                                                     "share_net": {"epochs": 30, "lr": 3e-3}}}
 
 
-def run_demo(out="raviso-demo", overwrite: bool = False, address: str | None = None,
-             console=None) -> Path:
-    """Run every stage into `out`; return the report's path."""
+@dataclass(frozen=True)
+class DemoConfig(StageConfig):
+    """The options of `raviso demo`."""
+
+    out: Path = option(Path("raviso-demo"), "Everything is written under it.")
+    overwrite: bool = overwrite_option()
+    address: str | None = address_option()
+
+
+def run_demo(cfg: DemoConfig | None = None, *, console=None, **options) -> Path:
+    """Run every stage into `cfg.out`; return the report's path. `options`: DemoConfig fields
+    replacing `cfg`'s."""
+    cfg = DemoConfig.build(cfg, **options)
+    out, overwrite, address = cfg.out, cfg.overwrite, cfg.address
     from rich.console import Console
 
     from .io.convert import convert
@@ -67,7 +80,7 @@ def run_demo(out="raviso-demo", overwrite: bool = False, address: str | None = N
                  store, runs / name, VAEConfig(**VAE_MODEL, beta=beta),
                  TrainConfig(**PRETRAIN, seed=SEED), PretrainConfig(address=address)))
         step(f"encode GTEx with the {name} run",
-             lambda name=name: encode(runs / name, store, "gtex", address=address))
+             lambda name=name: encode(runs / name, store, which="gtex", address=address))
     cv_dir = step("cross-validate raviso's models, the paper's variants and the baselines",
                   lambda: run_cv(store, pretrained=runs / "vae", pretrained_ae=runs / "ae",
                                  folds=CV["folds"], epochs=CV["epochs"], seed=SEED,

@@ -10,6 +10,7 @@ import re
 import shlex
 
 from ..core.errors import RavisoError
+from .config import AwsSetupConfig
 
 HEAD_ROLE = "raviso-head"
 WORKER_ROLE = "raviso-worker"
@@ -178,21 +179,22 @@ def _role_lines(role: str, policy: dict) -> list[str]:
     ]
 
 
-def write_setup_script(template, cidr: str, bucket: str, out, overwrite: bool = False):
-    """`raviso aws-setup`: the script for `template` (cluster.yaml), written atomically to `out`."""
+def write_setup_script(cfg: AwsSetupConfig):
+    """`raviso aws-setup`: the script for `cfg.template` (cluster.yaml), written atomically to
+    `cfg.out`."""
     import os
     from pathlib import Path
 
     from ..core.atomic import atomic_file
 
-    template = Path(template)
+    template, out = Path(cfg.template), cfg.out
     try:
         text = template.read_text()
     except OSError as e:
         raise RavisoError(f"cannot read the cluster config ({e.strerror}); run from the "
                           "repository root or pass --template", template) from None
-    script = setup_script(text, cidr, bucket)
-    with atomic_file(out, overwrite=overwrite) as tmp:
+    script = setup_script(text, cfg.ssh_cidr, cfg.bucket)
+    with atomic_file(out, overwrite=cfg.overwrite) as tmp:
         tmp.write_text(script)
         os.chmod(tmp, 0o755)
     return Path(out)

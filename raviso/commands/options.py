@@ -85,6 +85,7 @@ def configured(**configs):
                                                 default=opt, annotation=tp))
                 taken.add(f.name)
         wants_given = "given" in sig.parameters
+        own_ctx = next((p.name for p in keep if p.annotation is typer.Context), None)
         ctx_param = inspect.Parameter("_ctx", inspect.Parameter.KEYWORD_ONLY,
                                       annotation=typer.Context)
 
@@ -92,8 +93,10 @@ def configured(**configs):
 
         @functools.wraps(command)
         def run(*args, _ctx=None, **kwargs):
-            given = {n for n in list(kwargs) if _ctx is not None and
-                     _ctx.get_parameter_source(n).name not in ("DEFAULT", "DEFAULT_MAP")}
+            _ctx = kwargs.get(own_ctx) if own_ctx else _ctx
+            sources = {n: _ctx.get_parameter_source(n) for n in kwargs} if _ctx else {}
+            given = {n for n, src in sources.items()
+                     if src is not None and src.name not in ("DEFAULT", "DEFAULT_MAP")}
             try:
                 for arg, fields in built.items():
                     values = {name: convert(kwargs.pop(name)) for name, convert in fields}
@@ -106,7 +109,8 @@ def configured(**configs):
 
         ordered = [p for p in keep if p.kind != p.KEYWORD_ONLY]
         rest = [p for p in keep if p.kind == p.KEYWORD_ONLY]
-        run.__signature__ = sig.replace(parameters=ordered + rest + params + [ctx_param])
+        run.__signature__ = sig.replace(parameters=ordered + rest + params +
+                                        ([] if own_ctx else [ctx_param]))
         run.__annotations__ = {p.name: p.annotation for p in run.__signature__.parameters.values()}
         del run.__wrapped__
         return run

@@ -1,14 +1,12 @@
 """Commands for final models and the whole pipeline: fit, predict, demo."""
 
 from pathlib import Path
-from typing import Optional
-
 import typer
 
+from raviso.demo import DemoConfig
 from raviso.serve.config import FitConfig, PredictConfig
 
 from .options import configured
-from .shared import ADDRESS, OVERWRITE
 
 
 @configured(cfg=FitConfig)
@@ -38,15 +36,12 @@ def predict_cmd(
     print(predict_file(model, input, out, **cfg.kwargs()))
 
 
-def demo_cmd(
-    out: Path = typer.Option(Path("raviso-demo"), "--out", help="Everything is written under it."),
-    overwrite: bool = OVERWRITE,
-    address: Optional[str] = ADDRESS,
-):
+@configured(cfg=DemoConfig)
+def demo_cmd(cfg: DemoConfig = None):
     """The whole pipeline on built-in synthetic data (small preset), in minutes."""
     from raviso.demo import run_demo
 
-    run_demo(out, overwrite=overwrite, address=address)
+    run_demo(cfg)
 
 
 COMMANDS = {"fit": fit_cmd, "predict": predict_cmd, "demo": demo_cmd}

@@ -1,15 +1,12 @@
 """Training commands: pretrain, encode."""
 
 from pathlib import Path
-from typing import Optional
-
 import typer
 
 from raviso.models.vae_config import VAEConfig
-from raviso.train.config import PretrainConfig, TrainConfig
+from raviso.train.config import EncodeConfig, PretrainConfig, TrainConfig
 
 from .options import configured
-from .shared import ADDRESS
 
 
 @configured(model=VAEConfig, train=TrainConfig, run=PretrainConfig)
@@ -28,21 +25,16 @@ def pretrain_cmd(
     print(pretrain(store, out, model, train, run, given=given))
 
 
+@configured(cfg=EncodeConfig)
 def encode_cmd(
     run: Path = typer.Argument(..., help="Finished pretraining RUN directory."),
     store: str = typer.Argument(..., help="Parquet store in the model's gene order."),
-    which: str = typer.Option("gtex", "--which", help="gtex | archs4 | both."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Output directory "
-                                       "[STORE/latent/<run-name>]."),
-    batch_size: int = typer.Option(512, "--batch-size", help="Rows per inference batch."),
-    concurrency: int = typer.Option(1, "--concurrency", help="Model replicas (Ray actors)."),
-    address: Optional[str] = ADDRESS,
+    cfg: EncodeConfig = None,
 ):
     """Encode a store's samples to posterior means (latent Parquet keyed by sample_id)."""
     from raviso.train.encode import encode
 
-    for name, path in encode(run, store, which=which, out=out, address=address,
-                             batch_size=batch_size, concurrency=concurrency).items():
+    for name, path in encode(run, store, cfg).items():
         print(f"{name}\t{path}")
 
 

@@ -4,7 +4,7 @@ finished or crashed trial."""
 from __future__ import annotations
 
 
-def _watch_callback_class():
+def watch_callback_class():
     from ray import tune
 
     class TrialWatch(tune.Callback):

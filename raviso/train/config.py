@@ -5,6 +5,7 @@ construction so a bad option fails before Ray starts."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from ..core.config import StageConfig, address_option, option, overwrite_option, quiet_option
 
@@ -65,4 +66,19 @@ class PretrainConfig(StageConfig):
     resume: bool = option(False, "Continue RUN from its last checkpoint.")
     overwrite: bool = overwrite_option("Replace an existing RUN.")
     quiet: bool = quiet_option("No live progress display.")
+    address: str | None = address_option()
+
+
+ENCODE_WHICH = ("gtex", "archs4", "both")
+
+
+@dataclass(frozen=True)
+class EncodeConfig(StageConfig):
+    """The options of `raviso encode`."""
+
+    which: str = option("gtex", "gtex | archs4 | both.", check=lambda v: v in ENCODE_WHICH,
+                        problem=f"must be one of {', '.join(ENCODE_WHICH)}, got {{value!r}}")
+    out: Path | None = option(None, "Output directory [STORE/latent/<run-name>].")
+    batch_size: int = option(512, "Rows per inference batch.")
+    concurrency: int = option(1, "Model replicas (Ray actors).")
     address: str | None = address_option()

@@ -15,6 +15,7 @@ from ..io.align import column_index
 from ..core.atomic import atomic_dir
 from ..data.reader import Store, tensor_to_numpy
 from ..core.errors import RavisoError
+from .config import EncodeConfig
 from .pretrain import connect, quiet_ray_data
 from .runs import Run, load_run, weights_sha256
 from ..data.store import tensor_array
@@ -61,11 +62,12 @@ class _Encoder:
         return {"sample_id": batch["sample_id"], "z": self.model.encode(x).numpy()}
 
 
-def encode(run, store, which: str = "gtex", out=None, address: str | None = None,
-           batch_size: int = 512, concurrency: int = 1) -> dict[str, Path]:
-    """Encode `which` (gtex, archs4 or both) of `store`; returns {which: output directory}."""
-    if which not in WHICH:
-        raise RavisoError(f"--which must be one of {', '.join(WHICH)}, got {which!r}")
+def encode(run, store, cfg: EncodeConfig | None = None, **options) -> dict[str, Path]:
+    """Encode `cfg.which` (gtex, archs4 or both) of `store`; returns {which: output directory}.
+    `options`: EncodeConfig fields replacing `cfg`'s."""
+    cfg = EncodeConfig.build(cfg, **options)
+    which, out, address = cfg.which, cfg.out, cfg.address
+    batch_size, concurrency = cfg.batch_size, cfg.concurrency
     run = run if isinstance(run, Run) else load_run(run)
     store = store if isinstance(store, Store) else Store(store)
     check_gene_order(run, store)

@@ -16,11 +16,14 @@ from raviso.evaluate.config import CvConfig, TuneConfig
 from raviso.io.config import ConvertConfig, ImportConfig
 from raviso.models.vae_config import VAEConfig
 from raviso.serve.config import FitConfig, PredictConfig
-from raviso.train.config import PretrainConfig, TrainConfig
+from raviso.cluster.config import AwsSetupConfig, SubmitConfig
+from raviso.demo import DemoConfig
+from raviso.train.config import EncodeConfig, PretrainConfig, TrainConfig
 
 CONFIGS = {"cv": [CvConfig], "tune": [TuneConfig], "convert": [ConvertConfig],
            "import": [ImportConfig], "fit": [FitConfig], "predict": [PredictConfig],
-           "pretrain": [VAEConfig, TrainConfig, PretrainConfig]}
+           "pretrain": [VAEConfig, TrainConfig, PretrainConfig], "encode": [EncodeConfig],
+           "demo": [DemoConfig], "aws-setup": [AwsSetupConfig], "submit": [SubmitConfig]}
 
 
 def _cli_default(f: dataclasses.Field):
@@ -68,3 +71,17 @@ def test_a_bad_value_names_the_field_in_python_and_the_flag_on_the_cli(tmp_path,
 def test_python_keywords_and_a_config_are_the_same_call():
     assert FitConfig.build(None, seed=3) == FitConfig(seed=3)
     assert CvConfig.build(CvConfig(folds=3), seed=2) == CvConfig(folds=3, seed=2)
+
+
+def test_resume_overrides_only_the_options_given_on_the_command_line(tmp_path, capsys,
+                                                                     monkeypatch):
+    import raviso.train.pretrain as pretrain_mod
+
+    seen = {}
+    monkeypatch.setattr(pretrain_mod, "pretrain", lambda store, out, model, train, run, given:
+                        seen.update(model=model, train=train, run=run, given=given) or out)
+    code, out, err = run_cli(capsys, monkeypatch, "pretrain", str(tmp_path), "--out",
+                             str(tmp_path / "run"), "--epochs", "10", "--resume")
+    assert code == 0, err
+    assert seen["given"] >= {"epochs", "resume"} and "batch_size" not in seen["given"]
+    assert seen["train"] == TrainConfig(epochs=10) and seen["run"].resume

@@ -15,7 +15,7 @@ def test_demo_refuses_an_existing_directory_and_leaves_it_alone(tmp_path):
     out.mkdir()
     (out / "keep.txt").write_text("mine")
     with pytest.raises(RavisoError, match="already exists"):
-        run_demo(out)
+        run_demo(out=out)
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
     with pytest.raises(RavisoError, match="parent directory does not exist"):
-        run_demo(tmp_path / "no" / "demo")
+        run_demo(out=tmp_path / "no" / "demo")
