@@ -5,10 +5,10 @@ from typing import Optional
 
 import typer
 
-from raviso.io.config import ConvertConfig, ImportConfig
+from raviso.io.config import ConvertConfig, ExportConfig, ImportConfig
 
 from .options import configured
-from .shared import OVERWRITE, QUIET, echo_err
+from .shared import echo_err
 
 
 def synth_cmd(
@@ -88,22 +88,18 @@ def import_cmd(
     print(out)
 
 
+@configured(cfg=ExportConfig)
 def export_cmd(
     store: str = typer.Argument(..., help="The store (path or URI)."),
-    to: str = typer.Option(..., "--to", help="h5ad (AnnData: obs = samples with tissue and "
-                           "donor, var = features) | tsv (sample_id + one column per feature)."),
     out: Path = typer.Option(..., "--out", help="The file to write."),
-    dataset: Optional[str] = typer.Option(None, "--dataset", help="archs4 | gtex_gene | "
-                                          "gtex_isoform | truth (default: gtex_gene, else "
-                                          "archs4)."),
-    overwrite: bool = OVERWRITE,
-    quiet: bool = QUIET,
+    cfg: ExportConfig = None,
 ):
     """Write one dataset of a store as a samples x features table that scanpy (h5ad) or pandas
     (tsv) open directly, names included."""
     from raviso.io.export import export_store
 
-    print(export_store(store, to, out, dataset=dataset, overwrite=overwrite, quiet=quiet))
+    opts = cfg.kwargs()
+    print(export_store(store, opts.pop("to"), out, **opts))
 
 
 def copy_cmd(

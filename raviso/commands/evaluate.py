@@ -1,11 +1,9 @@
 """Evaluation commands: cv, tune, report."""
 
 from pathlib import Path
-from typing import Optional
-
 import typer
 
-from raviso.evaluate.config import CvConfig, TuneConfig
+from raviso.evaluate.config import CvConfig, ReportConfig, TuneConfig
 
 from .options import configured
 
@@ -37,14 +35,15 @@ def tune_cmd(
     print(out_dir / "best.json")
 
 
+@configured(cfg=ReportConfig)
 def report_cmd(
     cv: Path = typer.Argument(..., help="A directory written by raviso cv."),
-    pretrain: Optional[Path] = typer.Option(None, "--pretrain", help="Run dir: add its curves."),
+    cfg: ReportConfig = None,
 ):
     """Write CV/report.md, CV/table1.csv and plots from CV/results.json."""
     from raviso.evaluate.report import write_report
 
-    print(write_report(cv, pretrain=pretrain))
+    print(write_report(cv, pretrain=cfg.pretrain))
 
 
 COMMANDS = {"cv": cv_cmd, "tune": tune_cmd, "report": report_cmd}

@@ -1,19 +1,13 @@
-"""Options shared by commands that have no config field for them (defined once)."""
+"""What several command modules share: the --address option of the bench commands (from the
+config helper, so its help is written once) and a stderr progress line."""
 
 import sys
 
 import typer
 
-from raviso.core.config import address_option, overwrite_option, quiet_option
+from raviso.core.config import address_option
 
-
-def _from_field(f, flag: str):
-    return typer.Option(f.default, flag, help=f.metadata["help"])
-
-
-ADDRESS = _from_field(address_option(), "--address")
-OVERWRITE = _from_field(overwrite_option(), "--overwrite")
-QUIET = _from_field(quiet_option(), "--quiet")
+ADDRESS = typer.Option(None, "--address", help=address_option().metadata["help"])
 
 
 def echo_err(msg: str) -> None:

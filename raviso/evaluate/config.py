@@ -44,8 +44,16 @@ class CvConfig(StageConfig):
     repeats: int = option(1, "R x k-fold with fold seeds seed..seed+R-1 (corrected repeated "
                           "k-fold t-test across all R*k folds).")
     group_by: str = _group_by()
-    fold_scheme: str = option("kfold", "kfold | auto | logo: auto picks leave-one-group-out or "
-                              "a smaller k for small labelled sets (reported).")
+    fold_scheme: str = option("kfold", "kfold | auto | logo | tissue: auto picks "
+                              "leave-one-group-out or a smaller k for small labelled sets "
+                              "(reported); tissue holds out whole tissues (the models go "
+                              "without the tissue one-hot).",
+                              check=lambda v: v in FOLD_SCHEMES + ("tissue",),
+                              problem="must be kfold, auto, logo or tissue (got {value!r})")
+    train_fraction: float = option(1.0, "Train on this fraction of each fold's training donors "
+                                   "(a labelled-size learning curve; same validation rows; "
+                                   "nested and seeded).", check=lambda v: 0 < v <= 1,
+                                   problem="must be in (0, 1] (got {value!r})")
     # nested tuning
     tune: int = option(0, "Nested CV: a search of N trials inside every outer fold (its "
                        "training rows only) for each tunable variant, scored as <variant>@tuned "
@@ -99,3 +107,8 @@ class TuneConfig(StageConfig):
     address: str | None = address_option()
     num_cpus: int | None = option(None, cli=False)
     overwrite: bool = overwrite_option()
+
+
+@dataclass(frozen=True)
+class ReportConfig(StageConfig):
+    pretrain: Path | None = option(None, "Run dir: add its curves.")

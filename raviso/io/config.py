@@ -61,3 +61,13 @@ class ImportConfig(StageConfig):
                                  "pretrain on it.")
     overwrite: bool = overwrite_option()
     quiet: bool = quiet_option()
+
+
+@dataclass(frozen=True)
+class ExportConfig(StageConfig):
+    to: str = option("", "h5ad (AnnData: obs = samples with tissue and donor, var = features) | "
+                     "tsv (sample_id + one column per feature).", required=True)
+    dataset: str | None = option(None, "archs4 | gtex_gene | gtex_isoform | truth (default: "
+                                 "gtex_gene, else archs4).")
+    overwrite: bool = overwrite_option()
+    quiet: bool = quiet_option()

@@ -12,8 +12,8 @@ from test_bad_input import run_cli
 import cli
 from raviso.commands.options import cli_fields
 from raviso.core.config import OptionError, flag_of
-from raviso.evaluate.config import CvConfig, TuneConfig
-from raviso.io.config import ConvertConfig, ImportConfig
+from raviso.evaluate.config import CvConfig, ReportConfig, TuneConfig
+from raviso.io.config import ConvertConfig, ExportConfig, ImportConfig
 from raviso.models.vae_config import VAEConfig
 from raviso.serve.config import FitConfig, PredictConfig
 from raviso.cluster.config import AwsSetupConfig, SubmitConfig
@@ -23,7 +23,7 @@ from raviso.train.config import EncodeConfig, PretrainConfig, TrainConfig
 CONFIGS = {"cv": [CvConfig], "tune": [TuneConfig], "convert": [ConvertConfig],
            "import": [ImportConfig], "fit": [FitConfig], "predict": [PredictConfig],
            "pretrain": [VAEConfig, TrainConfig, PretrainConfig], "encode": [EncodeConfig],
-           "demo": [DemoConfig], "aws-setup": [AwsSetupConfig], "submit": [SubmitConfig]}
+           "demo": [DemoConfig], "export": [ExportConfig], "report": [ReportConfig], "aws-setup": [AwsSetupConfig], "submit": [SubmitConfig]}
 
 
 def _cli_default(f: dataclasses.Field):
