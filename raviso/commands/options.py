@@ -10,7 +10,6 @@ import functools
 import inspect
 import types
 import typing
-from pathlib import Path
 from typing import Optional
 
 import typer
@@ -121,5 +120,3 @@ def flags_of(*configs) -> dict[str, str]:
     """{field: flag} of every CLI field of `configs`."""
     return {f.name: flag_of(f) for c in configs for f in cli_fields(c)}
 
-
-__all__ = ["configured", "cli_fields", "flags_of", "Path"]
