@@ -13,7 +13,7 @@ from torch import nn
 
 from ..core.errors import RavisoError
 from .optim import make_adam
-from .train_state import TrainState
+from .train_state import TrainState, seeded_epoch
 
 
 PREMADE_TARGET_BYTES = 512 << 20
@@ -176,19 +176,15 @@ def iter_train_ffnn(model: nn.Module, X: torch.Tensor, Y: np.ndarray, rows: np.n
     while st.epoch < epochs and not hist["stopped_early"]:
         epoch = st.epoch
         model.train()              # a caller may have predicted (eval mode) between epochs
-        perm = torch.randperm(n, generator=gen).numpy()
         total = torch.zeros((), dtype=torch.float64, device=device)
-        for s in range(0, n, batch_size):
-            pos = perm[s:s + batch_size]
-            if on_batch is not None:
-                on_batch(epoch, rows[pos])
+
+        def loss_of(pos):
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
                 out = model(X[torch.from_numpy(pos).to(device)])
-            loss = loss_fn(out.float(), targets(pos))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += loss.detach() * len(pos)
+            return loss_fn(out.float(), targets(pos))
+
+        for loss, k in seeded_epoch(rows, batch_size, gen, epoch, opt, loss_of, on_batch):
+            total += loss * k
         hist["train_loss"].append(float(total) / n)
         if val_targets is not None:
             v = _mse(model, X_val, val_targets, len(val_rows))

@@ -19,7 +19,7 @@ from .context import CONTEXT_SCALES, ContextFeatures, context_name
 from .ffnn_fit import VAL_SPLITS, inner_split, target_getter
 from .optim import make_adam
 from .share_module import StartResidual
-from .train_state import EarlyStopping
+from .train_state import EarlyStopping, seeded_epoch
 
 CHUNK_ROWS = 256        # rows per evaluation chunk: a few (256, n_isoforms) float32 temporaries
 
@@ -211,20 +211,15 @@ class ContextModel:
 
     def _epoch(self, data, rows, C, targets, opt, gen, epoch, on_batch) -> float:
         """One pass over `rows` in a seeded order; the mean training loss."""
-        bs = self.opts.batch_size
-        perm = torch.randperm(len(rows), generator=gen).numpy()
-        total = 0.0
-        for s in range(0, len(rows), bs):
-            pos = perm[s:s + bs]
-            if on_batch is not None:
-                on_batch(epoch, rows[pos])
+        def loss_of(pos):
             pred = self.module(C[torch.from_numpy(pos).to(self.device)],
                                self._genes(data, rows[pos]))
-            loss = torch.mean((pred - targets(pos)) ** 2)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += float(loss.detach()) * len(pos)
+            return torch.mean((pred - targets(pos)) ** 2)
+
+        total = 0.0
+        for loss, k in seeded_epoch(rows, self.opts.batch_size, gen, epoch, opt, loss_of,
+                                    on_batch):
+            total += float(loss) * k
         return total / len(rows)
 
     def _train(self, data: Labelled, rows: np.ndarray, C: torch.Tensor, val, epochs: int,

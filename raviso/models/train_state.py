@@ -19,6 +19,23 @@ def snapshot(model: torch.nn.Module) -> dict:
     return {k: t.detach().clone() for k, t in model.state_dict().items()}
 
 
+def seeded_epoch(rows, batch_size: int, gen: torch.Generator, epoch: int, opt, loss_of,
+                 on_batch=None):
+    """One pass over `rows` in an order drawn from `gen`, the batch loop of every raviso fit:
+    per batch, ``loss_of(pos)`` (positions into `rows`) takes one step of `opt`; yields each
+    batch's detached loss and size. ``on_batch(epoch, rows)`` sees the rows of every batch."""
+    perm = torch.randperm(len(rows), generator=gen).numpy()
+    for s in range(0, len(rows), batch_size):
+        pos = perm[s:s + batch_size]
+        if on_batch is not None:
+            on_batch(epoch, rows[pos])
+        loss = loss_of(pos)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        yield loss.detach(), len(pos)
+
+
 class EarlyStopping:
     """The early-stopping bookkeeping of every raviso fit: the best validation loss, the weights
     that reached it, and the epochs waited since (`done` after `patience` without a new best)."""
