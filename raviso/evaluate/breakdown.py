@@ -1,20 +1,6 @@
 """Where a trial's error is: by expression level, by an isoform's role in its gene, and how well it
-follows samples WITHIN a tissue. Accumulated over row chunks of the validation fold, like the
-trial's other metrics, so no (validation rows x isoforms) matrix is held.
-
-Why these three (issue 10, item 5):
-- ``within_tissue_median_r``: the per-isoform Pearson r across validation samples, pooled
-  over tissues AFTER centring prediction and observation on each tissue's own validation mean
-  (sum over tissues of the centred cross-products / the square root of the centred sums of
-  squares). The plain per-isoform r pools tissues, so a model that only knows the tissue mean
-  already scores high: it mostly measures tissue separation. Tissues with one validation sample
-  contribute nothing (nothing varies within them). Isoforms that do not vary within tissues are
-  excluded; a prediction that does not vary within tissues has r = 0 (as in `core.metrics`).
-- ``mse_by_level``: MSE over the isoforms in bins of their TRAINING-fold mean log2(TPM+1)
-  (edges `LEVEL_EDGES`): the same bins for every variant, fixed before seeing validation data.
-- ``mse_by_role``: per gene (the ``isoform_gene`` map), the isoform with the highest training mean
-  is ``dominant``, the others ``minor``; a gene's only isoform is ``single``; an isoform whose gene
-  is not measured is ``unmapped``.
+follows samples WITHIN a tissue, accumulated over row chunks of the validation fold like the
+trial's other metrics. The definitions and why these three: docs/statistics.md.
 """
 
 from __future__ import annotations
