@@ -125,6 +125,10 @@ def build_results(config: dict, data, folds, outcome) -> dict:
     per_sample = fl.per_sample_floors(data)
     fold_rows = _fold_rows(data, folds, per_sample)
     trials = outcome.trials
+    for f in fold_rows:   # --train-fraction: the rows each fold's trials actually trained on
+        used = {t["n_train"] for t in trials if t["fold"] == f["fold"] and "n_train" in t}
+        if len(used) == 1:
+            f["n_train"] = used.pop()
     fl.add_ratios(trials, fold_rows)
     label = lambda t: f"fold {t['fold']} {t['variant']} ({t['attempts']} attempts)"  # noqa: E731
     noise = None
@@ -134,12 +138,6 @@ def build_results(config: dict, data, folds, outcome) -> dict:
                  "over_floor": {v: _mean([t.get("mse_over_noise_floor") for t in trials
                                           if t["variant"] == v and t["status"] == "ok"])
                                 for v in variants}}
-    busy = sum(t.get("seconds", 0.0) for t in trials if t["status"] == "ok")
-    # CPU-weighted: a trial that holds two of the slots' CPUs (`capacity.cpus_by_memory`) fills two
-    cpus = outcome.resources.get("cpus_per_variant") or {}
-    slot = min(cpus.values(), default=1.0)
-    busy_slots = sum(t.get("seconds", 0.0) * cpus.get(t["variant"], slot) / slot
-                     for t in trials if t["status"] == "ok")
     doc = {
         "schema": SCHEMA,
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -160,19 +158,25 @@ def build_results(config: dict, data, folds, outcome) -> dict:
         "per_tissue": fl.per_tissue(data, folds, outcome.errors, variants, per_sample),
         "retried_trials": [label(t) for t in trials if t.get("retried")],
         "failed_trials": [label(t) for t in trials if t["status"] != "ok"],
-        "tune": {"wall_seconds": outcome.wall_seconds,
-                 "max_concurrent_trials": outcome.max_concurrent,
-                 "trial_seconds_sum": busy,
-                 "parallel_efficiency": busy_slots / (outcome.max_concurrent
-                                                      * outcome.wall_seconds)
-                 if outcome.wall_seconds > 0 else None,
-                 "all_zero_copy": all(t.get("zero_copy", False) for t in trials
-                                      if t["status"] == "ok"),
-                 **outcome.resources},
+        "tune": _tune_block(outcome, trials),
     }
     doc["tuned_origin"] = tuned_origin(config)
     doc["leaderboard"] = leaderboard(doc)
     return doc
+
+
+def _tune_block(outcome, trials: list[dict]) -> dict:
+    ok = [t for t in trials if t["status"] == "ok"]
+    busy = sum(t.get("seconds", 0.0) for t in ok)
+    # CPU-weighted: a trial that holds two of the slots' CPUs (`capacity.cpus_by_memory`) fills two
+    cpus = outcome.resources.get("cpus_per_variant") or {}
+    slot = min(cpus.values(), default=1.0)
+    busy_slots = sum(t.get("seconds", 0.0) * cpus.get(t["variant"], slot) / slot for t in ok)
+    return {"wall_seconds": outcome.wall_seconds, "max_concurrent_trials": outcome.max_concurrent,
+            "trial_seconds_sum": busy,
+            "parallel_efficiency": busy_slots / (outcome.max_concurrent * outcome.wall_seconds)
+            if outcome.wall_seconds > 0 else None,
+            "all_zero_copy": all(t.get("zero_copy", False) for t in ok), **outcome.resources}
 
 
 def store_origin(store) -> dict | None:

@@ -1,16 +1,6 @@
-"""Trial metrics accumulated over row chunks of the validation fold: no full prediction matrix.
-
-Why: at GTEx width one fold's predictions are 3,471 x 156,958 float32 = 2.2 GB, plus the same again
-for the observed rows and the truth; two trials at once would hold ~13 GB for evaluation alone.
-`StreamingMetrics` takes (predictions, observations[, truth]) a chunk of rows at a time and keeps
-only per-sample errors and five float64 sums per isoform (~6 MB at 156,958 isoforms), from which
-it returns exactly the keys of `raviso.metrics.evaluate`.
-
-Pearson r per isoform comes from the sums S_p, S_y, S_pp, S_yy, S_py of values SHIFTED by the
-training-fold mean of that isoform (the shift makes the one-pass formulas numerically safe for
-log2(TPM+1) data: every shifted value is a deviation from a typical value, not a raw level; a
-constant prediction equal to the mean — the mean baseline — gives exactly zero variance). Agrees
-with the two-pass `evaluate` to ~1e-12 (tests/test_scale_cv.py).
+"""Trial metrics accumulated over row chunks of the validation fold, so no full prediction matrix
+is held; one pass gives exactly the keys of the two-pass metrics. Memory and numerics:
+docs/statistics.md.
 """
 
 from __future__ import annotations
