@@ -125,6 +125,9 @@ def trials_section(doc: dict, where: Where = Where()) -> Section:
     if doc["failed_trials"]:
         out += ["**Failed trials** (excluded from the tests): " + "; ".join(doc["failed_trials"])
                 + ".", ""]
+    if doc.get("skipped_variants"):
+        out += ["Not run (the store's inputs cannot feed them): "
+                + "; ".join(f"{v}: {why}" for v, why in doc["skipped_variants"].items()) + ".", ""]
     return Section(out)
 
 
