@@ -171,5 +171,6 @@ def appendix_section(doc: dict, where: Where = Where()) -> Section:
                           "pairs (B&F: the corrected repeated k-fold test over every repeat's "
                           "folds); the per-fold paired t and Wilcoxon tests pair the same "
                           "validation samples and the largest p over folds is shown"
-                          + (per_sample if donors_cluster(doc) else "") + ".", ""] + table(head, rows))
+                          + (per_sample if donors_cluster(doc) else "") + ".", ""]
+                   + table(head, rows))
 

@@ -100,8 +100,9 @@ def leaderboard_section(doc: dict, where: Where = Where()) -> Section:
            "whose variance is corrected for the folds' overlapping training sets. "
            + ("\"x floor\" is MSE / the held-out-donor floor (below). " if has_floor else "")
            + f"Each non-baseline variant is tested against the best baseline ({best or 'none'}) "
-           f"with the {test}, Holm-adjusted over those comparisons; a negative difference means "
-           "the variant predicts better.", ""]
+           f"with the {test}, Holm-adjusted over those comparisons"
+           + (" and rank 1 vs rank 2 (below)" if rows and rows[0].get("vs_runner_up") else "")
+           + "; a negative difference means the variant predicts better.", ""]
     return Section(out + table(head, _board_rows(rows, best, has_floor)) + verdict_lines(doc, rows))
 
 
