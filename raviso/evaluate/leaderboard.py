@@ -56,7 +56,10 @@ def tuned_origin(config: dict) -> dict | None:
 
 
 def optimistic(doc: dict) -> set[str]:
-    """Columns tuned on this very store (their CV estimate saw the validation folds)."""
+    """Columns tuned on this very store (their CV estimate saw the validation folds); `doc`: a
+    results document, or its ``config`` alone."""
+    if "config" not in doc:
+        doc = {"config": doc}
     origin = doc["tuned_origin"] if "tuned_origin" in doc else tuned_origin(doc["config"])
     return {origin["column"]} if origin and origin["same_store"] and origin["column"] else set()
 

@@ -100,8 +100,9 @@ def summarise(trials: list[dict], variants, fold_rows: list[dict] | None = None)
     return out
 
 
-def pair_tests(errors: dict, variants, fold_rows: list[dict]) -> dict:
-    """`stats.compare_all` over the variants that succeeded on every fold."""
+def pair_tests(errors: dict, variants, fold_rows: list[dict], outside=()) -> list:
+    """`stats.compare_all` over the variants that succeeded on every fold (`outside`: columns
+    kept out of the Holm family, e.g. one tuned on this store)."""
     from .stats import compare_all
 
     k = len(fold_rows)
@@ -113,13 +114,14 @@ def pair_tests(errors: dict, variants, fold_rows: list[dict]) -> dict:
     return compare_all(per_sample, {f["fold"]: f["n_train"] for f in fold_rows},
                        {f["fold"]: f["n_test"] for f in fold_rows},
                        donors=donors if any(d is not None for d in donors.values()) else None,
-                       repeat_of={f["fold"]: f.get("repeat", 0) for f in fold_rows})
+                       repeat_of={f["fold"]: f.get("repeat", 0) for f in fold_rows},
+                       outside=outside)
 
 
 def build_results(config: dict, data, folds, outcome) -> dict:
     """The results document (see the module docstring) from a finished Tune run."""
     from . import floors as fl
-    from .leaderboard import leaderboard, tuned_origin
+    from .leaderboard import leaderboard, optimistic, tuned_origin
 
     variants = list(config["variants"])
     per_sample = fl.per_sample_floors(data)
@@ -152,7 +154,7 @@ def build_results(config: dict, data, folds, outcome) -> dict:
         "folds": fold_rows,
         "trials": trials,
         "summary": summarise(trials, variants, fold_rows),
-        "tests": pair_tests(outcome.errors, variants, fold_rows),
+        "tests": pair_tests(outcome.errors, variants, fold_rows, optimistic(config)),
         "noise_floor": noise,
         "floor_heldout_donor": fl.floor_block("floor_heldout_donor", fold_rows, trials, variants),
         "per_tissue": fl.per_tissue(data, folds, outcome.errors, variants, per_sample),

@@ -180,16 +180,20 @@ def compare_pair(errors_a: Mapping, errors_b: Mapping, n_train, n_test,
 
 def compare_all(per_sample_errors: Mapping[str, Mapping], n_train, n_test,
                 holm_correction: bool = True, donors: Mapping | None = None,
-                repeat_of: Mapping | None = None) -> list[dict]:
+                repeat_of: Mapping | None = None, outside=()) -> list[dict]:
     """`compare_pair` for every pair of variants (in the mapping's order, A before B), plus
     ``corrected.p_holm`` and ``corrected_repeated.p_holm`` adjusted across all pairs when
-    ``holm_correction``."""
+    ``holm_correction``; pairs with a variant in `outside` are left out of that family (their
+    p_holm is None)."""
     names = list(per_sample_errors)
     pairs = [compare_pair(per_sample_errors[a], per_sample_errors[b], n_train, n_test, a, b,
                           donors=donors, repeat_of=repeat_of)
              for a, b in itertools.combinations(names, 2)]
     if holm_correction:
+        family = [pr for pr in pairs if pr["a"] not in outside and pr["b"] not in outside]
         for key in ("corrected", "corrected_repeated"):
-            for pair, p in zip(pairs, holm([pr[key]["p"] for pr in pairs])):
+            for pr in pairs:
+                pr[key]["p_holm"] = None
+            for pair, p in zip(family, holm([pr[key]["p"] for pr in family])):
                 pair[key]["p_holm"] = p
     return pairs

@@ -141,3 +141,15 @@ def test_compare_pair_repeats_and_donors():
     assert all(f["donor"]["n_donors"] == 4 for f in pair["per_fold"])
     pairs = stats.compare_all({"a": ea, "b": eb, "c": eb}, 30, 8, donors=donors)
     assert all(p["corrected_repeated"]["p_holm"] >= p["corrected_repeated"]["p"] for p in pairs)
+
+
+def test_a_column_outside_the_family_gets_no_holm_p_and_leaves_the_others_alone():
+    rng = np.random.default_rng(3)
+    errs = {v: {f: rng.gamma(2.0, 0.2, 10) + s for f in range(3)}
+            for v, s in (("a", 0.0), ("b", 0.05), ("tuned", -0.1))}
+    every = stats.compare_all(errs, 20, 10, outside=("tuned",))
+    fair = stats.compare_all({v: errs[v] for v in ("a", "b")}, 20, 10)
+    by = {(p["a"], p["b"]): p for p in every}
+    assert by[("a", "b")]["corrected"]["p_holm"] == pytest.approx(fair[0]["corrected"]["p_holm"])
+    assert by[("a", "tuned")]["corrected"]["p_holm"] is None
+    assert by[("b", "tuned")]["corrected_repeated"]["p_holm"] is None
