@@ -126,7 +126,8 @@ def training_curve(model) -> dict | None:
 def evaluate_trial(model, data, train_idx: np.ndarray, val_idx: np.ndarray, taps=()) -> dict:
     """A fitted model's trial metrics (`raviso.evaluate.stream_metrics`, predicted and scored in
     row chunks), plus ``breakdown`` (fed by the same prediction pass) and ``history``. `taps`:
-    more accumulators fed by that pass (``start(train_mean)``, then ``add(pred, Y, tissue)``)."""
+    more accumulators fed by that pass (``start(train_mean, isoform_gene)``, then
+    ``add(pred, Y, tissue)``)."""
     from ..core.metrics import column_mean
     from .stream_metrics import evaluate_streaming
 
@@ -134,7 +135,7 @@ def evaluate_trial(model, data, train_idx: np.ndarray, val_idx: np.ndarray, taps
     breakdown = Breakdown(train_mean, data.isoform_gene)
     tapped = Tap(model, breakdown)
     for tap in taps:
-        tap.start(train_mean)
+        tap.start(train_mean, data.isoform_gene)
         tapped = Tap(tapped, tap)
     out = evaluate_streaming(tapped, data, val_idx, train_mean)
     out.update(breakdown=breakdown.result(), history=training_curve(model))

@@ -28,6 +28,7 @@ import numpy as np
 
 from ..core.metrics import column_blocks, tiny_ss
 from .breakdown import LEVEL_EDGES, LEVELS
+from .splice_qc import QcSums
 
 PER_OCTAVE = 6
 EDGES = 2.0 ** (np.arange(-7 * PER_OCTAVE, 4 * PER_OCTAVE + 1) / PER_OCTAVE)
@@ -36,17 +37,20 @@ LO = np.concatenate([[0.0], EDGES])
 HI = np.concatenate([EDGES, [2 * EDGES[-1]]])      # the open last bin read as one more octave
 COVERAGE_LEVELS = (0.8, 0.9, 0.95)
 OOF_FILE = "oof.npz"
+QC_KEYS = ("qc_gene", "qc_sample")
 
 
 class OofAccumulator:
     """Per-isoform out-of-fold sums and |residual| histogram of one trial (`add` row chunks)."""
 
-    def __init__(self, train_mean: np.ndarray | None = None):
+    def __init__(self, train_mean: np.ndarray | None = None, isoform_gene=None):
         if train_mean is not None:
-            self.start(train_mean)
+            self.start(train_mean, isoform_gene)
 
-    def start(self, train_mean: np.ndarray) -> None:
-        """Reset to accumulate around the training-fold mean `train_mean`."""
+    def start(self, train_mean: np.ndarray, isoform_gene=None) -> None:
+        """Reset to accumulate around the training-fold mean `train_mean`; with `isoform_gene`
+        (gene index per isoform) also the isoform-fraction distances (`splice_qc.QcSums`)."""
+        self.qc = None if isoform_gene is None else QcSums(isoform_gene)
         self.shift = np.asarray(train_mean, np.float64)
         m = len(self.shift)
         self.sums = np.zeros((5, m))               # S_p, S_y, S_pp, S_yy, S_py (shifted)
@@ -72,13 +76,15 @@ class OofAccumulator:
             flat = (np.arange(width)[None, :] * N_BINS + b).ravel()
             self.hist[cols] += np.bincount(flat, minlength=width * N_BINS).reshape(
                 width, N_BINS).astype(np.uint32)
+        if self.qc is not None:
+            self.qc.add(pred, Y)
         self.n += k
 
     def result(self) -> dict:
         """The arrays a trial ships (counts as uint16 when they fit)."""
         hist = self.hist.astype(np.uint16) if self.n < 65535 else self.hist
         return {"n": np.array(self.n), "shift": self.shift, "sums": self.sums, "sse": self.sse,
-                "hist": hist}
+                "hist": hist, **(self.qc.result() if self.qc is not None else {})}
 
 
 def combine(parts: list[dict]) -> dict:
@@ -96,7 +102,11 @@ def combine(parts: list[dict]) -> dict:
         sse += part["sse"]
         hist += np.asarray(part["hist"], np.uint32)
         n += k
-    return {"n": np.array(n), "shift": c, "sums": sums, "sse": sse, "hist": hist}
+    out = {"n": np.array(n), "shift": c, "sums": sums, "sse": sse, "hist": hist}
+    for key in QC_KEYS:                       # present only when every trial has them
+        if all(key in p for p in parts):
+            out[key] = sum(np.asarray(p[key], np.float64) for p in parts)
+    return out
 
 
 def per_isoform(acc: dict) -> dict[str, np.ndarray]:

@@ -55,5 +55,9 @@ class PredictConfig(StageConfig):
         "(predicted by the MODEL's tissue-free regressor, with a warning) or error.",
         check=lambda v: v in ("tissue-free", "error"), problem="must be tissue-free or error "
         "(got {value!r})")
+    observed: Path | None = option(
+        None, "Measured isoforms of the same samples (a transcript table, TPM or log2(TPM+1)): "
+        "per-sample QC of their isoform fractions against the predicted ones, z-scores "
+        "calibrated on held-out donors (<out>.qc.tsv, <out>.qc_genes.tsv; h5ad obs).")
     overwrite: bool = overwrite_option()
     quiet: bool = quiet_option()

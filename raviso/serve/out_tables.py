@@ -46,22 +46,11 @@ class H5adLayers(H5adTable):
             ds.resize(n0 + len(ids), axis=0)
             ds[n0:] = np.asarray(layers[name], np.float32)
 
-    def _var_frame(self):
-        import pandas as pd
-
-        df = pd.DataFrame(index=pd.Index([str(v) for v in self.var_names], dtype=object))
-        for col, values in self.var_all.items():
-            arr = np.asarray(values)
-            df[col] = arr if arr.dtype.kind in "biuf" else np.array(
-                ["" if v is None else str(v) for v in values], dtype=object)
-        return df
-
     def __exit__(self, exc_type, *exc):
         try:
             if exc_type is None:
-                obs, _ = self._frames()
-                self.aio.write_elem(self.f, "obs", obs)
-                self.aio.write_elem(self.f, "var", self._var_frame())
+                self.aio.write_elem(self.f, "obs", frame(self.ids, self.obs))
+                self.aio.write_elem(self.f, "var", frame(self.var_names, self.var_all))
                 uns = {} if self.uns is None else {"raviso": json.dumps(self.uns)}
                 self.aio.write_elem(self.f, "uns", uns)
                 for name in ("obsm", "varm", "obsp", "varp"):
@@ -69,6 +58,23 @@ class H5adLayers(H5adTable):
         finally:
             self.f.close()
         return False
+
+
+def frame(index, columns: dict):
+    """A DataFrame for obs/var: numeric and boolean columns kept, text as categories when few
+    distinct values repeat (as `raviso.io.tables` writes them)."""
+    import pandas as pd
+
+    df = pd.DataFrame(index=pd.Index([str(i) for i in index], dtype=object))
+    for col, values in columns.items():
+        arr = np.asarray(values)
+        if arr.dtype.kind in "biuf":
+            df[col] = arr
+            continue
+        vals = ["" if v is None else str(v) for v in values]
+        df[col] = pd.Categorical(vals) if len(set(vals)) < max(2, len(vals) // 2) \
+            else np.array(vals, dtype=object)
+    return df
 
 
 class ParquetLayers:

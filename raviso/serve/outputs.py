@@ -13,6 +13,9 @@ intervals, TPM and isoform fractions, the merged table and tx2gene (docs/predict
   isoform has no gene): layers / columns / sibling TSVs named after the unit.
 - ``merged``: ``<stem>.merged.<unit>.tsv`` per unit (``transcript_id``, ``gene_id``, one column
   per sample: the layout tximport-style pipelines write) and ``<stem>.tx2gene.tsv``.
+- ``observed``: per-sample QC of measured isoform fractions (`raviso.serve.qc`): obs columns
+  ``qc_distance``, ``qc_z``, ``qc_aberrant``, ``qc_genes``, the same as ``<stem>.qc.tsv`` and
+  per-gene z-scores (genes of two or more isoforms) as ``<stem>.qc_genes.tsv``.
 Every side file is written atomically together with the main output.
 """
 
@@ -27,12 +30,15 @@ import numpy as np
 from ..core.atomic import atomic_file, check_writable_target
 from ..core.errors import RavisoError
 from ..evaluate import reliability as rel
-from ..io.tables import TSV_FORMAT
+from ..io.tables import TSV_FORMAT, TsvTable
+from ..evaluate.splice_qc import GeneShares
 from .out_tables import H5adLayers, MergedTable, ParquetLayers, TsvLayers
+from .qc import ObservedQC
 from .tissues import PATH_FREE
 
 UNITS = ("log2tpm", "tpm", "fraction")
 RELIABLE_R2 = 0.5
+QC_COLUMNS = ("qc_distance", "qc_z", "qc_aberrant", "qc_genes")
 
 
 @dataclass(frozen=True)
@@ -43,6 +49,7 @@ class OutputOptions:
     units: tuple = ("log2tpm",)            # log2tpm (always), tpm, fraction
     reliable_r2: float = RELIABLE_R2       # the `reliable` rule: oof_r2 >= this
     merged: bool = False                   # features x samples tables + tx2gene
+    observed: str | None = None            # measured isoforms of the same samples: QC
 
     def __post_init__(self):
         if self.interval is not None and not 0 < float(self.interval) < 1:
@@ -62,27 +69,6 @@ def parse_units(text) -> tuple:
 
 def to_tpm(P: np.ndarray) -> np.ndarray:
     return np.maximum(np.exp2(np.asarray(P, np.float64)) - 1, 0)
-
-
-class GeneShares:
-    """Each isoform's share of its gene's TPM, per sample."""
-
-    def __init__(self, isoform_gene):
-        import scipy.sparse as sp
-
-        genes = ["" if g is None else str(g) for g in isoform_gene]
-        names, code = np.unique(genes, return_inverse=True)
-        self.mapped = np.array([g != "" for g in genes])
-        m = len(genes)
-        self.code = code
-        self.A = sp.csr_matrix((np.ones(m), (np.arange(m), code)), shape=(m, len(names)))
-
-    def fraction(self, tpm: np.ndarray) -> np.ndarray:
-        total = np.asarray(self.A.T.dot(np.asarray(tpm, np.float64).T)).T[:, self.code]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            out = np.where(total > 0, tpm / total, np.nan)
-        out[:, ~self.mapped] = np.nan
-        return out
 
 
 def load_reliability(m, key: str = "reliability") -> dict | None:
@@ -147,6 +133,7 @@ class PredictionWriter:
         self.width_free = tissue_free_columns(m, opts, self.var) if arrays else None
         self.layers = layer_names(opts)
         self.shares = GeneShares(self.var["gene_id"]) if "fraction" in opts.units else None
+        self.qc = ObservedQC(m, opts.observed, arrays) if opts.observed else None
         self.meta = {**meta, "units_written": list(opts.units), "interval": opts.interval,
                      "reliable_rule": (f"oof_r2 >= {opts.reliable_r2:g}" if arrays is not None
                                        else None),
@@ -166,6 +153,8 @@ class PredictionWriter:
             sides.update({f"merged.{u}": side_path(self.out, f"merged.{u}")
                           for u in self.opts.units})
             sides["tx2gene"] = side_path(self.out, "tx2gene")
+        if self.opts.observed:
+            sides.update(qc=side_path(self.out, "qc"), qc_genes=side_path(self.out, "qc_genes"))
         return sides
 
     def __enter__(self):
@@ -182,6 +171,9 @@ class PredictionWriter:
         self.main = self.stack.enter_context(w)
         self.merged = {u: MergedTable(tmp[f"merged.{u}"], self.m.isoforms, self.var["gene_id"])
                        for u in self.opts.units} if self.opts.merged else {}
+        if self.qc is not None:
+            self.qc_tables = [self.stack.enter_context(TsvTable(tmp[k], names)) for k, names in
+                              (("qc", QC_COLUMNS), ("qc_genes", self.qc.gene_names))]
         return self
 
     def predict(self, X, sample_ids, tissue):
@@ -208,6 +200,11 @@ class PredictionWriter:
                 w = np.where(free[:, None], self.width_free, w)
             layers["lower"] = np.maximum(P - w, 0)
             layers["upper"] = P + w
+        if self.qc is not None:
+            cols, gz = self.qc.score(ids, P)
+            obs.update(cols)
+            self.qc_tables[0].write(list(ids), np.array([cols[c] for c in QC_COLUMNS], float).T)
+            self.qc_tables[1].write(list(ids), gz)
         self.main.write(list(ids), P, obs, layers)
         for u, t in self.merged.items():
             t.write(list(ids), units[u])

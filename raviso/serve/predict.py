@@ -212,13 +212,15 @@ def predict_file(model, input, out, fmt: str | None = None, allow_missing: bool 
                  quiet: bool = False, samples=None, orientation: str | None = None,
                  scale: str | None = None, max_missing: float = MAX_MISSING,
                  interval: float | None = None, units="log2tpm", reliable_r2: float = RELIABLE_R2,
-                 merged: bool = False, unknown_tissue: str = "tissue-free") -> Path:
+                 merged: bool = False, unknown_tissue: str = "tissue-free",
+                 observed=None) -> Path:
     """Predict every sample of `input` with MODEL; write `out` (and the side outputs of
     `raviso.serve.outputs`: reliability, intervals, units, merged tables). Returns `out`."""
     out = Path(out)
     fmt = output_format(out, fmt)
     check_writable_target(out, overwrite)
-    opts = OutputOptions(interval, parse_units(units), reliable_r2, merged)
+    opts = OutputOptions(interval, parse_units(units), reliable_r2, merged,
+                         None if observed is None else str(observed))
     say = warn or (lambda s: print(s, file=sys.stderr))
     sheet = read_sheet(samples)
     m = LoadedModel(model)

@@ -149,3 +149,36 @@ def test_interval_needs_a_model_with_out_of_fold_residuals(model, tmp_path):
         predict_file(root / "model", src, tmp_path / "x.h5ad", interval=1.5, quiet=True)
     with pytest.raises(RavisoError, match="--units"):
         predict_file(root / "model", src, tmp_path / "x.h5ad", units="fpkm", quiet=True)
+
+
+def test_observed_isoforms_qc_flags_an_aberrant_sample(model, tmp_path):
+    import anndata as ad
+
+    from raviso.serve.predict import predict_file
+
+    root, d, _ = model
+    Y = np.array(d["Y"], np.float64)
+    genes = np.array(d["isoform_gene"])
+    for g in np.unique(genes):                     # sample 0: every gene's split turned over
+        cols = np.flatnonzero(genes == g)
+        if len(cols) > 1:
+            Y[0, cols] = 0.0
+            Y[0, cols[0]] = 8.0
+    table = pd.DataFrame(Y.T, index=pd.Index([i + ".1" for i in d["isoforms"]],
+                                             name="transcript_id"), columns=d["sample_id"])
+    table.to_csv(tmp_path / "iso.tsv", sep="\t")         # transcripts x samples, versioned ids
+    src = gene_h5ad(tmp_path / "in.h5ad", d, d["tissue"])
+    out = predict_file(root / "model", src, tmp_path / "q.h5ad", observed=tmp_path / "iso.tsv",
+                       quiet=True)
+    a = ad.read_h5ad(out)
+    z = a.obs["qc_z"].to_numpy()
+    assert np.isfinite(z).all() and a.obs["qc_aberrant"].dtype == bool
+    assert a.obs["qc_aberrant"].tolist() == [True] + [False] * (len(z) - 1)
+    assert z[0] > 3 and np.abs(np.median(z[1:])) < 1.5
+    per_gene = pd.read_csv(tmp_path / "q.qc_genes.tsv", sep="\t", index_col=0)
+    assert list(per_gene.index) == d["sample_id"]
+    assert per_gene.shape[1] == sum(1 for g in set(d["isoform_gene"])
+                                    if d["isoform_gene"].count(g) > 1)
+    assert per_gene.iloc[0].median() > 2 > per_gene.iloc[1:].abs().median().median()
+    qc = pd.read_csv(tmp_path / "q.qc.tsv", sep="\t", index_col=0)
+    np.testing.assert_allclose(qc["qc_z"].to_numpy(), z, rtol=1e-6)
