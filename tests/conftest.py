@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+# Test modules share helpers across folders (`from test_bad_input import run_cli`): every folder
+# is importable, whichever subset pytest runs (appended, so the repo's own modules come first).
+for _folder in sorted(p for p in Path(__file__).parent.iterdir() if (p / "__init__.py").exists()
+                      or any(p.glob("test_*.py"))):
+    if str(_folder) not in sys.path:
+        sys.path.append(str(_folder))
 REALDATA = ROOT.parent / "shared" / "realdata"
 
 
@@ -46,7 +53,9 @@ def one_torch_thread():
 
 def pytest_collection_modifyitems(items):
     """Every test that uses the shared Ray session is a `ray` test (`pytest -m "not ray"` skips
-    them); tests that start Ray another way carry the marker themselves."""
+    them); tests that start Ray another way carry the marker themselves. `multinode` tests run
+    last: their cluster replaces the shared session in this process."""
     for item in items:
         if "ray_session" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.ray)
+    items.sort(key=lambda item: item.get_closest_marker("multinode") is not None)
