@@ -57,7 +57,8 @@ class CvConfig(StageConfig):
     # nested tuning
     tune: int = option(0, "Nested CV: a search of N trials inside every outer fold (its "
                        "training rows only) for each tunable variant, scored as <variant>@tuned "
-                       "next to the defaults.")
+                       "next to the defaults.", check=lambda v: v >= 0,
+                       problem="takes a number of trials >= 1 (got {value})")
     tuned_config: Path | None = option(None, "best.json from raviso tune: cross-validate that "
                                        "fixed config as <variant>@tuned.", flag="--config")
     inner_folds: int = option(3, "Inner folds of --tune's search.")
@@ -92,7 +93,8 @@ class TuneConfig(StageConfig):
     pretrained: Path | None = option(None, "VAE run (latent 'vae').")
     pretrained_ae: Path | None = option(None, "Autoencoder run (latent 'ae').")
     max_epochs: int = option(100, "Epoch budget per trial (ASHA's max_t); the chosen epochs "
-                             "come from the best curve.")
+                             "come from the best curve.", check=lambda v: v >= 1,
+                             problem="must be at least 1 (got {value})")
     inner_folds: int = option(3, "Donor-grouped inner folds.")
     scheduler: str = option("asha", "asha | fifo (no early stop).")
     grace: int | None = option(None, "ASHA grace period in epochs [max(3, max_epochs / 10)].")

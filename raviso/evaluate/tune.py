@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..core.config import OptionError
 from ..core.errors import RavisoError
 from .config import TuneConfig
 from .tune_space import best_doc, has_grid, plain, tune_domains
@@ -161,9 +162,7 @@ def search(data, rows, space: dict, cfg: TuneConfig, *, storage, base_options=No
     """Search `space` for `cfg.variant` on `rows` of `data` (on the connected Ray); see the module
     docstring. Returns the best config (as best.json) and one row per trial."""
     if cfg.trials < 1 and not has_grid(space):
-        raise RavisoError(f"--trials must be at least 1 (got {cfg.trials})")
-    if cfg.max_epochs < 1:
-        raise RavisoError(f"--max-epochs must be at least 1 (got {cfg.max_epochs})")
+        raise OptionError("trials", f"must be at least 1 (got {cfg.trials})")
     splits = inner_splits(data, rows, cfg.inner_folds, cfg.seed, cfg.group_by, cfg.fold_scheme)
     base, scheduler = _base_options(cfg, space, base_options)
     tuner, how = _tuner(data, splits, space, cfg, base, scheduler, storage, checkpoint_every,
