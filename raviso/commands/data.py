@@ -20,6 +20,13 @@ def synth_cmd(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUT if it exists."),
     workers: Optional[int] = typer.Option(None, "--workers", help="Generator threads "
                                           "(default: min(4, CPUs))."),
+    family: str = typer.Option("share", "--family", help="share (isoform shares a softmax of "
+                               "the hidden state) | switch (isoform usage switched by regulator "
+                               "genes; docs/generators.md)."),
+    gene_from: Optional[str] = typer.Option(None, "--gene-from", help="independent (genes "
+                                            "measured with their own noise) | isoforms (gene = "
+                                            "sum of its isoforms' TPM); default: the family's "
+                                            "(share: independent, switch: isoforms)."),
 ):
     """Write synthetic ARCHS4/GTEx gene and isoform data (plus the noise-free truth) in the
     course's exact file formats."""
@@ -28,7 +35,7 @@ def synth_cmd(
     from raviso.synth.generate import generate
 
     info = generate(out, preset=preset, seed=seed, fmt=fmt, overwrite=overwrite, workers=workers,
-                    log=echo_err)
+                    log=echo_err, family=family, gene_from=gene_from)
     iso = info["gtex_isoform"]
     print(json.dumps({"out": str(out), "seconds": info["seconds"], "files": info["files"],
                       "isoform_zero_fraction": round(iso["zero_fraction"], 4),

@@ -38,7 +38,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from . import world as model
+from . import switch, world as model
 from .heldout import HeldoutDonor
 from ..core.atomic import atomic_dir, check_writable_target
 from ..core.errors import RavisoError
@@ -57,6 +57,7 @@ INFO = "synth.json"
 FORMATS = {"hdf5": ".hdf5", "tsv": ".tsv.gz"}
 CHUNK_ENTRIES = 4 << 20  # values per generated block (16 MiB of float32 per array)
 ISOFORMS_PER_GENE = 156_958 / 18_965  # the course's ratio, 8.28
+FAMILIES = {"share": "independent", "switch": "isoforms"}   # family -> its default gene_from
 
 
 @dataclass(frozen=True)
@@ -239,12 +240,17 @@ def _blocks(fn: Callable, n_rows: int, n_cols: int, seed: int, stream: int,
 
 def generate(out, preset: str | Preset = "tiny", seed: int = 0, fmt: str = "hdf5",
              overwrite: bool = False, workers: int | None = None,
-             log: Callable[[str], None] | None = None, heldout: bool = True) -> dict:
+             log: Callable[[str], None] | None = None, heldout: bool = True,
+             family: str = "share", gene_from: str | None = None) -> dict:
     """Write a synthetic data set into directory `out` (see the module docstring); return the
     statistics that are also saved as ``synth.json``. Deterministic for a given (preset, seed);
     `heldout=False` skips the held-out-donor expectation file (~2x the GTEx generation time and
-    one more isoform-sized file), leaving every other file byte-identical."""
+    one more isoform-sized file), leaving every other file byte-identical. `family`: ``share``
+    (`raviso.synth.world`) or ``switch`` (`raviso.synth.switch`); `gene_from`: ``independent``
+    (genes measured with their own noise; the share family's default) or ``isoforms`` (gene =
+    the sum of its measured isoforms' TPM; the switch family's default)."""
     p = get_preset(preset)
+    gene_from = _check_family(family, gene_from)
     ext = _ext(fmt)
     if seed < 0:
         raise RavisoError(f"seed must be >= 0 (got {seed})")
@@ -252,17 +258,21 @@ def generate(out, preset: str | Preset = "tiny", seed: int = 0, fmt: str = "hdf5
     workers = workers or min(4, os.cpu_count() or 1)
     log = log or (lambda msg: None)
     t0 = time.perf_counter()
-    world = model.build_world(seed, p.n_archs4, p.n_gtex, p.n_genes, p.n_isoforms)
+    shapes = (seed, p.n_archs4, p.n_gtex, p.n_genes, p.n_isoforms)
+    sw = switch.build_switch_world(*shapes) if family == "switch" else None
+    world = sw.base if sw is not None else model.build_world(*shapes)
     with atomic_dir(out, overwrite) as tmp:
         _write_tables(tmp, world)
         log(f"ARCHS4 {p.n_archs4:,} x {p.n_genes:,}")
         archs4 = _write_archs4(tmp, world, p, fmt, seed, workers)
         log(f"GTEx {p.n_gtex:,} x {p.n_genes:,} genes, {p.n_isoforms:,} isoforms (+ truth"
             + (", held-out-donor expectation)" if heldout else ")"))
-        gene, iso_stats = _write_gtex(tmp, world, p, fmt, seed, workers, heldout)
+        gene, iso_stats = _write_gtex(tmp, world, p, fmt, seed, workers,
+                                      _gtex_source(world, sw, heldout, gene_from), heldout)
         counts = world.iso_counts
         info = {
             "preset": asdict(p), "seed": seed, "format": fmt, "files": plan(p, fmt, heldout),
+            "family": family, "gene_from": gene_from,
             "archs4_gene": archs4.summary(), "gtex_gene": gene.summary(), "gtex_isoform": iso_stats,
             "isoforms_per_gene": {"mean": float(counts.mean()), "min": int(counts.min()),
                                   "median": float(np.median(counts)), "max": int(counts.max())},
@@ -275,6 +285,30 @@ def generate(out, preset: str | Preset = "tiny", seed: int = 0, fmt: str = "hdf5
         (tmp / INFO).write_text(json.dumps(info, indent=1) + "\n")
     log(f"wrote {out} in {info['seconds']:.1f} s")
     return info
+
+
+def _check_family(family: str, gene_from: str | None) -> str:
+    if family not in FAMILIES:
+        raise RavisoError(f"unknown generator family {family!r} (expected one of "
+                          f"{', '.join(FAMILIES)})")
+    gene_from = gene_from or FAMILIES[family]
+    if gene_from not in switch.GENE_FROM:
+        raise RavisoError(f"unknown gene_from {gene_from!r} (expected one of "
+                          f"{', '.join(switch.GENE_FROM)})")
+    return gene_from
+
+
+def _gtex_source(world, sw, heldout: bool, gene_from: str) -> Callable:
+    """(rows, rng) -> the GTEx blocks of the family, genes summed from isoforms if asked."""
+    if sw is None:
+        held = HeldoutDonor(world) if heldout else None
+        fn = lambda rows, rng: model.gtex_block(world, rows, rng, held)  # noqa: E731
+    else:
+        held = switch.SwitchHeldout(sw) if heldout else None
+        fn = lambda rows, rng: switch.gtex_block(sw, rows, rng, held, gene_from)  # noqa: E731
+    if gene_from == "isoforms":
+        return lambda rows, rng: switch.from_isoforms(world, fn(rows, rng))
+    return fn
 
 
 def _write_archs4(tmp: Path, world, p: Preset, fmt: str, seed: int, workers: int) -> _Moments:
@@ -291,7 +325,7 @@ def _write_archs4(tmp: Path, world, p: Preset, fmt: str, seed: int, workers: int
 
 
 def _write_gtex(tmp: Path, world, p: Preset, fmt: str, seed: int, workers: int,
-                heldout: bool) -> tuple[_Moments, dict]:
+                source: Callable, heldout: bool) -> tuple[_Moments, dict]:
     """The GTEx gene and isoform matrices, the noise-free truth and (with `heldout`) the
     held-out-donor expectation, from one pass of random stream 2; (gene moments, isoform stats
     with the noise floors)."""
@@ -304,9 +338,7 @@ def _write_gtex(tmp: Path, world, p: Preset, fmt: str, seed: int, workers: int,
                         tissue) for k in kinds]
     gene, iso = _Moments(p.n_genes), _Moments(p.n_isoforms)
     sq_err = bias = held_err = 0.0
-    held = HeldoutDonor(world) if heldout else None
-    for r0, blocks in _blocks(lambda rows, rng: model.gtex_block(world, rows, rng, held),
-                              p.n_gtex, p.n_isoforms, seed, 2, workers):
+    for r0, blocks in _blocks(source, p.n_gtex, p.n_isoforms, seed, 2, workers):
         for wr, block in zip(ws, blocks):
             wr.write(r0, block)
         gene.add(blocks[0])

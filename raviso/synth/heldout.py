@@ -125,13 +125,13 @@ class HeldoutDonor:
         """(n, I) float32 in the world's INTERNAL isoform order. ``logits``: the share logits
         WITHOUT the donor term (not modified); ``iso_tpm_scale``: gene TPM x quantifier factor
         per isoform; ``tissue``, ``depth``: the block's samples."""
-        from .world import _segment_softmax
+        from .world import segment_softmax
 
         w = self.world
         rows = self.obs_mean.rows(depth)
         acc = np.zeros(logits.shape, np.float32)
         for q in self.points:
-            share = _segment_softmax(logits + q @ w.iso_donor, w.iso_starts, w.iso_counts)
+            share = segment_softmax(logits + q @ w.iso_donor, w.iso_starts, w.iso_counts)
             share *= w.iso_on[tissue]
             share *= iso_tpm_scale
             acc += self.obs_mean(share, rows)

@@ -272,7 +272,7 @@ def _draw_archs4_samples(rng: np.random.Generator, n_archs4: int, tissue_emb: np
 
 # -- blocks of expression ------------------------------------------------------------------------
 
-def _true_gene_tpm(world: World, emb: np.ndarray, z: np.ndarray, on: np.ndarray,
+def true_gene_tpm(world: World, emb: np.ndarray, z: np.ndarray, on: np.ndarray,
                    rng: np.random.Generator,
                    shift: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
     """(hidden state h, true gene TPM) for a block of samples; TPM rows sum to the same total."""
@@ -316,12 +316,12 @@ def _log2p1(x: np.ndarray) -> np.ndarray:
 
 def archs4_block(world: World, rows: slice, rng: np.random.Generator) -> np.ndarray:
     """ARCHS4 gene matrix rows (the internal gene order is the ARCHS4 file's)."""
-    _, tpm = _true_gene_tpm(world, world.archs4_emb[rows], world.archs4_z[rows],
+    _, tpm = true_gene_tpm(world, world.archs4_emb[rows], world.archs4_z[rows],
                             world.archs4_mix[rows] @ world.gene_on, rng, world.archs4_shift)
     return measure(tpm, world.archs4_depth[rows], ARCHS4_GENE, rng)
 
 
-def _segment_softmax(logits: np.ndarray, starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
+def segment_softmax(logits: np.ndarray, starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
     """Softmax over each gene's isoforms (contiguous column segments), in place. The logits are
     O(10), so clipping replaces the usual max subtraction (a third of the cost)."""
     np.clip(logits, -40, 40, out=logits)
@@ -336,7 +336,7 @@ def gtex_block(world: World, rows: slice, rng: np.random.Generator,
     with `heldout` (a `raviso.synth.heldout.HeldoutDonor` of this world) also the held-out-donor
     expectation of the observed isoforms (no random draws: the other three are unchanged by it)."""
     tissue = world.gtex_tissue[rows]
-    h, gene_tpm = _true_gene_tpm(world, world.tissue_emb[tissue], world.gtex_z[rows],
+    h, gene_tpm = true_gene_tpm(world, world.tissue_emb[tissue], world.gtex_z[rows],
                                  world.gene_on[tissue], rng, None)
     depth = world.gtex_depth[rows]
 
@@ -346,7 +346,7 @@ def gtex_block(world: World, rows: slice, rng: np.random.Generator,
     scale = (gene_tpm * world.iso_scale)[:, world.iso_gene]
     held = None if heldout is None else heldout(logits, tissue, scale, depth)
     logits += world.donor_q[world.gtex_donor[rows]] @ world.iso_donor
-    share = _segment_softmax(logits, world.iso_starts, world.iso_counts)
+    share = segment_softmax(logits, world.iso_starts, world.iso_counts)
     share *= world.iso_on[tissue]
     iso_tpm = share
     iso_tpm *= scale

@@ -43,14 +43,14 @@ def brute_force(rows_per_block: int):
         rows = slice(r0, min(r0 + rows_per_block, PRESET.n_gtex))
         rng = np.random.default_rng([SEED, 2, i])           # the block's own stream, as generate
         tissue = w.gtex_tissue[rows]
-        h, gene_tpm = W._true_gene_tpm(w, w.tissue_emb[tissue], w.gtex_z[rows],
+        h, gene_tpm = W.true_gene_tpm(w, w.tissue_emb[tissue], w.gtex_z[rows],
                                        w.gene_on[tissue], rng, None)
         depth = w.gtex_depth[rows]
 
         def iso_tpm(q, tissue=tissue, h=h, gene_tpm=gene_tpm):
             logits = (h @ w.iso_latent + w.iso_base + w.iso_tissue[tissue]
                       + q @ w.iso_donor).astype(np.float32)
-            share = W._segment_softmax(logits, w.iso_starts, w.iso_counts) * w.iso_on[tissue]
+            share = W.segment_softmax(logits, w.iso_starts, w.iso_counts) * w.iso_on[tissue]
             return (share * (gene_tpm * w.iso_scale)[:, w.iso_gene])[:, w.isoform_order]
 
         tpm = iso_tpm(w.donor_q[w.gtex_donor[rows]])

@@ -205,7 +205,7 @@ def test_genes_are_a_nonlinear_function_of_a_low_dimensional_state():
     world = synth_model.build_world(0, 10, 600, 300, 2400)
     rng = np.random.default_rng(1)
     state = np.concatenate([np.eye(54)[world.gtex_tissue], world.gtex_z], axis=1)
-    h, tpm = synth_model._true_gene_tpm(world, world.tissue_emb[world.gtex_tissue],
+    h, tpm = synth_model.true_gene_tpm(world, world.tissue_emb[world.gtex_tissue],
                                         world.gtex_z, world.gene_on[world.gtex_tissue], rng, None)
     y = np.log2(tpm + 1)
 
