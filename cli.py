@@ -30,7 +30,7 @@ def _options(debug: bool = typer.Option(False, "--debug", help="Show the full tr
 
 COMMANDS = [  # (name, group) in the order `raviso --help` lists them
     ("synth", data), ("convert", data), ("import", data), ("pretrain", train), ("encode", train),
-    ("cv", evaluate), ("tune", evaluate), ("report", evaluate), ("fit", serve),
+    ("cv", evaluate), ("tune", evaluate), ("report", evaluate), ("study", evaluate), ("fit", serve),
     ("predict", serve), ("export", data), ("demo", serve), ("submit", cluster),
     ("aws-setup", cluster), ("copy", data)]
 app.add_typer(bench.app, name="bench")

@@ -1,9 +1,10 @@
-"""Evaluation commands: cv, tune, report."""
+"""Evaluation commands: cv, tune, report, study."""
 
 from pathlib import Path
 import typer
 
 from raviso.evaluate.config import CvConfig, ReportConfig, TuneConfig
+from raviso.evaluate.study import StudyConfig
 
 from .options import configured
 
@@ -46,4 +47,18 @@ def report_cmd(
     print(write_report(cv, pretrain=cfg.pretrain))
 
 
-COMMANDS = {"cv": cv_cmd, "tune": tune_cmd, "report": report_cmd}
+@configured(cfg=StudyConfig)
+def study_cmd(
+    store: str = typer.Argument(..., help="Store with gtex_gene + gtex_isoform (+ latents)."),
+    out: Path = typer.Option(..., "--out", help="STUDY directory: study.md, study.json, "
+                             "study.png, points/<point>/results.json."),
+    cfg: StudyConfig = None,
+):
+    """When does pretraining help: every context at each labelled size and for held-out tissues,
+    on shared folds, with corrected paired tests."""
+    from raviso.evaluate.study import run_study
+
+    print(run_study(store, cfg, out=out) / "study.md")
+
+
+COMMANDS = {"cv": cv_cmd, "tune": tune_cmd, "report": report_cmd, "study": study_cmd}

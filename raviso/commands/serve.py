@@ -16,9 +16,15 @@ def fit_cmd(
     cfg: FitConfig = None,
 ):
     """Train one variant on ALL labelled samples and save it for raviso predict."""
+    from raviso.models.recommended import describe_selection
+    from raviso.models.saved import read_model
     from raviso.serve.fit import fit_store
 
-    print(fit_store(store, cfg, out=out))
+    model = fit_store(store, cfg, out=out)
+    said = describe_selection(read_model(model).get("selection"))
+    if said:
+        typer.echo(said, err=True)
+    print(model)
 
 
 @configured(cfg=PredictConfig)

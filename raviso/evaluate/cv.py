@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from ..core.atomic import atomic_dir, check_writable_target
-from ..data.folds import Folds
+from ..data.folds import Folds, training_subset
+from ..models.recommended import describe_selection
 from ..core.errors import RavisoError
 from ..data.labelled import Labelled
 from .repeats import fold_split, repeated_folds
@@ -29,9 +30,11 @@ ERRORS_FILE = "errors.npy"
 
 # -- the unit of work ---------------------------------------------------------------------------
 def run_trial(data: Labelled, fold_ids: np.ndarray, fold: int, variant: str,
-              options: dict | None = None, threads: int = 1, taps=()) -> dict:
+              options: dict | None = None, threads: int = 1, taps=(),
+              train_fraction: float = 1.0, subset_seed: int = 0) -> dict:
     """Fit `variant` on every fold but `fold`, predict `fold`; return metrics (+ ``per_sample``).
-    `taps`: more accumulators of the validation predictions (`breakdown.evaluate_trial`)."""
+    `taps`: more accumulators of the validation predictions (`breakdown.evaluate_trial`).
+    `train_fraction` < 1: fit on that fraction of the training donors (`training_subset`)."""
     import torch
 
     from ..models.variants import make_variant
@@ -39,6 +42,7 @@ def run_trial(data: Labelled, fold_ids: np.ndarray, fold: int, variant: str,
 
     torch.set_num_threads(max(1, int(threads)))
     train_idx, val_idx = fold_split(fold_ids, fold)   # (R, n) ids: the repeat holding `fold`
+    train_idx = training_subset(train_idx, data.donor, train_fraction, subset_seed, fold)
     t0, c0 = time.perf_counter(), time.thread_time()
     model = make_variant(variant, **(options or {}))
     model.fit(data, train_idx)
@@ -79,7 +83,8 @@ def _tune_trial(config: dict, data: Labelled = None, fold_ids: np.ndarray = None
     started = time.time()
     oof = OofAccumulator()                                  # per-isoform out-of-fold arrays
     out = run_trial(data, fold_ids, config["fold"], config["variant"], options,
-                    threads=config["threads"][config["variant"]], taps=[oof])   # `tune_folds`
+                    threads=config["threads"][config["variant"]], taps=[oof],   # `tune_folds`
+                    train_fraction=config.get("train_fraction", 1.0), subset_seed=options["seed"])
     out.update(pid=os.getpid(), started_at=started, finished_at=time.time(),
                zero_copy=not (data.genes.flags.writeable or data.isoforms.flags.writeable),
                max_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
@@ -283,13 +288,16 @@ def _load(store, cfg: CvConfig, progress) -> _Setup:
                                repeats=cfg.repeats, group_by=cfg.group_by, source=st.uri,
                                scheme=cfg.fold_scheme)
     options = _trial_options(cfg.variant_options, cfg.epochs, cfg.seed, cfg.gpus_per_trial)
+    if cfg.fold_scheme == "tissue":        # a held-out tissue has no column in the one-hot
+        options.setdefault("tissue", False)
     return _Setup(names, skipped, runs, st, data, fold_plan, options)
 
 
 def _what(store, cfg: CvConfig, setup: _Setup) -> dict:
     return dict(store=str(store), pretrained=setup.runs.get("vae"),
                 pretrained_ae=setup.runs.get("ae"), folds=cfg.folds, repeats=cfg.repeats,
-                group_by=cfg.group_by, fold_scheme=cfg.fold_scheme, epochs=cfg.epochs,
+                group_by=cfg.group_by, fold_scheme=cfg.fold_scheme,
+                train_fraction=cfg.train_fraction, epochs=cfg.epochs,
                 seed=cfg.seed, variant_options=setup.options)
 
 
@@ -309,7 +317,7 @@ def _cross_validate(store, cfg: CvConfig, setup: _Setup, tmp: Path, trial_root, 
     from .reliability import cv_intervals
 
     data, fold_plan = setup.data, setup.fold_plan
-    extra = _fault_config(tmp)
+    extra = {**_fault_config(tmp), "train_fraction": cfg.train_fraction}
     plan = tuning_plan(data, fold_plan, setup.names, cfg, tmp, trial_root, setup.options,
                        progress=progress)
     names, extra["fold_options"] = setup.names + plan.variants, plan.fold_options
@@ -346,7 +354,7 @@ def _identity(what: dict, variants: list[str]) -> dict:
     """What was cross-validated, in results.json's key order: the head of its ``config`` and of
     the --resume fingerprint (the variants differ: the fingerprint's exclude the tuned columns)."""
     keys = ("store", "pretrained", "pretrained_ae", "variants", "folds", "repeats", "group_by",
-            "fold_scheme", "epochs", "seed", "variant_options")
+            "fold_scheme", "train_fraction", "epochs", "seed", "variant_options")
     return {k: variants if k == "variants" else what[k] for k in keys}
 
 
@@ -372,8 +380,10 @@ def _save_model(model_dir: Path, doc: dict, plan, data: Labelled, runs: dict, st
     column = doc["saved_model"]["variant"]
     variant, fit_options = plan.final_model(column, options, progress)
     progress(f"fitting {variant} on all {data.n} labelled samples (--save-model)")
-    fit_model(data, variant, model_dir, runs=runs, options=fit_options, store_uri=store_uri,
-              **model_reliability(oof or {}, column))
+    model = fit_model(data, variant, model_dir, runs=runs, options=fit_options,
+                      store_uri=store_uri, **model_reliability(oof or {}, column))
+    if getattr(model, "selection_", None):       # `recommended`: what it chose, and why
+        progress(describe_selection(model.selection_))
 
 
 def _check_trials(doc: dict, trial_root, max_failures: int, out: Path) -> None:

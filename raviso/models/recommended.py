@@ -1,4 +1,4 @@
-"""``recommended``: the one model `raviso fit` trains without the user choosing, at any labelled size.
+"""``recommended``: the one model `raviso fit` trains without the user choosing, at any size.
 
 share_net is the best model on a full labelled set, but with a few dozen samples (a user's own
 data) its inner early-stopping split holds one or two donors and it can end up worse than a ridge
@@ -30,6 +30,7 @@ CANDIDATES = ("share_net", "pca_tissue_ridge", "isoform_fraction_tissue", "pca_r
 CONTEXT_MODELS = ("share_net", "ffnn_plus")   # take ``tissue=False`` (no one-hot)
 SELECTION_FILE = "recommended.json"
 CHUNK_ROWS = 64
+SELECT_BELOW = 500     # training samples from which it is share_net alone
 
 
 def donor_groups(data: Labelled, rows: np.ndarray) -> np.ndarray:
@@ -75,7 +76,7 @@ class Recommended:
     variant_kind = "recommended"
 
     def __init__(self, make, needs, name: str = "recommended", candidates=CANDIDATES,
-                 select_below: int = 500, inner_k: int = 3, min_weight: float = 0.02,
+                 select_below: int = SELECT_BELOW, inner_k: int = 3, min_weight: float = 0.02,
                  seed: int = 0, **options):
         if int(select_below) < 0 or int(inner_k) < 2 or not 0 <= float(min_weight) < 0.5:
             raise RavisoError(f"bad recommended options: select_below={select_below} (>= 0), "
@@ -136,12 +137,38 @@ class Recommended:
     def _select(self, data: Labelled, rows: np.ndarray, groups: np.ndarray) -> dict:
         """Inner donor-grouped CV of every candidate; the best convex blend of their predictions."""
         fold = inner_folds(groups, self.inner_k, self.seed)
-        m = len(self.candidates)
+        fewest = min(len(np.unique(groups[fold != f])) for f in range(int(fold.max()) + 1))
+        # an inner fit on one donor leaves the context models no donor to stop early on
+        cands = [c for c in self.candidates if fewest >= 2 or c not in CONTEXT_MODELS]
+        if not cands:
+            return {"mode": "fixed", "reason": "too few donors for an inner CV",
+                    "weights": {self.candidates[0]: 1.0}, "chosen": self.candidates[0]}
+        G, b, yy, count, per_fold = self._inner_gram(data, rows, fold, cands)
+        w = simplex_weights(G / count, b / count)
+        w[w < self.min_weight] = 0.0
+        w /= w.sum()
+        mse = {c: float((G[i, i] - 2 * b[i] + yy) / count) for i, c in enumerate(cands)}
+        weights = {c: round(float(x), 4) for c, x in zip(cands, w) if x > 0}
+        used = np.array([weights.get(c, 0.0) for c in cands])
+        used /= used.sum()
+        blend = float((used @ G @ used - 2 * b @ used + yy) / count)
+        chosen = next(iter(weights)) if len(weights) == 1 else " + ".join(
+            f"{x:.2f} {c}" for c, x in weights.items())
+        return {"mode": "inner-cv", "inner_folds": int(fold.max()) + 1,
+                "inner_mse": {k: round(v, 6) for k, v in mse.items()},
+                "inner_mse_per_fold": {c: [round(f[i], 6) for f in per_fold]
+                                       for i, c in enumerate(cands)},
+                "blend_mse": round(blend, 6), "weights": weights, "chosen": chosen}
+
+    def _inner_gram(self, data: Labelled, rows: np.ndarray, fold: np.ndarray, cands: list):
+        """Sums over the inner out-of-fold predictions P of each candidate and targets Y:
+        (P P', P Y, Y Y, count, per-fold MSE per candidate): every blend's MSE follows from them."""
+        m = len(cands)
         G, b, yy, count = np.zeros((m, m)), np.zeros(m), 0.0, 0
         per_fold = []
         for f in range(int(fold.max()) + 1):
             fit_rows, val_rows = rows[fold != f], rows[fold == f]
-            fitted = [self._new(c).fit(data, fit_rows) for c in self.candidates]
+            fitted = [self._new(c).fit(data, fit_rows) for c in cands]
             sse = np.zeros(m)
             for s in range(0, len(val_rows), CHUNK_ROWS):
                 r = val_rows[s:s + CHUNK_ROWS]
@@ -154,21 +181,7 @@ class Recommended:
                 count += Y.size
                 sse += ((P - Y[None]) ** 2).reshape(m, -1).sum(axis=1)
             per_fold.append((sse / max(1, len(val_rows) * data.isoforms.shape[1])).tolist())
-        w = simplex_weights(G / count, b / count)
-        w[w < self.min_weight] = 0.0
-        w /= w.sum()
-        mse = {c: float((G[i, i] - 2 * b[i] + yy) / count) for i, c in enumerate(self.candidates)}
-        weights = {c: round(float(x), 4) for c, x in zip(self.candidates, w) if x > 0}
-        used = np.array([weights.get(c, 0.0) for c in self.candidates])
-        used /= used.sum()
-        blend = float((used @ G @ used - 2 * b @ used + yy) / count)
-        chosen = next(iter(weights)) if len(weights) == 1 else " + ".join(
-            f"{x:.2f} {c}" for c, x in weights.items())
-        return {"mode": "inner-cv", "inner_folds": int(fold.max()) + 1,
-                "inner_mse": {k: round(v, 6) for k, v in mse.items()},
-                "inner_mse_per_fold": {c: [round(f[i], 6) for f in per_fold]
-                                       for i, c in enumerate(self.candidates)},
-                "blend_mse": round(blend, 6), "weights": weights, "chosen": chosen}
+        return G, b, yy, count, per_fold
 
     def predict(self, data: Labelled, idx) -> np.ndarray:
         if not self.models_:
@@ -211,6 +224,17 @@ class Recommended:
                                 else load_part(sub))
         model.weights_, model.selection_ = dict(meta["weights"]), dict(meta["selection"])
         return model
+
+
+def describe_selection(sel: dict | None) -> str:
+    """One line: what `recommended` chose and the inner-CV figures that chose it."""
+    if not sel:
+        return ""
+    if sel.get("mode") != "inner-cv":
+        return f"recommended: {sel['chosen']} ({sel['reason']})"
+    scores = ", ".join(f"{c} {m:.4f}" for c, m in sel["inner_mse"].items())
+    return (f"recommended: {sel['chosen']} (inner {sel['inner_folds']}-fold donor-grouped CV on "
+            f"{sel['n_train']} samples: blend {sel['blend_mse']:.4f}; {scores})")
 
 
 STATE_JSON, STATE_NPZ = "state.json", "state.npz"

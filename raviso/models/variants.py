@@ -21,7 +21,7 @@ from .foldvae import FoldVAEFFNN
 from .context import context_latents, context_name
 from .recipe import RecipeOptions
 from .regressors import FFNNRegressor
-from .recommended import CANDIDATES, Recommended
+from .recommended import CANDIDATES, SELECT_BELOW, Recommended
 from .share_net import ShareNet
 from .spec import FFNN_ISOFORM_BYTES, VariantSpec, parse_spec
 
@@ -63,7 +63,7 @@ def isoform_fraction_fit(seed: int = 0):
     return IsoformFractionBaseline("isoform_fraction_fit", share="fit", seed=seed)
 
 
-def recommended(candidates: str = "+".join(CANDIDATES), select_below: int = 500,
+def recommended(candidates: str = "+".join(CANDIDATES), select_below: int = SELECT_BELOW,
                 inner_k: int = 3, min_weight: float = 0.02, seed: int = 0, **opts) -> Recommended:
     return Recommended(make_variant, variant_needs, candidates=candidates,
                        select_below=select_below, inner_k=inner_k, min_weight=min_weight,

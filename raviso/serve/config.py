@@ -11,7 +11,7 @@ from ..core.config import StageConfig, option, overwrite_option, quiet_option
 @dataclass(frozen=True)
 class FitConfig(StageConfig):
     variant: str | None = option(None, "The variant to fit (one of raviso cv's --variants that "
-                                 "can be saved) [share_net, or the --config's].")
+                                 "can be saved) [recommended, or the --config's].")
     pretrained: Path | None = option(None, "VAE run (latent 'vae'), for the variants that use it.")
     pretrained_ae: Path | None = option(None, "Autoencoder (beta=0) run (latent 'ae').")
     epochs: int | None = option(None, "Epochs of a neural variant (default: the variant's).")

@@ -31,7 +31,7 @@ def fit_store(store, cfg: FitConfig | None = None, *, out=None, **options) -> Pa
             raise RavisoError(f"--variant {variant} differs from the tuned config's {chosen}",
                               config)
         variant = chosen
-    (variant,) = parse_variants(variant or "share_net")   # the recommended model
+    (variant,) = parse_variants(variant or "recommended")   # the one recommended model
     require_savable(variant)                     # before minutes of loading
     if cfg.cv_folds:
         from .fit_cv import fit_by_cv

@@ -31,7 +31,7 @@ def _mse(model, data, rows):
 
 def test_small_subset_not_worse_than_best_baseline(tiny, one_torch_thread):
     """~50 training samples (3 donors) of the tiny preset, three folds: the recommended model's
-    mean validation MSE is at most the best baseline's plus 1% (noise), and what it chose is said."""
+    mean validation MSE is at most the best baseline's plus 1% (noise); its choice is recorded."""
     folds = make_folds(tiny.tissue, tiny.donor, k=5, seed=0)
     scores = {v: [] for v in ("recommended", "pca_ridge", "isoform_fraction_fit")}
     for f in range(3):
