@@ -77,6 +77,20 @@ def recorded_epochs(run_dir: Path) -> int:
     return sum(1 for line in path.read_text().splitlines() if line.strip()) if path.is_file() else 0
 
 
+def newest_state(storage: str, found: list[str]) -> dict | None:
+    """state.json of the newest whole checkpoint in `found`. An upload killed part-way leaves a
+    checkpoint directory that Ray never registered (it resumes from its own record of the
+    checkpoints it committed), often without state.json: it is skipped, not a reason to refuse."""
+    fs, _ = _fs(storage)
+    for path in reversed(found):
+        try:
+            with fs.open_input_stream(posixpath.join(path, "state.json")) as f:
+                return json.loads(f.read())
+        except (FileNotFoundError, OSError, ValueError):
+            continue
+    return None
+
+
 def check_resumable(run_dir: Path, spec: dict, storage: str, model: dict) -> None:
     name = ray_run_name(spec)
     found = checkpoints(storage, name)
@@ -87,12 +101,9 @@ def check_resumable(run_dir: Path, spec: dict, storage: str, model: dict) -> Non
                               f"resuming would restart at epoch 0 and erase the {n} epochs in "
                               "metrics.jsonl (pass --storage where its checkpoints are)", run_dir)
         return
-    fs, _ = _fs(storage)
-    try:
-        with fs.open_input_stream(posixpath.join(found[-1], "state.json")) as f:
-            state = json.loads(f.read())
-    except (FileNotFoundError, OSError, ValueError):
-        raise RavisoError("the last checkpoint has no readable state.json", found[-1]) from None
+    state = newest_state(storage, found)
+    if state is None:
+        raise RavisoError("no checkpoint of this run has a readable state.json", found[-1])
     theirs, ours = state.get("run_id"), spec.get("run_id")
     if (theirs or ours) and theirs != ours:
         raise RavisoError(f"the checkpoints under {posixpath.join(storage, name)} belong to "
