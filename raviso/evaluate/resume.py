@@ -15,6 +15,9 @@ from ..core.errors import RavisoError
 
 FINGERPRINT = "raviso-cv.json"
 ERRORS_FILE = "errors.npy"
+# a finished trial's checkpoint holds its (fold, variant) and metrics: Tune's own params.json and
+# result.json reach the storage only when the driver syncs, so a killed driver often leaves none
+TRIAL_FILE = "trial.json"
 # config keys that change what a trial computes (not how it is scheduled)
 SAME = ("store", "pretrained", "pretrained_ae", "variants", "folds", "repeats", "group_by",
         "fold_scheme", "epochs", "seed", "variant_options", "target_dtype", "tune", "inner_folds",
@@ -75,6 +78,25 @@ def prepare(root: str, fp: dict, resume: bool, say=print) -> tuple[str, dict]:
     return f"attempt-{len(attempts) + 1}", done
 
 
+def record_trial(checkpoint_dir: str, fold: int, variant: str, metrics: dict) -> None:
+    """Fill a trial's checkpoint: `ERRORS_FILE` (popped from `metrics`) and `TRIAL_FILE`, so the
+    checkpoint alone says which trial it is and what it scored."""
+    np.save(posixpath.join(checkpoint_dir, ERRORS_FILE), metrics.pop("per_sample"))
+    doc = {"job": [int(fold), str(variant)], "metrics": metrics}
+    Path(checkpoint_dir, TRIAL_FILE).write_text(json.dumps(
+        doc, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)))
+
+
+def _from_checkpoint(fs, trial_file: str):
+    """((fold, variant), (metrics, errors)) of a checkpoint holding `TRIAL_FILE`."""
+    with fs.open_input_stream(trial_file) as f:
+        doc = json.loads(f.read())
+    with fs.open_input_stream(posixpath.join(posixpath.dirname(trial_file), ERRORS_FILE)) as f:
+        errors = np.load(io.BytesIO(f.read()))
+    fold, variant = doc["job"]
+    return (int(fold), str(variant)), (doc["metrics"], errors)
+
+
 def finished_trials(root: str) -> dict:
     """{(fold, variant): (metrics dict, per-sample errors)} of every trial any attempt finished."""
     import pyarrow.fs as pafs
@@ -84,6 +106,13 @@ def finished_trials(root: str) -> dict:
     if fs.get_file_info(path).type != pafs.FileType.Directory:
         return out
     for info in fs.get_file_info(pafs.FileSelector(path, recursive=True)):
+        if info.base_name == TRIAL_FILE:
+            try:
+                key, value = _from_checkpoint(fs, info.path)
+            except (FileNotFoundError, OSError, ValueError, KeyError, TypeError):
+                continue                           # an upload cut short: rerun the trial
+            out[key] = value
+            continue
         if info.base_name != "result.json":
             continue
         trial = posixpath.dirname(info.path)
