@@ -113,7 +113,8 @@ def fit_model(data, variant: str, out, runs: dict[str, str] | None = None,
     require_savable(variant)
     model = make_variant(variant, **(options or {}))
     model.fit(data, np.arange(data.n))
-    free = tissue_free_fit(model, variant, options, data)
+    tissues = trained_tissues(model, variant, options, data)
+    free = tissue_free_fit(variant, options, data) if tissues else None
     with atomic_dir(out, overwrite=overwrite) as tmp:
         for name in latents:
             shutil.copytree(runs[name], Path(tmp) / encoder_dir(name))
@@ -131,7 +132,7 @@ def fit_model(data, variant: str, out, runs: dict[str, str] | None = None,
                 "isoform_gene": [data.gene_names[j] if j >= 0 else None
                                  for j in data.isoform_gene.tolist()],
                 "encoders": {name: encoder_dir(name) for name in latents},
-                "tissues": list(getattr(model, "tissues_", None) or []),
+                "tissues": tissues,
                 "tissue_free": TISSUE_FREE_DIR if free is not None else None,
                 "selection": getattr(model, "selection_", None),
                 "reliability": RELIABILITY_FILE if reliability is not None else None,
@@ -145,14 +146,31 @@ def fit_model(data, variant: str, out, runs: dict[str, str] | None = None,
     return model
 
 
-def tissue_free_fit(model, variant: str, options: dict | None, data):
-    """`variant` fitted on every row with ``tissue=False`` when `model` reads tissue, else None."""
+def trained_tissues(model, variant: str, options: dict | None, data) -> list[str]:
+    """The tissues a fitted `model` tells apart ([]: it reads no tissue, or saw one): its one-hot's
+    (``tissues_``), else the training rows' when the variant reads tissue."""
+    import numpy as np
+
+    from .variants import resolve_options, variant_needs
+
+    try:
+        opts = resolve_options(variant, options)
+    except RavisoError:
+        opts = dict(options or {})
+    if opts.get("tissue") is False or "tissue" not in variant_needs(variant, **opts):
+        return []
+    known = list(getattr(model, "tissues_", None) or sorted(
+        {str(t) for t in np.asarray(data.tissue).tolist() if t}))
+    return known if len(known) > 1 else []
+
+
+def tissue_free_fit(variant: str, options: dict | None, data):
+    """`variant` fitted on every row with ``tissue=False``: the path `raviso predict` takes for a
+    sample of no or an unknown tissue."""
     import numpy as np
 
     from .variants import make_variant
 
-    if not getattr(model, "tissues_", None):
-        return None
     free = make_variant(variant, **{**(options or {}), "tissue": False})
     return free.fit(data, np.arange(data.n)) or free
 
