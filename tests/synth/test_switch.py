@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import json
 
 import h5py
 import numpy as np
@@ -125,3 +126,20 @@ def test_unknown_family_or_gene_source_fails_before_writing(tmp_path):
     with pytest.raises(RavisoError, match="gene_from"):
         generate(tmp_path / "b", "tiny", family="switch", gene_from="sums")
     assert not any(tmp_path.iterdir())
+
+
+def test_cli_family_options(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    cmd = [sys.executable, "-m", "cli", "synth", str(tmp_path / "s"), "--preset", "tiny",
+           "--family", "switch", "--gene-from", "independent"]
+    r = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    info = json.loads((tmp_path / "s" / "synth.json").read_text())
+    assert (info["family"], info["gene_from"]) == ("switch", "independent")
+    r = subprocess.run(cmd[:5] + ["--family", "splice"], cwd=root, capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 1 and "unknown generator family 'splice'" in r.stderr
