@@ -14,7 +14,8 @@ from .core.atomic import OUTPUT_MARKER, check_replaceable
 from .core.config import StageConfig, address_option, option, overwrite_option
 from .core.errors import RavisoError
 
-SEED = 0
+SEED = 0                 # pretraining and fold seed
+WORLD_SEED = 20261205    # the synthetic world: never used to choose defaults (docs/design-worlds.md)
 PRESET = "small"
 VAE_MODEL = {"hidden": [256], "latent_dim": 32}
 PRETRAIN = {"epochs": 6, "batch_size": 128, "lr": 1e-3, "workers": 1, "cpus_per_worker": 1.0}
@@ -72,7 +73,7 @@ def run_demo(cfg: DemoConfig | None = None, *, console=None, **options) -> Path:
     store, runs = out / "store", out / "runs"
     runs.mkdir()
     step(f"synthetic data ({PRESET} preset)",
-         lambda: generate(out / "synth", PRESET, seed=SEED, fmt="hdf5", log=log))
+         lambda: generate(out / "synth", PRESET, seed=WORLD_SEED, fmt="hdf5", log=log))
     step("convert to the Parquet store", lambda: convert(store, out / "synth", log=log))
     for name, beta in (("vae", 1.0), ("ae", 0.0)):
         step(f"pretrain the {'VAE' if beta else 'autoencoder (beta=0)'} on ARCHS4",
