@@ -5,7 +5,9 @@ What runs, on ``--device cuda`` (the real benchmark) or ``--device cpu`` (a dry 
 that exercises exactly the same code; the test suite runs it):
 
 1. VAE steps: the paper's 177.8M-parameter VAE (18,965 -> 4096-2048-1024-512 -> 256), fused Adam,
-   batch 512, bf16 autocast on CUDA, the batch data device-resident (a (rows, genes) tensor
+   batch 512, bf16 autocast and torch.compile on CUDA (``--amp``, ``--compile``: the training
+   loop's own step paths), where the step's time goes (`bench.gpu_phases`), the batch data
+   device-resident (a (rows, genes) tensor
    uploaded once, batches gathered on the device: no host->device copy per step). Reports
    samples/s after warm-up, MFU = 6 x params x samples/s / peak bf16 FLOP/s (H100/H200 SXM dense:
    989 TFLOP/s; ``--peak-tflops`` to change; on CPU the peak is a measured float32 GEMM rate).
@@ -28,6 +30,7 @@ import time
 import numpy as np
 import torch
 
+from bench.gpu_phases import PhaseClock, phase_keys
 from raviso.data.labelled import Labelled
 
 H100_BF16_TFLOPS = 989.0
@@ -54,47 +57,59 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def autocast(device: torch.device):
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16,
-                          enabled=device.type == "cuda")
-
-
-def vae_steps(device, genes: int, hidden, batch: int, steps: int, warmup: int) -> dict:
-    from raviso.models.loop import make_optimizer
+def vae_steps(device, genes: int, hidden, batch: int, steps: int, warmup: int,
+              amp: str = "auto", compile: str = "auto") -> dict:
+    """Timed VAE steps through the training loop's own step paths (`amp_dtype`,
+    `CompiledParts`, fused Adam); the phase split comes from the timed steps."""
+    from raviso.models.loop import (CompiledParts, amp_dtype, compile_wanted, make_optimizer,
+                                    master_dtypes)
     from raviso.models.vae import VAE, VAEConfig
 
     torch.manual_seed(0)
     model = VAE(VAEConfig(n_genes=genes, hidden=tuple(hidden))).to(device)
     params = sum(p.numel() for p in model.parameters())
     opt = make_optimizer(model, 1e-4)
+    compiled = CompiledParts(model) if compile_wanted(compile, device.type) else None
+    dtype = amp_dtype(amp, device.type)
     data = (torch.rand(batch * 4, genes, device=device) * 5)      # device-resident
     gen = torch.Generator(device=device).manual_seed(0)
-    t0 = None
+    clock, t0 = PhaseClock(device), None
     for i in range(warmup + steps):
         if i == warmup:
             sync(device)
             t0 = time.perf_counter()
+        m0 = clock.mark()
         x = data[torch.randint(0, data.shape[0], (batch,), device=device, generator=gen)]
-        with autocast(device):
+        m1 = clock.mark()
+        with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
             rec = model(x)
         opt.zero_grad(set_to_none=True)
         rec.loss.backward()
+        m2 = clock.mark()
         opt.step()
+        if i >= warmup:
+            clock.step((m0, m1, m2, clock.mark()))
     sync(device)
     rate = steps * batch / (time.perf_counter() - t0)
-    return {"params": params, "samples_per_s": rate, "model_tflops": 6 * params * rate / 1e12}
+    return {"params": params, "samples_per_s": rate, "model_tflops": 6 * params * rate / 1e12,
+            "phase_ms": clock.ms(), "compiled": bool(compiled and compiled.active),
+            "amp": str(dtype).removeprefix("torch.") if dtype else "off",
+            "master_dtypes": sorted(str(d).removeprefix("torch.") for d in master_dtypes(model, opt))}
 
 
-def vae_phase(device, peak: float, genes: int, hidden, batches, steps: int, warmup: int) -> dict:
+def vae_phase(device, peak: float, genes: int, hidden, batches, steps: int, warmup: int,
+              amp: str = "auto", compile: str = "auto") -> dict:
     """Paper-VAE training steps at each batch size; the first batch size gives the headline keys."""
     out = {}
     for k, batch in enumerate(batches):
-        r = vae_steps(device, genes, hidden, batch, steps, warmup)
+        r = vae_steps(device, genes, hidden, batch, steps, warmup, amp, compile)
         pre = "vae" if k == 0 else f"vae_b{batch}"
         out.update({f"{pre}_batch": batch, f"{pre}_samples_per_s": round(r["samples_per_s"], 1),
                     f"{pre}_model_tflops": round(r["model_tflops"], 6),
-                    f"{pre}_mfu": round(r["model_tflops"] / peak, 6)})
-        out["vae_params"] = r["params"]
+                    f"{pre}_mfu": round(r["model_tflops"] / peak, 6),
+                    **phase_keys(pre, r, batch, peak)})
+        out.update(vae_params=r["params"], vae_amp=r["amp"], vae_compiled=r["compiled"],
+                   vae_master_dtypes=r["master_dtypes"])
     out["vae_steps"] = steps
     return out
 
@@ -280,7 +295,18 @@ def ingest(rows: int, genes: int, threads: int) -> dict:
             "ingest_gb_per_s": round(rates[threads] * genes * 4 / 1e9, 3)}
 
 
-def main(argv=None) -> dict:
+def summary_line(res: dict, vae: dict, cv: dict) -> str:
+    """One human-readable line of the headline figures."""
+    return (f"VAE {res.get('vae_params', 0) / 1e6:.1f}M params: {res.get('vae_samples_per_s')} "
+            f"samples/s at batch {vae['batches'][0]}, MFU {res.get('vae_mfu')} (step: fetch "
+            f"{res.get('vae_fetch_share')}, fwd+bwd {res.get('vae_fwd_bwd_share')}, optimizer "
+            f"{res.get('vae_optimizer_share')}); CV 2 folds x "
+            f"{cv['isoforms']:,} isoforms: vae_ffnn {res.get('cv_samples_per_s')} rows/s, share_net "
+            f"{res.get('share_train_rows_per_s')} rows/s; ingest {res.get('ingest_rows_per_s')} "
+            f"rows/s; peak GPU memory {res['peak_gpu_memory_gb']} GB")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cuda", choices=("cuda", "cpu"))
     ap.add_argument("--peak-tflops", type=float, default=None,
@@ -295,8 +321,17 @@ def main(argv=None) -> dict:
     ap.add_argument("--skip", default="", help="phases to skip: vae,cv,ingest (comma list)")
     ap.add_argument("--variants", default="", help="cv: only these (comma list of mean, "
                     "vae_ffnn, vae_ffnn_pinned, share_net)")
+    ap.add_argument("--amp", default="auto", choices=("auto", "bf16", "off"),
+                    help="VAE steps' autocast (auto: bf16 on cuda)")
+    ap.add_argument("--compile", default="auto", choices=("auto", "on", "off"),
+                    help="torch.compile the VAE steps (auto: on cuda)")
+    ap.add_argument("--vae-batches", default=None, help="comma list (default 512,4096 on cuda)")
     ap.add_argument("--json-out", default=None, help="also write the result here after each phase")
-    a = ap.parse_args(argv)
+    return ap.parse_args(argv)
+
+
+def main(argv=None) -> dict:
+    a = parse_args(argv)
     device = torch.device(a.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SystemExit("bench/gpu.py: error: --device cuda but torch sees no CUDA device "
@@ -313,6 +348,9 @@ def main(argv=None) -> dict:
                    steps=a.vae_steps or 50, warmup=5)
         cv = dict(n=17_356, genes=18_965, isoforms=156_958, latent=256)
         ing = dict(rows=20_000, genes=18_965, threads=16)
+    vae.update(amp=a.amp, compile=a.compile)
+    if a.vae_batches:
+        vae["batches"] = tuple(int(b) for b in a.vae_batches.split(","))
     cv.update(n=a.rows or cv["n"], genes=a.genes or cv["genes"],
               isoforms=a.isoforms or cv["isoforms"], epochs=a.cv_epochs or 3,
               share_epochs=a.share_epochs or 2,
@@ -348,11 +386,7 @@ def main(argv=None) -> dict:
         res["ingest_vs_vae"] = round(res["ingest_rows_per_s"] / res["vae_samples_per_s"], 3)
     res["peak_gpu_memory_gb"] = max([v for k, v in res.items() if k.endswith("_peak_gpu_memory_gb")]
                                     or [0.0])
-    print(f"VAE {res.get('vae_params', 0) / 1e6:.1f}M params: {res.get('vae_samples_per_s')} "
-          f"samples/s at batch {vae['batches'][0]}, MFU {res.get('vae_mfu')}; CV 2 folds x "
-          f"{cv['isoforms']:,} isoforms: vae_ffnn {res.get('cv_samples_per_s')} rows/s, share_net "
-          f"{res.get('share_train_rows_per_s')} rows/s; ingest {res.get('ingest_rows_per_s')} "
-          f"rows/s; peak GPU memory {res['peak_gpu_memory_gb']} GB")
+    print(summary_line(res, vae, cv))
     print(json.dumps(res))
     return res
 

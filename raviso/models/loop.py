@@ -13,6 +13,7 @@ sample count: exact per-sample means over the epoch (the last, smaller batch wei
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from typing import Callable, Iterable, Iterator
 
@@ -22,6 +23,8 @@ from .optim import make_adam
 from .vae import LossRecord
 
 TERMS = ("loss", "elbo", "recon", "kl")
+AMP = ("auto", "bf16", "off")
+COMPILE = ("auto", "on", "off")
 
 
 def make_optimizer(model: torch.nn.Module, lr: float, fused: bool | None = None):
@@ -104,21 +107,84 @@ def unwrap(model: torch.nn.Module) -> torch.nn.Module:
     return getattr(model, "module", model)
 
 
+def amp_dtype(amp: str, device_type: str) -> torch.dtype | None:
+    """The autocast dtype of a step: ``auto`` is bf16 on CUDA only, ``bf16`` on any device (CPU
+    autocast too), ``off`` none. Parameters and Adam state stay float32 under it (autocast casts
+    copies for the matmuls), so the optimizer updates fp32 master weights."""
+    if amp == "bf16" or (amp == "auto" and device_type == "cuda"):
+        return torch.bfloat16
+    return None
+
+
+def compile_wanted(setting: str, device_type: str) -> bool:
+    """``on``, or ``auto`` on CUDA (where a step is short enough for kernel launches and unfused
+    elementwise passes to matter); ``off`` otherwise."""
+    return setting == "on" or (setting == "auto" and device_type == "cuda")
+
+
+class CompiledParts:
+    """A VAE's encoder, decoder and loss compiled in place with `torch.compile` (an instance
+    `forward`/`loss` attribute, so state_dict keys, DDP and checkpoints are unchanged). The
+    reparameterisation noise stays eager, so a compiled step draws the same random numbers as
+    an eager one. `disable(error)` restores the eager methods after a failed compilation."""
+
+    def __init__(self, model: torch.nn.Module):
+        module = unwrap(model)
+        self.parts = [(module.encoder, "forward"), (module.decoder, "forward"), (module, "loss")]
+        for obj, name in self.parts:
+            setattr(obj, name, torch.compile(getattr(obj, name)))
+
+    @property
+    def active(self) -> bool:
+        return bool(self.parts)
+
+    def disable(self, error: BaseException) -> None:
+        first = (str(error).strip().splitlines() or [""])[0][:200]
+        warnings.warn(f"torch.compile failed ({type(error).__name__}: {first}); training eagerly",
+                      RuntimeWarning, stacklevel=2)
+        for obj, name in self.parts:
+            obj.__dict__.pop(name, None)
+        self.parts = []
+
+
+def master_dtypes(model: torch.nn.Module, optimizer) -> set:
+    """The dtypes of the parameters and the optimizer's floating-point state ({float32} under
+    bf16 autocast: fp32 master weights)."""
+    out = {p.dtype for p in model.parameters()}
+    for state in optimizer.state.values():
+        out |= {v.dtype for k, v in state.items() if torch.is_tensor(v) and k != "step"}
+    return out
+
+
+def _forward_backward(model, optimizer, x, kl_weight, dtype) -> LossRecord:
+    with torch.autocast(x.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+        rec = model(x, kl_weight=kl_weight)
+    optimizer.zero_grad(set_to_none=True)
+    rec.loss.backward()
+    return rec
+
+
 def train_epoch(model, optimizer, batches: Iterable[torch.Tensor], kl_weight: float = 1.0,
-                device=None, on_step: Callable[[int, int], None] | None = None) -> EpochStats:
+                device=None, on_step: Callable[[int, int], None] | None = None,
+                amp: str = "auto", compiled: CompiledParts | None = None) -> EpochStats:
     """One pass of Adam steps over `batches`; returns the epoch's training means.
 
-    `on_step(step, samples_so_far)` is called after every step (progress display)."""
+    `on_step(step, samples_so_far)` is called after every step (progress display). `amp`: see
+    `amp_dtype`. `compiled`: the model's `CompiledParts`; a step whose compilation fails is
+    redone eagerly (one warning) and the rest of the run stays eager."""
     model.train()
     acc = _Accumulator(device or "cpu")
     for step, x in enumerate(batches):
         if device is not None:
             x = x.to(device, non_blocking=True)
-        # bf16 autocast on CUDA: matmuls in bfloat16, the loss terms stay float32
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=x.device.type == "cuda"):
-            rec = model(x, kl_weight=kl_weight)
-        optimizer.zero_grad(set_to_none=True)
-        rec.loss.backward()
+        dtype = amp_dtype(amp, x.device.type)
+        try:
+            rec = _forward_backward(model, optimizer, x, kl_weight, dtype)
+        except Exception as e:      # noqa: BLE001 (compiler errors have no common base class)
+            if compiled is None or not compiled.active:
+                raise
+            compiled.disable(e)
+            rec = _forward_backward(model, optimizer, x, kl_weight, dtype)
         optimizer.step()
         acc.add(rec, x.shape[0])
         if on_step is not None:

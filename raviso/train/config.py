@@ -4,6 +4,7 @@ construction so a bad option fails before Ray starts."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,6 +12,8 @@ from ..core.config import StageConfig, address_option, option, overwrite_option,
 
 SHUFFLES = ("files", "global", "none")
 MATERIALIZE = ("auto", "always", "never")
+AMP = ("auto", "bf16", "off")            # raviso.models.loop.amp_dtype
+COMPILE = ("auto", "on", "off")          # raviso.models.loop.compile_wanted
 
 
 def _at_least(low, default, help, **kw):
@@ -55,6 +58,25 @@ class TrainConfig(StageConfig):
     device_cache: bool = option(True, "With --gpu: keep each worker's rows in GPU memory after "
                                 "the first epoch, when they fit in half of it [on].",
                                 flag="--device-cache/--no-device-cache", show_default=False)
+    # a GPU step at batch 64 is launch-bound; Adam's lr follows the square-root rule for
+    # adaptive optimizers (docs/scaling.md, GPU step)
+    gpu_batch_size: int = _at_least(0, 4096, "With --gpu: per-worker batch; --lr is scaled by "
+                                    "sqrt(gpu-batch-size / batch-size) [4096; 0: --batch-size, "
+                                    "lr unscaled].", show_default=False)
+    amp: str = option("auto", "auto | bf16 | off: bf16 autocast with fp32 master weights "
+                      "[auto: on CUDA only].", check=lambda v: v in AMP,
+                      problem=f"must be one of {', '.join(AMP)}", show_default=False)
+    compile: str = option("auto", "auto | on | off: torch.compile the VAE's encoder, decoder "
+                          "and loss, eager on failure [auto: on CUDA only].",
+                          check=lambda v: v in COMPILE,
+                          problem=f"must be one of {', '.join(COMPILE)}", show_default=False)
+
+    def batch_and_lr(self, device_type: str) -> tuple[int, float]:
+        """(per-worker batch, Adam lr) of a run on `device_type`: `gpu_batch_size` on CUDA with
+        lr x sqrt(gpu_batch_size / batch_size); `batch_size` and `lr` elsewhere."""
+        if device_type != "cuda" or not self.gpu_batch_size:
+            return self.batch_size, self.lr
+        return self.gpu_batch_size, self.lr * math.sqrt(self.gpu_batch_size / self.batch_size)
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ def train_func(cfg: dict) -> None:
     import torch
     from ray.train.torch import get_device, prepare_model
 
-    from ..models.loop import make_optimizer
+    from ..models.loop import CompiledParts, compile_wanted, make_optimizer
     from ..models.vae import VAE
 
     mc, tc, sink = VAEConfig.from_dict(cfg["model"]), TrainConfig.from_dict(cfg["train"]), cfg["sink"]
@@ -39,19 +39,22 @@ def train_func(cfg: dict) -> None:
     model = VAE(mc)
     optimizer_state, start_epoch, history = _restore(model, ray.train.get_checkpoint())
     model = prepare_model(model)        # moves to device; DDP (gloo/nccl) when workers > 1
-    optimizer = make_optimizer(model, tc.lr)
+    batch_size, lr = tc.batch_and_lr(device.type)
+    optimizer = make_optimizer(model, lr)
+    compiled = CompiledParts(model) if compile_wanted(tc.compile, device.type) else None
     if optimizer_state is not None:
         optimizer.load_state_dict(optimizer_state)
     if rank == 0 and sink is not None:
         sink.reset.remote(history, start_epoch)
 
     reader = ShardReader({name: ray.train.get_dataset_shard(name) for name in
-                          ("train", "val", "gtex") if name in cfg["datasets"]}, tc, device)
+                          ("train", "val", "gtex") if name in cfg["datasets"]}, tc, device,
+                         batch_size, compiled)
     steps = int(history[-1].get("steps", 0)) if history else 0
     for epoch in range(start_epoch, tc.epochs):
         say = functools.partial(_progress, sink if rank == 0 else None, ctx.get_world_size(),
                                 epoch)
-        record, steps = _epoch(model, optimizer, reader, tc, epoch, rank, steps, say)
+        record, steps = _epoch(model, optimizer, reader, epoch, rank, steps, say)
         history.append(record)
         _report(record, history, model, optimizer, rank, mc, tc, cfg.get("run_id"))
         if rank == 0 and sink is not None:
@@ -68,12 +71,14 @@ def _progress(sink, world_size: int, epoch: int, step: int, n: int) -> None:
 class ShardReader:
     """A worker's dataset shards as batches of expression rows. On a GPU each shard stays on the
     device after its first pass (`DeviceCache`: ingest would otherwise hold the GPU to about half
-    its rate); elsewhere every epoch reads the shard."""
+    its rate); elsewhere every epoch reads the shard. `batch_size` (`TrainConfig.batch_and_lr`)
+    and `compiled` (the model's `CompiledParts` or None) are the step's, fixed for the run."""
 
-    def __init__(self, shards: dict, tc: TrainConfig, device):
+    def __init__(self, shards: dict, tc: TrainConfig, device, batch_size: int, compiled=None):
         from ..models.loop import DeviceCache
 
         self.shards, self.tc, self.device = shards, tc, device
+        self.batch_size, self.compiled = batch_size, compiled
         self.caches = {name: DeviceCache(device) for name in shards} \
             if tc.device_cache and device.type == "cuda" else {}
 
@@ -93,17 +98,18 @@ class ShardReader:
                                                           device_cache_budget(self.device))
 
 
-def _epoch(model, optimizer, reader: ShardReader, tc: TrainConfig, epoch: int, rank: int,
-           steps: int, progress) -> tuple[dict, int]:
+def _epoch(model, optimizer, reader: ShardReader, epoch: int, rank: int, steps: int,
+           progress) -> tuple[dict, int]:
     """One epoch of training and the validation scores: (its metrics record, steps so far)."""
     import torch
 
     from ..models.loop import evaluate, kl_weight, train_epoch
 
+    tc = reader.tc
     seed = tc.seed * 100_003 + epoch * 1009 + rank
     torch.manual_seed(seed)   # reproducible after resume
     w = kl_weight(epoch, tc.warmup_epochs)
-    batches = reader.rows("train", tc.batch_size, seed,
+    batches = reader.rows("train", reader.batch_size, seed,
                           local_shuffle_buffer_size=tc.shuffle_buffer if tc.shuffle == "files"
                           else None, local_shuffle_seed=None)
     t0 = time.time()
@@ -117,13 +123,14 @@ def _epoch(model, optimizer, reader: ShardReader, tc: TrainConfig, epoch: int, r
         taken[0] = step + 1
         progress(step, n)
 
-    tr = train_epoch(model, optimizer, batch_iter, w, reader.device, on_step)
+    tr = train_epoch(model, optimizer, batch_iter, w, reader.device, on_step, amp=tc.amp,
+                     compiled=reader.compiled)
     steps += taken[0]
     record = {"epoch": epoch + 1, "kl_weight": w, **tr.to_dict("train_"), "steps": steps}
     record["samples_per_s"] = record.pop("train_samples_per_s")
     for name in ("val", "gtex"):
         if name in reader.shards:
-            ev = evaluate(model, reader.rows(name, max(256, tc.batch_size)), seed=tc.seed,
+            ev = evaluate(model, reader.rows(name, max(256, reader.batch_size)), seed=tc.seed,
                           device=reader.device)
             record.update({f"{name}_{k}": v for k, v in ev.to_dict().items()
                            if k in ("samples", "elbo", "recon", "kl")})
