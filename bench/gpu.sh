@@ -8,9 +8,10 @@
 #   2. prints nvidia-smi's view of the device;
 #   3. runs bench/gpu.py (under RAVISO_GPU_TIMEOUT seconds, default 420): paper-VAE training
 #      steps (bf16 autocast and torch.compile as `raviso pretrain --gpu`; --amp, --compile)
-#      with where a step's time goes (fetch, forward+backward, optimizer), a 2-fold CV at GTEx width with raviso's own variants (mean, vae_ffnn, share_net),
-#      and the store's read rate on the node's cores; samples/s, MFU, the GEMM bound and peak GPU memory; the
-#      last line is one JSON object (--json-out FILE also writes it after each phase).
+#      with where a step's time goes (fetch, forward+backward, optimizer), a 2-fold CV at GTEx
+#      width with raviso's own variants (mean, vae_ffnn, share_net), and the store's read rate
+#      on the node's cores; samples/s, MFU, the GEMM bound and peak GPU memory; the last line
+#      is one JSON object (--json-out FILE also writes it after each phase).
 # `--device cpu` is the dry run the test suite executes: the same code at toy sizes, no install.
 set -euo pipefail
 cd "$(dirname "$0")/.."
