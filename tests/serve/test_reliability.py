@@ -104,3 +104,17 @@ def test_unknown_tissue_error_refuses_and_writes_nothing(fitted, tmp_path):
     with pytest.raises(RavisoError, match=rf"{d['sample_id'][2]} \('Hearts'\)"):
         predict(root, d, tissue, tmp_path, unknown_tissue="error")
     assert not (tmp_path / "out.h5ad").exists()
+
+
+def test_fit_with_cv_folds_writes_a_model_with_reliability_and_its_cv(tmp_path, ray_session):
+    import json
+
+    from raviso.serve.fit import fit_store
+
+    store, d = write_tiny_store(tmp_path / "store")
+    out = fit_store(store, out=tmp_path / "model", variant="share_net", cv_folds=2, epochs=2)
+    meta = json.loads((out / "model.json").read_text())
+    assert meta["reliability"] and meta["tissue_free"] and meta["tissues"]
+    assert (out / meta["reliability"]).exists() and not (tmp_path / "model.cv" / "model").exists()
+    doc = json.loads((tmp_path / "model.cv" / "results.json").read_text())
+    assert doc["config"]["folds"] == 2 and "share_net" in doc["intervals"]
