@@ -24,6 +24,7 @@ from .inputs import available_variants, latent_runs, load_labelled
 from .config import CvConfig
 from .leaderboard import choose_saved_model
 from .results import TRIAL_KEYS
+from . import resume as resume_mod
 
 ERRORS_FILE = "errors.npy"
 
@@ -91,7 +92,7 @@ def _tune_trial(config: dict, data: Labelled = None, fold_ids: np.ndarray = None
     # the per-sample errors travel as a checkpoint: Tune persists it to the storage path before
     # `report` returns (plain trial-dir artifacts are synced lazily: lost with reused actors)
     with tempfile.TemporaryDirectory() as d:
-        np.save(os.path.join(d, ERRORS_FILE), out.pop("per_sample"))
+        resume_mod.record_trial(d, config["fold"], config["variant"], out)  # + errors.npy
         save_trial(os.path.join(d, OOF_FILE), oof.result())
         tune.report(out, checkpoint=tune.Checkpoint.from_directory(d))
 
@@ -247,7 +248,6 @@ def run_cv(store, cfg: CvConfig | None = None, *, out=None, progress=print, **op
     on a multi-node cluster give a path every node shares, or an ``s3://``/``gs://`` URI); kept
     until CV is written whole, so `resume` reruns only the trials that did not finish
     (`raviso.evaluate.resume`)."""
-    from . import resume as resume_mod
     from ..core.ray_session import init_ray
 
     cfg = CvConfig.build(cfg, **options)
@@ -389,7 +389,6 @@ def _save_model(model_dir: Path, doc: dict, plan, data: Labelled, runs: dict, st
 def _check_trials(doc: dict, trial_root, max_failures: int, out: Path) -> None:
     """All trials ok: drop Tune's trial store. Otherwise keep it (for --resume) and fail, naming
     the first failed trials (CV itself is written: results.json records them)."""
-    from . import resume as resume_mod
 
     failed = [t for t in doc["trials"] if t["status"] != "ok"]
     if not failed:
