@@ -110,7 +110,7 @@ def test_default_variants_run_on_a_store_without_runs(tmp_path, ray_session):
 @pytest.mark.ray
 def test_context_reaches_the_trials_from_the_command_line(tmp_path, ray_session, capsys,
                                                           monkeypatch):
-    from tests.cli.test_bad_input import run_cli
+    from test_bad_input import run_cli
 
     store, d = write_tiny_store(tmp_path / "store")
     run = write_tiny_run(tmp_path / "run", d["genes"])
