@@ -164,7 +164,7 @@ def run_bench(quick: bool = False, address: str | None = None, seed: int = 0) ->
         # where the slots' idle time went: before each actor's first trial, between trials in
         # one actor (reporting, checkpoint, the next trial's set-up), after each actor's last
         "slot_idle_seconds": slot_idle(outcome.trials, began, ended),
-        # where the Tune phase's CPU went (issue 11.5): the driver (Tune's controller loop) and
+        # where the Tune phase's CPU went: the driver (Tune's controller loop) and
         # the whole process tree (driver, Ray daemons, trial workers) vs the trials' own seconds
         "tune_driver_cpu_seconds": round(driver_cpu, 2),
         "tune_tree_cpu_seconds": tree.result()["cpu_seconds"],

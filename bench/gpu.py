@@ -1,4 +1,4 @@
-"""The GPU figures of issue 11 (run by bench/gpu.sh): paper-VAE training steps and a 2-fold CV at
+"""The GPU figures (run by bench/gpu.sh; history in bench/README.md): paper-VAE training steps and a 2-fold CV at
 GTEx width on ONE device, with samples/s, MFU and peak device memory. Last line: one JSON object.
 
 What runs, on ``--device cuda`` (the real benchmark) or ``--device cpu`` (a dry run at toy sizes
@@ -187,15 +187,70 @@ class BatchClock:
         return rows / secs if secs > 0 else 0.0
 
 
+def fold_plan(f: int, device, epochs: int, share_epochs: int, share_folds: int, only=()):
+    """[(name, options)] of fold `f`: ``vae_ffnn_pinned`` is vae_ffnn with targets streamed
+    from host (fold 0, CUDA only)."""
+    plan = [("mean", {}), ("vae_ffnn", {"epochs": epochs, "device": device.type})]
+    if f == 0 and device.type == "cuda":
+        plan.append(("vae_ffnn_pinned", {"epochs": epochs, "device": device.type}))
+    if f < share_folds:
+        plan.append(("share_net", {"epochs": share_epochs, "device": device.type}))
+    return [(v, o) for v, o in plan if not only or v in only]
+
+
+def fit_one(name: str, opts: dict, data, tr, va, device, resident: float) -> dict:
+    """One variant's fit and predict on one fold: its row of the CV table (or its error: one
+    lease, one try, so a failing variant is reported and the rest still run)."""
+    from raviso.models import ffnn_fit
+    from raviso.models.variants import make_variant
+
+    model = make_variant(name.removesuffix("_pinned"), **opts)
+    clock = BatchClock(device)
+    ffnn_fit.RESIDENT_FRACTION = 0.0 if name.endswith("_pinned") else resident
+    t = time.perf_counter()
+    try:
+        model.fit(data, tr, **({"on_batch": clock} if name == "share_net" else {}))
+        sync(device)
+        fit_s = time.perf_counter() - t
+        t = time.perf_counter()
+        pred = model.predict(data, va)
+    except Exception as e:      # noqa: BLE001
+        return {"variant": name, "error": f"{type(e).__name__}: {e}"}
+    finally:
+        ffnn_fit.RESIDENT_FRACTION = resident
+    row = {"variant": name, "fit_seconds": round(fit_s, 2),
+           "predict_seconds": round(time.perf_counter() - t, 2),
+           "mse": round(mse(data, pred, va, device), 5)}
+    if name.startswith("vae_ffnn"):
+        row["train_rows_per_s"] = round(opts["epochs"] * len(tr) / fit_s, 1)
+    if name == "share_net":
+        row["train_rows_per_s"] = round(clock.rows_per_s(), 1)
+    return row
+
+
+def cv_summary(out: list[dict]) -> dict:
+    """The CV phase's headline figures from its per-fold rows."""
+    ok = [o for o in out if "error" not in o]
+    ffnn = [o for o in ok if o["variant"] == "vae_ffnn"] or [{"train_rows_per_s": 0.0}]
+    share = [o for o in ok if o["variant"] == "share_net"]
+    pinned = [o for o in ok if o["variant"] == "vae_ffnn_pinned"]
+    resident = [o for o in ok if o["variant"] == "vae_ffnn" and o["fold"] == 0]
+    res = {"cv_samples_per_s": round(sum(o["train_rows_per_s"] for o in ffnn) / len(ffnn), 1),
+           "share_train_rows_per_s": (round(sum(o["train_rows_per_s"] for o in share)
+                                            / len(share), 1) if share else None)}
+    if pinned and resident:     # same seed, same rows: only the target path differs
+        res["cv_pinned_rows_per_s"] = pinned[0]["train_rows_per_s"]
+        res["cv_pinned_mse_minus_resident"] = round(pinned[0]["mse"] - resident[0]["mse"], 6)
+    return res
+
+
 def cv_folds(device, n: int, genes: int, isoforms: int, latent: int, epochs: int,
              share_epochs: int, share_folds: int, only=()) -> dict:
     """2-fold (donor-grouped) CV at width with raviso's own variants on `device`: ``mean``,
     ``vae_ffnn`` (the paper's latent FFNN; bf16 autocast, float16 targets device-resident when
     they fit) and ``share_net`` (raviso's recommended model) on the first `share_folds` folds."""
     from raviso.models import ffnn_fit
-    from raviso.models.variants import make_variant
 
-    resident = ffnn_fit.RESIDENT_FRACTION
     t = time.perf_counter()
     data = synth_labelled(n, genes, isoforms, latent, device)
     res = {"cv_folds": 2, "cv_rows": n, "cv_isoforms": isoforms, "cv_genes": genes,
@@ -205,54 +260,12 @@ def cv_folds(device, n: int, genes: int, isoforms: int, latent: int, epochs: int
     out, t_all = [], time.perf_counter()
     for f in (0, 1):
         tr, va = np.flatnonzero(fold != f), np.flatnonzero(fold == f)
-        plan = [("mean", {}), ("vae_ffnn", {"epochs": epochs, "device": device.type})]
-        if f == 0 and device.type == "cuda":    # the same fit with targets streamed from host
-            plan.append(("vae_ffnn_pinned", {"epochs": epochs, "device": device.type}))
-        if f < share_folds:
-            plan.append(("share_net", {"epochs": share_epochs, "device": device.type}))
-        plan = [(v, o) for v, o in plan if not only or v in only]
-        for name, opts in plan:
-            model = make_variant(name.removesuffix("_pinned"), **opts)
-            clock = BatchClock(device)
-            ffnn_fit.RESIDENT_FRACTION = 0.0 if name.endswith("_pinned") else resident
-            t = time.perf_counter()
-            try:    # one lease, one try: a failing variant is reported, the rest still run
-                if name == "share_net":
-                    model.fit(data, tr, on_batch=clock)
-                else:
-                    model.fit(data, tr)
-                sync(device)
-                fit_s = time.perf_counter() - t
-                t = time.perf_counter()
-                pred = model.predict(data, va)
-            except Exception as e:      # noqa: BLE001
-                out.append({"fold": f, "variant": name, "error": f"{type(e).__name__}: {e}"})
-                print(json.dumps(out[-1]), flush=True)
-                continue
-            row = {"fold": f, "variant": name, "fit_seconds": round(fit_s, 2),
-                   "predict_seconds": round(time.perf_counter() - t, 2),
-                   "mse": round(mse(data, pred, va, device), 5)}
-            if name.startswith("vae_ffnn"):
-                row["train_rows_per_s"] = round(epochs * len(tr) / fit_s, 1)
-            if name == "share_net":
-                row["train_rows_per_s"] = round(clock.rows_per_s(), 1)
-            out.append(row)
-            print(json.dumps(row), flush=True)
-            del pred, model
-    ffnn_fit.RESIDENT_FRACTION = resident
-    ok = [o for o in out if "error" not in o]
-    ffnn = [o for o in ok if o["variant"] == "vae_ffnn"] or [{"train_rows_per_s": 0.0}]
-    share = [o for o in ok if o["variant"] == "share_net"]
-    pinned = [o for o in ok if o["variant"] == "vae_ffnn_pinned"]
-    resident = [o for o in ok if o["variant"] == "vae_ffnn" and o["fold"] == 0]
-    if pinned and resident:     # same seed, same rows: only the target path differs
-        res["cv_pinned_rows_per_s"] = pinned[0]["train_rows_per_s"]
-        res["cv_pinned_mse_minus_resident"] = round(pinned[0]["mse"] - resident[0]["mse"], 6)
-    res.update({"cv_wall_seconds": round(time.perf_counter() - t_all, 2),
-                "cv_samples_per_s": round(sum(o["train_rows_per_s"] for o in ffnn) / len(ffnn), 1),
-                "share_train_rows_per_s": (round(sum(o["train_rows_per_s"] for o in share)
-                                                 / len(share), 1) if share else None),
-                "cv_per_fold": out})
+        for name, opts in fold_plan(f, device, epochs, share_epochs, share_folds, only):
+            out.append({"fold": f, **fit_one(name, opts, data, tr, va, device,
+                                             ffnn_fit.RESIDENT_FRACTION)})
+            print(json.dumps(out[-1]), flush=True)
+    res.update(cv_summary(out))
+    res.update({"cv_wall_seconds": round(time.perf_counter() - t_all, 2), "cv_per_fold": out})
     return res
 
 

@@ -43,7 +43,7 @@ from pathlib import Path
 GTEX_ROWS, ARCHS4_ROWS, GENES, ISOFORMS = 17_356, 20_000, 18_965, 156_958
 PREDICT_ROWS = 100
 STAGES = ("synth", "convert", "ingest", "pretrain", "encode", "cv", "report", "fit", "predict")
-GPU_SAMPLES_PER_S = (5_000, 10_000)      # what one H100 consumes running the paper VAE (issue 11)
+GPU_SAMPLES_PER_S = (5_000, 10_000)      # what one H100 consumes running the paper VAE (bench/README.md)
 INGEST_ROWS = 20_000
 
 # The ingest stage: the ARCHS4 store (18,965 wide) through Ray Data into torch batches of 512, as

@@ -54,6 +54,19 @@ def write_tiny_store(path: Path, **kw) -> tuple[Path, dict]:
     return Path(path), d
 
 
+def write_archs4_store(path: Path, n: int = 1200, genes: int = 24, seed: int = 0) -> Path:
+    """An ARCHS4-only store of rank-3 structure + noise (log2(TPM+1)-like): for pretraining runs
+    whose interest is the run itself (faults, node loss), not the fit."""
+    from raviso.data.store import write_store
+
+    rng = np.random.default_rng(seed)
+    W = rng.normal(size=(3, genes))
+    X = np.clip(rng.normal(size=(n, 3)) @ W + 3 + 0.3 * rng.normal(size=(n, genes)), 0, None)
+    return write_store(path, [f"G{i}" for i in range(genes)],
+                       archs4={"X": X.astype(np.float32),
+                               "sample_id": [f"GSM{i}" for i in range(n)]})
+
+
 def write_tiny_run(path: Path, genes, latent_dim: int = 4, beta: float = 1.0, seed: int = 0,
                    name: str | None = None) -> Path:
     """A finished pretraining RUN in the layout `raviso.train.runs.load_run` reads (untrained weights:

@@ -114,6 +114,16 @@ def metrics_dict(per_sample: np.ndarray, mse_mean: float, r: np.ndarray, defined
     return out
 
 
+def add_moments(S: np.ndarray, p: np.ndarray, y: np.ndarray) -> None:
+    """Add a block's column sums of p, y, p^2, y^2 and p*y to the (5, block) view `S`: the
+    streamed form of per-isoform Pearson r (shifted values keep it exact in float64)."""
+    S[0] += p.sum(axis=0)
+    S[1] += y.sum(axis=0)
+    S[2] += np.einsum("ij,ij->j", p, p)
+    S[3] += np.einsum("ij,ij->j", y, y)
+    S[4] += np.einsum("ij,ij->j", p, y)
+
+
 def tiny_ss(n_rows: int) -> float:
     # a sum of squared deviations this small is rounding noise of a constant column
     return 1e-12 * max(1, n_rows)

@@ -26,7 +26,7 @@ import os
 
 import numpy as np
 
-from ..core.metrics import column_blocks, tiny_ss
+from ..core.metrics import add_moments, column_blocks, tiny_ss
 from .breakdown import LEVEL_EDGES, LEVELS
 from .splice_qc import QcSums
 
@@ -64,12 +64,7 @@ class OofAccumulator:
             p = pred[:, cols].astype(np.float64) - self.shift[cols]
             y = Y[:, cols].astype(np.float64) - self.shift[cols]
             d = p - y
-            S = self.sums[:, cols]
-            S[0] += p.sum(axis=0)
-            S[1] += y.sum(axis=0)
-            S[2] += np.einsum("ij,ij->j", p, p)
-            S[3] += np.einsum("ij,ij->j", y, y)
-            S[4] += np.einsum("ij,ij->j", p, y)
+            add_moments(self.sums[:, cols], p, y)
             self.sse[cols] += np.einsum("ij,ij->j", d, d)
             width = d.shape[1]
             b = np.searchsorted(EDGES, np.abs(d), side="right")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..core.metrics import tiny_ss, column_blocks, metrics_dict
+from ..core.metrics import add_moments, tiny_ss, column_blocks, metrics_dict
 
 
 class StreamingMetrics:
@@ -37,12 +37,7 @@ class StreamingMetrics:
             d = p - y
             err += np.einsum("ij,ij->i", d, d)
             base += np.einsum("ij,ij->i", y, y)       # the mean baseline predicts the shift
-            S = self.sums[:, cols]
-            S[0] += p.sum(axis=0)
-            S[1] += y.sum(axis=0)
-            S[2] += np.einsum("ij,ij->j", p, p)
-            S[3] += np.einsum("ij,ij->j", y, y)
-            S[4] += np.einsum("ij,ij->j", p, y)
+            add_moments(self.sums[:, cols], p, y)
             if self.has_truth:
                 t = truth[:, cols].astype(np.float64) - s
                 floor += np.einsum("ij,ij->i", t - y, t - y)

@@ -41,16 +41,6 @@ def encoder_dir(name: str) -> str:
     return f"encoder-{name}"
 
 
-def model_variant(doc: dict) -> str:
-    """Which variant `raviso cv --save-model` saves: the savable variant with the lowest mean CV
-    MSE (a saved baseline would be pointless when a neural variant was cross-validated)."""
-    ranked = sorted((s["mse_mean"], v) for v, s in doc["summary"].items()
-                    if s["mse_mean"] is not None and is_savable(v))
-    if not ranked:
-        raise RavisoError("--save-model: no savable variant succeeded on every fold")
-    return ranked[0][1]
-
-
 def is_savable(variant: str) -> bool:
     """Whether `variant`'s predictor can be saved and loaded (share_net, ffnn_plus and the FFNN
     regressors can; baselines are cheap to refit and are not saved)."""

@@ -19,7 +19,6 @@ import numpy as np
 from ..io.formats import fmt_of, open_matrix, sniff
 from ..io.gene_table import check_unique, describe, match_index, orient, read_gene_table, to_log2
 from ..io.samplesheet import read_samplesheet
-from ..io.tables import TABLES
 from ..core.atomic import atomic_file, check_writable_target
 from ..core.errors import RavisoError
 from ..models.saved import REGRESSOR_DIR, read_model
@@ -259,39 +258,6 @@ def _write_predictions(m, inp, fill, out, fmt, meta, sheet, quiet, source, extra
             raise RavisoError("no samples to predict", source)
 
 
-class ParquetOut:
-    """Streams row groups of (sample_id, expr tensor) with the metadata in the schema."""
-
-    def __init__(self, path, isoforms, var_columns=None, meta=None):
-        import pyarrow as pa
-
-        from ..data.schema import expr_type
-
-        self.path = path
-        self.schema = pa.schema([("sample_id", pa.string()), ("expr", expr_type(len(isoforms)))],
-                                metadata={"raviso": json.dumps(meta)})
-        self.writer = None
-
-    def write(self, ids, P, obs=None):
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        from ..data.schema import tensor_array
-
-        if self.writer is None:
-            self.writer = pq.ParquetWriter(self.path, self.schema)
-        self.writer.write_table(pa.Table.from_arrays(
-            [pa.array(ids, pa.string()), tensor_array(P)], schema=self.schema))
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        if self.writer is not None:
-            self.writer.close()
-
-
-WRITERS = {"parquet": ParquetOut, **TABLES}
 
 
 def read_predictions(path) -> tuple[list[str], np.ndarray, dict]:

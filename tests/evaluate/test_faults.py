@@ -26,19 +26,10 @@ import pytest
 
 from raviso.data import Store
 from raviso.core.errors import RavisoError
-from raviso.data.store import write_store
+from cvdata import write_archs4_store
 
 RAVISO = str(Path(sys.executable).parent / "raviso")
 EPOCHS = 4
-
-
-def structured_store(path, n=1200, genes=24, seed=0):
-    rng = np.random.default_rng(seed)
-    W = rng.normal(size=(3, genes))
-    X = np.clip(rng.normal(size=(n, 3)) @ W + 3 + 0.3 * rng.normal(size=(n, genes)), 0, None)
-    return write_store(path, [f"G{i}" for i in range(genes)],
-                       archs4={"X": X.astype(np.float32),
-                               "sample_id": [f"GSM{i}" for i in range(n)]})
 
 
 def train_worker_pids(ray) -> set[int]:
@@ -57,7 +48,7 @@ def test_killed_train_worker_resumes_from_checkpoint_without_losing_epochs(ray_s
     from raviso.models.vae_config import VAEConfig
     from raviso.train.config import PretrainConfig, TrainConfig
 
-    store = structured_store(tmp_path / "store")
+    store = write_archs4_store(tmp_path / "store")
     run = tmp_path / "run"
     ckpts = run / "checkpoints"             # <ray run name>/checkpoint_epoch-*: one run here
     outcome = {}

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from raviso.data.remote import copy_tree
-from raviso.data.store import write_store
+from cvdata import write_archs4_store
 
 pytestmark = [pytest.mark.multinode, pytest.mark.ray]
 
@@ -29,15 +29,6 @@ MODEL = {"hidden": (16,), "latent_dim": 2}
 TRAIN = {"epochs": EPOCHS, "batch_size": 8, "lr": 3e-3, "workers": 2, "cpus_per_worker": 0.75,
          "threads": 1, "val_fraction": 0.1, "shuffle": "none", "keep_checkpoints": 2,
          "max_failures": 2}
-
-
-def structured_store(path, n=1200, genes=16, seed=0):
-    rng = np.random.default_rng(seed)
-    W = rng.normal(size=(3, genes))
-    X = np.clip(rng.normal(size=(n, 3)) @ W + 3 + 0.3 * rng.normal(size=(n, genes)), 0, None)
-    return write_store(path, [f"G{i}" for i in range(genes)],
-                       archs4={"X": X.astype(np.float32),
-                               "sample_id": [f"GSM{i}" for i in range(n)]})
 
 
 def train_run(store, out, **run):
@@ -62,7 +53,7 @@ def weights(run):
 def test_pretrain_survives_a_node_loss_bit_identically(multinode, s3, tmp_path):
     from raviso.train.runspec import checkpoints, ray_run_name, read_spec
 
-    local = structured_store(tmp_path / "store")
+    local = write_archs4_store(tmp_path / "store", genes=16)
     remote = f"s3://raviso-test/stores/{tmp_path.name}"
     copy_tree(local, remote)
     storage = f"s3://raviso-test/checkpoints/{tmp_path.name}"
