@@ -53,6 +53,10 @@ def run_app(app: typer.Typer, debug: dict | None = None) -> int:
             return 2
         if (debug or {}).get("on") or os.environ.get("RAVISO_DEBUG"):   # a bug, unforeseen input
             raise
+        if isinstance(e, OSError):    # the machine or the network said no (an unreachable store)
+            print(f"raviso: error: {first_line(e)} (`raviso --debug ...` shows the traceback)",
+                  file=sys.stderr)
+            return 1
         print(f"raviso: error: unexpected {type(e).__name__}: {first_line(e)} (a bug or an "
               "unforeseen input; `raviso --debug ...` shows the traceback)", file=sys.stderr)
         return 1

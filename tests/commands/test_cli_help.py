@@ -88,3 +88,20 @@ def test_unexpected_exception_is_one_line_with_a_debug_hint(capsys, monkeypatch,
     assert "--debug" in lines[0]
     with pytest.raises(ZeroDivisionError):   # the console script then prints the traceback
         run_cli(capsys, monkeypatch, "--debug", "report", tmp_path)
+
+
+def test_an_os_error_is_one_line_without_calling_itself_a_bug(capsys, monkeypatch, tmp_path):
+    """An unreachable store (S3 endpoint down, a file system refusing) is the environment's
+    answer, not a raviso bug: one line with the system's words and the --debug hint."""
+    import raviso.evaluate.report as report
+
+    def unreachable(*a, **k):
+        raise OSError("When reading 'x' in bucket 'b': Could not connect to server")
+
+    monkeypatch.setattr(report, "write_report", unreachable)
+    code, out, err = run_cli(capsys, monkeypatch, "report", tmp_path)
+    lines = err.strip().splitlines()
+    assert code == 1 and len(lines) == 1 and "Traceback" not in err, err
+    assert lines[0].startswith("raviso: error: When reading 'x'") and "a bug" not in lines[0]
+    with pytest.raises(OSError):
+        run_cli(capsys, monkeypatch, "--debug", "report", tmp_path)
