@@ -258,8 +258,6 @@ def _write_predictions(m, inp, fill, out, fmt, meta, sheet, quiet, source, extra
             raise RavisoError("no samples to predict", source)
 
 
-
-
 def read_predictions(path) -> tuple[list[str], np.ndarray, dict]:
     """(sample_id, predictions, metadata) of a Parquet written by `predict_file`."""
     import pyarrow.parquet as pq
