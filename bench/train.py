@@ -4,7 +4,7 @@ Everything is measured side by side in ONE run, so ratios survive a noisy, share
 
 - GEMM bound: float32 1024x4096 @ 4096x4096 matmul FLOP/s (median of 5, measured right before
   the batch-512 run).
-- plain: `raviso.models.loop.train_epoch` (the very loop the Ray workers run) on an in-memory tensor,
+- plain: `raviso.models.vae.loop.train_epoch` (the very loop the Ray workers run) on an in-memory tensor,
   fused Adam, batch 64 and batch 512.
 - seed: the seed project's style: an h5py Dataset read row by row through a torch DataLoader
   (batch 64, num_workers=0), `torch.optim.Adam` with default arguments, same model and loss.
@@ -56,8 +56,8 @@ def expression(rows: int, seed: int = 0) -> np.ndarray:
 def _model(fused: bool):
     import torch
 
-    from raviso.models.loop import make_optimizer
-    from raviso.models.vae import VAE, VAEConfig
+    from raviso.models.vae.loop import make_optimizer
+    from raviso.models.vae.model import VAE, VAEConfig
 
     torch.manual_seed(0)
     model = VAE(VAEConfig(n_genes=GENES))
@@ -69,7 +69,7 @@ def plain_rate(X, batch: int, steps: int) -> float:
     """The shared loop on in-memory data: 1 warm-up step then `steps` measured ones."""
     import torch
 
-    from raviso.models.loop import tensor_batches, train_epoch
+    from raviso.models.vae.loop import tensor_batches, train_epoch
 
     model, opt = _model(fused=True)
     T = torch.from_numpy(X[:batch * (steps + 1)])
@@ -85,7 +85,7 @@ def seed_rate(h5_path: Path, batch: int, steps: int) -> float:
     import torch
     from torch.utils.data import DataLoader, Dataset
 
-    from raviso.models.loop import train_epoch
+    from raviso.models.vae.loop import train_epoch
 
     class H5Rows(Dataset):
         def __init__(self, path):
@@ -146,7 +146,7 @@ def run(quick: bool = False, address: str | None = None, workdir: str | None = N
 
     from raviso.train.pretrain import connect
     from raviso.data.store import write_store
-    from raviso.models.vae import VAE, VAEConfig, n_parameters
+    from raviso.models.vae.model import VAE, VAEConfig, n_parameters
 
     steps = 6 if quick else 20
     ray_steps = 10 if quick else 30

@@ -56,8 +56,8 @@ def loadavg() -> float:
 def run_bench(quick: bool = False, address: str | None = None, seed: int = 0) -> dict:
     from raviso.core.ray_session import init_ray
     from raviso.evaluate.config import TuneConfig
-    from raviso.evaluate.tune import search
-    from raviso.evaluate.tune_space import default_space
+    from raviso.evaluate.tune.search import search
+    from raviso.evaluate.tune.space import default_space
 
     size = QUICK if quick else FULL
     space = default_space(VARIANT)

@@ -44,7 +44,7 @@ def run_demo(cfg: DemoConfig | None = None, *, console=None, **options) -> Path:
     from .evaluate.cv import run_cv
     from .train.encode import encode
     from .train.pretrain import pretrain
-    from .models.vae_config import VAEConfig
+    from .models.vae.config import VAEConfig
     from .train.config import PretrainConfig, TrainConfig
     from .core.ray_session import init_ray
     from .synth.generate import generate
@@ -110,7 +110,7 @@ def _fresh_dir(out: Path, overwrite: bool) -> Path:
 
 def _finish(con, cv_dir: Path, runs: Path, steps: list, t_start: float) -> Path:
     """The report, the time of each step and the leaderboard; returns the report's path."""
-    from .evaluate.report import write_report
+    from .evaluate.report.render import write_report
 
     report = write_report(cv_dir, pretrain=runs / "vae")
     total = time.perf_counter() - t_start
@@ -127,7 +127,7 @@ def _finish(con, cv_dir: Path, runs: Path, steps: list, t_start: float) -> Path:
 def _summary(con, cv_dir: Path) -> None:
     """The report's leaderboard in the console: best first, x the held-out-donor floor, and the
     Holm-adjusted corrected p against the best baseline."""
-    from .evaluate.leaderboard import leaderboard
+    from .evaluate.stats.leaderboard import leaderboard
     from .evaluate.results import read_results
 
     doc = read_results(cv_dir)

@@ -74,7 +74,7 @@ def write_tiny_run(path: Path, genes, latent_dim: int = 4, beta: float = 1.0, se
     import torch
     from safetensors.torch import save_file
 
-    from raviso.models.vae import VAE, VAEConfig
+    from raviso.models.vae.model import VAE, VAEConfig
 
     path = Path(path)
     path.mkdir(parents=True)

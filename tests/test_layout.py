@@ -22,13 +22,14 @@ MAY_IMPORT: dict[str, set[str]] = {
     "io": {"core", "data"},
     "synth": {"core", "data"},
     "models": {"core", "data"},
+    "trust": {"core", "data", "models"},
     "train": {"core", "data", "io", "models"},
-    "evaluate": {"core", "data", "io", "models", "train"},
-    "serve": {"core", "data", "io", "models", "train", "evaluate"},
+    "evaluate": {"core", "data", "io", "models", "trust", "train"},
+    "serve": {"core", "data", "io", "models", "trust", "train", "evaluate"},
     "cluster": {"core"},
-    "demo": {"core", "data", "io", "synth", "models", "train", "evaluate", "serve"},
-    "commands": {"core", "data", "io", "synth", "models", "train", "evaluate", "serve", "cluster",
-                 "demo"},
+    "demo": {"core", "data", "io", "synth", "models", "trust", "train", "evaluate", "serve"},
+    "commands": {"core", "data", "io", "synth", "models", "trust", "train", "evaluate", "serve",
+                 "cluster", "demo"},
 }
 
 

@@ -4,7 +4,7 @@ from pathlib import Path
 import typer
 
 from raviso.evaluate.config import CvConfig, ReportConfig, TuneConfig
-from raviso.evaluate.study import StudyConfig
+from raviso.evaluate.study.run import StudyConfig
 
 from .options import configured
 
@@ -30,7 +30,7 @@ def tune_cmd(
     cfg: TuneConfig = None,
 ):
     """Search a variant's hyperparameters on Ray Tune (Optuna TPE + ASHA) on inner folds."""
-    from raviso.evaluate.tune_cmd import tune_store
+    from raviso.evaluate.tune.command import tune_store
 
     out_dir = tune_store(store, out, cfg, progress=lambda m: typer.echo(m, err=True))
     print(out_dir / "best.json")
@@ -42,7 +42,7 @@ def report_cmd(
     cfg: ReportConfig = None,
 ):
     """Write CV/report.md, CV/table1.csv and plots from CV/results.json."""
-    from raviso.evaluate.report import write_report
+    from raviso.evaluate.report.render import write_report
 
     print(write_report(cv, pretrain=cfg.pretrain))
 
@@ -56,7 +56,7 @@ def study_cmd(
 ):
     """When does pretraining help: every context at each labelled size and for held-out tissues,
     on shared folds, with corrected paired tests."""
-    from raviso.evaluate.study import run_study
+    from raviso.evaluate.study.run import run_study
 
     print(run_study(store, cfg, out=out) / "study.md")
 

@@ -3,7 +3,7 @@
 from pathlib import Path
 import typer
 
-from raviso.models.vae_config import VAEConfig
+from raviso.models.vae.config import VAEConfig
 from raviso.train.config import EncodeConfig, PretrainConfig, TrainConfig
 
 from .options import configured

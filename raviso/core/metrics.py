@@ -9,6 +9,9 @@ from collections.abc import Iterator
 import numpy as np
 
 BLOCK_BYTES = 64 << 20   # float64 working set per block
+# Expression levels (log2(TPM+1) of the training mean) that errors are broken down by.
+LEVEL_EDGES = (0.1, 1.0, 3.0, 6.0)
+LEVELS = ("<0.1", "0.1-1", "1-3", "3-6", ">=6")
 
 
 def column_blocks(n_rows: int, n_cols: int, block_bytes: int | None = None) -> Iterator[slice]:
@@ -90,7 +93,7 @@ def evaluate(pred: np.ndarray, Y: np.ndarray, train_mean: np.ndarray,
 def metrics_dict(per_sample: np.ndarray, mse_mean: float, r: np.ndarray, defined: np.ndarray,
                  floor: float | None = None, vs_truth: float | None = None) -> dict:
     """The trial metrics (module docstring) from their ingredients; shared by `evaluate` and the
-    streamed `raviso.evaluate.stream_metrics`, so both return the same keys computed alike."""
+    streamed `raviso.evaluate.engine.streaming`, so both return the same keys computed alike."""
     mse = float(per_sample.mean())
     rd = r[defined]
     out = {

@@ -19,12 +19,12 @@ from ..data.folds import Folds, training_subset
 from ..models.recommended import describe_selection
 from ..core.errors import RavisoError
 from ..data.labelled import Labelled
-from .repeats import fold_split, repeated_folds
-from .inputs import available_variants, latent_runs, load_labelled
+from .engine.repeats import fold_split, repeated_folds
+from .engine.inputs import available_variants, latent_runs, load_labelled
 from .config import CvConfig
-from .leaderboard import choose_saved_model
+from .stats.leaderboard import choose_saved_model
 from .results import TRIAL_KEYS
-from . import resume as resume_mod
+from .engine import resume as resume_mod
 
 ERRORS_FILE = "errors.npy"
 
@@ -39,7 +39,7 @@ def run_trial(data: Labelled, fold_ids: np.ndarray, fold: int, variant: str,
     import torch
 
     from ..models.variants import make_variant
-    from .breakdown import evaluate_trial
+    from .engine.scoring import evaluate_trial
 
     torch.set_num_threads(max(1, int(threads)))
     train_idx, val_idx = fold_split(fold_ids, fold)   # (R, n) ids: the repeat holding `fold`
@@ -75,8 +75,8 @@ def _tune_trial(config: dict, data: Labelled = None, fold_ids: np.ndarray = None
     """The Tune trainable: one (fold, variant); arrays arrive zero-copy from the object store."""
     from ray import tune
 
-    from .nested import options_for
-    from .reliability import OOF_FILE, OofAccumulator, save_trial
+    from .tune.nested import options_for
+    from ..trust.reliability import OOF_FILE, OofAccumulator, save_trial
 
     _maybe_fail_once(config)
     options = {**(config.get("options") or {}),          # + a tuned column's per-fold config
@@ -131,8 +131,8 @@ def tune_folds(data: Labelled, folds: Folds, variants, storage: Path,
                name: str = "cv", progress=None, done: dict | None = None) -> TuneOutcome:
     """Run every (fold, variant) as a Tune trial on the connected Ray; collect metrics + errors.
     `cfg`: its cpus/gpus per trial, max_failures and max_concurrent. `done`: trials finished by
-    an earlier attempt (`raviso.evaluate.resume`), reused as they are."""
-    from .resume import reused_trials
+    an earlier attempt (`raviso.evaluate.engine.resume`), reused as they are."""
+    from .engine.resume import reused_trials
 
     cfg = cfg or CvConfig()
 
@@ -141,8 +141,8 @@ def tune_folds(data: Labelled, folds: Folds, variants, storage: Path,
 
     from ray import tune
 
-    from .capacity import TrialResources
-    from .trial_watch import watch_callback_class
+    from .engine.capacity import TrialResources
+    from .engine.trial_watch import watch_callback_class
 
     cpus, memory, max_concurrent = _trial_resources(data, folds, variants, cfg)
     gpu = {"gpu": cfg.gpus_per_trial} if cfg.gpus_per_trial else {}
@@ -183,7 +183,7 @@ def tune_folds(data: Labelled, folds: Folds, variants, storage: Path,
 def _trial_resources(data, folds, variants, cfg: CvConfig) -> tuple[dict, dict, int]:
     """(CPUs per variant, memory per variant, trials at once)."""
     from ..core.ray_session import cluster_cpus, cluster_gpus
-    from .capacity import trial_cpus
+    from .engine.capacity import trial_cpus
 
     memory, cpus = {}, {v: cfg.cpus_per_trial for v in variants}
     if cfg.max_concurrent is not None:
@@ -198,7 +198,7 @@ def _trial_resources(data, folds, variants, cfg: CvConfig) -> tuple[dict, dict, 
 
 def _collect(grid, watch, trials: list, errors: dict, oof: dict) -> None:
     """Each finished Tune result as a trial row (+ its errors and out-of-fold arrays)."""
-    from .reliability import load_trial
+    from ..trust.reliability import load_trial
 
     for r in grid:
         fold, variant = r.config["job"]
@@ -242,12 +242,12 @@ def run_cv(store, cfg: CvConfig | None = None, *, out=None, progress=print, **op
     """Cross-validate `cfg.variants` on the store's labelled set; write CV (results.json, errors/,
     report.md, ...) atomically. Returns the CV directory. `options`: CvConfig fields replacing
     `cfg`'s (a Python caller's shorthand). `tune` / `tuned_config`: a nested search per outer
-    fold, or a fixed best.json, as ``<variant>@tuned`` columns (`raviso.evaluate.nested`).
+    fold, or a fixed best.json, as ``<variant>@tuned`` columns (`raviso.evaluate.tune.nested`).
 
     `storage`: where Tune persists trial results (default ``.CV.tune`` beside CV on this machine;
     on a multi-node cluster give a path every node shares, or an ``s3://``/``gs://`` URI); kept
     until CV is written whole, so `resume` reruns only the trials that did not finish
-    (`raviso.evaluate.resume`)."""
+    (`raviso.evaluate.engine.resume`)."""
     from ..core.ray_session import init_ray
 
     cfg = CvConfig.build(cfg, **options)
@@ -273,7 +273,7 @@ def run_cv(store, cfg: CvConfig | None = None, *, out=None, progress=print, **op
 
 def _load(store, cfg: CvConfig, progress) -> _Setup:
     """Variants, latents, the labelled set, the folds and the trials' options."""
-    from .nested import check_tuning
+    from .tune.nested import check_tuning
 
     names, skipped = available_variants(cfg.variants, cfg.pretrained, cfg.pretrained_ae,
                                         cfg.variant_options)
@@ -313,8 +313,8 @@ def _cross_validate(store, cfg: CvConfig, setup: _Setup, tmp: Path, trial_root, 
                     done, progress) -> dict:
     """Tuning plan, the trials, results.json, the model and the report into `tmp`."""
     from . import results as results_mod
-    from .nested import tuning_plan
-    from .reliability import cv_intervals
+    from .tune.nested import tuning_plan
+    from ..trust.reliability import cv_intervals
 
     data, fold_plan = setup.data, setup.fold_plan
     extra = {**_fault_config(tmp), "train_fraction": cfg.train_fraction}
@@ -344,7 +344,7 @@ def _cross_validate(store, cfg: CvConfig, setup: _Setup, tmp: Path, trial_root, 
         _save_model(tmp / "model", doc, plan, data, setup.runs, setup.st.uri, setup.options,
                     progress, outcome.oof)
     if cfg.report:
-        from .report import has_curves, write_report
+        from .report.render import has_curves, write_report
 
         write_report(tmp, pretrain=cfg.pretrained if has_curves(cfg.pretrained) else None)
     return doc
@@ -373,9 +373,9 @@ def _trial_options(variant_options, epochs, seed: int, gpus_per_trial: float) ->
 def _save_model(model_dir: Path, doc: dict, plan, data: Labelled, runs: dict, store_uri: str,
                 options: dict, progress, oof: dict | None = None) -> None:
     """--save-model: the best savable variant (tuned config if it won) fitted on every row, with
-    its column's out-of-fold reliability arrays (`raviso.evaluate.reliability`)."""
+    its column's out-of-fold reliability arrays (`raviso.trust.reliability`)."""
     from ..models.saved import fit_model
-    from .reliability import model_reliability
+    from ..trust.reliability import model_reliability
 
     column = doc["saved_model"]["variant"]
     variant, fit_options = plan.final_model(column, options, progress)

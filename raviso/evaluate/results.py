@@ -49,8 +49,8 @@ def _mean(xs):
 
 
 def _fold_rows(data, folds, floors: dict) -> list[dict]:
-    from .floors import fold_floors
-    from .repeats import repeat_of
+    from .stats.floors import fold_floors
+    from .engine.repeats import repeat_of
 
     rows = []
     for i in range(folds.k):
@@ -75,8 +75,8 @@ def _mean_dicts(dicts: list) -> dict | None:
 
 
 def summarise(trials: list[dict], variants, fold_rows: list[dict] | None = None) -> dict:
-    from .leaderboard import variant_kind
-    from .stats import mse_ci
+    from .stats.leaderboard import variant_kind
+    from .stats.paired import mse_ci
 
     size = {f["fold"]: (f["n_train"], f["n_test"]) for f in fold_rows or []}
     out = {}
@@ -103,7 +103,7 @@ def summarise(trials: list[dict], variants, fold_rows: list[dict] | None = None)
 def pair_tests(errors: dict, variants, fold_rows: list[dict], outside=()) -> list:
     """`stats.compare_all` over the variants that succeeded on every fold (`outside`: columns
     kept out of the Holm family, e.g. one tuned on this store)."""
-    from .stats import compare_all
+    from .stats.paired import compare_all
 
     k = len(fold_rows)
     complete = [v for v in variants if all((i, v) in errors for i in range(k))]
@@ -120,8 +120,8 @@ def pair_tests(errors: dict, variants, fold_rows: list[dict], outside=()) -> lis
 
 def build_results(config: dict, data, folds, outcome) -> dict:
     """The results document (see the module docstring) from a finished Tune run."""
-    from . import floors as fl
-    from .leaderboard import leaderboard, optimistic, tuned_origin
+    from .stats import floors as fl
+    from .stats.leaderboard import leaderboard, optimistic, tuned_origin
 
     variants = list(config["variants"])
     per_sample = fl.per_sample_floors(data)

@@ -64,10 +64,10 @@ def save_predictor(model, directory: Path) -> None:
 
 
 def load_predictor(directory: Path):
-    from .ffnn_plus import FFNNPlus
-    from .regressors import FFNNRegressor
-    from .share_io import is_share_model, load_share_model
-    from .share_net import ShareNet
+    from .context.ffnn_plus import FFNNPlus
+    from .ffnn.regressors import FFNNRegressor
+    from .context.share_io import is_share_model, load_share_model
+    from .context.share_net import ShareNet
 
     if (directory / SELECTION_FILE).exists():         # `recommended`: its parts inside
         from .variants import make_variant, variant_needs

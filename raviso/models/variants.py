@@ -14,15 +14,16 @@ import numpy as np
 
 from ..core.errors import RavisoError
 from ..data.labelled import Labelled
-from .baselines import IsoformFractionBaseline, MeanBaseline, PCARidgeBaseline, TissueMeanBaseline
-from .tissue_baselines import IsoformFractionTissueBaseline, PCATissueRidgeBaseline
-from .ffnn_plus import FFNNPlus
-from .foldvae import FoldVAEFFNN
-from .context import context_latents, context_name
-from .recipe import RecipeOptions
-from .regressors import FFNNRegressor
+from .baselines.standard import (IsoformFractionBaseline, MeanBaseline, PCARidgeBaseline,
+    TissueMeanBaseline)
+from .baselines.tissue import IsoformFractionTissueBaseline, PCATissueRidgeBaseline
+from .context.ffnn_plus import FFNNPlus
+from .vae.foldvae import FoldVAEFFNN
+from .context.features import context_latents, context_name
+from .context.recipe import RecipeOptions
+from .ffnn.regressors import FFNNRegressor
 from .recommended import CANDIDATES, SELECT_BELOW, Recommended
-from .share_net import ShareNet
+from .context.share_net import ShareNet
 from .spec import FFNN_ISOFORM_BYTES, VariantSpec, parse_spec
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..core.atomic import check_writable_target
 from ..core.errors import RavisoError
-from ..evaluate.inputs import latent_runs, load_labelled, parse_variants
+from ..evaluate.engine.inputs import latent_runs, load_labelled, parse_variants
 from ..models.saved import fit_model, require_savable
 from .config import FitConfig
 
@@ -24,7 +24,7 @@ def fit_store(store, cfg: FitConfig | None = None, *, out=None, **options) -> Pa
     check_writable_target(out, overwrite)
     tuned = {}
     if config is not None:               # a best.json from `raviso tune`: variant + options
-        from ..evaluate.tune_space import read_best
+        from ..evaluate.tune.space import read_best
 
         chosen, tuned = read_best(config)
         if variant not in (None, chosen):

@@ -2,7 +2,7 @@
 
 The CV (`raviso.evaluate.cv.run_cv` of the one variant, ``--save-model``) is written beside the
 MODEL as ``<MODEL>.cv`` (results.json, report.md); its out-of-fold residuals give the MODEL its
-per-isoform reliability and conformal intervals (`raviso.evaluate.reliability`), which a plain
+per-isoform reliability and conformal intervals (`raviso.trust.reliability`), which a plain
 `raviso fit` cannot have. The model CV saved is then moved into place as MODEL.
 """
 

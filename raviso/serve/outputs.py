@@ -3,7 +3,7 @@ intervals, TPM and isoform fractions, the merged table and tx2gene (docs/predict
 
 - Reliability (MODELs with out-of-fold arrays: `raviso cv --save-model`, `raviso fit --cv-folds`):
   per isoform ``oof_mse``, ``oof_r2``, ``oof_r``, ``mean_expr``, ``oof_n`` and ``reliable``
-  (``oof_r2 >= reliable_r2``, `raviso.evaluate.reliability.reliable`): AnnData ``var`` columns,
+  (``oof_r2 >= reliable_r2``, `raviso.trust.reliability.reliable`): AnnData ``var`` columns,
   and for TSV/Parquet the side table ``<stem>.isoforms.tsv``.
 - ``interval``: split-conformal bounds ``lower = max(pred - w, 0)``, ``upper = pred + w`` with
   ``w`` the isoform's half-width at that level (`reliability.halfwidth`), in log2(TPM+1): AnnData
@@ -29,9 +29,9 @@ import numpy as np
 
 from ..core.atomic import atomic_file, check_writable_target
 from ..core.errors import RavisoError
-from ..evaluate import reliability as rel
+from ..trust import reliability as rel
 from ..io.tables import TSV_FORMAT, TsvTable
-from ..evaluate.splice_qc import GeneShares
+from ..trust.splice_qc import GeneShares
 from .out_tables import H5adLayers, MergedTable, ParquetLayers, TsvLayers
 from .qc import ObservedQC
 from .tissues import PATH_FREE

@@ -1,7 +1,7 @@
 """`raviso predict --observed ISOFORMS`: per-sample QC of measured isoform fractions.
 
 When isoforms were measured too, each sample's measured isoform fractions are compared with the
-predicted ones, gene by gene (`raviso.evaluate.splice_qc`: total variation distance), and turned
+predicted ones, gene by gene (`raviso.trust.splice_qc`: total variation distance), and turned
 into z-scores against the same distances on the CV's held-out donors (stored in the MODEL): per
 gene, against that gene's out-of-fold distances; per sample, its mean distance against the
 out-of-fold sample means. A sample with ``qc_z > QC_Z`` is flagged ``qc_aberrant``: its splicing
@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..core.errors import RavisoError
-from ..evaluate.splice_qc import GeneShares, mean_sd, sample_distance
+from ..trust.splice_qc import GeneShares, mean_sd, sample_distance
 from ..io.gene_table import orient, read_gene_table
 
 QC_Z = 3.0

@@ -1,5 +1,5 @@
 """How `raviso pretrain` trains (`TrainConfig`) and runs (`PretrainConfig`); the model's shape is
-`raviso.models.vae.VAEConfig`. Saved in RUN/config.json and every checkpoint, checked on
+`raviso.models.vae.model.VAEConfig`. Saved in RUN/config.json and every checkpoint, checked on
 construction so a bad option fails before Ray starts."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from ..core.config import StageConfig, address_option, option, overwrite_option,
 
 SHUFFLES = ("files", "global", "none")
 MATERIALIZE = ("auto", "always", "never")
-AMP = ("auto", "bf16", "off")            # raviso.models.loop.amp_dtype
-COMPILE = ("auto", "on", "off")          # raviso.models.loop.compile_wanted
+AMP = ("auto", "bf16", "off")            # raviso.models.vae.loop.amp_dtype
+COMPILE = ("auto", "on", "off")          # raviso.models.vae.loop.compile_wanted
 
 
 def _at_least(low, default, help, **kw):

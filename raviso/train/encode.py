@@ -47,7 +47,7 @@ class _Encoder:
         import ray
         import torch
 
-        from ..models.vae import VAE, VAEConfig
+        from ..models.vae.model import VAE, VAEConfig
 
         state = ray.get(state[0])     # wrapped in a list: fetched here, not pinned as an arg
         torch.set_num_threads(max(1, torch.get_num_threads()))

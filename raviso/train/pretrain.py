@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ..core.atomic import remove_path, replace_path, tmp_sibling, atomic_file, check_replaceable
 from ..core.errors import RavisoError
-from ..models.vae import VAEConfig
+from ..models.vae.model import VAEConfig
 from . import runspec
 from .config import PretrainConfig, TrainConfig
 from .datasets import build_datasets

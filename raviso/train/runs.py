@@ -11,7 +11,7 @@ import numpy as np
 
 from ..io.align import column_index, take_columns
 from ..core.errors import RavisoError
-from ..models.vae import VAE, VAEConfig
+from ..models.vae.model import VAE, VAEConfig
 
 
 @dataclass

@@ -1,5 +1,5 @@
 """The function every Ray Train worker runs for `raviso pretrain`: the shared epoch loop
-(`raviso.models.loop`) on its dataset shard, plus Ray's three additions: `prepare_model` (DDP),
+(`raviso.models.vae.loop`) on its dataset shard, plus Ray's three additions: `prepare_model` (DDP),
 `get_dataset_shard` and `ray.train.report` with a checkpoint each epoch (resumable)."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from ..models.vae import VAEConfig
+from ..models.vae.model import VAEConfig
 from .config import TrainConfig
 from .datasets import expression_batches
 
@@ -24,8 +24,8 @@ def train_func(cfg: dict) -> None:
     import torch
     from ray.train.torch import get_device, prepare_model
 
-    from ..models.loop import CompiledParts, compile_wanted, make_optimizer
-    from ..models.vae import VAE
+    from ..models.vae.loop import CompiledParts, compile_wanted, make_optimizer
+    from ..models.vae.model import VAE
 
     mc, tc, sink = VAEConfig.from_dict(cfg["model"]), TrainConfig.from_dict(cfg["train"]), cfg["sink"]
     ctx = ray.train.get_context()
@@ -75,7 +75,7 @@ class ShardReader:
     and `compiled` (the model's `CompiledParts` or None) are the step's, fixed for the run."""
 
     def __init__(self, shards: dict, tc: TrainConfig, device, batch_size: int, compiled=None):
-        from ..models.loop import DeviceCache
+        from ..models.vae.loop import DeviceCache
 
         self.shards, self.tc, self.device = shards, tc, device
         self.batch_size, self.compiled = batch_size, compiled
@@ -86,7 +86,7 @@ class ShardReader:
         """The epoch's batches of one dataset: from the device cache when it holds the shard."""
         import torch
 
-        from ..models.loop import device_cache_budget
+        from ..models.vae.loop import device_cache_budget
 
         cache = self.caches.get(name)
         if cache is not None and cache.ready:
@@ -103,7 +103,7 @@ def _epoch(model, optimizer, reader: ShardReader, epoch: int, rank: int, steps: 
     """One epoch of training and the validation scores: (its metrics record, steps so far)."""
     import torch
 
-    from ..models.loop import evaluate, kl_weight, train_epoch
+    from ..models.vae.loop import evaluate, kl_weight, train_epoch
 
     tc = reader.tc
     seed = tc.seed * 100_003 + epoch * 1009 + rank
@@ -163,7 +163,7 @@ def _report(record: dict, history: list, model, optimizer, rank: int, mc: VAECon
     import ray.train
     import torch
 
-    from ..models.loop import unwrap
+    from ..models.vae.loop import unwrap
 
     epoch = record["epoch"]
     with tempfile.TemporaryDirectory() as d:

@@ -66,7 +66,7 @@ def data(tmp_path_factory):
 def other_run(data, ray_session):
     """A finished RUN pretrained on genes the synthetic store does not have."""
     from raviso.train.pretrain import pretrain
-    from raviso.models.vae_config import VAEConfig
+    from raviso.models.vae.config import VAEConfig
     from raviso.train.config import PretrainConfig, TrainConfig
 
     return pretrain(data / "archs4_only", data / "other_run", VAEConfig(hidden=(8,), latent_dim=2),
@@ -301,7 +301,7 @@ def test_store_of_another_format_version(data, tmp_path, capsys, monkeypatch):
 
 
 def test_unexpected_exception_is_one_line_with_a_debug_hint(data, capsys, monkeypatch):
-    import raviso.evaluate.report as report
+    import raviso.evaluate.report.render as report
 
     def bug(*a, **k):
         raise ZeroDivisionError("division by zero")

@@ -77,7 +77,7 @@ def test_submit_examples_carry_the_required_out(capsys, monkeypatch):
 def one_line_error(capsys, monkeypatch, tmp_path, error: Exception) -> str:
     """`raviso report` failing with `error`: its one stderr line (exit 1, no traceback); with
     --debug the exception itself reaches the console script, which prints the traceback."""
-    import raviso.evaluate.report as report
+    import raviso.evaluate.report.render as report
 
     def fail(*a, **k):
         raise error

@@ -14,7 +14,7 @@ from raviso.commands.options import cli_fields
 from raviso.core.config import OptionError, flag_of
 from raviso.evaluate.config import CvConfig, ReportConfig, TuneConfig
 from raviso.io.config import ConvertConfig, ExportConfig, ImportConfig
-from raviso.models.vae_config import VAEConfig
+from raviso.models.vae.config import VAEConfig
 from raviso.serve.config import FitConfig, PredictConfig
 from raviso.cluster.config import AwsSetupConfig, SubmitConfig
 from raviso.demo import DemoConfig

@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_streaming_metrics_equal_two_pass_evaluate():
     """Row chunks through StreamingMetrics give evaluate()'s numbers, constant columns included."""
     from raviso.core.metrics import evaluate
-    from raviso.evaluate.stream_metrics import StreamingMetrics
+    from raviso.evaluate.engine.streaming import StreamingMetrics
 
     rng = np.random.default_rng(0)
     n, m = 120, 300
@@ -84,7 +84,7 @@ def test_bad_target_dtype_is_one_line_error(tmp_path):
 
 
 def test_concurrency_from_memory_shrinks_with_width():
-    from raviso.evaluate.capacity import cpus_by_memory, trial_memory_bytes
+    from raviso.evaluate.engine.capacity import cpus_by_memory, trial_memory_bytes
 
     small = trial_memory_bytes("pca_ridge", n_train=1200, n_genes=1750, n_isoforms=14_490)
     wide = trial_memory_bytes("pca_ridge", n_train=13_885, n_genes=18_965, n_isoforms=156_958)

@@ -42,7 +42,7 @@ def _fake_cache(store: Path, run_dir: Path, n: int, sample_ids, latent_dim: int,
 def test_latent_cache_of_another_run_is_not_used(tmp_path, whose):
     from raviso.data import Store
     from raviso.data.labelled import Labelled
-    from raviso.evaluate.inputs import latent_for
+    from raviso.evaluate.engine.inputs import latent_for
     from raviso.train.runs import weights_sha256
 
     store, d = write_tiny_store(tmp_path / "store")
@@ -64,7 +64,7 @@ def test_latent_cache_of_another_run_is_not_used(tmp_path, whose):
 def test_latent_cache_of_the_same_run_is_used(tmp_path):
     from raviso.data import Store
     from raviso.data.labelled import Labelled
-    from raviso.evaluate.inputs import latent_for
+    from raviso.evaluate.engine.inputs import latent_for
     from raviso.train.runs import weights_sha256
 
     store, d = write_tiny_store(tmp_path / "store")

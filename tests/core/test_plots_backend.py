@@ -20,7 +20,7 @@ matplotlib.use("svg")
 from raviso.core.plots import plot_pretraining
 paths = plot_pretraining({str(run)!r})
 assert all(p.stat().st_size > 1000 and p.read_bytes()[:4] == b"\\x89PNG" for p in paths), paths
-from raviso.evaluate.report_plots import plot_folds
+from raviso.evaluate.report.plots import plot_folds
 doc = {{"config": {{"variants": ["a", "b"]}}, "folds": [{{"fold": 0}}, {{"fold": 1}}],
         "trials": [{{"fold": f, "variant": v, "mse": 1.0 + f}} for f in (0, 1) for v in "ab"],
         "noise_floor": {{"mean": 0.5}}}}

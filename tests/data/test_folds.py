@@ -8,7 +8,7 @@ import pytest
 
 from raviso.core.errors import RavisoError
 from raviso.data.folds import make_folds, tissue_folds, training_subset
-from raviso.evaluate.repeats import fold_split, repeated_folds
+from raviso.evaluate.engine.repeats import fold_split, repeated_folds
 
 
 def _gtex_like(n_donors=30, tissues=8, seed=0):

@@ -1,4 +1,4 @@
-"""Out-of-fold reliability arrays and conformal intervals (`raviso.evaluate.reliability`), no Ray:
+"""Out-of-fold reliability arrays and conformal intervals (`raviso.trust.reliability`), no Ray:
 the streamed per-isoform statistics equal the two-pass ones, the histogram quantile is the exact
 order statistic to within its bin, and folds calibrated on the other folds cover at nominal."""
 
@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from raviso.evaluate import reliability as rel
+from raviso.trust import reliability as rel
 
 
 def fold_arrays(pred, Y, train_mean, chunk=7):

@@ -189,7 +189,7 @@ def test_report_reruns_from_results_alone(cv, tmp_path):
     assert (copy / "report.md").read_text().split("## Trials")[0] == \
         (out / "report.md").read_text().split("## Trials")[0]
     with pytest.raises(RavisoError, match="no results.json"):
-        from raviso.evaluate.report import write_report
+        from raviso.evaluate.report.render import write_report
         write_report(tmp_path)
 
 
@@ -216,7 +216,7 @@ def test_a_variant_that_needs_more_memory_gets_more_cpus(tmp_path, ray_session, 
     """Trials ask Ray for CPUs in proportion to their memory (`capacity.cpus_by_memory`): a variant
     estimated to need the whole node's budget takes all its CPUs (= its torch threads) and so never
     runs beside another trial, while the light variant of the same CV asks for one."""
-    from raviso.evaluate import capacity
+    from raviso.evaluate.engine import capacity
     from raviso.evaluate.cv import run_cv
 
     real = capacity.trial_memory_bytes

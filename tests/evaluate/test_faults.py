@@ -45,7 +45,7 @@ def train_worker_pids(ray) -> set[int]:
 def test_killed_train_worker_resumes_from_checkpoint_without_losing_epochs(ray_session,
                                                                           tmp_path):
     from raviso.train.pretrain import pretrain
-    from raviso.models.vae_config import VAEConfig
+    from raviso.models.vae.config import VAEConfig
     from raviso.train.config import PretrainConfig, TrainConfig
 
     store = write_archs4_store(tmp_path / "store")

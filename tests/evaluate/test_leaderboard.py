@@ -1,15 +1,16 @@
 """The report's numbers that are not tests: the error breakdown (within-tissue r, by level, by
 isoform role) against a direct computation, and the leaderboard's order, CIs and Holm-corrected
-tests against `raviso.evaluate.stats` on a hand-made results document."""
+tests against `raviso.evaluate.stats.paired` on a hand-made results document."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from raviso.evaluate import stats
-from raviso.evaluate.breakdown import LEVELS, Breakdown, isoform_roles
-from raviso.evaluate.leaderboard import leaderboard, variant_kind
+from raviso.evaluate.stats import paired as stats
+from raviso.core.metrics import LEVELS
+from raviso.evaluate.engine.scoring import Breakdown, isoform_roles
+from raviso.evaluate.stats.leaderboard import leaderboard, variant_kind
 
 
 def test_isoform_roles_by_hand():

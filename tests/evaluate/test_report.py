@@ -8,13 +8,13 @@ import json
 import numpy as np
 import pytest
 
-from raviso.evaluate import stats
-from raviso.evaluate.floors import spread
-from raviso.evaluate.leaderboard import board, choose_saved_model, variant_kind
-from raviso.evaluate.report import SECTIONS, render, sections
-from raviso.evaluate.report_sections import fmt, header_section, leaderboard_section, \
+from raviso.evaluate.stats import paired as stats
+from raviso.evaluate.stats.floors import spread
+from raviso.evaluate.stats.leaderboard import board, choose_saved_model, variant_kind
+from raviso.evaluate.report.render import SECTIONS, render, sections
+from raviso.evaluate.report.sections import fmt, header_section, leaderboard_section, \
     paper_section
-from raviso.evaluate.report_tables import metrics_section, table1_section, tissue_section
+from raviso.evaluate.report.tables import metrics_section, table1_section, tissue_section
 from raviso.evaluate.results import pair_tests, summarise
 
 IMPORTED = {"formats": ["matrix:tpm"], "units": "log2(TPM+1)", "imported": True}

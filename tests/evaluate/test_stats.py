@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from raviso.evaluate import stats
+from raviso.evaluate.stats import paired as stats
 
 A = np.array([0.52, 0.61, 0.47, 0.55, 0.70, 0.49, 0.58, 0.66, 0.51, 0.60])
 B = np.array([0.50, 0.57, 0.48, 0.50, 0.64, 0.47, 0.55, 0.60, 0.50, 0.55])

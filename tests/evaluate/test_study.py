@@ -68,7 +68,7 @@ def test_cv_train_fraction(tiny, ray_session):
 
 
 def test_study_compact(tiny, ray_session):
-    from raviso.evaluate.study import run_study, study_variants, StudyConfig
+    from raviso.evaluate.study.run import run_study, study_variants, StudyConfig
 
     root, store, d = tiny
     run = write_tiny_run(root / "vae", d["genes"])

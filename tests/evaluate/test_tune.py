@@ -19,8 +19,8 @@ from cvdata import tiny_labelled, write_tiny_store
 from raviso.core.errors import RavisoError
 from raviso.data import make_folds
 from raviso.data.labelled import Labelled
-from raviso.evaluate.tune import config_curve, inner_splits
-from raviso.evaluate.tune_space import (best_doc, default_space, read_best, read_space,
+from raviso.evaluate.tune.search import config_curve, inner_splits
+from raviso.evaluate.tune.space import (best_doc, default_space, read_best, read_space,
                                         tune_domains)
 
 SPACE = {"lr": {"loguniform": [1e-3, 3e-2]}, "hidden": {"choice": ["8", "16,8"]},
@@ -119,9 +119,9 @@ def test_fit_config_trains_the_tuned_options(tmp_path):
 # -- Ray ---------------------------------------------------------------------------------------
 @pytest.mark.ray
 def test_search_sees_training_rows_only_and_resumes(tmp_path, ray_session, monkeypatch):
-    import raviso.evaluate.tune as tune_mod
+    import raviso.evaluate.tune.search as tune_mod
     from raviso.evaluate.config import TuneConfig
-    from raviso.evaluate.tune import search, write_search
+    from raviso.evaluate.tune.search import search, write_search
 
     data = labelled()
     train, scrambled = outer(data)
@@ -194,8 +194,8 @@ def test_bad_tuning_inputs_are_one_line_errors(tmp_path, capsys, monkeypatch):
 
 
 def test_config_plan_gives_every_fold_the_tuned_options(tmp_path):
-    from raviso.evaluate.nested import config_plan, options_for
-    from raviso.evaluate.report_appendix import tuning_section
+    from raviso.evaluate.tune.nested import config_plan, options_for
+    from raviso.evaluate.report.appendix import tuning_section
 
     data = labelled()
     folds = make_folds(data.tissue, data.donor, k=3, seed=0)

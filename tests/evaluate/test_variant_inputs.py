@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from raviso.core.errors import RavisoError
-from raviso.evaluate.inputs import available_variants, latent_runs, parse_variants
+from raviso.evaluate.engine.inputs import available_variants, latent_runs, parse_variants
 from raviso.models.variants import DEFAULT_VARIANTS, make_variant, variant_needs
 from tests.cvdata import write_tiny_run, write_tiny_store
 

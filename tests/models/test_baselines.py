@@ -8,7 +8,7 @@ import pytest
 from sklearn.decomposition import PCA
 from sklearn.linear_model import Ridge, RidgeCV
 
-from raviso.models import baselines
+from raviso.models.baselines import standard as baselines
 from raviso.core import metrics
 from raviso.data.labelled import Labelled
 
@@ -110,7 +110,7 @@ def test_fit_log_shares_torch_path_matches_numpy():
 def test_baselines_on_real_geuvadis_transcripts(realdata):
     """91 real LCL samples, chr19: genes = sums of their transcripts, log2(CPM+1). The fitted
     share and PCA+ridge must beat the training mean on held-out samples; the ratio-of-sums share
-    does not (see raviso.models.baselines), which this pins down as a known property."""
+    does not (see raviso.models.baselines.standard), which this pins down as a known property."""
     import pandas as pd
 
     df = pd.read_csv(realdata / "geuvadis_chr19" / "TrQuantCount_CEU_chr19.tsv.gz", sep="\t")

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from raviso.core.errors import RavisoError
-from raviso.models.ffnn_fit import inner_split
-from raviso.models.recipe import RecipeOptions
-from raviso.models.train_state import EarlyStopping
+from raviso.models.ffnn.fit import inner_split
+from raviso.models.context.recipe import RecipeOptions
+from raviso.models.ffnn.state import EarlyStopping
 from raviso.models.variants import make_variant
 from tests.models.test_share_net import world_data
 

@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 import torch
 
-from raviso.models import ffnn_fit
+from raviso.models.ffnn import fit as ffnn_fit
 from raviso.core.errors import RavisoError
 from raviso.data.labelled import Labelled
 from raviso.core.metrics import column_mean, evaluate
-from raviso.models.regressors import FFNNRegressor
-from raviso.models.ffnn_fit import inner_split
+from raviso.models.ffnn.regressors import FFNNRegressor
+from raviso.models.ffnn.fit import inner_split
 from raviso.models.variants import BASELINES, PAPER_VARIANTS, VARIANTS, make_variant, variant_needs
 
 

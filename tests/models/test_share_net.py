@@ -8,10 +8,10 @@ import torch
 
 from raviso.core.errors import RavisoError
 from raviso.data.labelled import Labelled
-from raviso.models.baselines import IsoformFractionBaseline
-from raviso.models.ffnn_fit import inner_split
-from raviso.models.share_module import segment_softmax
-from raviso.models.share_net import ShareNet
+from raviso.models.baselines.standard import IsoformFractionBaseline
+from raviso.models.ffnn.fit import inner_split
+from raviso.models.context.share_module import segment_softmax
+from raviso.models.context.share_net import ShareNet
 from raviso.models.variants import make_variant, variant_needs
 
 FAST = dict(epochs=3, lr=1e-2, batch_size=16, n_components=4)
@@ -210,7 +210,7 @@ def test_ffnn_plus_trains_and_beats_tissue_mean():
 def test_start_residual_torch_path_matches_numpy():
     """The ridge start's residual targets as a GPU computes them (torch, here on CPU tensors)
     equal the numpy path's, block by block, including isoforms without a gene."""
-    from raviso.models.share_module import StartResidual
+    from raviso.models.context.share_module import StartResidual
 
     data = world_data(n=60, n_genes=10, n_isoforms=30)
     data.isoform_gene[[3, 17]] = -1

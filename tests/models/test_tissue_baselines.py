@@ -9,7 +9,7 @@ import pytest
 from sklearn.linear_model import Ridge
 
 from raviso.data.labelled import Labelled
-from raviso.models import baselines, tissue_baselines as tb
+from raviso.models.baselines import standard as baselines, tissue as tb
 
 
 def shares_by_tissue(seed: int = 0) -> Labelled:

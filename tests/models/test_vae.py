@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from raviso.models.loop import evaluate, kl_weight, make_optimizer, tensor_batches, train_epoch
-from raviso.models.vae import VAE, VAEConfig, kl_standard_normal, n_parameters
+from raviso.models.vae.loop import evaluate, kl_weight, make_optimizer, tensor_batches, train_epoch
+from raviso.models.vae.model import VAE, VAEConfig, kl_standard_normal, n_parameters
 
 
 def tiny(**kw) -> VAE:
@@ -140,7 +140,7 @@ def test_device_cache_keeps_a_whole_first_pass_and_reshuffles_it():
     over its byte budget keeps nothing."""
     import itertools
 
-    from raviso.models.loop import DeviceCache, device_cache_budget
+    from raviso.models.vae.loop import DeviceCache, device_cache_budget
 
     X = torch.arange(50 * 3, dtype=torch.float32).reshape(50, 3)
     cache = DeviceCache("cpu")

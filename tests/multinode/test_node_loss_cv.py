@@ -92,7 +92,7 @@ def test_lost_node_trials_are_retried_elsewhere_with_identical_results(multinode
 def test_cv_resume_after_the_driver_is_killed_reruns_only_unfinished_trials(multinode, clean,
                                                                            tmp_path):
     from raviso.evaluate.cv import run_cv
-    from raviso.evaluate.resume import finished_trials, trial_store
+    from raviso.evaluate.engine.resume import finished_trials, trial_store
 
     store, reference = clean
     multinode.ensure_workers(2)

@@ -32,7 +32,7 @@ TRAIN = {"epochs": EPOCHS, "batch_size": 8, "lr": 3e-3, "workers": 2, "cpus_per_
 
 
 def train_run(store, out, **run):
-    from raviso.models.vae import VAEConfig
+    from raviso.models.vae.model import VAEConfig
     from raviso.train.config import PretrainConfig, TrainConfig
     from raviso.train.pretrain import pretrain
 

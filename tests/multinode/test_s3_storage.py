@@ -58,7 +58,7 @@ def test_a_pretrain_checkpoint_cut_short_is_skipped_on_resume(s3, tmp_path):
 
 
 def test_a_cv_trial_cut_short_is_rerun_not_reused(s3, tmp_path):
-    from raviso.evaluate.resume import ERRORS_FILE, TRIAL_FILE, finished_trials
+    from raviso.evaluate.engine.resume import ERRORS_FILE, TRIAL_FILE, finished_trials
 
     root = f"s3://raviso-test/tune/{tmp_path.name}"
     base = f"raviso-test/tune/{tmp_path.name}/attempt-1"

@@ -18,9 +18,9 @@ OPTIONS = {"epochs": 3, "seed": 0}
 def model(tmp_path_factory):
     """share_net on the tiny store, its MODEL carrying the arrays of a 3-fold donor CV."""
     from raviso.evaluate.cv import run_trial
-    from raviso.evaluate.inputs import load_labelled
-    from raviso.evaluate.reliability import OofAccumulator, model_arrays
-    from raviso.evaluate.repeats import repeated_folds
+    from raviso.evaluate.engine.inputs import load_labelled
+    from raviso.trust.reliability import OofAccumulator, model_arrays
+    from raviso.evaluate.engine.repeats import repeated_folds
     from raviso.models.saved import fit_model
 
     root = tmp_path_factory.mktemp("outputs")
@@ -53,7 +53,7 @@ def gene_h5ad(path, d, tissue=None):
 def test_h5ad_has_reliability_columns_interval_layers_and_units(model, tmp_path):
     import anndata as ad
 
-    from raviso.evaluate.reliability import halfwidth, per_isoform
+    from raviso.trust.reliability import halfwidth, per_isoform
     from raviso.serve.predict import predict_file
 
     root, d, arrays = model

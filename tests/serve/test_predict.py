@@ -18,7 +18,7 @@ from raviso.core.errors import RavisoError
 
 @pytest.fixture(scope="module")
 def fitted(tmp_path_factory):
-    from raviso.evaluate.inputs import load_labelled
+    from raviso.evaluate.engine.inputs import load_labelled
     from raviso.models.saved import fit_model
 
     root = tmp_path_factory.mktemp("fit")

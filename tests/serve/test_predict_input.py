@@ -19,7 +19,7 @@ def ens(j: int, version: bool) -> str:
 def ens_model(tmp_path_factory):
     """A share_net MODEL (tissue-aware) trained on versioned Ensembl gene ids."""
     from raviso.data.store import write_store
-    from raviso.evaluate.inputs import load_labelled
+    from raviso.evaluate.engine.inputs import load_labelled
     from raviso.models.saved import fit_model
 
     root = tmp_path_factory.mktemp("ens")

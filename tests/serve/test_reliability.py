@@ -16,7 +16,7 @@ OPTIONS = {"epochs": 3, "seed": 0}
 
 @pytest.fixture(scope="module")
 def fitted(tmp_path_factory):
-    from raviso.evaluate.inputs import load_labelled
+    from raviso.evaluate.engine.inputs import load_labelled
     from raviso.models.saved import fit_model
 
     root = tmp_path_factory.mktemp("tissues")

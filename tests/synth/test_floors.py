@@ -113,8 +113,8 @@ def cv_doc(store, tmp_path_factory):
     from raviso.data.labelled import Labelled
     from raviso.data.reader import Store
     from raviso.evaluate.cv import TuneOutcome, run_trial
-    from raviso.evaluate.repeats import repeated_folds
-    from raviso.evaluate.report import write_report
+    from raviso.evaluate.engine.repeats import repeated_folds
+    from raviso.evaluate.report.render import write_report
     from raviso.evaluate.results import build_results, write_results
 
     root, _ = store

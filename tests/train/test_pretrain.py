@@ -19,7 +19,7 @@ from raviso.core.errors import RavisoError
 from raviso.train.datasets import is_validation
 from raviso.train.config import TrainConfig
 from raviso.train.config import PretrainConfig
-from raviso.models.vae_config import VAEConfig
+from raviso.models.vae.config import VAEConfig
 from raviso.core.config import OptionError
 from raviso.train.runspec import ray_run_dir
 from raviso.data.store import write_store

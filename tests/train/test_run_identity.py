@@ -16,7 +16,7 @@ from raviso.data.store import write_store
 
 pytestmark = pytest.mark.ray
 
-from raviso.models.vae_config import VAEConfig  # noqa: E402
+from raviso.models.vae.config import VAEConfig  # noqa: E402
 from raviso.train.config import PretrainConfig, TrainConfig  # noqa: E402
 
 MODEL = {"hidden": (16,), "latent_dim": 2}

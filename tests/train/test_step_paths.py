@@ -13,9 +13,9 @@ import pytest
 import torch
 
 from raviso.core.config import OptionError
-from raviso.models.loop import (CompiledParts, amp_dtype, compile_wanted, make_optimizer,
+from raviso.models.vae.loop import (CompiledParts, amp_dtype, compile_wanted, make_optimizer,
                                 master_dtypes, train_epoch)
-from raviso.models.vae import VAE, VAEConfig
+from raviso.models.vae.model import VAE, VAEConfig
 from raviso.train.config import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -1,0 +1,1 @@
+"""The CV engine's parts: a trial's inputs, scoring, resuming, capacity and repeats."""

@@ -1,0 +1,1 @@
+"""report.md: its sections, tables, plots and the verdict."""

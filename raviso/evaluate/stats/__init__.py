@@ -1,0 +1,1 @@
+"""Statistics over CV results: paired tests, floors, the leaderboard."""

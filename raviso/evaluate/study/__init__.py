@@ -1,0 +1,1 @@
+"""raviso study: CV over labelled sizes and contexts, and its report."""

@@ -1,0 +1,1 @@
+"""Hyper-parameter search: the space, the Tune search, nested tuning inside CV folds."""

@@ -1,0 +1,1 @@
+"""Baselines: gene-only ones and the tissue-aware ones."""

@@ -1,0 +1,1 @@
+"""FFNN regressors: the model, how it is fitted, optimiser and training state."""

@@ -1,0 +1,1 @@
+"""The VAE: model, config, its epoch loop, and the per-fold VAE + FFNN variant."""
