@@ -4,7 +4,10 @@ For every point (labelled size, or held-out tissues) and every context model: ea
 minus the PCA context, per fold, with the corrected resampled t-test (Nadeau-Bengio over folds;
 Bouckaert-Frank over the folds of all repeats) and its 95% interval; and the learning curve of the
 recommended model and share_net against the best baseline of that point, tested the same way.
-study.md says in one sentence where the pretrained latent helps, where it hurts and by how much.
+Each contrast (one context column minus PCA, or one model minus the best baseline) is a family
+over the study's points: its p-values are Holm-adjusted across the points (``p_holm``), and the
+verdict calls a difference significant only when its Holm p < 0.05. study.md says in one sentence
+where the pretrained latent helps, where it hurts and by how much.
 """
 
 from __future__ import annotations
@@ -29,7 +32,8 @@ def load_point(point_dir: Path) -> dict:
     variants = [v for v in cfg["variants"] if all((f["fold"], v) in ok for f in folds)]
     per_fold = {v: [ok[(f["fold"], v)] for f in folds] for v in variants}
     return {"scheme": cfg.get("fold_scheme", "kfold"), "fraction": cfg.get("train_fraction", 1.0),
-            "repeats": int(cfg.get("repeats", 1)), "variants": variants, "per_fold": per_fold,
+            "repeats": int((doc.get("grouping") or {}).get("repeats") or cfg.get("repeats", 1)),
+            "variants": variants, "per_fold": per_fold,
             "n_train": [f["n_train"] for f in folds], "n_test": [f["n_test"] for f in folds],
             "mean": {v: float(np.mean(x)) for v, x in per_fold.items()}}
 
@@ -41,7 +45,8 @@ def compare(point: dict, a: str, b: str) -> dict:
     d = np.subtract(point["per_fold"][a], point["per_fold"][b])
     test = corrected_repeated_t(d, point["n_train"], point["n_test"], point["repeats"])
     return {"a": a, "b": b, "mean_a": point["mean"][a], "mean_b": point["mean"][b],
-            "diff": test["mean_diff"], "ci95": test["ci95"], "p": test["p"], "k": test["k"],
+            "diff": test["mean_diff"], "ci95": test["ci95"], "p": test["p"], "p_holm": None,
+            "k": test["k"],
             "relative": test["mean_diff"] / point["mean"][b] if point["mean"][b] else None}
 
 
@@ -75,7 +80,23 @@ def analyse(points: dict[str, dict]) -> dict:
                       "repeats": pt["repeats"], "folds": len(pt["n_train"]),
                       "n_train": float(np.mean(pt["n_train"])), "mean_mse": pt["mean"],
                       "best_baseline": best, "contexts": contrasts, "vs_baseline": curve}
+    adjust_across_points(rows)
     return {"points": rows, "verdict": verdict(rows)}
+
+
+def adjust_across_points(rows: dict) -> None:
+    """``p_holm`` of every contrast: Holm over the points for the same contrast (the same column
+    a minus PCA, or the same model minus its point's best baseline)."""
+    from ..stats.paired import holm
+
+    for key in ("contexts", "vs_baseline"):
+        families: dict[str, list[dict]] = {}
+        for row in rows.values():
+            for c in row[key]:
+                families.setdefault(c["a"], []).append(c)
+        for tests in families.values():
+            for c, p in zip(tests, holm([c["p"] for c in tests])):
+                c["p_holm"] = p
 
 
 def _where(name: str, row: dict) -> str:
@@ -84,15 +105,17 @@ def _where(name: str, row: dict) -> str:
 
 
 def verdict(rows: dict) -> str:
-    """One sentence: where the VAE context helps / hurts share_net (p < 0.05) and by how much."""
+    """One sentence: where the VAE context helps / hurts share_net (Holm-adjusted p across the
+    points < 0.05) and by how much."""
     helps, hurts, neutral = [], [], []
     for name, row in rows.items():
         for c in row["contexts"]:
-            if c["a"] != "share_net[context=vae]" or c["p"] is None:
+            p = c.get("p_holm")
+            if c["a"] != "share_net[context=vae]" or p is None:
                 continue
-            text = f"{_where(name, row)} ({100 * c['relative']:+.1f}%, p = {c['p']:.3g})"
-            (helps if c["p"] < ALPHA and c["diff"] < 0 else
-             hurts if c["p"] < ALPHA and c["diff"] > 0 else neutral).append(text)
+            text = f"{_where(name, row)} ({100 * c['relative']:+.1f}%, Holm p = {p:.3g})"
+            (helps if p < ALPHA and c["diff"] < 0 else
+             hurts if p < ALPHA and c["diff"] > 0 else neutral).append(text)
     if not (helps or hurts or neutral):
         return "No VAE-context column was run (give --pretrained)."
     parts = [f"the pretrained VAE context helps share_net at {', '.join(helps)}" if helps else
@@ -101,7 +124,8 @@ def verdict(rows: dict) -> str:
         parts.append(f"it hurts at {', '.join(hurts)}")
     if neutral:
         parts.append(f"and makes no significant difference at {', '.join(neutral)}")
-    return "Against the per-fold PCA context, " + "; ".join(parts) + " (VAE minus PCA MSE)."
+    return ("Against the per-fold PCA context, " + "; ".join(parts) + " (VAE minus PCA MSE; "
+            "p Holm-adjusted over the study's points).")
 
 
 def _fmt(x, nd=4):
@@ -118,23 +142,26 @@ def markdown(doc: dict) -> str:
     out = ["# Pretraining study", "", doc["verdict"], "",
            "![validation MSE vs labelled samples](study.png)", "",
            "## Context minus PCA context (validation MSE, corrected paired t-test over folds)", "",
+           "Holm p: the corrected p adjusted (Holm) over the study's points for the same column; "
+           "the verdict above reads it.", "",
            "| point | training samples | folds | model | context | PCA | context MSE | "
-           "difference [95% CI] | corrected p |", "| --- | ---: | ---: | --- | --- | ---: | "
-           "---: | --- | ---: |"]
+           "difference [95% CI] | corrected p | Holm p |", "| --- | ---: | ---: | --- | --- | "
+           "---: | ---: | --- | ---: | ---: |"]
     for name, r in rows.items():
         for c in r["contexts"]:
             ctx = c["a"].split("context=", 1)[1].rstrip("]")
             out.append(f"| {name} | {r['n_train']:.0f} | {r['folds']} | {c['b']} | {ctx} | "
                        f"{_fmt(c['mean_b'])} | {_fmt(c['mean_a'])} | {_ci(c)} | "
-                       f"{_fmt(c['p'], 3)} |")
+                       f"{_fmt(c['p'], 3)} | {_fmt(c.get('p_holm'), 3)} |")
     out += ["", "## Learning curve against the best baseline of each point", "",
             "| point | training samples | model | MSE | best baseline | its MSE | "
-            "difference [95% CI] | corrected p |", "| --- | ---: | --- | ---: | --- | ---: | --- "
-            "| ---: |"]
+            "difference [95% CI] | corrected p | Holm p |", "| --- | ---: | --- | ---: | --- | "
+            "---: | --- | ---: | ---: |"]
     for name, r in rows.items():
         for c in r["vs_baseline"]:
             out.append(f"| {name} | {r['n_train']:.0f} | {c['a']} | {_fmt(c['mean_a'])} | "
-                       f"{c['b']} | {_fmt(c['mean_b'])} | {_ci(c)} | {_fmt(c['p'], 3)} |")
+                       f"{c['b']} | {_fmt(c['mean_b'])} | {_ci(c)} | {_fmt(c['p'], 3)} | "
+                       f"{_fmt(c.get('p_holm'), 3)} |")
     names = list(dict.fromkeys(v for r in rows.values() for v in r["mean_mse"]))
     out += ["", "## Mean validation MSE of every column", "",
             "| column | " + " | ".join(rows) + " |", "| --- |" + " ---: |" * len(rows)]
