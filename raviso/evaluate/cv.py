@@ -287,6 +287,8 @@ def _load(store, cfg: CvConfig, progress) -> _Setup:
     fold_plan = repeated_folds(data.tissue, data.donor, k=cfg.folds, seed=cfg.seed,
                                repeats=cfg.repeats, group_by=cfg.group_by, source=st.uri,
                                scheme=cfg.fold_scheme)
+    if getattr(fold_plan, "note", ""):    # fewer distinct partitions than --repeats asked
+        progress(fold_plan.note)
     options = _trial_options(cfg.variant_options, cfg.epochs, cfg.seed, cfg.gpus_per_trial)
     if cfg.fold_scheme == "tissue":        # a held-out tissue has no column in the one-hot
         options.setdefault("tissue", False)
