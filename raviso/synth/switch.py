@@ -19,7 +19,9 @@ log2(sum of the gene's measured isoform TPM + 1), as after `raviso import` of sa
 otherwise genes are measured independently as in the share family.
 
 The held-out-donor expectation is computed as in `raviso.synth.heldout` (cubature over a fresh
-donor, the tabulated measurement mean), by `SwitchHeldout`.
+donor, the tabulated measurement mean), by `SwitchHeldout`. It does not condition on the measured
+gene, so with ``gene_from="isoforms"`` (where the gene carries its isoforms' measurement noise) it
+is a REFERENCE, not a bound: a model that sees the gene can beat it (docs/generators.md).
 """
 
 from __future__ import annotations

@@ -57,6 +57,7 @@ def test_default_family_is_bit_identical(tmp_path):
 def test_switch_gene_is_the_sum_of_its_isoforms_tpm(sw):
     out, info = sw
     assert (info["family"], info["gene_from"]) == ("switch", "isoforms")
+    assert info["heldout_expectation"] == "reference"      # not a bound: the gene shows noise
     genes, gene_names = read(out, "gtex_gene")
     iso, iso_names = read(out, "gtex_isoform")
     with gzip.open(out / "gtex_gene_isoform_annoation.tsv.gz", "rt") as f:

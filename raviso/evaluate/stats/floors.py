@@ -1,6 +1,9 @@
 """The two floors of synthetic data (measurement noise, held-out donor), per validation fold and
 per tissue, and each tissue's MSE spread, for results.json. What the floors mean and why the
-held-out-donor one is the bound "x floor" figures use: docs/statistics.md.
+held-out-donor one is the bound "x floor" figures use: docs/statistics.md. It is a bound only where
+genes are measured on their own; on a world whose genes are sums of their measured isoforms (the
+switch family's default; its synth.json says ``heldout_expectation: reference``) it is a reference
+that a model seeing the gene can beat (docs/generators.md).
 """
 
 from __future__ import annotations
