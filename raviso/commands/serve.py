@@ -15,15 +15,11 @@ def fit_cmd(
     out: Path = typer.Option(..., "--out", help="MODEL directory to write."),
     cfg: FitConfig = None,
 ):
-    """Train one variant on ALL labelled samples and save it for raviso predict."""
-    from raviso.models.recommended import describe_selection
-    from raviso.models.saved import read_model
+    """Cross-validate the model by donor (MODEL.cv; --cv-folds 0: none), train it on ALL labelled
+    samples and save it for raviso predict."""
     from raviso.serve.fit import fit_store
 
-    model = fit_store(store, cfg, out=out)
-    said = describe_selection(read_model(model).get("selection"))
-    if said:
-        typer.echo(said, err=True)
+    model = fit_store(store, cfg, out=out, progress=lambda s: typer.echo(s, err=True))
     print(model)
 
 

@@ -30,9 +30,12 @@ class CvConfig(StageConfig):
     pretrained: Path | None = option(None, "VAE run (latent 'vae').")
     pretrained_ae: Path | None = option(None, "Autoencoder (beta=0) run (latent 'ae').")
     variants: str | None = option(None, "Comma list; options in brackets make a column of their "
-                                  "own, e.g. 'share_net,share_net[context=vae]' (default: every "
-                                  "variant the store's inputs allow; the rest are listed as "
-                                  "skipped).")
+                                  "own, e.g. 'share_net,share_net[context=vae]'. Default: the "
+                                  "model raviso fit ships (recommended), share_net, "
+                                  "share_net[tissue=False] and the baselines. The paper's "
+                                  "variants (vae_ffnn, ae_ffnn, gene_ffnn) and ffnn_plus on "
+                                  "request: 'default,paper,ffnn_plus' (a group's variants the "
+                                  "store's inputs cannot feed are skipped and listed).")
     variant_options: dict | None = option(None, cli=False)
     epochs: int | None = option(None, "Epochs of the neural variants.")
     seed: int = option(0, "Seed of the folds and of every trial.")
@@ -77,6 +80,7 @@ class CvConfig(StageConfig):
     # what it writes
     save_model: bool = option(False, "Also fit the best savable variant (share_net, ffnn_plus "
                               "or an FFNN) on all samples: CV/model.")
+    ship: str | None = option(None, cli=False)      # raviso fit: CV/model is this column
     overwrite: bool = overwrite_option()
     report: bool = option(True, "Write report.md, table1.csv and plots (--no-report: "
                           "results.json only).",

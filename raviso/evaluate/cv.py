@@ -97,9 +97,6 @@ def _tune_trial(config: dict, data: Labelled = None, fold_ids: np.ndarray = None
         tune.report(out, checkpoint=tune.Checkpoint.from_directory(d))
 
 
-# -- inputs ------------------------------------------------------------------------------------
-
-
 # -- the Tune driver ---------------------------------------------------------------------------
 @dataclass
 class TuneOutcome:
@@ -338,9 +335,9 @@ def _cross_validate(store, cfg: CvConfig, setup: _Setup, tmp: Path, trial_root, 
     doc["intervals"] = cv_intervals(outcome.oof, fold_plan.k, names)
     if plan.record:
         doc["tuning"] = plan.record
-    if cfg.save_model:                 # the winner, or a plain word that a baseline won
-        doc["saved_model"] = choose_saved_model(doc)
-        progress(f"--save-model: {doc['saved_model']['note']}")
+    if cfg.save_model:   # the winner, or a plain word that a baseline won; fit's: its variant
+        doc["saved_model"] = choose_saved_model(doc, ship=cfg.ship)
+        progress(("" if cfg.ship else "--save-model: ") + doc["saved_model"]["note"])
     results_mod.write_results(tmp, doc, outcome.errors)
     if cfg.save_model:
         _save_model(tmp / "model", doc, plan, data, setup.runs, setup.st.uri, setup.options,
@@ -374,14 +371,15 @@ def _trial_options(variant_options, epochs, seed: int, gpus_per_trial: float) ->
 
 def _save_model(model_dir: Path, doc: dict, plan, data: Labelled, runs: dict, store_uri: str,
                 options: dict, progress, oof: dict | None = None) -> None:
-    """--save-model: the best savable variant (tuned config if it won) fitted on every row, with
-    its column's out-of-fold reliability arrays (`raviso.trust.reliability`)."""
+    """CV/model: the saved column (tuned config if it won) fitted on every row, with its
+    out-of-fold reliability arrays (`raviso.trust.reliability`)."""
     from ..models.saved import fit_model
     from ..trust.reliability import model_reliability
 
     column = doc["saved_model"]["variant"]
     variant, fit_options = plan.final_model(column, options, progress)
-    progress(f"fitting {variant} on all {data.n} labelled samples (--save-model)")
+    by = doc["saved_model"].get("by", "--save-model")
+    progress(f"fitting {variant} on all {data.n} labelled samples ({by})")
     model = fit_model(data, variant, model_dir, runs=runs, options=fit_options,
                       store_uri=store_uri, **model_reliability(oof or {}, column))
     if getattr(model, "selection_", None):       # `recommended`: what it chose, and why

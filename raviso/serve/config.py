@@ -19,9 +19,13 @@ class FitConfig(StageConfig):
     overwrite: bool = overwrite_option()
     target_dtype: str = option("auto", "auto | float32 | float16 (as raviso cv).")
     config: Path | None = option(None, "best.json from raviso tune: its variant and options.")
-    cv_folds: int = option(0, "Also cross-validate the variant with this many donor-grouped "
-                           "folds first (written as MODEL.cv), so MODEL carries per-isoform "
-                           "reliability and prediction intervals (0: no CV).")
+    cv_folds: int = option(5, "Cross-validate the variant (against every baseline) with this "
+                           "many donor-grouped folds first, leave-one-donor-out below twice as "
+                           "many donors (written as MODEL.cv): MODEL then carries its measured "
+                           "MSE, per-isoform reliability and prediction intervals. 0: no CV "
+                           "(faster; predict then has no reliability or --interval).",
+                           check=lambda v: v == 0 or v >= 2,
+                           problem="must be 0 (no CV) or at least 2 (got {value})")
 
 
 @dataclass(frozen=True)
@@ -41,7 +45,7 @@ class PredictConfig(StageConfig):
     interval: float | None = option(
         None, "Conformal prediction intervals at this level (e.g. 0.9): h5ad layers lower/upper, "
         "Parquet columns, or <out>.lower/.upper.tsv. Needs a MODEL with out-of-fold residuals "
-        "(raviso fit --cv-folds K, raviso cv --save-model).",
+        "(raviso fit, unless --cv-folds 0; raviso cv --save-model).",
         check=lambda v: v is None or 0 < v < 1, problem="must be a level in (0, 1), e.g. 0.9 "
         "(got {value!r})")
     units: str = option("log2tpm", "Units to write, comma-separated: log2tpm (always), tpm "

@@ -1,5 +1,6 @@
-"""`raviso fit STORE --variant V --out MODEL`: load the labelled set (+ the latents the variant
-needs), fit on every sample and save MODEL. The MODEL format itself lives in `raviso.models.saved`
+"""`raviso fit STORE [--variant V] --out MODEL`: load the labelled set (+ the latents the variant
+needs), cross-validate it by donor (`raviso.serve.fit_cv`; off with ``--cv-folds 0``), fit on
+every sample and save MODEL. The MODEL format itself lives in `raviso.models.saved`
 (shared with `raviso cv --save-model`)."""
 
 from __future__ import annotations
@@ -9,14 +10,17 @@ from pathlib import Path
 from ..core.atomic import check_writable_target
 from ..core.errors import RavisoError
 from ..evaluate.engine.inputs import latent_runs, load_labelled, parse_variants
+from ..models.recommended import describe_selection
 from ..models.saved import fit_model, require_savable
 from .config import FitConfig
 
 
-def fit_store(store, cfg: FitConfig | None = None, *, out=None, **options) -> Path:
-    """`raviso fit STORE --variant V --out MODEL`: load the labelled set (+ latents), fit, save.
-    `options`: FitConfig fields replacing `cfg`'s. ``cfg.config``: a best.json from `raviso
-    tune` (its variant and options; --epochs still wins)."""
+def fit_store(store, cfg: FitConfig | None = None, *, out=None, progress=print,
+              **options) -> Path:
+    """`raviso fit STORE --out MODEL`: load the labelled set (+ latents), cross-validate (unless
+    ``cv_folds`` is 0: `raviso.serve.fit_cv`), fit, save. `options`: FitConfig fields replacing
+    `cfg`'s. ``cfg.config``: a best.json from `raviso tune` (its variant and options; --epochs
+    still wins). `progress`: where the one-line messages go."""
     cfg = FitConfig.build(cfg, **options)
     if out is None:
         raise TypeError("fit_store() needs out (the MODEL directory)")
@@ -38,11 +42,16 @@ def fit_store(store, cfg: FitConfig | None = None, *, out=None, **options) -> Pa
 
         return fit_by_cv(store, variant, out, cfg.cv_folds, pretrained=cfg.pretrained,
                          pretrained_ae=cfg.pretrained_ae, options=tuned, epochs=epochs,
-                         seed=cfg.seed, overwrite=overwrite, target_dtype=cfg.target_dtype)
+                         seed=cfg.seed, overwrite=overwrite, target_dtype=cfg.target_dtype,
+                         progress=progress)
     runs = latent_runs([variant], cfg.pretrained, cfg.pretrained_ae, tuned)
     st, data = load_labelled(store, runs, cfg.target_dtype)
     fit_options = {**tuned, "seed": cfg.seed,
                    **({"epochs": int(epochs)} if epochs is not None else {})}
-    fit_model(data, variant, out, runs=runs, options=fit_options, store_uri=st.uri,
-              overwrite=overwrite)
+    model = fit_model(data, variant, out, runs=runs, options=fit_options, store_uri=st.uri,
+                      overwrite=overwrite)
+    if getattr(model, "selection_", None):       # `recommended`: what it chose, and why
+        progress(describe_selection(model.selection_))
+    progress(f"--cv-folds 0: {variant} was not cross-validated, so MODEL has no measured error, "
+             "per-isoform reliability or prediction intervals")
     return Path(out)

@@ -33,12 +33,15 @@ from ..trust import reliability as rel
 from ..io.tables import TSV_FORMAT, TsvTable
 from ..trust.splice_qc import GeneShares
 from .out_tables import H5adLayers, MergedTable, ParquetLayers, TsvLayers
-from .qc import ObservedQC
+from .qc import QC_Z, ObservedQC
 from .tissues import PATH_FREE
 
 UNITS = ("log2tpm", "tpm", "fraction")
 RELIABLE_R2 = 0.5
 QC_COLUMNS = ("qc_distance", "qc_z", "qc_aberrant", "qc_genes")
+NO_RELIABILITY = ("this MODEL has no reliability or intervals: it was fitted without the CV that "
+                  "measures them (raviso fit --cv-folds 0); refit it with `raviso fit` (its CV "
+                  "is on by default) or `raviso cv --save-model`")
 
 
 @dataclass(frozen=True)
@@ -84,9 +87,7 @@ def isoform_columns(m, opts: OutputOptions, arrays: dict | None) -> tuple[dict, 
     cols = {"gene_id": ["" if g is None else g for g in iso_gene]}
     if arrays is None:
         if opts.interval is not None:
-            raise RavisoError("--interval needs the out-of-fold residuals of the CV behind the "
-                              "MODEL: refit with `raviso fit --cv-folds 5` or `raviso cv "
-                              "--save-model`", m.dir)
+            raise RavisoError(f"--interval: {NO_RELIABILITY}", m.dir)
         return cols, None
     stats = rel.per_isoform(arrays)
     cols.update({k: np.asarray(v, np.float64) for k, v in stats.items()})
@@ -134,6 +135,8 @@ class PredictionWriter:
         self.layers = layer_names(opts)
         self.shares = GeneShares(self.var["gene_id"]) if "fraction" in opts.units else None
         self.qc = ObservedQC(m, opts.observed, arrays) if opts.observed else None
+        self.qc_seen = [0, 0, 0.0]          # samples scored, flagged aberrant, highest qc_z
+        self.has_reliability = arrays is not None
         self.meta = {**meta, "units_written": list(opts.units), "interval": opts.interval,
                      "reliable_rule": (f"oof_r2 >= {opts.reliable_r2:g}" if arrays is not None
                                        else None),
@@ -186,6 +189,7 @@ class PredictionWriter:
         obs = dict(obs or {})
         if self.router is not None and self.router.tissues:
             obs["tissue_model"] = self.router.last_path
+            obs["tissue_matched"] = self.router.last_names
         units = {"log2tpm": P}
         if "tpm" in self.opts.units or self.shares is not None:
             tpm = to_tpm(P)
@@ -203,11 +207,29 @@ class PredictionWriter:
         if self.qc is not None:
             cols, gz = self.qc.score(ids, P)
             obs.update(cols)
+            self._count_qc(cols)
             self.qc_tables[0].write(list(ids), np.array([cols[c] for c in QC_COLUMNS], float).T)
             self.qc_tables[1].write(list(ids), gz)
         self.main.write(list(ids), P, obs, layers)
         for u, t in self.merged.items():
             t.write(list(ids), units[u])
+
+    def _count_qc(self, cols: dict) -> None:
+        z = np.asarray(cols["qc_z"], np.float64)
+        self.qc_seen[0] += int(np.isfinite(z).sum())
+        self.qc_seen[1] += int(sum(cols["qc_aberrant"]))
+        if np.isfinite(z).any():
+            self.qc_seen[2] = max(self.qc_seen[2], float(np.nanmax(z)))
+
+    def notes(self) -> list[str]:
+        """The one-line messages of this run for the user: no reliability; the --observed QC."""
+        out = [] if self.has_reliability else [f"raviso: note: {NO_RELIABILITY}"]
+        if self.qc is not None:
+            n, bad, top = self.qc_seen
+            out.append(f"raviso: --observed: {bad} of {n} sample(s) aberrant (qc_z > "
+                       f"{QC_Z:g}: isoform fractions unlike the CV's held-out donors'"
+                       + (f"; highest qc_z {top:.1f}" if n else "") + f"), in {self.sides['qc']}")
+        return out
 
     def finish(self) -> None:
         for t in self.merged.values():

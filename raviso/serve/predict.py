@@ -133,7 +133,14 @@ def _by_columns(features, batches, total, m, scale, kind, source):
               f"{'TPM -> log2(TPM+1)' if scale == 'tpm' else 'log2(TPM+1)'}, "
               f"{'?' if total is None else f'{total:,}'} samples, "
               f"{len(m.genes) - len(missing):,}/{len(m.genes):,} model genes")
-    return PredictInput(gen(), total, missing, report)
+    return PredictInput(gen(), total, missing,
+                        report + dropped(len(features), int(np.count_nonzero(idx >= 0))))
+
+
+def dropped(n_input: int, n_used: int) -> str:
+    """', N input genes the MODEL does not use (dropped)' ('' when every input gene is used)."""
+    n = n_input - n_used
+    return f", {n:,} input genes the MODEL does not use (dropped)" if n > 0 else ""
 
 
 def _table_input(path, m, orientation, scale):
@@ -142,7 +149,9 @@ def _table_input(path, m, orientation, scale):
     o = orient(t, m.genes, m.symbols, orientation, scale, source=path)
     chunks = ((o.X[r:r + CHUNK_ROWS], o.sample_ids[r:r + CHUNK_ROWS], None)
               for r in range(0, len(o.sample_ids), CHUNK_ROWS))
-    return PredictInput(chunks, len(o.sample_ids), o.missing, describe(o, len(m.genes), t.gct))
+    n_in = len(t.row_labels[0]) if o.orientation == "genes-by-samples" else len(t.col_labels)
+    return PredictInput(chunks, len(o.sample_ids), o.missing, describe(o, len(m.genes), t.gct)
+                        + dropped(n_in, len(m.genes) - len(o.missing)))
 
 
 def open_input(path, m, dataset=None, orientation=None, scale=None) -> PredictInput:
@@ -231,10 +240,11 @@ def predict_file(model, input, out, fmt: str | None = None, allow_missing: bool 
             "missing_genes": {"count": len(inp.missing), "names": inp.missing,
                               "filled_with": "training mean" if inp.missing else None}}
     router = TissueRouter(m, unknown_tissue, input)
-    _write_predictions(m, inp, fill, out, fmt, meta, (sheet, samples), quiet, input,
-                       (opts, router, overwrite))
-    if router.warning():
-        say(router.warning())
+    notes = _write_predictions(m, inp, fill, out, fmt, meta, (sheet, samples), quiet, input,
+                               (opts, router, overwrite))
+    for line in (router.warning(), *notes):     # unknown tissues, no reliability, --observed
+        if line:
+            say(line)
     return out
 
 
@@ -256,6 +266,7 @@ def _write_predictions(m, inp, fill, out, fmt, meta, sheet, quiet, source, extra
                 progress.advance(len(sid))
         if n == 0:
             raise RavisoError("no samples to predict", source)
+    return w.notes()
 
 
 def read_predictions(path) -> tuple[list[str], np.ndarray, dict]:

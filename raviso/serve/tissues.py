@@ -52,6 +52,7 @@ class TissueRouter:
             self.free.regressor = load_predictor(m.dir / m.meta["tissue_free"])
         self.unknown: list[tuple[str, str]] = []        # (sample, tissue as given)
         self.last_path: list[str] = []
+        self.last_names: list[str] = []     # the MODEL's spelling of each sample's tissue ("": none)
 
     def match(self, tissue, sample_ids) -> tuple[list[str], np.ndarray]:
         """(tissue names as the MODEL spells them, mask of samples with no/unknown tissue)."""
@@ -70,8 +71,10 @@ class TissueRouter:
     def predict(self, X: np.ndarray, sample_ids, tissue) -> np.ndarray:
         if not self.tissues:                       # the MODEL does not read tissue
             self.last_path = [PATH_NONE] * len(sample_ids)
+            self.last_names = [""] * len(sample_ids)
             return self.m.predict(X, sample_ids, tissue)
         names, unknown = self.match(tissue, sample_ids)
+        self.last_names = names
         bad = [(s, (tissue[i] if tissue is not None else "") or "")
                for i, s in enumerate(sample_ids) if unknown[i]]
         if bad and self.policy == "error":

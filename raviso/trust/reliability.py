@@ -103,15 +103,17 @@ def combine(parts: list[dict]) -> dict:
     return out
 
 
-def per_isoform(acc: dict) -> dict[str, np.ndarray]:
-    """Per-isoform out-of-fold ``oof_mse``, ``oof_r2`` (NaN where the isoform does not vary),
-    ``oof_r`` (0 where the prediction does not vary), ``mean_expr`` (mean observed) and ``oof_n``."""
+def per_isoform(acc: dict, min_sd: float = 0.01) -> dict[str, np.ndarray]:
+    """Per-isoform out-of-fold ``oof_mse``, ``oof_r2`` (NaN where the isoform barely varies: its
+    out-of-fold SD under `min_sd` log2(TPM+1), a <0.7% spread in TPM, below quantification noise
+    and float16 storage, where 1 - SSE/SST would divide by rounding noise, e.g. -3e9), ``oof_r``
+    (0 where the prediction does not vary), ``mean_expr`` (mean observed) and ``oof_n``."""
     n = int(acc["n"])
     sp, sy, spp, syy, spy = np.asarray(acc["sums"], np.float64)
     vyy = syy - sy * sy / n
     vpp = spp - sp * sp / n
     cpy = spy - sp * sy / n
-    ok = vyy > tiny_ss(n)
+    ok = (vyy > tiny_ss(n)) & (vyy > n * float(min_sd) ** 2)
     both = ok & (vpp > tiny_ss(n))
     r = np.zeros(len(sp))
     r[both] = np.clip(cpy[both] / np.sqrt(vpp[both] * vyy[both]), -1, 1)

@@ -45,14 +45,21 @@ def test_variant_specs_parse_into_columns_with_their_options():
         make_variant("share_net[context=pca+none]")
 
 
-def test_default_list_skips_what_a_store_without_runs_cannot_feed():
-    names, skipped = available_variants(None)
+def test_default_list_is_what_fit_ships_and_the_baselines_and_groups_skip_what_they_cannot_feed():
+    from raviso.models.variants import BASELINES, PAPER_VARIANTS
+
+    assert DEFAULT_VARIANTS[:3] == ("recommended", "share_net", "share_net[tissue=False]")
+    assert set(DEFAULT_VARIANTS[3:]) == set(BASELINES)
+    assert available_variants(None) == (list(DEFAULT_VARIANTS), {})   # no pretrained run needed
+    names, skipped = available_variants("default,paper,ffnn_plus")
     assert set(skipped) == {"vae_ffnn", "ae_ffnn"} and "--pretrained" in skipped["vae_ffnn"]
-    assert names == [v for v in DEFAULT_VARIANTS if v not in skipped]
-    assert available_variants(None, "RUN", "AE") == (list(DEFAULT_VARIANTS), {})
-    assert available_variants("vae_ffnn") == (["vae_ffnn"], {})   # explicit: run as asked
+    assert names == [*DEFAULT_VARIANTS, "gene_ffnn", "ffnn_plus"]
+    assert available_variants("paper", "RUN", "AE") == (list(PAPER_VARIANTS), {})
+    assert available_variants("vae_ffnn") == (["vae_ffnn"], {})   # named: run as asked
     with pytest.raises(RavisoError, match="--pretrained RUN"):
         latent_runs(["vae_ffnn"])
+    with pytest.raises(RavisoError, match="listed twice"):
+        parse_variants("default,mean")
 
 
 def test_context_columns_are_scaled_and_concatenated():
@@ -99,12 +106,15 @@ def test_default_variants_run_on_a_store_without_runs(tmp_path, ray_session):
     store, _ = write_tiny_store(tmp_path / "store")
     lines = []
     out = run_cv(store, folds=2, epochs=1, out=tmp_path / "cv", report=False,
-                 progress=lines.append)
+                 variants="default,paper", progress=lines.append)
     doc = json.loads((out / "results.json").read_text())
     assert set(doc["skipped_variants"]) == {"vae_ffnn", "ae_ffnn"}
     assert any(s.startswith("skipping vae_ffnn: needs a pretrained run") for s in lines)
     assert {t["status"] for t in doc["trials"]} == {"ok"}
-    assert {t["variant"] for t in doc["trials"]} == set(DEFAULT_VARIANTS) - {"vae_ffnn", "ae_ffnn"}
+    assert {t["variant"] for t in doc["trials"]} == set(DEFAULT_VARIANTS) | {"gene_ffnn"}
+    # the model `raviso fit` ships is on the leaderboard, tested against the best baseline
+    row = next(r for r in doc["leaderboard"] if r["variant"] == "recommended")
+    assert row["mse_mean"] > 0 and row["vs_best_baseline"]["baseline"] in doc["config"]["variants"]
 
 
 @pytest.mark.ray

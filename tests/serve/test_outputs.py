@@ -142,7 +142,7 @@ def test_interval_needs_a_model_with_out_of_fold_residuals(model, tmp_path):
 
     root, d, _ = model
     src = gene_h5ad(tmp_path / "in.h5ad", d, d["tissue"])
-    with pytest.raises(RavisoError, match="--cv-folds"):
+    with pytest.raises(RavisoError, match="--cv-folds 0"):
         predict_file(root / "plain", src, tmp_path / "x.h5ad", interval=0.9, quiet=True)
     assert not (tmp_path / "x.h5ad").exists()
     with pytest.raises(RavisoError, match="--interval"):
@@ -168,10 +168,15 @@ def test_observed_isoforms_qc_flags_an_aberrant_sample(model, tmp_path):
                                              name="transcript_id"), columns=d["sample_id"])
     table.to_csv(tmp_path / "iso.tsv", sep="\t")         # transcripts x samples, versioned ids
     src = gene_h5ad(tmp_path / "in.h5ad", d, d["tissue"])
+    said = []
     out = predict_file(root / "model", src, tmp_path / "q.h5ad", observed=tmp_path / "iso.tsv",
-                       quiet=True)
+                       quiet=True, warn=said.append)
     a = ad.read_h5ad(out)
     z = a.obs["qc_z"].to_numpy()
+    summary = [s for s in said if s.startswith("raviso: --observed:")]
+    assert summary == [f"raviso: --observed: 1 of {len(z)} sample(s) aberrant (qc_z > 3: isoform "
+                       f"fractions unlike the CV's held-out donors'; highest qc_z "
+                       f"{z.max():.1f}), in {tmp_path / 'q.qc.tsv'}"]
     assert np.isfinite(z).all() and a.obs["qc_aberrant"].dtype == bool
     assert a.obs["qc_aberrant"].tolist() == [True] + [False] * (len(z) - 1)
     assert z[0] > 3 and np.abs(np.median(z[1:])) < 1.5
@@ -182,3 +187,22 @@ def test_observed_isoforms_qc_flags_an_aberrant_sample(model, tmp_path):
     assert per_gene.iloc[0].median() > 2 > per_gene.iloc[1:].abs().median().median()
     qc = pd.read_csv(tmp_path / "q.qc.tsv", sep="\t", index_col=0)
     np.testing.assert_allclose(qc["qc_z"].to_numpy(), z, rtol=1e-6)
+
+
+def test_oof_r2_is_nan_where_the_isoform_barely_varies():
+    from raviso.trust.reliability import OofAccumulator, per_isoform, reliable
+
+    rng = np.random.default_rng(0)
+    n = 40
+    Y = np.column_stack([rng.normal(3, 1, n), 2 + 1e-5 * rng.normal(size=n),
+                         1 + 0.05 * rng.normal(size=n), np.zeros(n)])
+    pred = Y + rng.normal(0, 0.1, Y.shape)
+    acc = OofAccumulator(Y.mean(0))
+    acc.add(pred, Y)
+    stats = per_isoform(acc.result())
+    sse, sst = ((pred - Y) ** 2).sum(0), ((Y - Y.mean(0)) ** 2).sum(0)
+    assert 1 - sse[1] / sst[1] < -1e6                 # what 1 - SSE/SST reads for isoform 1
+    r2 = stats["oof_r2"]
+    assert np.isnan(r2[[1, 3]]).all() and not reliable(stats)[[1, 3]].any()
+    np.testing.assert_allclose(r2[[0, 2]], 1 - sse[[0, 2]] / sst[[0, 2]], rtol=1e-9)
+    assert r2[0] > 0.9 and r2[2] < 0                    # SD 0.05 still varies: an R^2 of its own

@@ -11,20 +11,44 @@ from ...core.errors import RavisoError
 from ...data.labelled import Labelled
 
 
-def parse_variants(text) -> list[str]:
-    """'a,b[option=value,...]' or a list -> validated variant display names (default: every
-    variant of `DEFAULT_VARIANTS`; `available_variants` drops those a store cannot feed).
-    ``share_net[context=vae]`` is share_net with that option, a leaderboard column of its own."""
+def variant_groups() -> dict[str, tuple[str, ...]]:
+    """The names `--variants` takes for a group: ``default`` (what cv runs unasked) and ``paper``
+    (the paper's variants)."""
+    from ...models.variants import DEFAULT_VARIANTS, PAPER_VARIANTS
+
+    return {"default": tuple(DEFAULT_VARIANTS), "paper": tuple(PAPER_VARIANTS)}
+
+
+def _expand(text) -> tuple[list[str], set[str]]:
+    """(display names, those that came from a group name) of a --variants value."""
     from ...models.spec import parse_spec, split_list
-    from ...models.variants import DEFAULT_VARIANTS, VARIANTS, resolve_options
 
     if text is None or text == "" or text == []:
-        return list(DEFAULT_VARIANTS)
-    names = [parse_spec(v)[0] for v in (split_list(text) if isinstance(text, str) else text)
-             if str(v).strip()]
+        text = ["default"]
+    groups, names, grouped = variant_groups(), [], set()
+    for item in (split_list(text) if isinstance(text, str) else text):
+        item = str(item).strip()
+        if item in groups:
+            names += [v for v in groups[item] if v not in names]
+            grouped.update(groups[item])
+        elif item:
+            names.append(parse_spec(item)[0])
+    return names, grouped
+
+
+def parse_variants(text) -> list[str]:
+    """'a,b[option=value,...]' or a list -> validated variant display names (default: every
+    variant of `DEFAULT_VARIANTS`; ``default`` and ``paper`` name groups, e.g.
+    ``default,paper,ffnn_plus``; `available_variants` drops those a store cannot feed).
+    ``share_net[context=vae]`` is share_net with that option, a leaderboard column of its own."""
+    from ...models.spec import parse_spec
+    from ...models.variants import VARIANTS, resolve_options
+
+    names, _ = _expand(text)
     unknown = [v for v in names if parse_spec(v)[1] not in VARIANTS]
     if unknown:
-        raise RavisoError(f"unknown variant(s) {', '.join(unknown)} (known: {', '.join(VARIANTS)})")
+        raise RavisoError(f"unknown variant(s) {', '.join(unknown)} (known: "
+                          f"{', '.join([*variant_groups(), *VARIANTS])})")
     if len(set(names)) != len(names):
         raise RavisoError(f"variant listed twice in {','.join(names)}")
     for v in names:
@@ -34,17 +58,16 @@ def parse_variants(text) -> list[str]:
 
 def available_variants(text, pretrained=None, pretrained_ae=None, options=None
                        ) -> tuple[list[str], dict[str, str]]:
-    """(variants to run, {skipped variant: why}). An explicit list is run as given (a missing
-    input is then an error, from `latent_runs`); the default list keeps the variants whose
-    inputs are there and says why it left out the others."""
+    """(variants to run, {skipped variant: why}). A variant named on its own is run as given (a
+    missing input is then an error, from `latent_runs`); those of a group (the default list,
+    ``paper``) are kept when their inputs are there, and the others are named with why."""
     names = parse_variants(text)
-    if not (text is None or text == "" or text == []):
-        return names, {}
+    _, grouped = _expand(text)
     given = {"vae": pretrained, "ae": pretrained_ae}
     keep, skipped = [], {}
     for v in names:
         missing = sorted(k for k in _latents(v, options) if not given.get(k))
-        if missing:
+        if missing and v in grouped:
             skipped[v] = f"needs a pretrained run ({', '.join(FLAGS.get(k, k) for k in missing)})"
         else:
             keep.append(v)

@@ -148,11 +148,14 @@ def best_baseline(rows: list[dict]) -> str | None:
                 None)
 
 
-def choose_saved_model(doc: dict, savable=None) -> dict:
+def choose_saved_model(doc: dict, savable=None, ship: str | None = None) -> dict:
     """Which column `cv --save-model` saves: the overall winner when it can be saved, else the
-    best savable one, with a ``note`` that says so plainly. `savable(variant) -> bool`."""
+    best savable one, with a ``note`` that says so plainly. `savable(variant) -> bool`.
+    `ship`: `raviso fit`'s variant, saved whatever its rank (the note says where it stands)."""
     from ...core.errors import RavisoError
 
+    if ship:
+        return _shipped(doc, ship)
     if savable is None:
         from ...models.saved import is_savable as savable
     rows = [r for r in board(doc) if r["mse_mean"] is not None]
@@ -169,3 +172,17 @@ def choose_saved_model(doc: dict, savable=None) -> dict:
                 f"{saved['rank']}, MSE {saved['mse_mean']:.4g}), which predicts worse here")
     return {"variant": saved["variant"], "winner": win["variant"], "winner_kind": win["kind"],
             "note": note}
+
+
+def _shipped(doc: dict, ship: str) -> dict:
+    from ...core.errors import RavisoError
+
+    rows = [r for r in board(doc) if r["mse_mean"] is not None]
+    row = next((r for r in rows if r["variant"] == ship), None)
+    if row is None:
+        raise RavisoError(f"{ship} failed on every CV fold: no MODEL (see results.json)")
+    win = rows[0]
+    note = f"raviso fit ships {ship} (rank {row['rank']}, MSE {row['mse_mean']:.4g})" + (
+        "" if win is row else f"; rank 1 is {win['variant']} (MSE {win['mse_mean']:.4g})")
+    return {"variant": ship, "winner": win["variant"], "winner_kind": win["kind"], "note": note,
+            "by": "raviso fit"}
