@@ -67,6 +67,11 @@ class OofAccumulator:
             self.sse[cols] += np.einsum("ij,ij->j", d, d)
             width = d.shape[1]
             b = np.searchsorted(EDGES, np.abs(d), side="right")
+            if k < N_BINS:        # a few rows: one increment per row, no (width, bins) temporary
+                hist, at = self.hist[cols], np.arange(width)
+                for row in b:
+                    hist[at, row] += 1
+                continue
             flat = (np.arange(width)[None, :] * N_BINS + b).ravel()
             self.hist[cols] += np.bincount(flat, minlength=width * N_BINS).reshape(
                 width, N_BINS).astype(np.uint32)
@@ -191,27 +196,28 @@ def _fold_coverage(cal: dict, test: dict, level: float) -> dict:
 def coverage(fold_parts: dict[int, dict], k: int, levels=COVERAGE_LEVELS) -> dict:
     """Held-out-donor coverage of `halfwidth` intervals: fold f calibrated on the other folds of
     its repeat (folds r*k .. r*k+k-1), counted on fold f. `fold_parts`: {fold: trial arrays}."""
-    out = {}
-    for level in levels:
-        per_fold, hit, total = [], 0.0, 0
-        by = {name: [0.0, 0] for name in LEVELS}
-        widths = []
-        for f, test in sorted(fold_parts.items()):
-            rep = f // k
-            others = [p for g, p in fold_parts.items() if g // k == rep and g != f]
-            if not others:
-                continue
-            c = _fold_coverage(combine(others), test, level)
-            per_fold.append(c["hit"] / c["total"])
-            hit, total = hit + c["hit"], total + c["total"]
+    acc = {level: {"per_fold": [], "hit": 0.0, "total": 0, "widths": [],
+                   "by": {name: [0.0, 0] for name in LEVELS}} for level in levels}
+    for f, test in sorted(fold_parts.items()):
+        rep = f // k
+        others = [p for g, p in fold_parts.items() if g // k == rep and g != f]
+        if not others:
+            continue
+        cal = combine(others)                 # once per fold, for every level
+        for level in levels:
+            c, a = _fold_coverage(cal, test, level), acc[level]
+            a["per_fold"].append(c["hit"] / c["total"])
+            a["hit"], a["total"] = a["hit"] + c["hit"], a["total"] + c["total"]
             for name, (h, t) in c["by_level"].items():
-                by[name][0] += h
-                by[name][1] += t
-            widths.append(c["width"])
-        ws = [w for w in widths if w is not None]
+                a["by"][name][0] += h
+                a["by"][name][1] += t
+            a["widths"].append(c["width"])
+    out = {}
+    for level, a in acc.items():
+        ws = [w for w in a["widths"] if w is not None]
         out[f"{level:g}"] = {
-            "coverage": hit / total if total else None, "per_fold": per_fold,
-            "by_level": {name: (h / t if t else None) for name, (h, t) in by.items()},
+            "coverage": a["hit"] / a["total"] if a["total"] else None, "per_fold": a["per_fold"],
+            "by_level": {name: (h / t if t else None) for name, (h, t) in a["by"].items()},
             "mean_halfwidth": float(np.mean(ws)) if ws else None}
     return out
 
@@ -256,14 +262,27 @@ def tissue_free_column(column: str, names) -> str | None:
 
 
 def save_trial(path, arrays: dict) -> None:
-    """A trial's arrays beside its per-sample errors in its Tune checkpoint."""
+    """A trial's arrays beside its per-sample errors in its Tune checkpoint. The |residual|
+    counts go sparse (a trial's n rows fill at most n of an isoform's bins): at 200k isoforms
+    and 5 rows, 6 MB written in milliseconds instead of a dense 54 MB compressed for seconds."""
+    arrays = dict(arrays)
+    hist = np.asarray(arrays.pop("hist"))
+    at = np.flatnonzero(hist)
+    arrays.update(hist_at=at.astype(np.uint32 if hist.size < 2 ** 32 else np.uint64),
+                  hist_count=hist.ravel()[at], hist_shape=np.array(hist.shape, np.int64))
     with open(path, "wb") as f:
-        np.savez_compressed(f, **arrays)
+        np.savez(f, **arrays)
 
 
 def load_arrays(path) -> dict:
     with np.load(path) as z:
-        return {k: z[k] for k in z.files}
+        out = {k: z[k] for k in z.files}
+    if "hist_at" in out:                     # `save_trial`'s sparse counts, made dense again
+        count = out.pop("hist_count")
+        hist = np.zeros(tuple(out.pop("hist_shape")), count.dtype)
+        hist.ravel()[out.pop("hist_at")] = count
+        out["hist"] = hist
+    return out
 
 
 def load_trial(checkpoint_dir) -> dict | None:
