@@ -1,6 +1,8 @@
 """The package layout stays true (docs/architecture.md): no import cycles inside raviso/, no
 subpackage importing one it may not (a lower layer never imports a higher one), no module over
-400 lines.
+400 lines. And the page stays true to the code: its tree lists every module and nothing else, its
+layer table is `MAY_IMPORT`, no other page keeps a copy of the tree, and the docs name only files
+and modules that exist.
 
 The import graph is read with `ast` from the source (no module is imported), and imports inside
 functions count as much as top-level ones: a cycle hidden behind a local import is still a cycle.
@@ -9,6 +11,7 @@ functions count as much as top-level ones: a cycle hidden behind a local import 
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "raviso"
@@ -229,3 +232,110 @@ def test_the_size_and_privacy_checks_catch_planted_violations(tmp_path):
                  f"def short():\n    pass\n\ndef long():\n{body}\n")
     assert long_functions([f]) == {"m.py:long": 61}
     assert private_imports([f]) == ["m.py: from .a import _hidden"]
+
+
+# -- docs/architecture.md: one tree, true ---------------------------------------------------------
+ROOT = PACKAGE.parent
+ARCHITECTURE = ROOT / "docs" / "architecture.md"
+
+
+def documented_tree(text: str) -> tuple[list[str], set[str]]:
+    """(modules, packages) the tree of docs/architecture.md lists under ``raviso/``, as dotted
+    names: one line per module or ``folder/``, nested by two spaces."""
+    block = text.split("## The tree", 1)[1].split("```", 2)[1]
+    mods, pkgs, path = [], set(), []
+    for line in block.splitlines():
+        if not line.strip():
+            continue
+        depth = (len(line) - len(line.lstrip(" "))) // 2
+        name = line.split()[0]
+        path[depth:] = [name.rstrip("/")]
+        if path[0] != "raviso" or depth == 0:
+            continue
+        (pkgs.add if name.endswith("/") else mods.append)(".".join(path))
+    return mods, pkgs
+
+
+def test_the_tree_in_architecture_md_lists_every_module_and_nothing_else():
+    listed, listed_pkgs = documented_tree(ARCHITECTURE.read_text())
+    found = modules()
+    real = {n for n, p in found.items() if p.name != "__init__.py"}
+    pkgs = {n for n, p in found.items() if p.name == "__init__.py"} - {"raviso"}
+    assert sorted(real - set(listed)) == [], "add these modules to docs/architecture.md's tree"
+    assert sorted(set(listed) - real) == [], "gone from raviso/: take them off the tree"
+    assert sorted(n for n in set(listed) if listed.count(n) > 1) == []
+    assert listed_pkgs == pkgs
+
+
+def test_the_tree_parser_reads_nesting_and_folders():
+    text = ("## The tree\n\n```\ncli.py   the app\nraviso/\n  core/   low\n    errors   e\n"
+            "  models/\n    vae/\n      loop   l\n    spec   s\n  demo   d\n```\n")
+    assert documented_tree(text) == (["raviso.core.errors", "raviso.models.vae.loop",
+                                      "raviso.models.spec", "raviso.demo"],
+                                     {"raviso.core", "raviso.models", "raviso.models.vae"})
+
+
+def test_the_layer_table_in_architecture_md_is_may_import():
+    rows = {}
+    for line in ARCHITECTURE.read_text().split("## Layers", 1)[1].splitlines():
+        cells = [c.strip(" `") for c in line.strip().strip("|").split("|")]
+        if len(cells) == 2 and cells[0] in MAY_IMPORT and not cells[1].startswith("every"):
+            rows[cells[0]] = set() if cells[1] == "nothing" else set(cells[1].split(", "))
+    assert rows == {k: v for k, v in MAY_IMPORT.items() if k not in ("demo", "commands")}
+
+
+def test_only_architecture_md_draws_the_package_tree():
+    """development.md and the other pages point to it instead of keeping a copy."""
+    folder = re.compile(r"^\s*(raviso/)?(%s)/\s" % "|".join(MAY_IMPORT))
+    copies = {p.name: n for p in (ROOT / "docs").glob("*.md") if p != ARCHITECTURE
+              and (n := sum(bool(folder.match(line)) for line in p.read_text().splitlines())) > 2}
+    assert copies == {}
+
+
+DOC_FILES = sorted((ROOT / "docs").glob("*.md")) + [ROOT / "README.md",
+                                                    ROOT / "bench" / "README.md"]
+PATH_REF = re.compile(r"(?<![\w/.])((?:tests|raviso|bench|docs)/[\w./-]*\w)")
+DOTTED_REF = re.compile(r"\braviso(?:\.[A-Za-z_]\w*)+")
+
+
+def dead_references(files) -> list[str]:
+    """`file:line: ref` for each path (tests/..., raviso/..., bench/..., docs/...) that does not
+    exist and each dotted raviso.x.y that is neither a module nor a name defined in one."""
+    mods = modules()
+    dead = []
+    for f in files:
+        where = f.relative_to(ROOT) if f.is_relative_to(ROOT) else f.name
+        for i, line in enumerate(f.read_text().splitlines(), 1):
+            for ref in PATH_REF.findall(line):
+                if not (ROOT / ref).exists() and not (ROOT / f"{ref}.py").exists():
+                    dead.append(f"{where}:{i}: {ref}")
+            for m in DOTTED_REF.finditer(line):     # raviso.cv.results/1: a schema's name
+                if line[m.end():m.end() + 1] != "/" and not _defined(m.group(), mods):
+                    dead.append(f"{where}:{i}: {m.group()}")
+    return dead
+
+
+def _defined(dotted: str, mods: dict[str, Path]) -> bool:
+    parts = dotted.split(".")
+    for k in range(len(parts), 0, -1):
+        mod = ".".join(parts[:k])
+        if mod in mods:
+            if k == len(parts):
+                return True
+            return re.search(rf"^\s*(def|class)\s+{parts[k]}\b|^{parts[k]}\b\s*[:=]|"
+                             rf"import .*\b{parts[k]}\b", mods[mod].read_text(), re.M) is not None
+    return False
+
+
+def test_the_docs_name_only_files_and_modules_that_exist():
+    assert dead_references(DOC_FILES) == []
+
+
+def test_the_dead_reference_check_catches_planted_ones(tmp_path):
+    doc = tmp_path / "x.md"
+    doc.write_text("see tests/test_layout.py and tests/test_gone.py;\n"
+                   "`raviso.core.config.option`, `raviso.core.config.nothing_here`, "
+                   "`raviso.metrics.evaluate`; schema raviso.cv.results/1\n")
+    assert dead_references([doc]) == ["x.md:1: tests/test_gone.py",
+                                      "x.md:2: raviso.core.config.nothing_here",
+                                      "x.md:2: raviso.metrics.evaluate"]

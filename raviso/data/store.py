@@ -62,7 +62,7 @@ class DatasetWriter:
     - Each row group reaches the encoder as a column of small chunks (`ENCODE_CHUNK_VALUES` floats,
       zero-copy slices). Arrow builds the levels per chunk, so the level buffers stay small, warm
       in cache and reused, instead of two row-group-sized int16 buffers grown by realloc (memcpy,
-      plus the kernel zeroing fresh pages, which is slow on this VM). Same file; ~30% less CPU.
+      plus the kernel zeroing fresh pages). Same file, less CPU.
     - ``threads=0``: row groups are encoded in the caller's thread, straight from the caller's
       array when a slab holds whole groups (no copy); only the remainders are copied into one
       reused buffer.
@@ -78,7 +78,7 @@ class DatasetWriter:
 
     `WRITE_THREADS` is 0 on <= 2 cores: `convert` already reads and hashes in other threads and
     writes ARCHS4 and the labelled set in two lanes, so there the copy and the extra threads cost
-    ~15-25% more CPU per GB and paid off in wall time only at rare idle moments.
+    more CPU per GB than they save in wall time.
 
     `abort` stops the lanes and closes the files (StoreBuilder then removes the directory).
     """

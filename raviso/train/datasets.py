@@ -48,8 +48,8 @@ def build_datasets(store, tc: TrainConfig, object_store_bytes: float = 0) -> dic
 
     total = sum(store.n_rows(n) * len(store.genes) * 4 for n in ("archs4", "gtex_gene")
                 if store.has(n))
-    # a GPU consumes 5-10k samples/s; streaming Parquet gave 1,350 rows/s and the object store
-    # 5,800 on this 2-core VM under load (bench/README.md, scale): GPU runs hold whatever fits
+    # a GPU consumes rows several times faster than streamed Parquet delivers them, and faster
+    # than the object store does too (bench/README.md, scale): GPU runs hold whatever fits
     hold = tc.materialize == "always" or (tc.materialize == "auto" and total < (
         0.8 if tc.gpu else 0.25) * object_store_bytes)
     want_gtex = tc.eval_gtex and store.has("gtex_gene")

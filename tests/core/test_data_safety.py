@@ -1,7 +1,6 @@
-"""Issue 12, data safety without Ray: latent cache identity (12.3), --overwrite only replaces raviso
-outputs and pretrain replaces at the end (12.4), scratch files of killed runs and stale temp dirs
-on shared disks (12.5), fsync before the commit rename (12.6), pretrain's failure default (12.7),
-`raviso submit` staging (12.8).
+"""Data safety without Ray: latent cache identity, --overwrite only replaces raviso outputs and
+pretrain replaces at the end, scratch files of killed runs and stale temp dirs on shared disks,
+fsync before the commit rename, pretrain's failure default, `raviso submit` staging.
 """
 
 from __future__ import annotations
@@ -20,7 +19,7 @@ from cvdata import write_tiny_run, write_tiny_store
 from raviso.core.errors import RavisoError
 
 
-# -- 12.3 the latent cache belongs to one run ------------------------------------------------------
+# -- the latent cache belongs to one run ----------------------------------------------------------
 def _fake_cache(store: Path, run_dir: Path, n: int, sample_ids, latent_dim: int, **meta):
     """STORE/latent/<name>/gtex as `raviso encode` lays it out, holding a recognisable Z."""
     import pyarrow as pa
@@ -76,7 +75,7 @@ def test_latent_cache_of_the_same_run_is_used(tmp_path):
     assert np.all(Z == 99.0)
 
 
-# -- 12.4 --overwrite replaces only raviso outputs -------------------------------------------------
+# -- --overwrite replaces only raviso outputs -----------------------------------------------------
 def _not_raviso(tmp_path) -> Path:
     d = tmp_path / "thesis"
     d.mkdir()
@@ -148,7 +147,7 @@ def test_every_overwrite_refuses_foreign_directories(tmp_path, command):
     assert sorted(p.name for p in target.iterdir()) == ["chapter1.tex"]
 
 
-# -- 12.5 scratch of killed runs; stale temp dirs on shared disks ---------------------------------
+# -- scratch of killed runs; stale temp dirs on shared disks --------------------------------------
 KILL_IN = r"""
 import os, signal, sys
 import numpy as np
@@ -224,7 +223,7 @@ def _dead_pid() -> int:
     return p.pid
 
 
-# -- 12.6 fsync before the commit rename -------------------------------------------------------------
+# -- fsync before the commit rename ---------------------------------------------------------------
 def test_store_files_and_directories_are_fsynced_before_the_rename(tmp_path, monkeypatch):
     from raviso.data.store import write_store
 
@@ -254,7 +253,7 @@ def test_store_files_and_directories_are_fsynced_before_the_rename(tmp_path, mon
     assert ("fsync", str(tmp_path)) in events[commit:]              # and the parent after it
 
 
-# -- 12.7 pretrain retries by default where nodes can be lost -----------------------------------------
+# -- pretrain retries by default where nodes can be lost ------------------------------------------
 def test_pretrain_retries_by_default_on_a_cluster_not_on_a_laptop():
     from raviso.train.config import TrainConfig
     from raviso.train.runspec import default_max_failures
@@ -265,7 +264,7 @@ def test_pretrain_retries_by_default_on_a_cluster_not_on_a_laptop():
     assert default_max_failures(address="10.0.0.1:6379") >= 3
 
 
-# -- 12.8 `raviso submit` stages in a private directory ----------------------------------------------
+# -- `raviso submit` stages in a private directory ------------------------------------------------
 def test_submit_never_uses_a_planted_staging_directory(tmp_path, monkeypatch):
     import hashlib
     import stat
@@ -293,7 +292,7 @@ def test_submit_never_uses_a_planted_staging_directory(tmp_path, monkeypatch):
 
 
 def test_submit_makes_a_world_readable_token_private(tmp_path, capsys):
-    """`ray get-auth-token --generate` writes the token with the default umask (12.10)."""
+    """`ray get-auth-token --generate` writes the token with the default umask."""
     import stat
 
     from raviso.cluster.submit import protect_token
@@ -309,7 +308,7 @@ def test_submit_makes_a_world_readable_token_private(tmp_path, capsys):
 
 def test_copy_to_disk_fsyncs_the_data_before_the_commit_marker(tmp_path, monkeypatch):
     """`raviso copy` writes the marker (manifest.json) last; on a local disk the data it marks
-    must be durable first, or a power loss leaves a marker over missing parts (12.6)."""
+    must be durable first, or a power loss leaves a marker over missing parts."""
     from raviso.data.remote import copy_tree
 
     store, _ = write_tiny_store(tmp_path / "store")
@@ -341,7 +340,7 @@ def test_a_file_output_never_replaces_a_directory(tmp_path):
 
 def test_a_killed_labelled_cache_build_is_cleaned_up(tmp_path):
     """The memory-mapped labelled cache (GBs at GTEx width) is built in a host-tagged temp dir:
-    what a SIGKILLed build left is removed by the next build on this host (12.5)."""
+    what a SIGKILLed build left is removed by the next build on this host."""
     from raviso.core import atomic
     from raviso.data import Store
     from raviso.data.mapped import cache_key, ensure_cache

@@ -1,4 +1,4 @@
-"""Issue 12, item 21: drawing the report and pretraining figures never switches matplotlib's
+"""Drawing the report and pretraining figures never switches matplotlib's
 backend (a user's notebook keeps its inline backend) and never imports pyplot."""
 
 from __future__ import annotations

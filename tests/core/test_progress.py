@@ -1,4 +1,4 @@
-"""Issue 12, item 19: convert, import and predict report progress with rows/s and an ETA: a rich
+"""Convert, import and predict report progress with rows/s and an ETA: a rich
 bar on a terminal, plain lines when stderr is not a TTY, nothing with --quiet."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Issue 12, item 17: AnnData in and out through the `anndata` package. `raviso predict` writes a
+"""AnnData in and out through the `anndata` package. `raviso predict` writes a
 real AnnData (obs = samples with tissue, var = isoforms with gene_id) that opens with
 `anndata.read_h5ad` and works with scanpy-style code; `convert`, `import --matrix` and `predict`
 read .h5ad (dense or sparse X); `raviso export STORE --to h5ad|tsv` gives a samples x features

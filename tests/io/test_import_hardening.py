@@ -1,4 +1,4 @@
-"""Issue 12, items 12-16: sample sheets as Excel writes them (BOM, `;`), files quantified against
+"""Sample sheets as Excel writes them (BOM, `;`), files quantified against
 different indexes, GTEx donors in `import --matrix`, sheets listing more samples than the matrix,
 two sheet rows on one file, sample ids with tabs, stores of another format version."""
 

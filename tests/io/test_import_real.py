@@ -61,7 +61,7 @@ def test_gtex_transcript_gct_with_tissue_sheet(realdata, tmp_path):
 
 
 def test_gtex_gct_with_the_whole_annotation_table(realdata, tmp_path, capsys):
-    """Issue 12.14/12.15 on the real case: GTEx's sample table lists 22,951 samples, the GCT has
+    """On the real case: GTEx's sample table lists 22,951 samples, the GCT has
     17,382 columns. Refused by default; --sample-set intersect imports the 17,382 and says that
     5,569 were dropped; donors come from the GTEX-<donor>-... ids, so folds group by donor."""
     import pytest

@@ -1,4 +1,4 @@
-"""Issue 12, item 18: `raviso import`'s gene TPM and CPM agree with tximport's logic (the
+"""`raviso import`'s gene TPM and CPM agree with tximport's logic (the
 `pytximport` package, a test extra) to 1e-5 relative, on generated salmon and RSEM files with
 realistic sizes (2,000 transcripts, 600 genes, 6 samples)."""
 

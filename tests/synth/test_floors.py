@@ -1,6 +1,6 @@
 """The floors on a tiny synthetic world, recomputed by brute force from the generator itself, agree
-with what `raviso synth` -> convert -> results.json -> report.md say (issue 10, item 3); the
-observed data of a seed are unchanged by the held-out-donor file.
+with what `raviso synth` -> convert -> results.json -> report.md say; the observed data of a seed
+are unchanged by the held-out-donor file.
 
 Brute force: the generator's own functions, re-run on each sample's state (same random stream),
 with 3,000 FRESH donor effects and fresh measurement noise per sample; the mean over them is the

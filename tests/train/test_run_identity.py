@@ -53,8 +53,8 @@ def shared(tmp_path_factory, ray_session):
 
 
 def test_a_second_run_in_a_shared_storage_starts_fresh(shared):
-    """Before: both were Ray Train run "train", so b restored a's checkpoint (and its latent size
-    2 did not even fit b's model)."""
+    """Two RUNs in one --storage are two Ray Train runs: b never restores a's checkpoint (whose
+    latent size 2 would not even fit b's model)."""
     _, _, storage, a, b = shared
     assert [r["epoch"] for r in metrics(b)] == [1, 2]
     assert metrics(b)[0]["train_elbo"] != metrics(a)[0]["train_elbo"]
@@ -63,8 +63,8 @@ def test_a_second_run_in_a_shared_storage_starts_fresh(shared):
 
 
 def test_resume_finds_the_recorded_storage_and_keeps_history(shared):
-    """Before: run.json did not record --storage, so `--resume` without it restarted at epoch 0
-    in RUN/checkpoints and rewrote metrics.jsonl from scratch."""
+    """run.json records --storage, so `--resume` without it continues from the recorded storage
+    (not at epoch 0 in RUN/checkpoints) and keeps metrics.jsonl's history."""
     from raviso.train.pretrain import pretrain
 
     _, store, _, a, _ = shared
@@ -94,9 +94,8 @@ def test_resume_without_a_checkpoint_refuses_to_erase_history(shared, tmp_path):
 
 
 def test_overwrite_keeps_the_old_run_until_the_new_one_is_finished(shared):
-    """--overwrite used to delete RUN first, then restore its own old checkpoints from the same
-    Ray run name: now the new RUN trains beside the old one (a fresh Ray run) and is swapped in
-    at the end, and the old RUN stays whole while it trains."""
+    """--overwrite trains the new RUN beside the old one (a fresh Ray run, never the old one's
+    checkpoints) and swaps it in at the end; the old RUN stays whole while it trains."""
     import threading
     import time
 

@@ -105,15 +105,15 @@ def _log_share_loss(share, gene_tpm, y):
         d = torch.log2(share * gene_tpm + 1.0) - y
         return (d * d).sum(0)
     d = np.log2(share * gene_tpm + 1.0) - y
-    return np.einsum("ij,ij->j", d, d)           # 5x faster than (d * d).sum(0) here
+    return np.einsum("ij,ij->j", d, d)           # no (rows, cols) temporary, unlike (d * d)
 
 
 def fit_log_share(gene_tpm, y) -> np.ndarray:
     """Per column, the share s minimising sum_i (log2(s * gene_tpm_i + 1) - y_i)^2: a grid over
     [0, 4] (log-spaced) then golden-section search between the best point's neighbours. Never
     worse than the best grid point. Float64 numpy arrays are computed with numpy (single-threaded
-    but fastest on a CPU: 1.4 s vs torch's 2.7 s on 2 threads for 2,000 x 8,000); float64 torch
-    tensors with torch where they live (a GPU: `fit_log_shares` on ``device="cuda"``)."""
+    but the faster of the two on a CPU: bench/README.md, gpu); float64 torch tensors with torch
+    where they live (a GPU: `fit_log_shares` on ``device="cuda"``)."""
     xp = torch if isinstance(gene_tpm, torch.Tensor) else np
     grid = SHARE_GRID if xp is np else torch.as_tensor(SHARE_GRID, device=gene_tpm.device)
     loss = lambda share: _log_share_loss(share, gene_tpm, y)  # noqa: E731
@@ -141,7 +141,7 @@ def fit_log_shares(genes: np.ndarray, isoforms: np.ndarray, rows: np.ndarray, co
                    ) -> np.ndarray:
     """`fit_log_share` for the isoform columns `cols` (each with a measured gene, ``gene_of``) on
     the rows `rows`, in column blocks: numpy on a CPU, torch on any other `device` (the genes'
-    rows go there once; on one H200 the share_net start was 96% of its fit before).
+    rows go there once; why: bench/README.md, gpu).
     ``use_torch`` forces the choice (tests run the torch path on a CPU)."""
     dev = torch.device(device)
     out = np.zeros(len(cols))

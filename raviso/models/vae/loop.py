@@ -29,7 +29,8 @@ COMPILE = ("auto", "on", "off")
 
 def make_optimizer(model: torch.nn.Module, lr: float, fused: bool | None = None):
     """Adam, fused where torch supports it for these parameters (CPU float32 since torch 2.4 and
-    CUDA): ~3x faster than the default for-each Adam at 178M parameters on CPU, same maths."""
+    CUDA): the same maths as the default for-each Adam, in far fewer passes over memory
+    (bench/README.md, "Measurements behind code choices")."""
     return make_adam([p for p in model.parameters() if p.requires_grad], lr, fused=fused)
 
 
@@ -220,10 +221,10 @@ class DeviceCache:
     """Keeps a dataset's rows on the training device after the first pass over it, so later
     epochs gather batches from device memory instead of the input pipeline.
 
-    Why: on one H200 the paper VAE trains at ~79k samples/s at batch 512 (bf16, device-resident
-    batches), while a 16-core node decodes the 18,965-wide Parquet store at ~42k rows/s
-    (bench/README.md, gpu): streamed every epoch, ingest would hold the GPU to about half its
-    rate. ARCHS4's training rows (164k x 18,965 float32 = 12.5 GB) fit on an 80 GB card.
+    Why: a GPU trains the paper VAE about twice as fast as a 16-core node decodes the Parquet
+    store (bench/README.md, gpu, has the figures): streamed every epoch, ingest would hold the
+    GPU to about half its rate. ARCHS4's training rows (164k x 18,965 float32 = 12.5 GB) fit on
+    an 80 GB card.
 
     `first(batches, budget_bytes)` passes the first epoch's batches through (moved to the
     device) and keeps them while they fit in `budget_bytes`; once a pass has run to its end,
