@@ -1,4 +1,4 @@
-"""Hyperparameter search (issue 13): the search sees only the rows it is given (scramble test),
+"""Hyperparameter search: the search sees only the rows it is given (scramble test),
 a crashed trial resumes from its checkpoint onto the same curve, best.json round-trips into
 `raviso fit --config`, and nested `raviso cv --tune` records a config per outer fold.
 
