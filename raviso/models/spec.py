@@ -47,7 +47,7 @@ class VariantSpec:
     drop: frozenset = frozenset()         # forwarded arguments the variant does not expose
     gene_copies: float = GENE_COPIES      # copies of the training genes a trial holds
     isoform_bytes: int = 0                # bytes per isoform of a neural model (0: not neural)
-    inner_split: bool = False             # fits on an inner early-stopping split (two target copies)
+    inner_split: bool = False             # fits on an inner early-stop split (two target copies)
     space: dict = field(default_factory=dict)   # default search space (`raviso tune`)
 
     def __post_init__(self):

@@ -1,1 +1,2 @@
-"""What makes a shipped prediction trustworthy: out-of-fold reliability, conformal intervals, splice QC."""
+"""What makes a shipped prediction trustworthy: out-of-fold reliability, conformal intervals,
+splice QC."""

@@ -1,5 +1,6 @@
 """The context share_net and ffnn_plus read: a per-fold PCA of the genes and/or a pretrained
-latent, plus the tissue one-hot, fitted on the fitting rows only (`raviso.models.context.recipe`)."""
+latent, plus the tissue one-hot, fitted on the fitting rows only
+(`raviso.models.context.recipe`)."""
 
 from __future__ import annotations
 

@@ -35,7 +35,8 @@ class SkipFFNN(nn.Module):
 
 class FFNNPlus(ContextModel):
     """A `Predictor`: tissue-aware, wide, skip-connected FFNN on the shared training recipe.
-    Options: `hidden` and `raviso.models.context.recipe.RecipeOptions` (fewer epochs, no decay here)."""
+    Options: `hidden` and `raviso.models.context.recipe.RecipeOptions` (fewer epochs, no decay
+    here)."""
 
     variant_kind = "ffnn_plus"
 

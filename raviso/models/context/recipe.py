@@ -98,7 +98,7 @@ class ContextModel:
     def empty_module(self, state: dict) -> nn.Module:
         raise NotImplementedError
 
-    # -- saving (`raviso.models.context.share_io`) ------------------------------------------------------
+    # -- saving (`raviso.models.context.share_io`) ----------------------------------------------
     def init_options(self) -> dict:
         """The constructor options that rebuild this model (with name, context and device)."""
         return asdict(self.opts)

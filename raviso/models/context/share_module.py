@@ -1,5 +1,5 @@
-"""The torch math of ``share_net`` (`raviso.models.context.share_net` holds the user-facing model and
-its training): the segment softmax, the network, and the starting point it is built at
+"""The torch math of ``share_net`` (`raviso.models.context.share_net` holds the user-facing model
+and its training): the segment softmax, the network, and the starting point it is built at
 (``isoform_fraction_fit``'s shares and the residual a ridge start is fitted to).
 
 Kept apart, as scvi-tools keeps a module apart from its model, so the formula can be read and
@@ -31,8 +31,8 @@ def segment_softmax(logits: torch.Tensor, segment: torch.Tensor, n_segments: int
 
 
 class ShareModule(nn.Module):
-    """The network; the formula is in `raviso.models.context.share_net`'s docstring. Parameters start at
-    the baseline."""
+    """The network; the formula is in `raviso.models.context.share_net`'s docstring. Parameters
+    start at the baseline."""
 
     def __init__(self, n_context: int, isoform_gene: np.ndarray, n_genes: int, *,
                  share_logit: np.ndarray, log_scale: np.ndarray, free_bias: np.ndarray,

@@ -4,9 +4,9 @@
     gene  = g + blend * (m + c @ V - g)      (observed gene, blended per gene with a prediction)
     y     = log2(share * scale_gene * (2^gene - 1) + 1) + r + c @ R                (log2(TPM+1))
 
-with context c (`raviso.models.context.features`). It starts at ``isoform_fraction_fit`` plus a ridge
-correction and is trained by the recipe it shares with ffnn_plus (`raviso.models.context.recipe`); the
-reasons for each choice are in docs/models.md."""
+with context c (`raviso.models.context.features`). It starts at ``isoform_fraction_fit`` plus a
+ridge correction and is trained by the recipe it shares with ffnn_plus
+(`raviso.models.context.recipe`); the reasons for each choice are in docs/models.md."""
 
 from __future__ import annotations
 

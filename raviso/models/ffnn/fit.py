@@ -1,7 +1,8 @@
-"""How an FFNN regressor is fitted (`raviso.models.ffnn.regressors` says why): real epochs over every
-training row in a seeded permutation, fused Adam, targets pre-made or gathered per batch (never a
-copy of the whole isoform matrix), optional early stopping on an inner split of whole donors with
-the best epoch's weights restored, and a generator form that yields after every epoch."""
+"""How an FFNN regressor is fitted (`raviso.models.ffnn.regressors` says why): real epochs over
+every training row in a seeded permutation, fused Adam, targets pre-made or gathered per batch
+(never a copy of the whole isoform matrix), optional early stopping on an inner split of whole
+donors with the best epoch's weights restored, and a generator form that yields after every
+epoch."""
 
 from __future__ import annotations
 

@@ -6,8 +6,8 @@ plain torch on in-memory data" is literally this code: Ray adds data shards, DDP
 and `ray.train.report` around it, nothing inside it.
 
 Statistics are sums over samples of the per-batch means times the batch size, divided by the total
-sample count: exact per-sample means over the epoch (the last, smaller batch weighs less). Under DDP,
-`all_reduce` sums them over workers before dividing, so every worker reports the global mean.
+sample count: exact per-sample means over the epoch (the last, smaller batch weighs less). Under
+DDP, `all_reduce` sums them over workers before dividing, so every worker reports the global mean.
 """
 
 from __future__ import annotations
