@@ -59,16 +59,16 @@ def run_trial(data: Labelled, fold_ids: np.ndarray, fold: int, variant: str,
 
 
 def _maybe_fail_once(config: dict) -> None:
-    """Test hook: with ``_fail_once_marker`` set, the trial matching ``_fail_once_trial`` crashes on
+    """Test hook: with ``fail_once_marker`` set, the trial matching ``fail_once_trial`` crashes on
     its first attempt (it creates the marker file, so the retry finds it and runs normally)."""
-    marker = config.get("_fail_once_marker")
-    target = list(config.get("_fail_once_trial", []))
+    marker = config.get("fail_once_marker")
+    target = list(config.get("fail_once_trial", []))
     if not marker or [config["fold"], config["variant"]] != target:
         return
     if not os.path.exists(marker):
         Path(marker).write_text("failed once\n")
         raise RuntimeError(f"injected one-time failure of fold {config['fold']} "
-                           f"{config['variant']} (_fail_once_marker)")
+                           f"{config['variant']} (fail_once_marker)")
 
 
 def _tune_trial(config: dict, data: Labelled = None, fold_ids: np.ndarray = None) -> None:
@@ -304,8 +304,8 @@ def _fault_config(tmp: Path) -> dict:
     """The trial config that makes `FAULTS["trial"]` crash once (tests only)."""
     if not FAULTS.get("trial"):
         return {}
-    return {"_fail_once_marker": str(tmp / ".fail-once"),
-            "_fail_once_trial": list(FAULTS["trial"])}
+    return {"fail_once_marker": str(tmp / ".fail-once"),
+            "fail_once_trial": list(FAULTS["trial"])}
 
 
 def _cross_validate(store, cfg: CvConfig, setup: _Setup, tmp: Path, trial_root, experiment,
