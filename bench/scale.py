@@ -10,7 +10,7 @@ descendant of this one)::
     encode   raviso encode RUN STORE
     cv       raviso cv STORE --pretrained RUN --variants mean,pca_ridge,vae_ffnn[,share_net]
     report   raviso report CV
-    fit      raviso fit STORE --variant vae_ffnn          (the MODEL predict needs)
+    fit      raviso fit STORE --variant vae_ffnn --cv-folds 0  (the MODEL predict needs)
     predict  raviso predict MODEL NEW.h5                  (100 samples the model never saw)
 
 While a stage runs, `bench.memwatch.TreeSampler` sums over this process and all its descendants
@@ -259,7 +259,7 @@ def run(plan: Plan, workdir: Path, quick: bool = False, keep: bool = False, echo
         stage("report", rv + ["report", str(cv)])
         stage("fit", rv + ["fit", str(store), "--pretrained", str(run_dir), "--variant",
                            "vae_ffnn", "--epochs", str(plan.epochs), "--out", str(model),
-                           "--target-dtype", plan.target_dtype])
+                           "--target-dtype", plan.target_dtype, "--cv-folds", "0"])  # cv: above
         stage("predict", rv + ["predict", str(model), str(new), "--out", str(pred)])
     finally:
         ray.shutdown()

@@ -72,6 +72,10 @@ def fit_by_cv(store, variant: str, out, cv_folds: int, *, pretrained=None, pretr
     check_writable_target(out, overwrite)
     check_writable_target(cv, overwrite)
     groups, n_tissues = store_groups(store)
+    if groups < 2:
+        raise RavisoError("the labelled set has one donor (or one sample): fit's donor-grouped "
+                          "CV needs two; --cv-folds 0 fits without it (no reliability or "
+                          "intervals)", store)
     scheme, k = fold_plan(groups, cv_folds)
     run_cv(store, pretrained=pretrained, pretrained_ae=pretrained_ae,
            variants=cv_variants(variant, options, n_tissues), folds=k, fold_scheme=scheme,

@@ -45,14 +45,14 @@ def own_data(root: Path, n_donors: int = 6, tissues=("liver", "lung"), n_genes: 
     t_eff = rng.normal(0, 0.8, (len(tissues), n_genes))
     slope = rng.normal(0, 1.0, len(txs))
     t_share = rng.normal(0, 0.7, (len(tissues), len(txs)))
+    cols_of = np.split(np.arange(len(txs)), np.cumsum(n_tx)[:-1])     # each gene's transcripts
 
     def sample(t: int, donor_eff) -> np.ndarray:
         level = base + t_eff[t] + donor_eff + rng.normal(0, 0.3, n_genes)
         gene_tpm = np.exp2(level)
         logits = slope * np.repeat(level - base, n_tx) + t_share[t] + rng.normal(0, 0.2, len(txs))
         tpm = np.empty(len(txs))
-        for g in range(n_genes):
-            cols = [j for j, x in enumerate(tx_gene) if x == genes[g]]
+        for g, cols in enumerate(cols_of):
             w = np.exp(logits[cols])
             tpm[cols] = gene_tpm[g] * w / w.sum()
         return tpm / tpm.sum() * 1e6
@@ -75,8 +75,7 @@ def own_data(root: Path, n_donors: int = 6, tissues=("liver", "lung"), n_genes: 
     (root / "samples.csv").write_text("sample,path,tissue,donor\n" + "".join(
         f"{s},quant/{s}/quant.sf,{t},{d}\n" for s, t, d, _ in train))
     (root / "tx2gene.tsv").write_text("".join(f"{x}\t{g}\n" for x, g in zip(txs, tx_gene)))
-    gene_tpm = np.array([[tpm[[j for j, x in enumerate(tx_gene) if x == g]].sum()
-                          for g in genes] for *_, tpm in test])
+    gene_tpm = np.array([[tpm[cols].sum() for cols in cols_of] for *_, tpm in test])
     (root / "gene_tpm.tsv").write_text(
         "gene_id\t" + "\t".join(s for s, *_ in test) + "\n"
         + "".join(f"{g}.3\t" + "\t".join(f"{v:.4f}" for v in col)
