@@ -10,6 +10,12 @@ simple candidates is the shrinkage small data needs). Above it, it is share_net 
 full-size margin is kept at no extra cost. What it chose and the inner-CV figures that chose it
 are in ``selection_`` (saved in MODEL's model.json and printed by `raviso fit`).
 
+Given a pretrained run (`fit`/`cv --pretrained`: the labelled set then carries its latent),
+share_net with that latent as its context (``share_net[context=vae]``) is one more candidate: below
+``select_below`` it joins the blend; from ``select_below`` up the same inner CV chooses ONE context
+for share_net (PCA or the latent), since pretraining pays on some data and not on other
+(docs/pretraining.md). Without a latent nothing changes.
+
 The variant factory (`raviso.models.variants`) gives it ``make(name, **options)`` and
 ``needs(name, **options)``; candidates that are not registered are skipped.
 """
@@ -28,6 +34,7 @@ from ..data.labelled import Labelled
 CANDIDATES = ("share_net", "pca_tissue_ridge", "isoform_fraction_tissue", "pca_ridge",
               "isoform_fraction_fit")
 CONTEXT_MODELS = ("share_net", "ffnn_plus")   # take ``tissue=False`` (no one-hot)
+LATENT_CONTEXT = "vae"     # the latent whose share_net context is a candidate when attached
 SELECTION_FILE = "recommended.json"
 CHUNK_ROWS = 64
 SELECT_BELOW = 500     # training samples from which it is share_net alone
@@ -47,6 +54,10 @@ def inner_folds(groups: np.ndarray, k: int, seed: int) -> np.ndarray:
     uniq, inverse = np.unique(groups, return_inverse=True)
     order = np.random.default_rng(seed).permutation(len(uniq))
     return (order % max(2, min(k, len(uniq))))[inverse]
+
+
+def _context_model(name: str) -> bool:
+    return name.split("[", 1)[0] in CONTEXT_MODELS
 
 
 def simplex_weights(G: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -77,7 +88,7 @@ class Recommended:
 
     def __init__(self, make, needs, name: str = "recommended", candidates=CANDIDATES,
                  select_below: int = SELECT_BELOW, inner_k: int = 3, min_weight: float = 0.02,
-                 seed: int = 0, **options):
+                 seed: int = 0, latent_context: str | None = LATENT_CONTEXT, **options):
         if int(select_below) < 0 or int(inner_k) < 2 or not 0 <= float(min_weight) < 0.5:
             raise RavisoError(f"bad recommended options: select_below={select_below} (>= 0), "
                               f"inner_k={inner_k} (>= 2), min_weight={min_weight} (0 to 0.5)")
@@ -90,6 +101,8 @@ class Recommended:
             raise RavisoError(f"recommended: none of the candidates {', '.join(names)} is usable")
         self.select_below, self.inner_k = int(select_below), int(inner_k)
         self.min_weight, self.seed = float(min_weight), int(seed)
+        self.latent_context = (None if str(latent_context or "").lower() in ("", "none")
+                               else str(latent_context))
         self.models_: dict = {}
         self.weights_: dict = {}
         self.selection_: dict = {}
@@ -101,7 +114,7 @@ class Recommended:
         except RavisoError:
             return False
         return (self.options.get("tissue", True) or "tissue" not in needs
-                or name in CONTEXT_MODELS)
+                or _context_model(name))
 
     def _new(self, name: str):
         return self.make(name, **self.options)
@@ -115,50 +128,78 @@ class Recommended:
         return out
 
     # -- fit / predict --------------------------------------------------------------------------
+    def latent_candidate(self, data: Labelled) -> str | None:
+        """``share_net[context=<latent>]`` when that latent is attached to `data`, else None."""
+        key = self.latent_context
+        if key and key in (getattr(data, "latent", None) or {}) and "share_net" in self.candidates:
+            return f"share_net[context={key}]"
+        return None
+
     def fit(self, data: Labelled, train_idx) -> "Recommended":
         rows = np.asarray(train_idx, np.int64)
         groups = donor_groups(data, rows)
         n_groups = len(np.unique(groups))
+        extra = self.latent_candidate(data)
+        cands = list(self.candidates)
+        if extra:
+            cands.insert(cands.index("share_net") + 1, extra)
         base = {"n_train": int(len(rows)), "n_donors": int(n_groups),
-                "select_below": self.select_below, "candidates": list(self.candidates)}
-        if len(self.candidates) == 1 or len(rows) >= self.select_below or n_groups < 2:
-            chosen = self.candidates[0]
+                "select_below": self.select_below, "candidates": cands}
+        if extra and len(rows) >= self.select_below and n_groups >= 2:
+            self.selection_ = {**base, **self._select(data, rows, groups, ["share_net", extra],
+                                                      blend=False)}
+        elif len(cands) == 1 or len(rows) >= self.select_below or n_groups < 2:
+            chosen = cands[0]
             why = (f"{len(rows)} training samples >= select_below" if len(rows) >=
                    self.select_below else "one candidate or one donor: nothing to select by")
-            self.weights_ = {chosen: 1.0}
-            self.selection_ = {**base, "mode": "fixed", "reason": why, "weights": self.weights_,
+            self.selection_ = {**base, "mode": "fixed", "reason": why, "weights": {chosen: 1.0},
                                "chosen": chosen}
         else:
-            self.selection_ = {**base, **self._select(data, rows, groups)}
-            self.weights_ = self.selection_["weights"]
+            self.selection_ = {**base, **self._select(data, rows, groups, cands)}
+        self.weights_ = self.selection_["weights"]
         self.models_ = {c: self._new(c).fit(data, rows) for c in self.weights_}
         return self
 
-    def _select(self, data: Labelled, rows: np.ndarray, groups: np.ndarray) -> dict:
-        """Inner donor-grouped CV of every candidate; the best convex blend of their predictions."""
+    @property
+    def latents_(self) -> list[str]:
+        """The latents the fitted parts read (what a saved MODEL must encode at predict time)."""
+        keys = set()
+        for c in self.weights_:
+            keys |= {n.split(":", 1)[1] for n in self.needs(c, **self.options)
+                     if n.startswith("latent:")}
+        return sorted(keys)
+
+    def _select(self, data: Labelled, rows: np.ndarray, groups: np.ndarray, candidates: list,
+                blend: bool = True) -> dict:
+        """Inner donor-grouped CV of every candidate; the best convex blend of their predictions
+        (``blend=False``: the single best candidate, share_net's context at full size)."""
         fold = inner_folds(groups, self.inner_k, self.seed)
         fewest = min(len(np.unique(groups[fold != f])) for f in range(int(fold.max()) + 1))
         # an inner fit on one donor leaves the context models no donor to stop early on
-        cands = [c for c in self.candidates if fewest >= 2 or c not in CONTEXT_MODELS]
+        cands = [c for c in candidates if fewest >= 2 or not _context_model(c)]
         if not cands:
             return {"mode": "fixed", "reason": "too few donors for an inner CV",
-                    "weights": {self.candidates[0]: 1.0}, "chosen": self.candidates[0]}
+                    "weights": {candidates[0]: 1.0}, "chosen": candidates[0]}
         G, b, yy, count, per_fold = self._inner_gram(data, rows, fold, cands)
-        w = simplex_weights(G / count, b / count)
+        if blend:
+            w = simplex_weights(G / count, b / count)
+        else:
+            w = np.eye(len(cands))[int(np.argmin(np.diag(G) - 2 * b))]
         w[w < self.min_weight] = 0.0
         w /= w.sum()
         mse = {c: float((G[i, i] - 2 * b[i] + yy) / count) for i, c in enumerate(cands)}
         weights = {c: round(float(x), 4) for c, x in zip(cands, w) if x > 0}
         used = np.array([weights.get(c, 0.0) for c in cands])
         used /= used.sum()
-        blend = float((used @ G @ used - 2 * b @ used + yy) / count)
+        blend_mse = float((used @ G @ used - 2 * b @ used + yy) / count)
         chosen = next(iter(weights)) if len(weights) == 1 else " + ".join(
             f"{x:.2f} {c}" for c, x in weights.items())
-        return {"mode": "inner-cv", "inner_folds": int(fold.max()) + 1,
+        return {"mode": "inner-cv" if blend else "inner-cv-context",
+                "inner_folds": int(fold.max()) + 1,
                 "inner_mse": {k: round(v, 6) for k, v in mse.items()},
                 "inner_mse_per_fold": {c: [round(f[i], 6) for f in per_fold]
                                        for i, c in enumerate(cands)},
-                "blend_mse": round(blend, 6), "weights": weights, "chosen": chosen}
+                "blend_mse": round(blend_mse, 6), "weights": weights, "chosen": chosen}
 
     def _inner_gram(self, data: Labelled, rows: np.ndarray, fold: np.ndarray, cands: list):
         """Sums over the inner out-of-fold predictions P of each candidate and targets Y:
@@ -196,7 +237,7 @@ class Recommended:
     def init_options(self) -> dict:
         return {**self.options, "candidates": "+".join(self.candidates),
                 "select_below": self.select_below, "inner_k": self.inner_k,
-                "min_weight": self.min_weight}
+                "min_weight": self.min_weight, "latent_context": self.latent_context}
 
     def save(self, directory) -> None:
         directory = Path(directory)
@@ -230,11 +271,13 @@ def describe_selection(sel: dict | None) -> str:
     """One line: what `recommended` chose and the inner-CV figures that chose it."""
     if not sel:
         return ""
-    if sel.get("mode") != "inner-cv":
+    if sel.get("mode") not in ("inner-cv", "inner-cv-context"):
         return f"recommended: {sel['chosen']} ({sel['reason']})"
     scores = ", ".join(f"{c} {m:.4f}" for c, m in sel["inner_mse"].items())
+    what = ("share_net's context chosen" if sel["mode"] == "inner-cv-context"
+            else f"blend {sel['blend_mse']:.4f}")
     return (f"recommended: {sel['chosen']} (inner {sel['inner_folds']}-fold donor-grouped CV on "
-            f"{sel['n_train']} samples: blend {sel['blend_mse']:.4f}; {scores})")
+            f"{sel['n_train']} samples: {what}; {scores})")
 
 
 STATE_JSON, STATE_NPZ = "state.json", "state.npz"

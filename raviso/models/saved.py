@@ -105,6 +105,7 @@ def fit_model(data, variant: str, out, runs: dict[str, str] | None = None,
     model.fit(data, np.arange(data.n))
     tissues = trained_tissues(model, variant, options, data)
     free = tissue_free_fit(variant, options, data) if tissues else None
+    needs, latents = with_chosen_latents(needs, latents, runs, model, free)
     with atomic_dir(out, overwrite=overwrite) as tmp:
         for name in latents:
             shutil.copytree(runs[name], Path(tmp) / encoder_dir(name))
@@ -134,6 +135,14 @@ def fit_model(data, variant: str, out, runs: dict[str, str] | None = None,
                 "raviso_version": __version__}
         (Path(tmp) / MODEL_JSON).write_text(json.dumps(meta, indent=1))
     return model
+
+
+def with_chosen_latents(needs: list, latents: list, runs: dict | None, *models):
+    """(needs, latents) plus the latents the fitted models chose to read (``latents_``:
+    recommended's share_net context given a pretrained run), so MODEL carries their encoders."""
+    extra = list(dict.fromkeys(k for m in models for k in (getattr(m, "latents_", None) or [])
+                               if k not in latents and k in (runs or {})))
+    return sorted(set(needs) | {f"latent:{k}" for k in extra}), latents + extra
 
 
 def trained_tissues(model, variant: str, options: dict | None, data) -> list[str]:

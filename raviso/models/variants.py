@@ -22,7 +22,7 @@ from .vae.foldvae import FoldVAEFFNN
 from .context.features import context_latents, context_name
 from .context.recipe import RecipeOptions
 from .ffnn.regressors import FFNNRegressor
-from .recommended import CANDIDATES, SELECT_BELOW, Recommended
+from .recommended import CANDIDATES, LATENT_CONTEXT, SELECT_BELOW, Recommended
 from .context.share_net import ShareNet
 from .spec import FFNN_ISOFORM_BYTES, VariantSpec, parse_spec
 
@@ -65,10 +65,11 @@ def isoform_fraction_fit(seed: int = 0):
 
 
 def recommended(candidates: str = "+".join(CANDIDATES), select_below: int = SELECT_BELOW,
-                inner_k: int = 3, min_weight: float = 0.02, seed: int = 0, **opts) -> Recommended:
+                inner_k: int = 3, min_weight: float = 0.02, seed: int = 0,
+                latent_context: str = LATENT_CONTEXT, **opts) -> Recommended:
     return Recommended(make_variant, variant_needs, candidates=candidates,
                        select_below=select_below, inner_k=inner_k, min_weight=min_weight,
-                       seed=seed, **opts)
+                       seed=seed, latent_context=latent_context, **opts)
 
 
 def _recommended_needs(o: dict) -> set:
@@ -236,6 +237,15 @@ def make_variant(name: str, **options) -> Predictor:
 def variant_needs(name: str, **options) -> set[str]:
     """The inputs `name` reads besides the isoform targets, given its options."""
     return set(spec(name).needs(resolve_options(name, options)))
+
+
+def optional_latents(name: str, **options) -> list[str]:
+    """Latents `name` reads when a pretrained run provides them and goes without otherwise:
+    recommended's share_net context candidate (``latent_context``; "none" turns it off)."""
+    if base_name(name) != "recommended":
+        return []
+    key = str(resolve_options(name, options).get("latent_context", LATENT_CONTEXT))
+    return [] if key.lower() in ("", "none") else [key]
 
 
 def describe() -> str:

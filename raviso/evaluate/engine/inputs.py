@@ -97,6 +97,9 @@ def latent_runs(variants, pretrained=None, pretrained_ae=None, options=None,
         wanted.append((variant, {**(options or {}), **tuned}))
     runs = {}
     for v, opts in wanted:
+        for name in _optional_latents(v, opts):    # read when given (recommended's context)
+            if given.get(name):
+                runs[name] = str(given[name])
         for name in _latents(v, opts):
             if name not in given:
                 raise RavisoError(f"variant {v} needs latent {name!r}, which raviso cv cannot make")
@@ -104,6 +107,12 @@ def latent_runs(variants, pretrained=None, pretrained_ae=None, options=None,
                 raise RavisoError(f"variant {v} needs a pretrained run: pass {FLAGS[name]} RUN")
             runs[name] = str(given[name])
     return runs
+
+
+def _optional_latents(variant: str, options) -> list[str]:
+    from ...models.variants import optional_latents
+
+    return optional_latents(variant, **(options or {}))
 
 
 def latent_for(run_path, store: Store, data: Labelled) -> tuple[np.ndarray, np.ndarray]:

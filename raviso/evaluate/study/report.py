@@ -71,7 +71,8 @@ def analyse(points: dict[str, dict]) -> dict:
                      for c in ("vae", "ae", "vae+pca", "none")
                      if f"{m}[context={c}]" in pt["per_fold"]]
         if "recommended" not in pt["per_fold"] and "share_net" in pt["per_fold"] \
-                and min(pt["n_train"]) >= SELECT_BELOW:     # it is share_net there, by design
+                and min(pt["n_train"]) >= SELECT_BELOW \
+                and "share_net[context=vae]" not in pt["per_fold"]:   # then it is share_net
             pt["per_fold"]["recommended"] = pt["per_fold"]["share_net"]
             pt["mean"]["recommended"] = pt["mean"]["share_net"]
         curve = [compare(pt, v, best) for v in ("recommended", "share_net")
