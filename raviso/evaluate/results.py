@@ -162,9 +162,32 @@ def build_results(config: dict, data, folds, outcome) -> dict:
         "failed_trials": [label(t) for t in trials if t["status"] != "ok"],
         "tune": _tune_block(outcome, trials),
     }
+    doc["reliability"] = reliability_counts(getattr(outcome, "oof", None) or {}, variants,
+                                            len(fold_rows))
     doc["tuned_origin"] = tuned_origin(config)
     doc["leaderboard"] = leaderboard(doc)
     return doc
+
+
+def reliability_counts(oof: dict, variants, n_folds: int) -> dict:
+    """results.json ``reliability``: per variant whose every fold shipped out-of-fold arrays, how
+    many isoforms `raviso predict` would flag ``reliable`` (`trust.reliability.reliable`, its
+    default rule), so the report can say it without the arrays."""
+    import inspect
+
+    from ..trust.reliability import model_arrays, per_isoform, reliable
+
+    min_r2 = inspect.signature(reliable).parameters["min_r2"].default
+    out = {}
+    for v in variants:
+        if sum(name == v for _, name in oof) < n_folds:
+            continue
+        r2 = per_isoform(model_arrays(oof, v))["oof_r2"]
+        varies = np.isfinite(r2)
+        out[v] = {"n_isoforms": int(len(r2)), "n_reliable": int(reliable({"oof_r2": r2}).sum()),
+                  "n_no_r2": int((~varies).sum()), "min_r2": float(min_r2),
+                  "median_r2": float(np.median(r2[varies])) if varies.any() else None}
+    return out
 
 
 def _tune_block(outcome, trials: list[dict]) -> dict:

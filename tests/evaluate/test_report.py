@@ -11,11 +11,13 @@ import pytest
 from raviso.evaluate.stats import paired as stats
 from raviso.evaluate.stats.floors import spread
 from raviso.evaluate.stats.leaderboard import board, choose_saved_model, variant_kind
+from raviso.evaluate.report.appendix import fold_tests_section, pairs_section
+from raviso.evaluate.report.meaning import meaning_section
 from raviso.evaluate.report.render import SECTIONS, render, sections
-from raviso.evaluate.report.sections import fmt, header_section, leaderboard_section, \
-    paper_section
+from raviso.evaluate.report.sections import ci, fmt, header_section, paper_section
 from raviso.evaluate.report.tables import metrics_section, table1_section, tissue_section
-from raviso.evaluate.results import pair_tests, summarise
+from raviso.evaluate.report.verdict import leaderboard_section
+from raviso.evaluate.results import pair_tests, reliability_counts, summarise
 
 IMPORTED = {"formats": ["matrix:tpm"], "units": "log2(TPM+1)", "imported": True}
 COURSE = {"formats": ["course-hdf5"], "units": "log2(TPM+1)", "imported": False}
@@ -65,10 +67,12 @@ def test_render_is_the_sections_in_order():
     parts = sections(doc)
     assert len(parts) == len(SECTIONS) and all(isinstance(s.lines, list) for s in parts)
     assert render(doc) == "\n".join(line for s in parts for line in s.lines) + "\n"
-    heads = ["## Leaderboard", "## Table 1", "## Other metrics", "## Pairwise tests", "## Folds",
-             "## Trials", "## Appendix"]
+    heads = ["# raviso", "## What this means", "## Leaderboard", "## Table 1", "## Other metrics",
+             "## Pairwise tests", "## Folds", "## Trials", "## Appendix: every pair",
+             "## Appendix: per-fold"]
     out = render(doc)
     assert [out.index(h) for h in heads] == sorted(out.index(h) for h in heads)
+    assert out.split("\n## ")[1].startswith("What this means")      # the first section
 
 
 def test_a_trial_metric_is_declared_once(monkeypatch):
@@ -81,20 +85,48 @@ def test_a_trial_metric_is_declared_once(monkeypatch):
     assert "attempts made" in text(metrics_section(doc))
 
 
-def test_per_sample_p_values_are_labelled_pseudo_replicated_where_donors_cluster():
-    doc = make_doc({"share_net": 0.0, "mean": 0.05})
-    t1 = text(table1_section(doc))
-    assert "PSEUDO-REPLICATED" in t1 and "only 4 donors" in t1
-    pair = doc["tests"][0]
-    row = [ln for ln in t1.splitlines() if ln.startswith("| 1 |")][-1]   # the p-value table
-    per_fold = pair["per_fold"][0]
-    assert row == f"| 1 | {fmt(per_fold['paired_t']['p'])} | " \
-                  f"{fmt(per_fold['donor']['paired_t']['p'])} |"
-    # one sample per donor: nothing clusters, the paper's table as it was
+def test_per_fold_p_values_are_one_row_per_comparison_in_the_appendix():
+    doc = make_doc({"share_net": 0.0, "gene_ffnn": 0.02, "mean": 0.05}, k=5)
+    assert "PSEUDO-REPLICATED" not in text(table1_section(doc))    # moved out of Table 1
+    app = text(fold_tests_section(doc))
+    assert "PSEUDO-REPLICATED" in app and "only 4 donors" in app
+    pair = next(t for t in doc["tests"] if {t["a"], t["b"]} == {"share_net", "mean"})
+    rows = [ln for ln in app.splitlines() if ln.startswith("| share_net vs ")]
+    assert len(rows) == 2                                       # rank 1 vs each, not per fold
+    row = next(ln for ln in rows if ln.startswith("| share_net vs mean |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[1] == ", ".join(fmt(f["paired_t"]["p"], 3) for f in pair["per_fold"])
+    assert cells[2] == ", ".join(fmt(f["donor"]["paired_t"]["p"], 3) for f in pair["per_fold"])
+    assert cells[3:] == [fmt(pair["donor_pooled"]["paired_t"]["p"]), "20",
+                         str(pair["donor_pooled"]["a_better"])]
+    assert len(cells) == 6                                      # not 2 columns per fold
+    # one sample per donor: nothing clusters, no pseudo-replication warning
     single = make_doc({"share_net": 0.0, "mean": 0.05}, donors=12, per_donor=1)
-    assert "PSEUDO-REPLICATED" not in text(table1_section(single))
-    assert "the paper's test, done on the same validation samples" in \
-        text(table1_section(single))
+    assert "PSEUDO-REPLICATED" not in text(fold_tests_section(single))
+
+
+def test_the_donor_level_test_pools_folds_of_one_donor():
+    """6 folds of one donor each: every per-fold donor test is "–", the pooled one pairs all 6
+    donor means (recomputed here from the per-sample errors make_doc drew)."""
+    shifts = {"recommended": 0.0, "isoform_fraction_tissue": 0.03, "mean": 0.2}
+    doc = make_doc(shifts, k=6, donors=1, per_donor=4, noise=0.02, seed=4)
+    rng = np.random.default_rng(4)                              # make_doc's draws, replayed
+    means = {v: [] for v in shifts}
+    for _ in range(6):
+        base = rng.gamma(4.0, 0.1, 4)
+        for v in shifts:
+            means[v].append((base + shifts[v] + rng.normal(0, 0.02, 4)).mean())
+    ref = stats.paired_t(means["recommended"], means["isoform_fraction_tissue"])
+    pair = next(t for t in doc["tests"]
+                if {t["a"], t["b"]} == {"recommended", "isoform_fraction_tissue"})
+    assert [f["donor"]["paired_t"]["p"] for f in pair["per_fold"]] == [None] * 6
+    assert pair["donor_pooled"]["n_donors"] == 6
+    assert pair["donor_pooled"]["paired_t"]["p"] == pytest.approx(ref["p"], rel=1e-9)
+    body = text(pairs_section(doc))
+    assert f"| recommended vs isoform_fraction_tissue | {fmt(ref['mean_diff'])}" \
+        in body and f"| {fmt(ref['p'])} | 6 |" in body
+    app = text(fold_tests_section(doc))
+    assert "–, –, –, –, –, –" in app and "the pooled donor-level test pairs every donor" in app
 
 
 def test_rank_one_is_tested_against_rank_two_when_both_are_models():
@@ -193,14 +225,119 @@ def test_the_report_adapts_to_real_data():
     assert "3-fold CV" in text(header_section(doc))
     lead = text(leaderboard_section(doc))
     assert "x held-out-donor floor" not in lead and "x floor" not in lead
-    assert "the baseline tissue_mean is the best predictor here; a baseline winning means" in lead
+    assert "`raviso fit` ships **recommended**, which this run did not score (add it: " \
+        "`--variants recommended,...`); of the variants scored, the best is the baseline " \
+        "tissue_mean" in lead
     assert paper_section(doc).lines == []
     assert "## The paper's Table 1" not in render(doc)
     doc["data"]["origin"] = COURSE
     assert "## The paper's Table 1" in text(paper_section(doc))
     won = make_doc({"share_net": 0.0, "mean": 0.3})
-    assert "For prediction: share_net is the best predictor here" in \
-        text(leaderboard_section(won))
+    won["saved_model"] = {"variant": "share_net", "note": "saved the winner, share_net (rank 1)"}
+    assert "For prediction: this run saved **share_net**: MSE " in text(leaderboard_section(won))
+
+
+def with_trust(doc: dict, v: str, coverage: float) -> dict:
+    """`doc` with hand-made results.json ``reliability`` and ``intervals`` blocks for `v`."""
+    doc["reliability"] = {v: {"n_isoforms": 5000, "n_reliable": 1234, "n_no_r2": 3,
+                              "min_r2": 0.5, "median_r2": 0.21}}
+    doc["intervals"] = {v: {"0.8": {"coverage": coverage - 0.1, "mean_halfwidth": 0.3},
+                            "0.9": {"coverage": coverage, "mean_halfwidth": 0.42}}}
+    return doc
+
+
+def _row(doc: dict, v: str) -> dict:
+    return next(r for r in board(doc) if r["variant"] == v)
+
+
+def test_what_this_means_says_plainly_when_a_baseline_is_as_good():
+    """6 donors in 3 folds, recommended tied with the best baseline, intervals under-covering."""
+    doc = with_trust(make_doc({"recommended": 0.0, "share_net": 0.002,
+                               "isoform_fraction_tissue": 0.001, "mean": 0.2},
+                              donors=2, noise=0.03), "recommended", 0.812)
+    rec, base = _row(doc, "recommended"), _row(doc, "isoform_fraction_tissue")
+    vs = rec["vs_best_baseline"]
+    assert vs["baseline"] == "isoform_fraction_tissue" and vs["p_holm"] >= 0.05   # the case
+    first = text(meaning_section(doc))
+    plain = (f"no better than isoform_fraction_tissue; a baseline is as good here "
+             f"(isoform_fraction_tissue's {base['mse_mean']:.4g}; difference "
+             f"{vs['mean_diff']:+.4g}, {100 * vs['mean_diff'] / base['mse_mean']:+.1f}%, "
+             f"Holm-corrected p {vs['p_holm']:.3g})")
+    assert first.startswith("## What this means\n")
+    assert ("**The model to use: recommended** (what `raviso fit` ships). On donors it never "
+            f"saw its mean squared error is {rec['mse_mean']:.4g} (log2(TPM+1) scale; 95% CI "
+            f"{ci(rec['mse_ci95'])}): **{plain}**.") in first
+    pair = next(t for t in doc["tests"]
+                if {t["a"], t["b"]} == {"recommended", "isoform_fraction_tissue"})
+    wins = pair["donor_pooled"]["a_better" if pair["a"] == "recommended" else "b_better"]
+    assert f"Paired over the 6 donors (each donor's held-out error averaged, all folds pooled), " \
+           f"its error was lower for {wins} of them" in first
+    assert "**1,234 of 5,000 isoforms (24.7%) are `reliable`** (out-of-fold R^2 >= 0.5; median " \
+           "R^2 0.21)" in first and "3 barely vary out of fold" in first
+    assert "**90% prediction intervals covered 0.812**" in first and "under-cover" in first
+    assert "With 6 donors use `--fold-scheme logo` (leave-one-donor-out: 6 folds, each trained " \
+           "on 5 donors)" in first
+    assert "Expect predictions no better than isoform_fraction_tissue's" in first
+    assert "`raviso predict --interval 0.95`" in first
+    assert (f"For prediction: `raviso fit` ships **recommended**: MSE {rec['mse_mean']:.4g} "
+            f"(95% CI {ci(rec['mse_ci95'])}) on donors it never saw, {plain}.") \
+        in text(leaderboard_section(doc))
+
+
+def test_what_this_means_when_the_model_wins():
+    doc = with_trust(make_doc({"recommended": 0.0, "pca_tissue_ridge": 0.08, "mean": 0.3},
+                              k=5, noise=0.01), "recommended", 0.903)
+    doc["grouping"]["scheme"] = "kfold"
+    rec, base = _row(doc, "recommended"), _row(doc, "pca_tissue_ridge")
+    vs = rec["vs_best_baseline"]
+    assert vs["p_holm"] < 0.05 and vs["mean_diff"] < 0                          # the case
+    first = text(meaning_section(doc))
+    better = (f"better than the best baseline, pca_tissue_ridge (pca_tissue_ridge's "
+              f"{base['mse_mean']:.4g}; difference {vs['mean_diff']:+.4g}, "
+              f"{100 * vs['mean_diff'] / base['mse_mean']:+.1f}%, Holm-corrected p "
+              f"{vs['p_holm']:.3g})")
+    assert f"**{better}**." in first
+    assert "held their nominal level" in first and "under-cover" not in first
+    assert "a baseline is as good" not in first and "--fold-scheme logo" not in first
+    assert "With 20 donors" not in first                        # 20 donors, 4 per fold
+    assert "read single isoforms only where `reliable` is true" in first
+    assert f"on donors it never saw, {better}." in text(leaderboard_section(doc))
+
+
+def test_what_this_means_when_the_model_fit_ships_was_not_scored():
+    doc = make_doc({"share_net": 0.0, "isoform_fraction_tissue": 0.05, "mean": 0.3})
+    first = text(meaning_section(doc))
+    assert "**The model to use, recommended** (what `raviso fit` ships), **was not scored** by " \
+           "this run" in first
+    assert f"the best is share_net, MSE {_row(doc, 'share_net')['mse_mean']:.4g}" in first
+    assert "`raviso cv STORE --variants recommended,isoform_fraction_tissue`" in first
+    assert "not recorded (it was not scored)" in first and "not measured for recommended" in first
+    assert "`raviso fit` ships **recommended**, which this run did not score" in \
+        text(leaderboard_section(doc))
+
+
+def test_reliability_counts_say_how_many_isoforms_predict_would_flag():
+    from raviso.trust.reliability import OofAccumulator
+
+    rng = np.random.default_rng(2)
+    oof = {}
+    for f in range(3):
+        Y = np.stack([rng.normal(5, 1, 10), rng.normal(3, 1, 10), np.full(10, 2.0),
+                      rng.normal(1, 1, 10)], axis=1)
+        pred = np.stack([Y[:, 0] + rng.normal(0, 0.1, 10), rng.normal(3, 1, 10),
+                         np.full(10, 2.0), 0.9 * Y[:, 3]], axis=1)
+        acc = OofAccumulator(np.zeros(4))
+        acc.add(pred, Y)
+        oof[(f, "share_net")] = acc.result()
+        if f < 2:
+            oof[(f, "partial")] = acc.result()                 # a fold missing: not counted
+    out = reliability_counts(oof, ["share_net", "partial", "mean"], 3)
+    assert list(out) == ["share_net"]
+    got = out["share_net"]
+    # isoforms 0 and 3 are predicted well, 1 is noise (R^2 < 0), 2 does not vary (no R^2)
+    assert {k: got[k] for k in ("n_isoforms", "n_reliable", "n_no_r2", "min_r2")} == \
+        {"n_isoforms": 4, "n_reliable": 2, "n_no_r2": 1, "min_r2": 0.5}
+    assert 0.9 < got["median_r2"] < 1.0
 
 
 @pytest.mark.ray

@@ -143,6 +143,37 @@ def test_compare_pair_repeats_and_donors():
     assert all(p["corrected_repeated"]["p_holm"] >= p["corrected_repeated"]["p"] for p in pairs)
 
 
+def test_one_donor_per_fold_has_no_fold_donor_test_but_a_pooled_one_pairs_every_donor():
+    """6 donors, 3 samples each, leave-one-donor-out: per fold the donor test has n = 1 (p None);
+    pooled over folds it pairs the 6 donor means; a second repeat's errors for the same donor
+    are averaged in, not counted as another donor."""
+    rng = np.random.default_rng(11)
+    ea = {f: rng.gamma(4.0, 0.1, 3) for f in range(6)}
+    eb = {f: ea[f] + rng.normal(0.02, 0.03, 3) for f in range(6)}
+    donors = {f: [f"D{f}"] * 3 for f in range(6)}
+    pair = stats.compare_pair(ea, eb, 15, 3, "a", "b", donors=donors)
+    assert all(f["donor"]["n_donors"] == 1 and f["donor"]["paired_t"]["p"] is None
+               for f in pair["per_fold"])
+    ma = np.array([ea[f].mean() for f in range(6)])
+    mb = np.array([eb[f].mean() for f in range(6)])
+    pooled = pair["donor_pooled"]
+    assert pooled["n_donors"] == 6
+    assert pooled["paired_t"]["p"] == pytest.approx(sps.ttest_rel(ma, mb).pvalue, rel=1e-9)
+    assert pooled["wilcoxon"]["p"] == pytest.approx(sps.wilcoxon(ma, mb).pvalue, rel=1e-9)
+    assert (pooled["a_better"], pooled["b_better"]) == (int((ma < mb).sum()),
+                                                          int((mb < ma).sum()))
+    # two repeats: fold 6 + f holds donor D(5 - f) again; its mean is over both repeats
+    ea2 = {**ea, **{6 + f: ea[5 - f] + 0.1 for f in range(6)}}
+    eb2 = {**eb, **{6 + f: eb[5 - f] for f in range(6)}}
+    donors2 = {**donors, **{6 + f: donors[5 - f] for f in range(6)}}
+    rep = stats.compare_pair(ea2, eb2, 15, 3, "a", "b", donors=donors2,
+                             repeat_of={f: f // 6 for f in range(12)})["donor_pooled"]
+    assert rep["n_donors"] == 6
+    assert rep["paired_t"]["mean_diff"] == pytest.approx((ma + 0.05 - mb).mean(), rel=1e-9)
+    # a fold without donors: no pooled test (it could not pair every sample by donor)
+    assert stats.compare_pair(ea, eb, 15, 3, donors={**donors, 0: None})["donor_pooled"] is None
+
+
 def test_a_column_outside_the_family_gets_no_holm_p_and_leaves_the_others_alone():
     rng = np.random.default_rng(3)
     errs = {v: {f: rng.gamma(2.0, 0.2, 10) + s for f in range(3)}

@@ -12,23 +12,25 @@ from pathlib import Path
 
 from ...core.atomic import atomic_file
 from ...core.errors import RavisoError
-from .appendix import (appendix_section, folds_section, pairs_section, plots_section,
-    trials_section, tuning_section)
+from .appendix import (appendix_section, fold_tests_section, folds_section, pairs_section,
+    plots_section, trials_section, tuning_section)
 from .intervals import intervals_section
+from .meaning import meaning_section
 from .plots import mse_grid
-from .sections import (Section, Where, floors_section, header_section, leaderboard_section,
-    paper_section)
+from .sections import Section, Where, floors_section, header_section, paper_section
 from .tables import (breakdown_section, curves_section, metrics_section, table1_section,
     tissue_section)
+from .verdict import leaderboard_section
 from ..results import read_results
 
 REPORT = "report.md"
 TABLE1 = "table1.csv"
 
-SECTIONS = (header_section, leaderboard_section, floors_section, paper_section, table1_section,
-            tissue_section, breakdown_section, intervals_section, metrics_section,
+SECTIONS = (header_section, meaning_section, leaderboard_section, floors_section, paper_section,
+            table1_section, tissue_section, breakdown_section, intervals_section, metrics_section,
             curves_section, tuning_section,
-            pairs_section, folds_section, trials_section, plots_section, appendix_section)
+            pairs_section, folds_section, trials_section, plots_section, appendix_section,
+            fold_tests_section)
 
 
 def sections(doc: dict, where: Where = Where()) -> list[Section]:

@@ -1,4 +1,4 @@
-"""The report's first sections (header, leaderboard, floors, the paper's numbers, Table 1), each a
+"""The report's header, floors and paper sections (the leaderboard's is in `verdict`), each a
 function of the results document and where figures go, returning a `Section`.
 
 Older results.json files render what they have: missing columns show "–".
@@ -10,7 +10,6 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..stats.leaderboard import best_baseline, board
 
 # The DTU 02456 paper's Table 1 (mean validation MSE over its 5 folds): our variant -> its number
 PAPER_TABLE1 = (("vae_ffnn", "VAE latent + FFNN", 0.321), ("gene_ffnn", "FFNN on raw genes", 0.477),
@@ -67,43 +66,6 @@ def header_section(doc: dict, where: Where = Where()) -> Section:
                     + (f", {data['n_donors']} donors" if data.get("n_donors") else "") + ". "
                     f"{k_folds(doc)}-fold CV" + (f" x {reps} repeats" if reps > 1 else "")
                     + f", seed {cfg['seed']}, epochs {cfg.get('epochs') or 'default'}.", ""])
-
-
-def _board_rows(rows: list[dict], best: str | None, has_floor: bool) -> list[list]:
-    body = []
-    for r in rows:
-        vs = r.get("vs_best_baseline") or {}
-        name = f"**{r['variant']}**" if r["rank"] == 1 else r["variant"]
-        body.append([r["rank"], name + (" (optimistic)" if r.get("optimistic") else ""),
-                     r["kind"], r["mse_mean"], ci(r.get("mse_ci95"))]
-                    + ([r.get("x_floor_heldout_donor")] if has_floor else [])
-                    + ["reference" if r["variant"] == best else vs.get("mean_diff"), vs.get("p"),
-                       "not in family" if r.get("optimistic") and vs else vs.get("p_holm")])
-    return body
-
-
-def leaderboard_section(doc: dict, where: Where = Where()) -> Section:
-    from .verdict import verdict_lines
-
-    rows = board(doc)
-    best = best_baseline(rows)
-    reps = (doc.get("grouping") or {}).get("repeats") or 1
-    test = ("corrected repeated k-fold t-test (Bouckaert & Frank 2004) over all "
-            f"{reps} x {k_folds(doc)} folds" if reps > 1
-            else "Nadeau-Bengio corrected resampled t-test across folds")
-    has_floor = any(r.get("x_floor_heldout_donor") for r in rows)
-    head = (["#", "variant", "kind", "MSE", "95% CI"]
-            + (["x held-out-donor floor"] if has_floor else [])
-            + [f"diff vs {best or 'best baseline'}", "p", "p Holm"])
-    out = ["## Leaderboard", "",
-           "Mean validation MSE (log2(TPM+1)) over the folds, best first, with a 95% interval "
-           "whose variance is corrected for the folds' overlapping training sets. "
-           + ("\"x floor\" is MSE / the held-out-donor floor (below). " if has_floor else "")
-           + f"Each non-baseline variant is tested against the best baseline ({best or 'none'}) "
-           f"with the {test}, Holm-adjusted over those comparisons"
-           + (" and rank 1 vs rank 2 (below)" if rows and rows[0].get("vs_runner_up") else "")
-           + "; a negative difference means the variant predicts better.", ""]
-    return Section(out + table(head, _board_rows(rows, best, has_floor)) + verdict_lines(doc, rows))
 
 
 def floors_section(doc: dict, where: Where = Where()) -> Section:

@@ -1,5 +1,5 @@
-"""The report's tables of numbers: Table 1 (MSE per fold, the paper's per-fold tests), per tissue,
-where the errors are, the other metrics and the training curves; each a `Section`.
+"""The report's tables of numbers: Table 1 (MSE per fold; its per-fold tests are in the appendix),
+per tissue, where the errors are, the other metrics and the training curves; each a `Section`.
 """
 
 from __future__ import annotations
@@ -13,49 +13,9 @@ from .sections import Section, Where, ci, table
 from .. import results
 
 
-def _pair(doc: dict, a: str, b: str) -> dict | None:
-    return next((t for t in doc.get("tests") or [] if {t["a"], t["b"]} == {a, b}), None)
-
-
-def per_fold_p(doc: dict, a: str, b: str, donor: bool = False) -> list:
-    """The per-fold paired t-test p-values of a vs b (same validation samples); with `donor`,
-    the same test on donor-averaged errors."""
-    pair = _pair(doc, a, b)
-    if pair is None:
-        return [None] * len(doc["folds"])
-    if donor:
-        return [(f.get("donor") or {}).get("paired_t", {}).get("p") for f in pair["per_fold"]]
-    return [f["paired_t"]["p"] for f in pair["per_fold"]]
-
-
 def donors_cluster(doc: dict) -> bool:
     """Whether some fold holds several validation samples of one donor (samples not independent)."""
     return any(f.get("n_donors") and f["n_donors"] < f["n_test"] for f in doc["folds"])
-
-
-def _fold_p_lines(doc: dict, variants: list[str]) -> list[str]:
-    first, rest = variants[0], variants[1:]
-    ps = {v: per_fold_p(doc, first, v) for v in rest}
-    if not donors_cluster(doc):
-        return ([f"Per-fold paired t-test p-values, {first} vs each variant (the paper's test, "
-                 "done on the same validation samples):", ""]
-                + table(["fold"] + [f"{first} vs {v}" for v in rest],
-                        [[f["fold"] + 1] + [ps[v][i] for v in rest]
-                         for i, f in enumerate(doc["folds"])]))
-    dp = {v: per_fold_p(doc, first, v, donor=True) for v in rest}
-    counts = sorted({f["n_donors"] for f in doc["folds"] if f.get("n_donors")})
-    span = f"{counts[0]}" if counts[0] == counts[-1] else f"{counts[0]}-{counts[-1]}"
-    return ([f"Per-fold paired t-test p-values, {first} vs each variant (the paper's test), "
-             "per sample and on donor-averaged errors. The per-sample p-values are "
-             f"PSEUDO-REPLICATED: a fold's samples come from only {span} donors "
-             "and a donor's samples share its effects, so they are not independent and these "
-             "p-values are far too small; the donor-averaged test (n = donors) is the one to "
-             "read.", ""]
-            + table(["fold"] + [h for v in rest for h in (f"{first} vs {v} (per sample, "
-                                                          "pseudo-replicated)",
-                                                          f"{first} vs {v} (donor-averaged)")],
-                    [[f["fold"] + 1] + [x for v in rest for x in (ps[v][i], dp[v][i])]
-                     for i, f in enumerate(doc["folds"])]))
 
 
 def table1_section(doc: dict, where: Where = Where()) -> Section:
@@ -65,7 +25,8 @@ def table1_section(doc: dict, where: Where = Where()) -> Section:
     out += table(["fold"] + variants, rows + [["mean"] + [summ[v]["mse_mean"] for v in variants],
                                               ["sd"] + [summ[v]["mse_sd"] for v in variants]])
     if len(variants) > 1:
-        out += _fold_p_lines(doc, variants)
+        out += ["The per-fold paired tests (the paper's per-fold t-test, per sample and on "
+                "donor-averaged errors) are in the appendix, one row per comparison.", ""]
     figs = [plot_folds(doc, where.cv_dir / FOLD_PLOT)] if where.cv_dir else []
     return Section(out, figs)
 

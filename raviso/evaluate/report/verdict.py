@@ -1,11 +1,13 @@
-"""What the leaderboard says, in sentences under it: whether rank 1 is told apart from rank 2, which
-columns are optimistic (tuned on this very store), what the order means for predicting new
-samples, and which model `cv --save-model` saved.
+"""The leaderboard section and what it says in sentences under it: whether rank 1 is told apart
+from rank 2, which columns are optimistic (tuned on this very store), what the order means for
+predicting new samples (the model that ships, against the best baseline) and which model `cv
+--save-model` saved.
 """
 
 from __future__ import annotations
 
-from ..stats.leaderboard import best_baseline
+from ..stats.leaderboard import best_baseline, board
+from .sections import Section, Where, ci, k_folds, table
 
 
 def _p(x) -> str:
@@ -53,25 +55,84 @@ def optimistic_lines(doc: dict, rows: list[dict]) -> list[str]:
     return [f"{col}'s config was tuned on another store ({origin['tuned_on']}).", ""]
 
 
-def prediction_lines(rows: list[dict]) -> list[str]:
-    """One sentence on what the order means for predicting new samples of this kind."""
+FIT_MODEL = "recommended"     # what `raviso fit` trains without --variant (raviso/serve/fit.py)
+ALPHA = 0.05
+
+
+def shipped(doc: dict, rows: list[dict]) -> dict:
+    """The model these results stand behind: the one this run saved (``saved_model``: `cv
+    --save-model`, or `raviso fit`'s own CV), else the one `raviso fit` trains by default. With
+    its leaderboard row (None: not scored), the best baseline's row, its test against it, and the
+    outcome: better | as_good | worse | no_baseline | unscored."""
+    saved = doc.get("saved_model") or {}
+    name = saved.get("variant") or FIT_MODEL
+    by = {r["variant"]: r for r in rows if r["mse_mean"] is not None}
+    base = best_baseline(rows)
+    out = {"variant": name, "saved": bool(saved), "row": by.get(name),
+           "baseline": by.get(base) if base else None, "test": None, "p": None}
+    row = out["row"]
+    if row is None:
+        return {**out, "outcome": "unscored"}
+    if base is None or name == base:
+        return {**out, "outcome": "no_baseline" if base is None else "as_good"}
+    test = row.get("vs_best_baseline") or {}
+    p = test.get("p_holm") if test.get("p_holm") is not None else test.get("p")
+    diff = test.get("mean_diff")
+    if diff is None and row["is_baseline"]:          # another baseline: behind the best one
+        diff = row["mse_mean"] - out["baseline"]["mse_mean"]
+    sig = p is not None and p < ALPHA
+    outcome = "better" if sig and diff < 0 else ("worse" if sig and diff > 0 else "as_good")
+    return {**out, "test": test, "p": p, "diff": diff, "outcome": outcome}
+
+
+def versus_baseline(s: dict) -> str:
+    """How the shipped model stands against the best baseline, in words a user can act on."""
+    b = s["baseline"]
+    if s["outcome"] == "no_baseline":
+        return ("no baseline was scored, so whether it beats a simple rule is not known here "
+                "(add `isoform_fraction_tissue,pca_tissue_ridge` to `--variants`)")
+    if s["variant"] == b["variant"]:
+        return "it is itself the best baseline"
+    held = (f"{b['variant']}'s {b['mse_mean']:.4g}; difference {s['diff']:+.4g}, "
+            f"{100 * s['diff'] / b['mse_mean']:+.1f}%" if s.get("diff") is not None
+            else f"{b['variant']}'s {b['mse_mean']:.4g}")
+    p = f", Holm-corrected p {_p(s['p'])}" if s["p"] is not None else ""
+    return {"better": f"better than the best baseline, {b['variant']} ({held}{p})",
+            "worse": f"worse than the best baseline, {b['variant']} ({held}{p}): a baseline "
+                     "predicts better here",
+            "as_good": f"no better than {b['variant']}; a baseline is as good here "
+                       f"({held}{p})"}[s["outcome"]]
+
+
+def _who(s: dict) -> str:
+    return (f"this run saved **{s['variant']}**" if s["saved"]
+            else f"`raviso fit` ships **{s['variant']}**")
+
+
+def prediction_lines(doc: dict, rows: list[dict]) -> list[str]:
+    """What the order means for predicting new samples: the model that ships, its measured MSE
+    and CI against the best baseline, said plainly when a baseline is as good."""
     fair = [r for r in rows if r["mse_mean"] is not None and not r.get("optimistic")]
     if not fair:
         return []
-    top = fair[0]
-    if top["is_baseline"]:
-        return [f"For prediction: the baseline {top['variant']} is the best predictor here; a "
-                "baseline winning means no trained model learned more from the genes than this "
-                "simple rule on data of this size, so its predictions are as good as any here "
-                "(more samples, or other inputs, are what could change that).", ""]
-    best = best_baseline(rows)
-    return [f"For prediction: {top['variant']} is the best predictor here (MSE "
-            f"{top['mse_mean']:.4g}" + (f" against {best}'s {_mse(rows, best):.4g}, the best "
-                                        "baseline" if best else "") + ").", ""]
-
-
-def _mse(rows, v):
-    return next(r["mse_mean"] for r in rows if r["variant"] == v)
+    s, top = shipped(doc, rows), fair[0]
+    if s["outcome"] == "unscored":
+        best = (f"the baseline {top['variant']} (MSE {top['mse_mean']:.4g}): no trained model "
+                "here beat a simple rule" if top["is_baseline"]
+                else f"{top['variant']} (MSE {top['mse_mean']:.4g})")
+        return [f"For prediction: {_who(s)}, which this run did not score (add it: `--variants "
+                f"{s['variant']},...`); of the variants scored, the best is {best}.", ""]
+    r = s["row"]
+    line = (f"For prediction: {_who(s)}: MSE {r['mse_mean']:.4g} (95% CI "
+            f"{ci(r.get('mse_ci95'))}) on donors it never saw, {versus_baseline(s)}.")
+    if top["variant"] != s["variant"] and not top["is_baseline"]:
+        line += f" The leaderboard's best is {top['variant']} (MSE {top['mse_mean']:.4g})."
+    if s["outcome"] in ("as_good", "worse") and s["variant"] != (s["baseline"] or {}).get(
+            "variant"):
+        line += (" A baseline as good as the trained model means no model learned more from the "
+                 "genes than this simple rule on data of this size; more labelled donors, or "
+                 "other inputs, are what could change that.")
+    return [line, ""]
 
 
 def saved_lines(doc: dict) -> list[str]:
@@ -80,5 +141,40 @@ def saved_lines(doc: dict) -> list[str]:
 
 
 def verdict_lines(doc: dict, rows: list[dict]) -> list[str]:
-    return (top_lines(rows) + optimistic_lines(doc, rows) + prediction_lines(rows)
+    return (top_lines(rows) + optimistic_lines(doc, rows) + prediction_lines(doc, rows)
             + saved_lines(doc))
+
+
+def _board_rows(rows: list[dict], best: str | None, has_floor: bool) -> list[list]:
+    body = []
+    for r in rows:
+        vs = r.get("vs_best_baseline") or {}
+        name = f"**{r['variant']}**" if r["rank"] == 1 else r["variant"]
+        body.append([r["rank"], name + (" (optimistic)" if r.get("optimistic") else ""),
+                     r["kind"], r["mse_mean"], ci(r.get("mse_ci95"))]
+                    + ([r.get("x_floor_heldout_donor")] if has_floor else [])
+                    + ["reference" if r["variant"] == best else vs.get("mean_diff"), vs.get("p"),
+                       "not in family" if r.get("optimistic") and vs else vs.get("p_holm")])
+    return body
+
+
+def leaderboard_section(doc: dict, where: Where = Where()) -> Section:
+    rows = board(doc)
+    best = best_baseline(rows)
+    reps = (doc.get("grouping") or {}).get("repeats") or 1
+    test = ("corrected repeated k-fold t-test (Bouckaert & Frank 2004) over all "
+            f"{reps} x {k_folds(doc)} folds" if reps > 1
+            else "Nadeau-Bengio corrected resampled t-test across folds")
+    has_floor = any(r.get("x_floor_heldout_donor") for r in rows)
+    head = (["#", "variant", "kind", "MSE", "95% CI"]
+            + (["x held-out-donor floor"] if has_floor else [])
+            + [f"diff vs {best or 'best baseline'}", "p", "p Holm"])
+    out = ["## Leaderboard", "",
+           "Mean validation MSE (log2(TPM+1)) over the folds, best first, with a 95% interval "
+           "whose variance is corrected for the folds' overlapping training sets. "
+           + ("\"x floor\" is MSE / the held-out-donor floor (below). " if has_floor else "")
+           + f"Each non-baseline variant is tested against the best baseline ({best or 'none'}) "
+           f"with the {test}, Holm-adjusted over those comparisons"
+           + (" and rank 1 vs rank 2 (below)" if rows and rows[0].get("vs_runner_up") else "")
+           + "; a negative difference means the variant predicts better.", ""]
+    return Section(out + table(head, _board_rows(rows, best, has_floor)) + verdict_lines(doc, rows))

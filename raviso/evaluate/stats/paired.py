@@ -118,11 +118,27 @@ def group_means(x, groups) -> tuple[np.ndarray, np.ndarray]:
 
 def donor_tests(a, b, donors) -> dict:
     """The paired t and Wilcoxon tests on DONOR-averaged errors (a donor's samples averaged under
-    A and under B, then paired by donor)."""
+    A and under B, then paired by donor), and for how many donors A's mean error is lower."""
     _diff(a, b)
     _, ma = group_means(a, donors)
     _, mb = group_means(b, donors)
-    return {"n_donors": int(len(ma)), "paired_t": paired_t(ma, mb), "wilcoxon": wilcoxon(ma, mb)}
+    return {"n_donors": int(len(ma)), "a_better": int(np.sum(ma < mb)),
+            "b_better": int(np.sum(mb < ma)), "paired_t": paired_t(ma, mb),
+            "wilcoxon": wilcoxon(ma, mb)}
+
+
+def pooled_donor_tests(errors_a: Mapping, errors_b: Mapping, donors: Mapping) -> dict | None:
+    """`donor_tests` over every fold at once: each donor's held-out errors (all its samples, every
+    repeat) averaged under A and under B, paired over all donors. With few donors a fold holds one
+    donor and the per-fold donor test has nothing to pair; pooled, it has one pair per donor. The
+    folds' training sets overlap, so this is not corrected as the across-fold test is (see
+    docs/statistics.md). None unless every fold has its donors."""
+    folds = list(errors_a)
+    if not folds or any(donors.get(f) is None for f in folds):
+        return None
+    who = np.concatenate([np.asarray(donors[f]).astype(str) for f in folds])
+    return donor_tests(np.concatenate([np.asarray(errors_a[f], np.float64) for f in folds]),
+                       np.concatenate([np.asarray(errors_b[f], np.float64) for f in folds]), who)
 
 
 def holm(pvalues) -> list[float | None]:
@@ -148,7 +164,8 @@ def compare_pair(errors_a: Mapping, errors_b: Mapping, n_train, n_test,
                  repeat_of: Mapping | None = None) -> dict:
     """Every test for one pair. ``errors_*``: fold -> per-sample errors of that fold's validation
     samples; ``n_train``/``n_test``: scalars or fold -> sample counts of that fold; ``donors``:
-    fold -> donor of each validation sample (adds the donor-averaged tests); ``repeat_of``: fold ->
+    fold -> donor of each validation sample (adds the donor-averaged tests, per fold and pooled
+    over folds as ``donor_pooled``); ``repeat_of``: fold ->
     repeat (R x k-fold; ``corrected`` then uses repeat 0, ``corrected_repeated`` every fold)."""
     folds = sorted(errors_a, key=lambda f: (len(str(f)), str(f)))
     if set(errors_a) != set(errors_b):
@@ -170,12 +187,15 @@ def compare_pair(errors_a: Mapping, errors_b: Mapping, n_train, n_test,
     n_tr, n_te = _per_fold(n_train, folds), _per_fold(n_test, folds)
     rep = [0 if repeat_of is None else int(repeat_of[f]) for f in folds]
     first = [i for i, r in enumerate(rep) if r == rep[0]] if folds else []
-    return {"a": name_a, "b": name_b, "per_fold": per_fold,
-            "corrected": corrected_t([d_means[i] for i in first], [n_tr[i] for i in first],
-                                     [n_te[i] for i in first]),
-            "corrected_repeated": corrected_repeated_t(d_means, n_tr, n_te, len(set(rep))),
-            "cohens_dz_pooled": _num(cohens_dz(pooled_d)),
-            "n_samples": int(len(pooled_d))}
+    out = {"a": name_a, "b": name_b, "per_fold": per_fold,
+           "corrected": corrected_t([d_means[i] for i in first], [n_tr[i] for i in first],
+                                    [n_te[i] for i in first]),
+           "corrected_repeated": corrected_repeated_t(d_means, n_tr, n_te, len(set(rep))),
+           "cohens_dz_pooled": _num(cohens_dz(pooled_d)),
+           "n_samples": int(len(pooled_d))}
+    if donors is not None:
+        out["donor_pooled"] = pooled_donor_tests(errors_a, errors_b, donors)
+    return out
 
 
 def compare_all(per_sample_errors: Mapping[str, Mapping], n_train, n_test,
