@@ -5,11 +5,24 @@ adds the bench sub-app and runs the app (`raviso.commands.errors`: one line per 
 
 from __future__ import annotations
 
+import signal
 import sys
 
-import typer
 
-from raviso.commands import bench, cluster, data, evaluate, serve, train
+def _early_interrupt(signum, frame):
+    """Ctrl-C / SIGTERM while Python is still importing: no traceback, the same line and code as
+    later (`raviso.commands.errors` takes over once the command runs)."""
+    print("raviso: interrupted", file=sys.stderr)
+    raise SystemExit(130)
+
+
+if sys.argv and sys.argv[0].endswith("raviso"):      # the script, not a program importing it
+    for _sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(_sig, _early_interrupt)
+
+import typer  # noqa: E402
+
+from raviso.commands import bench, cluster, data, evaluate, serve, train  # noqa: E402
 
 # rich_markup_mode=None: help texts are printed as written. With rich markup, "[unit]" or
 # "[auto: when small]" (how defaults are written here) are taken for markup tags and vanish.
@@ -39,15 +52,19 @@ for name, group in COMMANDS:
 
 
 def main() -> None:
-    import signal
-
-    from raviso.commands.errors import run_app
+    from raviso.commands.errors import install_interrupts, run_app
     from raviso.core import malloc
 
     malloc.reexec()     # huge pages for this process's big buffers (raviso.core.malloc)
-    # SIGTERM (kill, job schedulers) unwinds like Ctrl-C, so atomic writers remove their temp dirs
-    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(143))
-    sys.exit(run_app(app, debug=DEBUG))
+    # SIGINT and SIGTERM (kill, job schedulers) unwind like Ctrl-C, so atomic writers remove their
+    # temp dirs, and end as "raviso: interrupted", exit 130, whatever was cut short
+    before = install_interrupts()
+    try:
+        code = run_app(app, debug=DEBUG)
+    finally:
+        for sig, handler in before.items():      # a program that called main() gets its own back
+            signal.signal(sig, handler)
+    sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from .errors import RavisoError
 
 # file -> a key its JSON object has when raviso wrote it (None: the file's presence is enough)
 OUTPUT_MARKER = ".raviso-output"
+FILE_MARK = "user.raviso.output"      # extended attribute on a single file raviso wrote
 MARKERS = {"manifest.json": "format_version", "run.json": "model", "config.json": "model",
            "results.json": "schema", "model.json": "format", "synth.json": "preset",
            "latent.json": "latent_dim", "best.json": "format", OUTPUT_MARKER: None}
@@ -107,26 +108,111 @@ def is_raviso_output(path) -> bool:
     return any(marker_ok(name, reader(path / name)) for name in MARKERS)
 
 
-def check_replaceable(path) -> None:
-    """Refuse to replace a directory that is neither empty nor a raviso output."""
+def mark_file(path) -> None:
+    """Tag a file raviso wrote (extended attribute `FILE_MARK`), so that `--overwrite` knows it
+    again: a TSV has no room for a marker its readers (pandas, R) would not choke on. Best effort:
+    a filesystem without user attributes leaves it unmarked, and then it is simply not replaced."""
+    with contextlib.suppress(OSError, AttributeError):
+        os.setxattr(path, FILE_MARK, b"1")
+
+
+def is_raviso_file(path) -> bool:
+    """Whether the single file `path` is a raviso output: its `FILE_MARK` attribute, or the format's
+    own metadata raviso writes (Parquet schema metadata key ``raviso``, AnnData ``uns/raviso``)."""
     path = Path(path)
-    if path.is_dir() and not path.is_symlink() and any(path.iterdir()) \
-            and not is_raviso_output(path):
+    with contextlib.suppress(OSError, AttributeError):
+        if FILE_MARK in os.listxattr(path):
+            return True
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+        if head.startswith(b"PAR1"):
+            import pyarrow.parquet as pq
+
+            return b"raviso" in (pq.read_schema(path).metadata or {})
+        if head == b"\x89HDF\r\n\x1a\n":
+            import h5py
+
+            with h5py.File(path, "r") as h:
+                return "uns" in h and "raviso" in h["uns"]
+    except Exception:       # unreadable or not what its first bytes claim: not ours to replace
+        return False
+    return False
+
+
+# the existing paths the running command's line names (`command_paths`): none may be replaced
+_COMMAND_PATHS: list[Path] = []
+
+
+def _real(p) -> Path:
+    p = str(p)
+    return Path(os.path.realpath(p[len("file://"):] if p.startswith("file://") else p))
+
+
+@contextlib.contextmanager
+def command_paths(args):
+    """While a command runs: every path its command line names that exists (options given as
+    `--opt=PATH` included). An output that is one of them twice over (`predict M x.tsv --out
+    x.tsv`), or that holds another of them, is refused by `check_replaceable`."""
+    named = []
+    for a in map(str, args):
+        for part in (a, a.split("=", 1)[-1]) if a.startswith("--") else (a,):
+            if "://" not in part.replace("file://", "") and os.path.lexists(
+                    part[len("file://"):] if part.startswith("file://") else part):
+                named.append(_real(part))
+    _COMMAND_PATHS[:] = named
+    try:
+        yield named
+    finally:
+        _COMMAND_PATHS.clear()
+
+
+def check_not_input(path, inputs=()) -> None:
+    """Refuse to replace `path` when it is, or holds, one of the command's inputs: `inputs`, or
+    the paths its command line names (`command_paths`)."""
+    target = _real(path)
+    given = [_real(p) for p in inputs if p is not None and "://" not in str(p).replace(
+        "file://", "")]
+    others = [p for p in _COMMAND_PATHS if p != target]
+    if _COMMAND_PATHS.count(target) > 1 or any(
+            p == target or target in p.parents for p in given + others):
+        raise RavisoError("is an input of this command (or holds one): an output never replaces "
+                          "its own input, with or without --overwrite; choose another output",
+                          path)
+
+
+def check_replaceable(path, file: bool = False, inputs=()) -> None:
+    """Refuse to replace `path` unless it is raviso's: for a directory output an empty directory
+    or one with a raviso marker; for a single-file output a file `is_raviso_file` recognises.
+    Never a command's own input, never a regular file where a directory goes."""
+    path = Path(path)
+    check_not_input(path, inputs)
+    if file:
+        if path.is_dir():
+            raise RavisoError("is a directory; the output is a file (give a file name)", path)
+        if not is_raviso_file(path):
+            raise RavisoError("exists and is not a file raviso wrote: --overwrite will not "
+                              "replace it; choose another name or remove it yourself", path)
+        return
+    if not path.is_dir():
+        raise RavisoError("exists and is a file, not a raviso output: --overwrite will not "
+                          "replace it; choose another path or remove it yourself", path)
+    if any(path.iterdir()) and not is_raviso_output(path):
         raise RavisoError("exists and is not a raviso output (no " + ", ".join(
             n for n in MARKERS if n != OUTPUT_MARKER) + "): --overwrite will not delete it; "
             "choose another path or remove it yourself", path)
 
 
-def check_writable_target(path, overwrite: bool = False, file: bool = False) -> Path:
-    """Fail early (before any work) if `path` exists and may not be replaced. `file`: the output
-    is a single file, so an existing directory there is never replaced."""
+def check_writable_target(path, overwrite: bool = False, file: bool = False,
+                          inputs=()) -> Path:
+    """Fail early (before any work) if `path` exists and may not be replaced (`check_replaceable`).
+    `file`: the output is a single file; `inputs`: the command's input paths."""
     path = Path(path)
     if path.exists() or path.is_symlink():
         if not overwrite:
+            check_not_input(path, inputs)
             raise RavisoError("already exists (pass --overwrite to replace it)", path)
-        if file and path.is_dir():
-            raise RavisoError("is a directory; the output is a file (give a file name)", path)
-        check_replaceable(path)
+        check_replaceable(path, file=file, inputs=inputs)
     if not path.parent.exists():
         raise RavisoError("parent directory does not exist", path.parent)
     return path
@@ -134,12 +220,21 @@ def check_writable_target(path, overwrite: bool = False, file: bool = False) -> 
 
 @contextlib.contextmanager
 def _atomic(path, overwrite: bool, file: bool):
-    path = check_writable_target(path, overwrite, file=file)
+    if file:        # a file inside an output, or one its command checked (`check_writable_target`)
+        path = Path(path)
+        if path.is_dir() and not path.is_symlink():
+            raise RavisoError("is a directory; the output is a file (give a file name)", path)
+        if path.exists() and not overwrite:
+            raise RavisoError("already exists (pass --overwrite to replace it)", path)
+    else:
+        path = check_writable_target(path, overwrite)
     tmp = tmp_sibling(path)
     if not file:
         tmp.mkdir()
     try:
         yield tmp
+        if file and tmp.exists():
+            mark_file(tmp)
     except BaseException:
         remove_path(tmp)
         raise

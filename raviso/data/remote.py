@@ -15,7 +15,8 @@ import pyarrow.fs as pafs
 
 from .reader import resolve
 from ..core.atomic import MARKERS as OUTPUT_MARKERS
-from ..core.atomic import OUTPUT_MARKER, fsync_tree, marker_ok
+from ..core.atomic import (OUTPUT_MARKER, check_not_input, check_replaceable, fsync_tree,
+                           marker_ok)
 from ..core.errors import RavisoError
 from .store import MANIFEST
 
@@ -95,8 +96,14 @@ def copy_tree(src, dst, *, src_filesystem: pafs.FileSystem | None = None,
     dfs, droot = resolve(dst, dst_filesystem)
     kind = kind_of(sfs, sroot, src)
     if _exists(dfs, droot):
+        local = isinstance(dfs, pafs.LocalFileSystem)
+        source = (sroot,) if isinstance(sfs, pafs.LocalFileSystem) else ()
+        if local:
+            check_not_input(droot, source)             # `copy A A --overwrite` would delete A
         if not overwrite:
             raise RavisoError("already exists (pass --overwrite to replace it)", dst)
+        if local:
+            check_replaceable(droot, inputs=source)    # never a user's file or folder
         if not _replaceable(dfs, droot):
             raise RavisoError("exists and is not a raviso output: --overwrite will not delete "
                               "it; choose another destination or remove it yourself", dst)

@@ -72,7 +72,7 @@ def convert(store, src=None, *, archs4=None, gtex_gene=None, gtex_isoform=None, 
     if cfg is not None:     # the CLI's way in: one ConvertConfig instead of its fields as keywords
         return convert(store, log=log, **cfg.kwargs())
     log = log or (lambda msg: None)
-    store = check_writable_target(store, overwrite)     # before any work: nothing to undo
+    store = check_writable_target(store, overwrite, inputs=(src,))   # before any work
     if gene_set not in ("exact", "intersect"):
         raise RavisoError(f"--gene-set must be exact or intersect (got {gene_set!r})")
     files: dict[str, Path] = find_course_files(src) if src is not None else {}

@@ -20,7 +20,7 @@ def export_store(store, to: str, out, dataset: str | None = None, overwrite: boo
     """Write `dataset` of `store` (default: gtex_gene, else archs4) to `out` as `to`."""
     if to not in TABLES:
         raise RavisoError(f"--to must be one of {', '.join(TABLES)} (got {to!r})")
-    out = check_writable_target(out, overwrite)
+    out = check_writable_target(out, overwrite, file=True, inputs=(store,))
     st = Store(store)
     if dataset is None:
         dataset = next((d for d in ("gtex_gene", "archs4") if st.has(d)), None)

@@ -138,7 +138,7 @@ def import_samples(samplesheet, store, label: str | None = None, tx2gene_path=No
                    max_unmapped: float = MAX_UNMAPPED,
                    max_index_mismatch: float = MAX_INDEX_MISMATCH, quiet: bool = False) -> Path:
     """Import per-sample salmon / kallisto / RSEM files named by a sample sheet into `store`."""
-    store = check_writable_target(store, overwrite)
+    store = check_writable_target(store, overwrite, inputs=(samplesheet, tx2gene_path, gtf))
     rows = read_samplesheet(samplesheet, label)
     layouts = [quant.detect_layout(r.path) for r in rows]
     levels = {lay.level for lay in layouts}
@@ -248,7 +248,8 @@ def import_matrix(matrix, store, units: str | None, samplesheet=None, label: str
     A matrix carries no effective lengths, so counts become CPM (flagged). An optional sample
     sheet (sample, label, donor; no paths needed) labels and selects the matrix's samples.
     """
-    store = check_writable_target(store, overwrite)
+    store = check_writable_target(store, overwrite,
+                                  inputs=(matrix, samplesheet, tx2gene_path, gtf))
     if units is None:
         raise RavisoError("a matrix does not say whether it holds TPM or counts: pass --units tpm "
                           "or --units counts", matrix)

@@ -22,6 +22,8 @@ from ..io.samplesheet import read_samplesheet
 from ..core.atomic import atomic_file, check_writable_target
 from ..core.errors import RavisoError
 from ..models.saved import REGRESSOR_DIR, read_model
+from ..trust.domain import DOMAIN_LEVEL
+from .applicability import DomainOutput
 from .outputs import RELIABLE_R2, OutputOptions, PredictionWriter, parse_units
 from .tissues import TissueRouter
 
@@ -221,12 +223,14 @@ def predict_file(model, input, out, fmt: str | None = None, allow_missing: bool 
                  scale: str | None = None, max_missing: float = MAX_MISSING,
                  interval: float | None = None, units="log2tpm", reliable_r2: float = RELIABLE_R2,
                  merged: bool = False, unknown_tissue: str = "tissue-free",
-                 observed=None) -> Path:
+                 observed=None, domain_level: float = DOMAIN_LEVEL,
+                 out_of_domain: str = "warn") -> Path:
     """Predict every sample of `input` with MODEL; write `out` (and the side outputs of
-    `raviso.serve.outputs`: reliability, intervals, units, merged tables). Returns `out`."""
+    `raviso.serve.outputs`: reliability, intervals, units, merged tables; the applicability
+    domain, `raviso.serve.applicability`). Returns `out`."""
     out = Path(out)
     fmt = output_format(out, fmt)
-    check_writable_target(out, overwrite)
+    check_writable_target(out, overwrite, file=True, inputs=(model, input, samples, observed))
     opts = OutputOptions(interval, parse_units(units), reliable_r2, merged,
                          None if observed is None else str(observed))
     say = warn or (lambda s: print(s, file=sys.stderr))
@@ -240,9 +244,10 @@ def predict_file(model, input, out, fmt: str | None = None, allow_missing: bool 
             "missing_genes": {"count": len(inp.missing), "names": inp.missing,
                               "filled_with": "training mean" if inp.missing else None}}
     router = TissueRouter(m, unknown_tissue, input)
+    domain = DomainOutput(m, domain_level, out_of_domain, input)
     notes = _write_predictions(m, inp, fill, out, fmt, meta, (sheet, samples), quiet, input,
-                               (opts, router, overwrite))
-    for line in (router.warning(), *notes):     # unknown tissues, no reliability, --observed
+                               (opts, router, overwrite, domain))
+    for line in (router.warning(), *notes, *domain.notes()):   # + applicability domain
         if line:
             say(line)
     return out
@@ -252,9 +257,9 @@ def _write_predictions(m, inp, fill, out, fmt, meta, sheet, quiet, source, extra
     from ..core.progress import Progress
 
     n = 0
-    opts, router, overwrite = extra
+    opts, router, overwrite, domain = extra
     with atomic_file(out, overwrite=True) as tmp:
-        with PredictionWriter(fmt, tmp, out, m, meta, opts, router, overwrite) as w, \
+        with PredictionWriter(fmt, tmp, out, m, meta, opts, router, overwrite, domain) as w, \
                 Progress("predict", total=inp.total, quiet=quiet) as progress:
             for X, sid, tissue in inp.chunks:
                 obs = {"tissue": tissue} if sheet[0] is None else sheet_obs(sheet[0], sid, sheet[1])

@@ -13,7 +13,8 @@ import time
 from dataclasses import asdict, fields, replace
 from pathlib import Path
 
-from ..core.atomic import remove_path, replace_path, tmp_sibling, atomic_file, check_replaceable
+from ..core.atomic import (atomic_file, check_not_input, check_replaceable, remove_path,
+                           replace_path, tmp_sibling)
 from ..core.errors import RavisoError
 from ..models.vae.model import VAEConfig
 from . import runspec
@@ -78,6 +79,7 @@ def _prepare(store_path, out, run: PretrainConfig):
     if run.resume:
         runspec.read_spec(run_dir)
     if not run.resume and run_dir.exists():
+        check_not_input(run_dir, (store_path,))
         if not run.overwrite:
             raise RavisoError("already exists (pass --resume to continue it or --overwrite to "
                               "replace it)", run_dir)
