@@ -181,3 +181,30 @@ def test_fit_and_cv_attach_the_latent_for_recommended_only_when_given(tmp_path):
     assert latent_runs(["recommended"], pretrained=tmp_path) == {"vae": str(tmp_path)}
     assert latent_runs(["recommended[latent_context=none]"], pretrained=tmp_path) == {}
     assert latent_runs(["pca_ridge"], pretrained=tmp_path) == {}
+
+
+def test_fit_store_with_pretrained_records_the_choice_and_predicts(tmp_path, one_torch_thread):
+    """`raviso fit STORE --pretrained RUN` (no CV): the VAE-context share_net is among the
+    candidates in model.json's selection, the encoder is in MODEL exactly when a chosen part reads
+    it, fit prints the choice, and predict reproduces the fitted model through MODEL."""
+    from cvdata import write_tiny_run, write_tiny_store
+
+    from raviso.models.saved import MODEL_JSON
+    from raviso.serve.fit import fit_store
+    from raviso.serve.predict import predict_file, read_predictions
+
+    store, d = write_tiny_store(tmp_path / "store", n_donors=9)
+    run = write_tiny_run(tmp_path / "run", d["genes"])
+    lines = []
+    fit_store(store, out=tmp_path / "m", pretrained=run, cv_folds=0, epochs=3,
+              progress=lines.append)
+    meta = json.loads((tmp_path / "m" / MODEL_JSON).read_text())
+    sel = meta["selection"]
+    assert "share_net[context=vae]" in sel["candidates"] and sel["mode"] == "inner-cv"
+    assert "share_net[context=vae]" in sel["inner_mse"]
+    reads_vae = any("context=vae" in c for c in sel["weights"])
+    assert ("vae" in meta["encoders"]) == reads_vae == ("latent:vae" in meta["features"])
+    assert any(line.startswith("recommended: ") and "share_net[context=vae]" in line
+               for line in lines)
+    ids, P, _ = read_predictions(predict_file(tmp_path / "m", store, tmp_path / "p.parquet"))
+    assert ids == d["sample_id"] and np.isfinite(P).all()
