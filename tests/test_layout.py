@@ -339,3 +339,135 @@ def test_the_dead_reference_check_catches_planted_ones(tmp_path):
     assert dead_references([doc]) == ["x.md:1: tests/test_gone.py",
                                       "x.md:2: raviso.core.config.nothing_here",
                                       "x.md:2: raviso.metrics.evaluate"]
+
+
+# -- a config default is written once ----------------------------------------------------------------
+def _option_default(call: ast.AST, helpers: dict[str, ast.FunctionDef]):
+    """The literal default of a config field's value: ``option(D, ...)``, or a helper whose body
+    returns one (``seed_option()``, ``_group_by()``); `_NO_DEFAULT` otherwise."""
+    if not isinstance(call, ast.Call):
+        return _NO_DEFAULT
+    name = getattr(call.func, "id", getattr(call.func, "attr", ""))
+    if name == "option":
+        return _literal(call.args[0]) if call.args else _NO_DEFAULT
+    fn = helpers.get(name)
+    ret = fn and next((n.value for n in ast.walk(fn) if isinstance(n, ast.Return)), None)
+    return _option_default(ret, {}) if ret is not None else _NO_DEFAULT
+
+
+_NO_DEFAULT = object()
+
+
+def _literal(node):
+    try:
+        return ast.literal_eval(node)
+    except (ValueError, TypeError, SyntaxError):
+        return _NO_DEFAULT
+
+
+def config_defaults(root: Path = PACKAGE) -> dict[str, dict[str, list[tuple[str, object]]]]:
+    """{subpackage: {field: [(config class, default)]}} of every `StageConfig` dataclass."""
+    trees = {n: ast.parse(p.read_text()) for n, p in modules(root).items()}
+    shared = {f.name: f for f in trees.get(f"{root.name}.core.config", ast.Module()).body
+              if isinstance(f, ast.FunctionDef)}
+    out: dict = {}
+    for name, tree in trees.items():
+        helpers = {**shared, **{f.name: f for f in tree.body if isinstance(f, ast.FunctionDef)}}
+        for cls in (c for c in tree.body if isinstance(c, ast.ClassDef)):
+            if not any(getattr(b, "id", "") == "StageConfig" for b in cls.bases):
+                continue
+            for st in cls.body:
+                if isinstance(st, ast.AnnAssign) and st.value is not None:
+                    d = _option_default(st.value, helpers)
+                    if d is not _NO_DEFAULT and d is not None:
+                        out.setdefault(subpackage(name), {}).setdefault(
+                            st.target.id, []).append((cls.name, d))
+    return out
+
+
+def duplicated_defaults(root: Path = PACKAGE) -> set[str]:
+    """``module.function(param=D)`` for each keyword default D of a function that repeats the
+    default of a config field of the same name in the same subpackage (a stage function should
+    take its config, or no default)."""
+    fields = config_defaults(root)
+    out = set()
+    for name, path in modules(root).items():
+        own = fields.get(subpackage(name), {})
+        for fn in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            a = fn.args
+            pos = a.posonlyargs + a.args
+            pairs = list(zip(pos[len(pos) - len(a.defaults):], a.defaults)) + \
+                [(p, d) for p, d in zip(a.kwonlyargs, a.kw_defaults) if d is not None]
+            for p, d in pairs:
+                value = _literal(d)
+                if any(type(value) is type(v) and value == v for _, v in own.get(p.arg, ())):
+                    out.add(f"{name}.{fn.name}({p.arg}={value!r})")
+    return out
+
+
+# Stage functions in files other engineers were changing when this check came (issue 29, Build 3):
+# each should take its config. A fixed one just drops out of the check; remove it here too.
+TOLERATED_DUPLICATE_DEFAULTS = frozenset({
+    "raviso.cluster.submit.runtime_env(with_deps=False)",
+    "raviso.cluster.submit.submit(wait=True)",
+    "raviso.cluster.submit.submit(with_deps=False)",
+    "raviso.evaluate.cv.run_trial(train_fraction=1.0)",
+    "raviso.evaluate.engine.capacity.cpus_by_memory(cpus_per_trial=1)",
+    "raviso.evaluate.engine.inputs.load_labelled(target_dtype='auto')",
+    "raviso.evaluate.engine.repeats.repeated_folds(repeats=1)",
+    "raviso.evaluate.engine.repeats.repeated_folds(seed=0)",
+    "raviso.evaluate.tune.search._search_trial(variant='')",
+    "raviso.evaluate.tune.search.inner_splits(group_by='donor')",
+    "raviso.evaluate.tune.search.inner_splits(seed=0)",
+    "raviso.io.convert._write(quiet=False)",
+    "raviso.io.convert.convert(checksum=True)",
+    "raviso.io.convert.convert(gct=())",
+    "raviso.io.convert.convert(gene_set='exact')",
+    "raviso.io.convert.convert(overwrite=False)",
+    "raviso.io.convert.convert(quiet=False)",
+    "raviso.io.export.export_store(overwrite=False)",
+    "raviso.io.export.export_store(quiet=False)",
+    "raviso.io.importer.import_matrix(as_compendium=False)",
+    "raviso.io.importer.import_matrix(overwrite=False)",
+    "raviso.io.importer.import_matrix(quiet=False)",
+    "raviso.io.importer.import_matrix(sample_set='exact')",
+    "raviso.io.importer.import_samples(as_compendium=False)",
+    "raviso.io.importer.import_samples(overwrite=False)",
+    "raviso.io.importer.import_samples(quiet=False)",
+    "raviso.serve.fit_cv.fit_by_cv(overwrite=False)",
+    "raviso.serve.fit_cv.fit_by_cv(seed=0)",
+    "raviso.serve.fit_cv.fit_by_cv(target_dtype='auto')",
+    "raviso.serve.outputs.__init__(overwrite=False)",
+    "raviso.serve.predict.predict_file(allow_missing=False)",
+    "raviso.serve.predict.predict_file(merged=False)",
+    "raviso.serve.predict.predict_file(out_of_domain='warn')",
+    "raviso.serve.predict.predict_file(overwrite=False)",
+    "raviso.serve.predict.predict_file(quiet=False)",
+    "raviso.serve.predict.predict_file(units='log2tpm')",
+    "raviso.serve.predict.predict_file(unknown_tissue='tissue-free')",
+})
+
+
+def test_no_stage_function_repeats_a_config_default():
+    found = duplicated_defaults()
+    assert sorted(found - TOLERATED_DUPLICATE_DEFAULTS) == [], \
+        "take the stage's config (or give no default) instead of repeating its field's default"
+
+
+def test_the_duplicate_default_check_catches_planted_ones(tmp_path):
+    root = tmp_path / "raviso"
+    for pkg in ("core", "serve"):
+        (root / pkg).mkdir(parents=True)
+        (root / pkg / "__init__.py").write_text("")
+    (root / "core" / "config.py").write_text(
+        "def seed_option(help=''):\n    return option(0, help)\n")
+    (root / "serve" / "config.py").write_text(
+        "class FitConfig(StageConfig):\n    seed: int = seed_option()\n"
+        "    units: str = option('tpm', 'u')\n    out: str = option(None, 'o')\n")
+    (root / "serve" / "fit.py").write_text(
+        "def fit(store, seed=0, units='log2', out=None):\n    pass\n"
+        "def predict(x, *, units='tpm', seed=1):\n    pass\n")
+    assert duplicated_defaults(root) == {"raviso.serve.fit.fit(seed=0)",
+                                         "raviso.serve.fit.predict(units='tpm')"}

@@ -83,6 +83,18 @@ def overwrite_option(help: str = "Replace an existing output (only a raviso outp
     return option(False, help)
 
 
+def seed_option(help: str = "Random seed.") -> Any:
+    return option(0, help)
+
+
+def pretrained_option(help: str = "VAE run (latent 'vae').") -> Any:
+    return option(None, help)
+
+
+def pretrained_ae_option(help: str = "Autoencoder (beta=0) run (latent 'ae').") -> Any:
+    return option(None, help)
+
+
 def quiet_option(help: str = "No progress display (a bar with rows/s and ETA on a terminal, a "
                  "line every 10 s otherwise).") -> Any:
     return option(False, help)

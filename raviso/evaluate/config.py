@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..core.config import StageConfig, address_option, option, overwrite_option
+from ..core.config import (StageConfig, address_option, option, overwrite_option,
+                           pretrained_ae_option, pretrained_option, seed_option)
 
 GROUP_BY = ("donor", "none")
 FOLD_SCHEMES = ("kfold", "auto", "logo")
@@ -14,6 +15,11 @@ FOLD_SCHEMES = ("kfold", "auto", "logo")
 def _group_by():
     return option("donor", "donor | none", check=lambda v: v in GROUP_BY,
                   problem="must be donor or none (got {value!r})")
+
+
+def _fold_scheme(help: str):
+    return option("kfold", help, check=lambda v: v in FOLD_SCHEMES + ("tissue",),
+                  problem="must be kfold, auto, logo or tissue (got {value!r})")
 
 
 def _cpus_per_trial(what: str = "(fold, variant) trial"):
@@ -27,8 +33,8 @@ def _gpus_per_trial():
 @dataclass(frozen=True)
 class CvConfig(StageConfig):
     # what is cross-validated
-    pretrained: Path | None = option(None, "VAE run (latent 'vae').")
-    pretrained_ae: Path | None = option(None, "Autoencoder (beta=0) run (latent 'ae').")
+    pretrained: Path | None = pretrained_option()
+    pretrained_ae: Path | None = pretrained_ae_option()
     variants: str | None = option(None, "Comma list; options in brackets make a column of their "
                                   "own, e.g. 'share_net,share_net[context=vae]'. Default: the "
                                   "model raviso fit ships (recommended), share_net, "
@@ -38,7 +44,7 @@ class CvConfig(StageConfig):
                                   "store's inputs cannot feed are skipped and listed).")
     variant_options: dict | None = option(None, cli=False)
     epochs: int | None = option(None, "Epochs of the neural variants.")
-    seed: int = option(0, "Seed of the folds and of every trial.")
+    seed: int = seed_option("Seed of the folds and of every trial.")
     target_dtype: str = option("auto", "auto | float32 | float16: storage of the memory-mapped "
                                "isoform targets (auto: float16 above 4 GB of float32; adds ~1e-7 "
                                "MSE).")
@@ -47,12 +53,10 @@ class CvConfig(StageConfig):
     repeats: int = option(1, "R x k-fold with fold seeds seed..seed+R-1 (corrected repeated "
                           "k-fold t-test across all R*k folds).")
     group_by: str = _group_by()
-    fold_scheme: str = option("kfold", "kfold | auto | logo | tissue: auto picks "
-                              "leave-one-group-out or a smaller k for small labelled sets "
-                              "(reported); tissue holds out whole tissues (the models go "
-                              "without the tissue one-hot).",
-                              check=lambda v: v in FOLD_SCHEMES + ("tissue",),
-                              problem="must be kfold, auto, logo or tissue (got {value!r})")
+    fold_scheme: str = _fold_scheme("kfold | auto | logo | tissue: auto picks leave-one-group-out "
+                                    "or a smaller k for small labelled sets (reported); tissue "
+                                    "holds out whole tissues (the models go without the tissue "
+                                    "one-hot).")
     train_fraction: float = option(1.0, "Train on this fraction of each fold's training donors "
                                    "(a labelled-size learning curve; same validation rows; "
                                    "nested and seeded).", check=lambda v: 0 < v <= 1,
@@ -94,8 +98,8 @@ class TuneConfig(StageConfig):
     trials: int = option(16, "Configs to try (per grid point when the space has grid "
                          "dimensions).")
     space: Path | None = option(None, "JSON search space (default: the variant's, see README).")
-    pretrained: Path | None = option(None, "VAE run (latent 'vae').")
-    pretrained_ae: Path | None = option(None, "Autoencoder run (latent 'ae').")
+    pretrained: Path | None = pretrained_option()
+    pretrained_ae: Path | None = pretrained_ae_option()
     max_epochs: int = option(100, "Epoch budget per trial (ASHA's max_t); the chosen epochs "
                              "come from the best curve.", check=lambda v: v >= 1,
                              problem="must be at least 1 (got {value})")
@@ -103,8 +107,8 @@ class TuneConfig(StageConfig):
     scheduler: str = option("asha", "asha | fifo (no early stop).")
     grace: int | None = option(None, "ASHA grace period in epochs [max(3, max_epochs / 10)].")
     group_by: str = _group_by()
-    fold_scheme: str = option("kfold", "kfold | auto | logo")
-    seed: int = option(0, "Seed of the inner folds and of every trial.")
+    fold_scheme: str = _fold_scheme("kfold | auto | logo")
+    seed: int = seed_option("Seed of the inner folds and of every trial.")
     cpus_per_trial: float = _cpus_per_trial("trial")
     gpus_per_trial: float = _gpus_per_trial()
     max_failures: int = option(2, "Restarts of a crashed trial (from its last checkpoint).")

@@ -8,7 +8,8 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..core.config import StageConfig, address_option, option, overwrite_option, quiet_option
+from ..core.config import (StageConfig, address_option, option, overwrite_option, quiet_option,
+                           seed_option)
 
 SHUFFLES = ("files", "global", "none")
 MATERIALIZE = ("auto", "always", "never")
@@ -30,7 +31,7 @@ class TrainConfig(StageConfig):
     warmup_epochs: int = _at_least(0, 0, "Linear KL warm-up epochs.")
     val_fraction: float = option(0.02, "Held-out ARCHS4 fraction, by sample-id hash.",
                                  check=lambda v: 0 <= v < 1, problem="must be in [0, 1)")
-    seed: int = option(0, "Random seed.")
+    seed: int = seed_option()
     workers: int = _at_least(1, 1, "DDP workers.")
     cpus_per_worker: float = option(1.0, "Logical CPUs reserved per worker, may be fractional.",
                                     check=lambda v: v > 0, problem="must be > 0")

@@ -95,11 +95,11 @@ def encode(run, store, cfg: EncodeConfig | None = None, **options) -> dict[str, 
     return written
 
 
-def cached_latent(run: Run, store: Store, which: str = "gtex") -> Path | None:
-    """``STORE/latent/<run name>/<which>`` only if THIS run wrote it: its latent.json names the
+def cached_latent(run: Run, store: Store, dataset: str = "gtex") -> Path | None:
+    """``STORE/latent/<run name>/<dataset>`` only if THIS run wrote it: its latent.json names the
     same resolved RUN path and weights checksum. A re-trained RUN, or another RUN with the same
     folder name, gets None (the caller encodes afresh) instead of someone else's latents."""
-    d = Path(store.root) / "latent" / run.name / which
+    d = Path(store.root) / "latent" / run.name / dataset
     try:
         meta = json.loads((d / "latent.json").read_text())
     except (OSError, ValueError):

@@ -85,3 +85,14 @@ def test_resume_overrides_only_the_options_given_on_the_command_line(tmp_path, c
     assert code == 0, err
     assert seen["given"] >= {"epochs", "resume"} and "batch_size" not in seen["given"]
     assert seen["train"] == TrainConfig(epochs=10) and seen["run"].resume
+
+
+def test_cv_and_tune_check_fold_scheme_alike_and_share_the_run_options():
+    for config, given in ((CvConfig, {}), (TuneConfig, {"variant": "mean"})):
+        with pytest.raises(OptionError) as e:
+            config(**given, fold_scheme="loo")
+        assert e.value.option == "fold_scheme" and "kfold, auto, logo or tissue" in str(e.value)
+    assert TuneConfig(variant="mean", fold_scheme="tissue").fold_scheme == "tissue"  # nested cv
+    fields = {c: {f.name: f for f in dataclasses.fields(c)} for c in (CvConfig, TuneConfig)}
+    for name in ("pretrained", "pretrained_ae"):
+        assert fields[CvConfig][name].metadata["help"] == fields[TuneConfig][name].metadata["help"]
