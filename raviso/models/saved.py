@@ -10,7 +10,8 @@ MODEL layout::
                             order the regressor was trained on), isoforms (output names, in order),
                             isoform_gene, encoders ({latent name: sub-directory}), trained_on
                             (store, n_samples, n_tissues), created, raviso_version
-    MODEL/encoder-<name>/   a copy of the pretraining run that makes latent <name> (`raviso.train.runs.load_run`)
+    MODEL/encoder-<name>/   a copy of the pretraining run that makes latent <name>
+                            (`raviso.train.runs.load_run`)
     MODEL/regressor/        the fitted predictor (`save_predictor` below)
 
 The encoder is copied (not referenced) so a MODEL keeps working after the run directory is moved
