@@ -407,8 +407,8 @@ def duplicated_defaults(root: Path = PACKAGE) -> set[str]:
     return out
 
 
-# Stage functions in files other engineers were changing when this check came (issue 29, Build 3):
-# each should take its config. A fixed one just drops out of the check; remove it here too.
+# Stage functions in files other engineers were changing when this check came: each should take
+# its config. A fixed one just drops out of the check; remove it here too.
 TOLERATED_DUPLICATE_DEFAULTS = frozenset({
     "raviso.cluster.submit.runtime_env(with_deps=False)",
     "raviso.cluster.submit.submit(wait=True)",

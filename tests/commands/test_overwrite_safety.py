@@ -1,4 +1,4 @@
-"""Issue 31, data loss: `--overwrite` replaces only what raviso wrote. A user's regular file, a folder
+"""No data loss: `--overwrite` replaces only what raviso wrote. A user's regular file, a folder
 raviso did not write, and any path that is one of the command's own inputs are refused in one line,
 with or without `--overwrite`, by every command that writes; the file is byte-identical afterwards.
 A single-file output is recognised by what raviso put in it (Parquet schema metadata, AnnData
@@ -165,7 +165,8 @@ def test_an_output_never_replaces_its_own_input(case, overwrite, art, tmp_path, 
 
 
 def test_the_issue_cases_byte_for_byte(art, tmp_path, capsys, monkeypatch):
-    """The two reports of issue 31, as written there."""
+    """A predict whose --out is its own input and an import whose --out is a user's file, both
+    with --overwrite: refused, the file untouched."""
     import shutil
 
     mine = Path(shutil.copy(art / "mygenes.tsv", tmp_path / "mygenes.tsv"))
