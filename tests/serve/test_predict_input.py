@@ -70,8 +70,13 @@ def test_genes_by_samples_tpm_with_versionless_ids_and_a_sample_sheet(ens_model,
     ids, P, meta, said = run(root, src, tmp_path / "p.parquet", samples=sheet)
     assert ids == d["sample_id"]
     np.testing.assert_allclose(P, expected, rtol=1e-4, atol=1e-4)
-    assert said == ["raviso: input: genes x samples, TPM -> log2(TPM+1), 48 samples, 16/16 model "
-                    "genes (matched on label column 1)"]
+    assert said[0] == ("raviso: input: genes x samples, TPM -> log2(TPM+1), 48 samples, 16/16 "
+                       "model genes (matched on label column 1)")
+    # a MODEL fitted without its CV (fit_model alone): said plainly, not columns silently absent
+    assert [s for s in said if "reliability" in s] == [
+        "raviso: note: this MODEL has no reliability or intervals: it was fitted without the CV "
+        "that measures them (raviso fit --cv-folds 0); refit it with `raviso fit` (its CV is on "
+        "by default) or `raviso cv --save-model`"]
     assert P.min() >= 0
     import h5py
 
@@ -96,7 +101,7 @@ def test_samples_by_genes_log2_csv_is_detected(ens_model, tmp_path):
     sheet = write_sheet(tmp_path / "samples.csv", d)
     ids, P, _, said = run(root, src, tmp_path / "p.parquet", samples=sheet)
     np.testing.assert_allclose(P, expected, rtol=1e-4, atol=1e-4)
-    assert said[-1].startswith("raviso: input: samples x genes, log2(TPM+1), 48 samples, 16/16")
+    assert said[0].startswith("raviso: input: samples x genes, log2(TPM+1), 48 samples, 16/16")
 
 
 def test_gct_with_ensembl_ids_in_name(ens_model, tmp_path):
@@ -108,7 +113,7 @@ def test_gct_with_ensembl_ids_in_name(ens_model, tmp_path):
     ids, P, _, said = run(root, src, tmp_path / "p.parquet",
                           samples=write_sheet(tmp_path / "s.csv", d))
     np.testing.assert_allclose(P, expected, rtol=1e-4, atol=1e-4)
-    assert "genes x samples (GCT), TPM -> log2(TPM+1)" in said[-1] and "on Name" in said[-1]
+    assert "genes x samples (GCT), TPM -> log2(TPM+1)" in said[0] and "on Name" in said[0]
 
 
 def test_forced_orientation_and_scale(ens_model, tmp_path):
@@ -165,3 +170,16 @@ def test_the_cli_reports_the_layout_in_one_line(ens_model, tmp_path):
     lines = [ln for ln in r.stderr.splitlines() if ln.startswith("raviso: input:")]
     assert lines == ["raviso: input: genes x samples, TPM -> log2(TPM+1), 48 samples, 16/16 model "
                      "genes (matched on label column 1)"]
+
+
+def test_input_genes_the_model_does_not_use_are_counted_in_the_input_line(ens_model, tmp_path):
+    root, d, expected = ens_model
+    src = write_gene_tpm(tmp_path / "gene_tpm.tsv", d)
+    text = src.read_text().splitlines()
+    extra = [f"ENSG9999999999{i}\tX{i}\t" + "\t".join("1.0" for _ in d["sample_id"])
+             for i in range(3)]
+    src.write_text("\n".join(text + extra) + "\n")
+    _, P, _, said = run(root, src, tmp_path / "p.parquet", samples=write_sheet(tmp_path / "s.csv", d))
+    np.testing.assert_allclose(P, expected, rtol=1e-4, atol=1e-4)
+    assert said[0].endswith("16/16 model genes (matched on label column 1), 3 input genes the "
+                            "MODEL does not use (dropped)")
