@@ -332,7 +332,7 @@ def _cross_validate(store, cfg: CvConfig, setup: _Setup, tmp: Path, trial_root, 
     doc = results_mod.build_results(config, data, fold_plan, outcome)
     if setup.skipped:
         doc["skipped_variants"] = setup.skipped
-    doc["intervals"] = cv_intervals(outcome.oof, fold_plan.k, names)
+    doc["intervals"] = cv_intervals(outcome.oof, fold_plan, names)
     if plan.record:
         doc["tuning"] = plan.record
     if cfg.save_model:   # the winner, or a plain word that a baseline won; fit's: its variant
@@ -341,7 +341,7 @@ def _cross_validate(store, cfg: CvConfig, setup: _Setup, tmp: Path, trial_root, 
     results_mod.write_results(tmp, doc, outcome.errors)
     if cfg.save_model:
         _save_model(tmp / "model", doc, plan, data, setup.runs, setup.st.uri, setup.options,
-                    progress, outcome.oof)
+                    progress, outcome.oof, (outcome.errors, fold_plan))
     if cfg.report:
         from .report.render import has_curves, write_report
 
@@ -370,7 +370,7 @@ def _trial_options(variant_options, epochs, seed: int, gpus_per_trial: float) ->
 
 
 def _save_model(model_dir: Path, doc: dict, plan, data: Labelled, runs: dict, store_uri: str,
-                options: dict, progress, oof: dict | None = None) -> None:
+                options: dict, progress, oof: dict | None = None, cv=None) -> None:
     """CV/model: the saved column (tuned config if it won) fitted on every row, with its
     out-of-fold reliability arrays (`raviso.trust.reliability`)."""
     from ..models.saved import fit_model
@@ -381,7 +381,7 @@ def _save_model(model_dir: Path, doc: dict, plan, data: Labelled, runs: dict, st
     by = doc["saved_model"].get("by", "--save-model")
     progress(f"fitting {variant} on all {data.n} labelled samples ({by})")
     model = fit_model(data, variant, model_dir, runs=runs, options=fit_options,
-                      store_uri=store_uri, **model_reliability(oof or {}, column))
+                      store_uri=store_uri, **model_reliability(oof or {}, column, data, cv))
     if getattr(model, "selection_", None):       # `recommended`: what it chose, and why
         progress(describe_selection(model.selection_))
 

@@ -36,6 +36,7 @@ REGRESSOR_DIR = "regressor"
 TISSUE_FREE_DIR = "regressor-tissue-free"   # the same variant fitted without tissue
 RELIABILITY_FILE = "reliability.npz"       # per-isoform out-of-fold arrays of the CV behind it
 TISSUE_FREE_RELIABILITY_FILE = "reliability-tissue-free.npz"   # the same, of the tissue-free path
+DOMAIN_FILE = "domain.npz"                 # applicability domain + its held-out calibration
 
 
 def encoder_dir(name: str) -> str:
@@ -82,11 +83,13 @@ def load_predictor(directory: Path):
 def fit_model(data, variant: str, out, runs: dict[str, str] | None = None,
               options: dict | None = None, store_uri: str | None = None,
               overwrite: bool = False, threads: int | None = None,
-              reliability: dict | None = None, tissue_free_reliability: dict | None = None):
+              reliability: dict | None = None, tissue_free_reliability: dict | None = None,
+              domain: dict | None = None):
     """Fit `variant` on every row of `data` (a `Labelled` with the latents it needs) and write
     MODEL atomically. `runs` maps latent name -> pretraining run directory (copied in). A variant
     that reads tissue is fitted a second time without it (the path `raviso predict` takes for a
-    sample of no or an unknown tissue). `reliability`: out-of-fold arrays stored beside it.
+    sample of no or an unknown tissue). `reliability`: out-of-fold arrays stored beside it;
+    `domain`: its applicability domain (`raviso.trust.domain.model_domain`).
     Returns the fitted predictor (what MODEL holds)."""
     import numpy as np
     import torch
@@ -113,9 +116,9 @@ def fit_model(data, variant: str, out, runs: dict[str, str] | None = None,
         save_predictor(model, Path(tmp) / REGRESSOR_DIR)
         if free is not None:
             save_predictor(free, Path(tmp) / TISSUE_FREE_DIR)
-        for name, arrays in ((RELIABILITY_FILE, reliability),
+        for name, arrays in ((RELIABILITY_FILE, reliability), (DOMAIN_FILE, domain),
                              (TISSUE_FREE_RELIABILITY_FILE, tissue_free_reliability)):
-            if arrays is not None and (name == RELIABILITY_FILE or free is not None):
+            if arrays is not None and (name != TISSUE_FREE_RELIABILITY_FILE or free is not None):
                 np.savez_compressed(Path(tmp) / name, **arrays)
         meta = {"format": FORMAT, "variant": variant, "options": options or {},
                 "features": needs, "genes": list(data.gene_names),
@@ -128,6 +131,7 @@ def fit_model(data, variant: str, out, runs: dict[str, str] | None = None,
                 "tissue_free": TISSUE_FREE_DIR if free is not None else None,
                 "selection": getattr(model, "selection_", None),
                 "reliability": RELIABILITY_FILE if reliability is not None else None,
+                "domain": DOMAIN_FILE if domain is not None else None,
                 "tissue_free_reliability": (TISSUE_FREE_RELIABILITY_FILE if free is not None
                                             and tissue_free_reliability is not None else None),
                 "trained_on": {"store": store_uri, "n_samples": int(data.n),

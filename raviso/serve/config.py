@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..core.config import StageConfig, option, overwrite_option, quiet_option
+from ..trust.domain import DOMAIN_LEVEL
 
 
 @dataclass(frozen=True)
@@ -63,5 +64,13 @@ class PredictConfig(StageConfig):
         None, "Measured isoforms of the same samples (a transcript table, TPM or log2(TPM+1)): "
         "per-sample QC of their isoform fractions against the predicted ones, z-scores "
         "calibrated on held-out donors (<out>.qc.tsv, <out>.qc_genes.tsv; h5ad obs).")
+    domain_level: float = option(
+        DOMAIN_LEVEL, "Applicability domain: a sample more unusual than this fraction of the CV's "
+        "held-out donor samples is out of domain (obs in_domain / <out>.domain.tsv; its "
+        "reliability and intervals are not valid).", check=lambda v: 0 < v < 1,
+        problem="must be a fraction in (0, 1), e.g. 0.99 (got {value!r})")
+    out_of_domain: str = option(
+        "warn", "Samples out of the applicability domain: warn (one line naming them) or error.",
+        check=lambda v: v in ("warn", "error"), problem="must be warn or error (got {value!r})")
     overwrite: bool = overwrite_option()
     quiet: bool = quiet_option()

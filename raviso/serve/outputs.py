@@ -16,6 +16,9 @@ intervals, TPM and isoform fractions, the merged table and tx2gene (docs/predict
 - ``observed``: per-sample QC of measured isoform fractions (`raviso.serve.qc`): obs columns
   ``qc_distance``, ``qc_z``, ``qc_aberrant``, ``qc_genes``, the same as ``<stem>.qc.tsv`` and
   per-gene z-scores (genes of two or more isoforms) as ``<stem>.qc_genes.tsv``.
+- applicability domain (`raviso.serve.applicability`): obs columns ``domain_score``,
+  ``domain_pct``, ``in_domain``, ``calibrated``, ``interval_scale`` (for TSV/Parquet
+  ``<stem>.domain.tsv``); the half-widths are multiplied by ``interval_scale``.
 Every side file is written atomically together with the main output.
 """
 
@@ -32,6 +35,7 @@ from ..core.errors import RavisoError
 from ..trust import reliability as rel
 from ..io.tables import TSV_FORMAT, TsvTable
 from ..trust.splice_qc import GeneShares
+from .applicability import COLUMNS as DOMAIN_COLUMNS, DomainOutput
 from .out_tables import H5adLayers, MergedTable, ParquetLayers, TsvLayers
 from .qc import QC_Z, ObservedQC
 from .tissues import PATH_FREE
@@ -126,9 +130,10 @@ class PredictionWriter:
     """The main output plus every side output of one `predict` run; `write` per chunk."""
 
     def __init__(self, fmt: str, tmp, out, m, meta: dict, opts: OutputOptions, router=None,
-                 overwrite: bool = False):
+                 overwrite: bool = False, domain: DomainOutput | None = None):
         self.fmt, self.tmp, self.out, self.m, self.opts = fmt, tmp, Path(out), m, opts
         self.router = router
+        self.domain = domain if domain is not None else DomainOutput(m)   # `applicability`
         arrays = load_reliability(m)
         self.var, self.width = isoform_columns(m, opts, arrays)
         self.width_free = tissue_free_columns(m, opts, self.var) if arrays else None
@@ -141,6 +146,7 @@ class PredictionWriter:
                      "reliable_rule": (f"oof_r2 >= {opts.reliable_r2:g}" if arrays is not None
                                        else None),
                      "reliability": "out-of-fold (donor-grouped CV)" if arrays else None}
+        self.meta["domain"] = self.domain.meta()
         self.sides = self.side_paths()
         for p in self.sides.values():
             check_writable_target(p, overwrite=overwrite, file=True)
@@ -152,6 +158,8 @@ class PredictionWriter:
             sides["isoforms"] = side_path(self.out, "isoforms")
         if self.fmt == "tsv":
             sides.update({name: side_path(self.out, name) for name in self.layers})
+        if self.fmt != "h5ad" and self.domain.check is not None:
+            sides["domain"] = side_path(self.out, "domain")
         if self.opts.merged:
             sides.update({f"merged.{u}": side_path(self.out, f"merged.{u}")
                           for u in self.opts.units})
@@ -164,6 +172,8 @@ class PredictionWriter:
         tmp = {k: self.stack.enter_context(atomic_file(p, overwrite=True))
                for k, p in self.sides.items()}
         self.tmp_sides = tmp
+        if "domain" in tmp:
+            self.domain_table = self.stack.enter_context(TsvTable(tmp["domain"], DOMAIN_COLUMNS))
         if self.fmt == "h5ad":
             w = H5adLayers(self.tmp, self.m.isoforms, self.var, self.meta, self.layers)
         elif self.fmt == "parquet":
@@ -181,6 +191,7 @@ class PredictionWriter:
 
     def predict(self, X, sample_ids, tissue):
         """The MODEL's prediction, routed by tissue (`raviso.serve.tissues`)."""
+        self.domain.assess(X, sample_ids)
         if self.router is None:
             return self.m.predict(X, sample_ids, tissue)
         return self.router.predict(X, sample_ids, tissue)
@@ -190,6 +201,8 @@ class PredictionWriter:
         if self.router is not None and self.router.tissues:
             obs["tissue_model"] = self.router.last_path
             obs["tissue_matched"] = self.router.last_names
+        dcols = self.domain.columns(ids, self.router.last_path if self.router else [])
+        obs.update(dcols)
         units = {"log2tpm": P}
         if "tpm" in self.opts.units or self.shares is not None:
             tpm = to_tpm(P)
@@ -202,6 +215,7 @@ class PredictionWriter:
             if self.width_free is not None and self.router is not None:
                 free = np.array([p == PATH_FREE for p in self.router.last_path], bool)
                 w = np.where(free[:, None], self.width_free, w)
+            w = w * self.domain.scale(len(ids))[:, None]        # `trust.domain`'s scale
             layers["lower"] = np.maximum(P - w, 0)
             layers["upper"] = P + w
         if self.qc is not None:
@@ -210,6 +224,8 @@ class PredictionWriter:
             self._count_qc(cols)
             self.qc_tables[0].write(list(ids), np.array([cols[c] for c in QC_COLUMNS], float).T)
             self.qc_tables[1].write(list(ids), gz)
+        if "domain" in self.tmp_sides:
+            self.domain_table.write(list(ids), self.domain.row(dcols))
         self.main.write(list(ids), P, obs, layers)
         for u, t in self.merged.items():
             t.write(list(ids), units[u])

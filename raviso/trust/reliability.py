@@ -3,14 +3,15 @@
 Every (fold, variant) trial feeds its validation predictions through an `OofAccumulator`: per
 isoform the count, sums, sums of squares and cross products of prediction and observation (shifted
 by the training-fold mean, as `raviso.evaluate.engine.streaming` does), the sum of squared errors and
-a histogram of absolute residuals |pred - obs| over fixed log-spaced bins (`EDGES`, 6 per octave
-from 2^-7 to 2^4 log2(TPM+1)). That is O(isoforms) memory whatever the number of samples: ~21 MB per
+a histogram of absolute residuals |pred - obs| over fixed log-spaced bins (`EDGES`, 12 per octave
+from 2^-7 to 2^4 log2(TPM+1)). That is O(isoforms) memory whatever the number of samples: ~42 MB per
 trial at 157k isoforms (uint16 counts), where the residuals themselves would be 2.2 GB per fold.
 
 Summed over folds they give each isoform's out-of-fold MSE, R^2 (vs its own out-of-fold mean), Pearson
 r and mean level (`per_isoform`), and the split-conformal half-width of an interval at any level: the
-ceil((n+1) level)-th smallest |residual| of that isoform, read from its histogram with geometric
-interpolation inside a bin (`halfwidth`); with too few residuals for the rank it is infinite.
+ceil((n+1) level)-th smallest |residual| of that isoform, read from its histogram and rounded up
+to the upper edge of its bin (`halfwidth`: never below the exact quantile, so the finite-sample
+guarantee holds); with too few residuals for the rank it is infinite.
 Residuals are out-of-fold (CV+ style); the MODEL is refitted on all rows, so its intervals are, if
 anything, slightly conservative. `coverage` measures that honestly: each fold's intervals are
 calibrated on the OTHER folds of its repeat and counted on the fold's held-out donors.
@@ -29,11 +30,17 @@ import numpy as np
 from ..core.metrics import LEVEL_EDGES, LEVELS, add_moments, column_blocks, tiny_ss
 from .splice_qc import QcSums
 
-PER_OCTAVE = 6
-EDGES = 2.0 ** (np.arange(-7 * PER_OCTAVE, 4 * PER_OCTAVE + 1) / PER_OCTAVE)
+PER_OCTAVE = 12                  # older MODELs hold 6 per octave: `edges_of` reads either
+
+
+def edges_of(n_bins: int) -> np.ndarray:
+    """The bin edges of a histogram with `n_bins` bins (2^-7 .. 2^4, `n_bins` = 11 p + 2)."""
+    p = (int(n_bins) - 2) // 11
+    return 2.0 ** (np.arange(-7 * p, 4 * p + 1) / p)
+
+
+EDGES = edges_of(11 * PER_OCTAVE + 2)
 N_BINS = len(EDGES) + 1          # [0, EDGES[0]), [EDGES[j-1], EDGES[j]) ..., [EDGES[-1], inf)
-LO = np.concatenate([[0.0], EDGES])
-HI = np.concatenate([EDGES, [2 * EDGES[-1]]])      # the open last bin read as one more octave
 COVERAGE_LEVELS = (0.8, 0.9, 0.95)
 OOF_FILE = "oof.npz"
 QC_KEYS = ("qc_gene", "qc_sample")
@@ -147,32 +154,35 @@ def _bin_of(hist: np.ndarray, rank: np.ndarray) -> tuple[np.ndarray, np.ndarray]
 
 def halfwidth(hist: np.ndarray, level: float) -> np.ndarray:
     """Per-isoform conformal half-width at `level` from |residual| histograms (m, N_BINS): the
-    ceil((n+1) level)-th smallest residual (n = the isoform's count); inf where that rank > n."""
+    ceil((n+1) level)-th smallest residual (n = the isoform's count), rounded UP to the upper
+    edge of the bin that holds it, so it is never below the exact finite-sample quantile and the
+    split-conformal guarantee holds (at most one bin, 2^(1/12), wider); inf where that rank > n
+    or falls in the open top bin (|residual| >= 16 log2 units)."""
     if not 0 < level < 1:
         raise ValueError(f"interval level must be in (0, 1), got {level}")
     hist = np.asarray(hist)
     n = hist.sum(axis=1, dtype=np.int64)
     rank = np.ceil((n + 1) * level - 1e-9).astype(np.int64)
-    j, below = _bin_of(hist, rank)
+    j, _ = _bin_of(hist, rank)
     out = np.full(len(n), np.inf)
-    ok = (j < hist.shape[1]) & (rank <= n) & (n > 0)
-    jo = j[ok]
-    frac = (rank[ok] - below[ok]) / np.maximum(hist[ok, jo], 1)
-    lo, hi = LO[jo], HI[jo]
-    out[ok] = np.where(jo == 0, hi * frac, lo * (hi / np.where(lo > 0, lo, 1)) ** frac)
+    ok = (j < hist.shape[1] - 1) & (rank <= n) & (n > 0)
+    out[ok] = edges_of(hist.shape[1])[j[ok]]     # the upper edge of bin j
     return out
 
 
 def covered(hist: np.ndarray, width: np.ndarray) -> np.ndarray:
     """Per isoform, how many of the residuals counted in `hist` are <= `width` (interpolated
-    inside the bin that holds `width`, as `halfwidth` reads it)."""
+    inside the bin that holds `width`; exact when `width` is a bin edge, as `halfwidth`'s are)."""
     hist = np.asarray(hist)
+    edges = edges_of(hist.shape[1])
+    lo_all = np.concatenate([[0.0], edges])
+    hi_all = np.concatenate([edges, [2 * edges[-1]]])   # the open last bin read as one more octave
     width = np.asarray(width, np.float64)
     cum = np.cumsum(hist, axis=1, dtype=np.int64)
     rows = np.arange(len(width))
-    j = np.searchsorted(EDGES, np.minimum(width, HI[-1]), side="right")
+    j = np.searchsorted(edges, np.minimum(width, hi_all[-1]), side="right")
     below = np.where(j > 0, cum[rows, np.maximum(j - 1, 0)], 0)
-    lo, hi = LO[j], HI[j]
+    lo, hi = lo_all[j], hi_all[j]
     with np.errstate(divide="ignore", invalid="ignore"):
         frac = np.where(j == 0, width / hi, np.log(np.maximum(width, lo) / np.where(lo > 0, lo, 1))
                         / np.log(hi / np.where(lo > 0, lo, 1)))
@@ -222,9 +232,11 @@ def coverage(fold_parts: dict[int, dict], k: int, levels=COVERAGE_LEVELS) -> dic
     return out
 
 
-def cv_intervals(oof: dict, k: int, variants) -> dict:
+def cv_intervals(oof: dict, folds, variants) -> dict:
     """results.json ``intervals``: {variant: coverage per level} for every variant whose trials
-    all shipped out-of-fold arrays."""
+    all shipped out-of-fold arrays. `folds`: the fold plan (with ``--repeats``, fold f is
+    calibrated on its own repeat's other folds only: every repeat holds the same samples)."""
+    k = getattr(folds, "k_per_repeat", folds.k)
     out = {}
     for v in variants:
         parts = {f: a for (f, name), a in oof.items() if name == v}
@@ -239,12 +251,21 @@ def model_arrays(oof: dict, variant: str) -> dict | None:
     return combine(parts) if parts else None
 
 
-def model_reliability(oof: dict, column: str) -> dict:
+def model_reliability(oof: dict, column: str, data=None, cv=None) -> dict:
     """`raviso.models.saved.fit_model`'s ``reliability`` and ``tissue_free_reliability``: the
-    summed arrays of the CV column `column` and of its ``tissue=False`` twin (None if not run)."""
+    summed arrays of the CV column `column` and of its ``tissue=False`` twin (None if not run);
+    with `data` (the labelled set) and `cv` ((per-sample errors, fold plan)) also ``domain``
+    (`raviso.trust.domain.model_domain`)."""
+    from .domain import model_domain
+
     free = tissue_free_column(column, {name for _, name in oof})
-    return {"reliability": model_arrays(oof, column),
-            "tissue_free_reliability": model_arrays(oof, free) if free else None}
+    out = {"reliability": model_arrays(oof, column),
+           "tissue_free_reliability": model_arrays(oof, free) if free else None}
+    if data is not None and cv is not None:
+        errors, folds = cv
+        out["domain"] = model_domain(data.genes, getattr(folds, "assignments", folds.fold),
+                                     errors, column)
+    return out
 
 
 def tissue_free_column(column: str, names) -> str | None:

@@ -1,6 +1,7 @@
 """Out-of-fold reliability arrays and conformal intervals (`raviso.trust.reliability`), no Ray:
 the streamed per-isoform statistics equal the two-pass ones, the histogram quantile is the exact
-order statistic to within its bin, and folds calibrated on the other folds cover at nominal."""
+order statistic rounded up to its bin's edge, and folds calibrated on the other folds cover at
+nominal (or just above)."""
 
 from __future__ import annotations
 
@@ -48,9 +49,8 @@ def test_halfwidth_is_the_conformal_order_statistic_within_a_bin():
         w = rel.halfwidth(a["hist"], level)
         k = int(np.ceil(500 * level))
         exact = np.sort(np.abs(pred - Y), axis=0)[k - 1]
-        ratio = w / exact
-        assert np.all(ratio > 1 / 1.13) and np.all(ratio < 1.13)     # one bin: 2^(1/6)
-        assert abs(np.median(ratio) - 1) < 0.02
+        ratio = w / exact                  # rounded up to its bin's edge: never below
+        assert np.all(ratio >= 1) and np.all(ratio < 2 ** (1 / 12) + 1e-9)     # one bin
     # too few residuals for the rank: an infinite interval, never a too-narrow one
     small = fold_arrays(pred[:5], Y[:5], Y.mean(0))
     assert np.isinf(rel.halfwidth(small["hist"], 0.9)).all()
@@ -64,12 +64,12 @@ def test_heldout_fold_coverage_is_nominal():
     cov = rel.coverage(parts, k=5)
     for level in (0.8, 0.9, 0.95):
         c = cov[f"{level:g}"]
-        assert c["coverage"] == pytest.approx(level, abs=0.01)
+        assert level <= c["coverage"] <= level + 0.015     # conservative by under one bin
         assert len(c["per_fold"]) == 5
     # counting from the histogram agrees with counting the residuals themselves
     w = rel.halfwidth(rel.combine([parts[f] for f in (1, 2, 3, 4)])["hist"], 0.9)
     exact = (np.abs(pred - Y)[folds == 0] <= w).mean()
-    assert cov["0.9"]["per_fold"][0] == pytest.approx(exact, abs=0.006)
+    assert cov["0.9"]["per_fold"][0] == pytest.approx(exact, abs=1e-12)   # a bin edge: exact
 
 
 @pytest.fixture(scope="module")
