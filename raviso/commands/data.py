@@ -7,7 +7,7 @@ import typer
 
 from raviso.io.config import ConvertConfig, ExportConfig, ImportConfig
 
-from .options import configured
+from .options import configured, out_option
 from .shared import echo_err
 
 
@@ -98,7 +98,7 @@ def import_cmd(
 @configured(cfg=ExportConfig)
 def export_cmd(
     store: str = typer.Argument(..., help="The store (path or URI)."),
-    out: Path = typer.Option(..., "--out", help="The file to write."),
+    out: Path = out_option("The file to write."),
     cfg: ExportConfig = None,
 ):
     """Write one dataset of a store as a samples x features table that scanpy (h5ad) or pandas

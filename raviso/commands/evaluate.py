@@ -6,13 +6,13 @@ import typer
 from raviso.evaluate.config import CvConfig, ReportConfig, TuneConfig
 from raviso.evaluate.study.run import StudyConfig
 
-from .options import configured
+from .options import configured, out_option
 
 
 @configured(cfg=CvConfig)
 def cv_cmd(
     store: str = typer.Argument(..., help="Store with gtex_gene + gtex_isoform (raviso convert)."),
-    out: Path = typer.Option(..., "--out", help="CV directory to write (results.json, report.md)."),
+    out: Path = out_option("CV directory to write (results.json, report.md)."),
     cfg: CvConfig = None,
 ):
     """Cross-validate the variants: every (fold, variant) is a Ray Tune trial."""
@@ -25,8 +25,7 @@ def cv_cmd(
 @configured(cfg=TuneConfig)
 def tune_cmd(
     store: str = typer.Argument(..., help="Store with gtex_gene + gtex_isoform."),
-    out: Path = typer.Option(..., "--out", help="TUNE directory: best.json, trials.parquet, "
-                             "search.png."),
+    out: Path = out_option("TUNE directory: best.json, trials.parquet, search.png."),
     cfg: TuneConfig = None,
 ):
     """Search a variant's hyperparameters on Ray Tune (Optuna TPE + ASHA) on inner folds."""
@@ -50,8 +49,8 @@ def report_cmd(
 @configured(cfg=StudyConfig)
 def study_cmd(
     store: str = typer.Argument(..., help="Store with gtex_gene + gtex_isoform (+ latents)."),
-    out: Path = typer.Option(..., "--out", help="STUDY directory: study.md, study.json, "
-                             "study.png, points/<point>/results.json."),
+    out: Path = out_option("STUDY directory: study.md, study.json, study.png, "
+                           "points/<point>/results.json."),
     cfg: StudyConfig = None,
 ):
     """When does pretraining help: every context at each labelled size and for held-out tissues,

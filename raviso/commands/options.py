@@ -120,3 +120,7 @@ def flags_of(*configs) -> dict[str, str]:
     """{field: flag} of every CLI field of `configs`."""
     return {f.name: flag_of(f) for c in configs for f in cli_fields(c)}
 
+
+def out_option(help: str):
+    """The required ``--out`` of a command: the one output it writes (`help` says what)."""
+    return typer.Option(..., "--out", help=help)

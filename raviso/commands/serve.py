@@ -6,13 +6,13 @@ import typer
 from raviso.demo import DemoConfig
 from raviso.serve.config import FitConfig, PredictConfig
 
-from .options import configured
+from .options import configured, out_option
 
 
 @configured(cfg=FitConfig)
 def fit_cmd(
     store: str = typer.Argument(..., help="Store with the labelled set."),
-    out: Path = typer.Option(..., "--out", help="MODEL directory to write."),
+    out: Path = out_option("MODEL directory to write."),
     cfg: FitConfig = None,
 ):
     """Cross-validate the model by donor (MODEL.cv; --cv-folds 0: none), train it on ALL labelled
@@ -29,7 +29,7 @@ def predict_cmd(
     input: Path = typer.Argument(..., help="Gene expression: a store, a TSV/CSV/GCT/Parquet table "
                                  "(genes x samples or samples x genes, TPM or log2(TPM+1)), a "
                                  "course HDF5, an ARCHS4 H5 or an AnnData .h5ad."),
-    out: Path = typer.Option(..., "--out", help="Output file (.parquet, .tsv or .h5ad)."),
+    out: Path = out_option("Output file (.parquet, .tsv or .h5ad)."),
     cfg: PredictConfig = None,
 ):
     """Predict isoform expression, log2(TPM+1), for new samples."""

@@ -6,14 +6,14 @@ import typer
 from raviso.models.vae.config import VAEConfig
 from raviso.train.config import EncodeConfig, PretrainConfig, TrainConfig
 
-from .options import configured
+from .options import configured, out_option
 
 
 @configured(model=VAEConfig, train=TrainConfig, run=PretrainConfig)
 def pretrain_cmd(
     store: str = typer.Argument(..., help="Parquet store with an archs4 dataset (gtex_gene is "
                                 "scored each epoch when present)."),
-    out: Path = typer.Option(..., "--out", help="RUN directory to create (or continue: --resume)."),
+    out: Path = out_option("RUN directory to create (or continue: --resume)."),
     model: VAEConfig = None,
     train: TrainConfig = None,
     run: PretrainConfig = None,
