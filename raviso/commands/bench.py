@@ -51,9 +51,22 @@ def bench_scale_cmd(
 @app.command("cv")
 def bench_cv_cmd(
     quick: bool = typer.Option(False, "--quick", help="Smaller trials (a smoke test)."),
+    profile: bool = typer.Option(False, "--profile", help="Instead: one trial's seconds by phase "
+                                 "(start-up, data read, features, fit, scoring, reliability) "
+                                 "per default variant on a 24-sample x 200k-isoform store."),
+    workdir: Optional[Path] = typer.Option(None, "--workdir", help="--profile: where the store "
+                                           "is built (reused when there) [a temp dir, removed]."),
+    variants: Optional[str] = typer.Option(None, "--variants", help="--profile: these variants "
+                                           "[the default list]."),
     address: Optional[str] = ADDRESS,
 ):
-    """Parallel efficiency of raviso cv on Ray Tune: 5 folds x 3 variants."""
+    """Parallel efficiency of raviso cv on Ray Tune: 5 folds x 3 variants (--profile: where a
+    small-n, wide store's trial time goes)."""
+    if profile:
+        from bench.cv_profile import main as bench_profile
+
+        bench_profile(quick=quick, workdir=workdir, variants=variants, address=address)
+        return
     from bench.cv import main as bench_cv
 
     bench_cv(quick=quick, address=address)
