@@ -109,10 +109,8 @@ def fit_model(data, variant: str, out, runs: dict[str, str] | None = None,
     model.fit(data, np.arange(data.n))
     tissues = trained_tissues(model, variant, options, data)
     free = tissue_free_fit(variant, options, data) if tissues else None
-    needs, latents = with_chosen_latents(needs, latents, runs, model, free)
     with atomic_dir(out, overwrite=overwrite) as tmp:
-        for name in latents:
-            shutil.copytree(runs[name], Path(tmp) / encoder_dir(name))
+        needs, latents = copy_encoders(Path(tmp), runs, needs, latents, model, free)
         save_predictor(model, Path(tmp) / REGRESSOR_DIR)
         if free is not None:
             save_predictor(free, Path(tmp) / TISSUE_FREE_DIR)
@@ -142,11 +140,14 @@ def fit_model(data, variant: str, out, runs: dict[str, str] | None = None,
     return model
 
 
-def with_chosen_latents(needs: list, latents: list, runs: dict | None, *models):
-    """(needs, latents) plus the latents the fitted models chose to read (``latents_``:
-    recommended's share_net context given a pretrained run), so MODEL carries their encoders."""
+def copy_encoders(tmp: Path, runs: dict | None, needs: list, latents: list, *models):
+    """Copy into MODEL the run of every latent the variant needs and of those the fitted models
+    chose to read (``latents_``: recommended's share_net context given a pretrained run);
+    returns (needs, latents) with the chosen ones added."""
     extra = list(dict.fromkeys(k for m in models for k in (getattr(m, "latents_", None) or [])
                                if k not in latents and k in (runs or {})))
+    for name in latents + extra:
+        shutil.copytree(runs[name], tmp / encoder_dir(name))
     return sorted(set(needs) | {f"latent:{k}" for k in extra}), latents + extra
 
 

@@ -241,16 +241,19 @@ def _blocks(fn: Callable, n_rows: int, n_cols: int, seed: int, stream: int,
 def generate(out, preset: str | Preset = "tiny", seed: int = 0, fmt: str = "hdf5",
              overwrite: bool = False, workers: int | None = None,
              log: Callable[[str], None] | None = None, heldout: bool = True,
-             family: str = "share", gene_from: str | None = None) -> dict:
+             family: str = "share", gene_from: str | None = None,
+             structure=None) -> dict:
     """Write a synthetic data set into directory `out` (see the module docstring); return the
     statistics that are also saved as ``synth.json``. Deterministic for a given (preset, seed);
     `heldout=False` skips the held-out-donor expectation file (~2x the GTEx generation time and
     one more isoform-sized file), leaving every other file byte-identical. `family`: ``share``
     (`raviso.synth.world`) or ``switch`` (`raviso.synth.switch`); `gene_from`: ``independent``
     (genes measured with their own noise; the share family's default) or ``isoforms`` (gene =
-    the sum of its measured isoforms' TPM; the switch family's default)."""
+    the sum of its measured isoforms' TPM; the switch family's default); `structure`: a
+    `raviso.synth.structure.Structure` or its text form (share family only; docs/generators.md)."""
     p = get_preset(preset)
     gene_from = _check_family(family, gene_from)
+    structure = _check_structure(family, structure)
     ext = _ext(fmt)
     if seed < 0:
         raise RavisoError(f"seed must be >= 0 (got {seed})")
@@ -260,7 +263,7 @@ def generate(out, preset: str | Preset = "tiny", seed: int = 0, fmt: str = "hdf5
     t0 = time.perf_counter()
     shapes = (seed, p.n_archs4, p.n_gtex, p.n_genes, p.n_isoforms)
     sw = switch.build_switch_world(*shapes) if family == "switch" else None
-    world = sw.base if sw is not None else model.build_world(*shapes)
+    world = sw.base if sw is not None else model.build_world(*shapes, structure=structure)
     with atomic_dir(out, overwrite) as tmp:
         _write_tables(tmp, world)
         log(f"ARCHS4 {p.n_archs4:,} x {p.n_genes:,}")
@@ -273,6 +276,7 @@ def generate(out, preset: str | Preset = "tiny", seed: int = 0, fmt: str = "hdf5
         info = {
             "preset": asdict(p), "seed": seed, "format": fmt, "files": plan(p, fmt, heldout),
             "family": family, "gene_from": gene_from,
+            **({"structure": structure.changed()} if not structure.is_default else {}),
             # the held-out-donor expectation ignores the measured genes: a bound (floor) only when
             # they are measured on their own; a gene summed from its isoforms carries their noise
             "heldout_expectation": "floor" if gene_from == "independent" else "reference",
@@ -288,6 +292,15 @@ def generate(out, preset: str | Preset = "tiny", seed: int = 0, fmt: str = "hdf5
         (tmp / INFO).write_text(json.dumps(info, indent=1) + "\n")
     log(f"wrote {out} in {info['seconds']:.1f} s")
     return info
+
+
+def _check_structure(family: str, structure):
+    from .structure import Structure, parse_structure
+
+    structure = structure if isinstance(structure, Structure) else parse_structure(structure)
+    if family != "share" and not structure.is_default:
+        raise RavisoError("generator structure options apply to the share family only")
+    return structure
 
 
 def _check_family(family: str, gene_from: str | None) -> str:

@@ -19,6 +19,9 @@ Why this shape (see ../shared/notes/synthetic-calibration.md for the targets):
 
 Everything is float32 and vectorised per block of rows; a block's random draws come from its own
 generator seeded by (seed, stream, block), so the output does not depend on threading.
+`raviso.synth.structure.Structure` adds structure a small labelled set cannot estimate (many
+decaying programs, usage by weak programs, compendium-only tissues, platform offset, separately
+quantified genes); its default is this world, bit for bit.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import names
+from .structure import Structure, draw_structure, drop_tissues
 
 # -- model constants (calibrated against the real marginals; see tests/test_synth.py) -------------
 N_PROGRAMS = 8           # continuous biological programs z
@@ -101,6 +105,13 @@ class World:
     archs4_mix: np.ndarray        # (M, 54) tissue mixture weights (gene activity = mix @ on)
     archs4_z: np.ndarray          # (M, N_PROGRAMS)
     archs4_depth: np.ndarray      # (M,)
+    # `Structure` options (None when off; see raviso.synth.structure)
+    structure: Structure | None = None
+    program_sd: np.ndarray | None = None        # (P,) sd of each program
+    weak_idx: np.ndarray | None = None          # the weakest programs driving usage directly
+    iso_weak: np.ndarray | None = None          # (n_weak, I) their effect on the logits
+    compendium_only: np.ndarray | None = None   # tissues the labelled set never has
+    gene_extra_tissue: np.ndarray | None = None  # (54, G) log2: gene counts beyond its isoforms
 
     @property
     def n_genes(self) -> int:
@@ -164,17 +175,26 @@ def _donors(rng: np.random.Generator, tissue: np.ndarray, n_donors: int) -> np.n
     return donor
 
 
-def build_world(seed: int, n_archs4: int, n_gtex: int, n_genes: int, n_isoforms: int) -> World:
+def build_world(seed: int, n_archs4: int, n_gtex: int, n_genes: int, n_isoforms: int,
+                structure: Structure | None = None) -> World:
     """Draw the fixed part of the synthetic biology (cheap: no expression matrix is built). One
-    seeded stream, drawn in a fixed order section by section: the data set depends on that order."""
+    seeded stream, drawn in a fixed order section by section: the data set depends on that order.
+    `structure`'s parameters come from their own stream (`raviso.synth.structure`)."""
+    st = structure or Structure()
+    extra = draw_structure(seed, st, n_isoforms, n_genes, len(names.TISSUES))
+    sd = None if st.spectrum == 0 else extra["program_sd"]
     rng = np.random.default_rng([seed, 0])
     layout = _draw_layout(rng, n_genes, n_isoforms)
-    genes = _draw_gene_model(rng, n_genes, layout["iso_counts"])
+    genes = _draw_gene_model(rng, n_genes, layout["iso_counts"], st.n_programs)
+    if st.platform_offset != 1.0:
+        genes["archs4_shift"] = genes["archs4_shift"] * st.platform_offset
     isoforms = _draw_isoform_model(rng, n_genes, n_isoforms, layout["dominant"])
-    gtex = _draw_gtex_samples(rng, n_gtex)
-    archs4 = _draw_archs4_samples(rng, n_archs4, genes["tissue_emb"])
+    gtex = _draw_gtex_samples(rng, n_gtex, st.n_programs, sd, extra["compendium_only"])
+    archs4 = _draw_archs4_samples(rng, n_archs4, genes["tissue_emb"], st.n_programs, sd)
+    opts = {} if st.is_default else {"structure": st, **extra}
     return World(**layout, isoform_order=rng.permutation(n_isoforms),
-                 **{k: _f32(v) for k, v in {**genes, **isoforms}.items()}, **gtex, **archs4)
+                 **{k: _f32(v) for k, v in {**genes, **isoforms}.items()}, **gtex, **archs4,
+                 **opts)
 
 
 def _draw_layout(rng: np.random.Generator, n_genes: int, n_isoforms: int) -> dict:
@@ -197,13 +217,14 @@ def _draw_layout(rng: np.random.Generator, n_genes: int, n_isoforms: int) -> dic
                 iso_counts=counts, dominant=dominant, gtex_gene_order=gtex_order)
 
 
-def _draw_gene_model(rng: np.random.Generator, n_genes: int, counts: np.ndarray) -> dict:
+def _draw_gene_model(rng: np.random.Generator, n_genes: int, counts: np.ndarray,
+                     n_programs: int = N_PROGRAMS) -> dict:
     """Tissue embedding (shared within organ group) -> tanh layer -> genes."""
     n_t = len(names.TISSUES)
     groups = names.tissue_groups()
     group_emb = rng.normal(0, 1.3, (groups.max() + 1, TISSUE_DIM))
     tissue_emb = group_emb[groups] + rng.normal(0, 0.5, (n_t, TISSUE_DIM))
-    d_in = TISSUE_DIM + N_PROGRAMS
+    d_in = TISSUE_DIM + n_programs
     w1 = rng.normal(0, 1.6 / np.sqrt(d_in), (d_in, HIDDEN))
     b1 = rng.normal(0, 0.5, HIDDEN)
     amp = rng.lognormal(np.log(0.6), 0.6, n_genes)  # some genes vary far more (tissue-specific)
@@ -237,16 +258,19 @@ def _draw_isoform_model(rng: np.random.Generator, n_genes: int, n_isoforms: int,
                 iso_donor=iso_donor, iso_on=iso_on, iso_scale=iso_scale)
 
 
-def _draw_gtex_samples(rng: np.random.Generator, n_gtex: int) -> dict:
+def _draw_gtex_samples(rng: np.random.Generator, n_gtex: int, n_programs: int = N_PROGRAMS,
+                       sd=None, compendium_only=None) -> dict:
     """Tissues of very unequal size, donors giving several tissues; rows sorted by sample id."""
     n_t = len(names.TISSUES)
-    tcount = tissue_counts(rng, n_gtex)
+    tcount = drop_tissues(rng, tissue_counts(rng, n_gtex), compendium_only)
     tissue = rng.permutation(np.repeat(np.arange(n_t), tcount))
     n_donors = max(2, int(round(n_gtex / 18.3)))
     donor = _donors(rng, tissue, n_donors)
     donor_names = names.donor_ids(rng, n_donors)
-    donor_z = rng.normal(0, 1, (n_donors, N_PROGRAMS))
-    z = 0.6 * donor_z[donor] + 0.8 * rng.normal(0, 1, (n_gtex, N_PROGRAMS))
+    donor_z = rng.normal(0, 1, (n_donors, n_programs))
+    z = 0.6 * donor_z[donor] + 0.8 * rng.normal(0, 1, (n_gtex, n_programs))
+    if sd is not None:
+        z *= sd
     ids = names.gtex_sample_ids(rng, donor_names, donor, tissue)
     order = np.argsort(np.array(ids, dtype=object), kind="stable")  # real files: sorted by id
     return dict(gtex_ids=[ids[i] for i in order], gtex_tissue=tissue[order],
@@ -255,7 +279,8 @@ def _draw_gtex_samples(rng: np.random.Generator, n_gtex: int) -> dict:
                 donor_q=_f32(rng.normal(0, 1, (n_donors, 4))))
 
 
-def _draw_archs4_samples(rng: np.random.Generator, n_archs4: int, tissue_emb: np.ndarray) -> dict:
+def _draw_archs4_samples(rng: np.random.Generator, n_archs4: int, tissue_emb: np.ndarray,
+                         n_programs: int = N_PROGRAMS, sd=None) -> dict:
     """ARCHS4's own distribution: flatter tissue mix, mixtures, off-manifold states."""
     n_t = len(names.TISSUES)
     primary = rng.choice(n_t, size=n_archs4, p=(w := names.TISSUE_WEIGHTS ** 0.3) / w.sum())
@@ -264,7 +289,9 @@ def _draw_archs4_samples(rng: np.random.Generator, n_archs4: int, tissue_emb: np
     blended = rng.random(n_archs4) < 0.35
     mix[blended] = 0.5 * mix[blended] + 0.5 * rng.dirichlet(np.full(n_t, 0.1), blended.sum())
     archs4_emb = mix @ tissue_emb + rng.normal(0, 0.5, (n_archs4, TISSUE_DIM))
-    archs4_z = rng.normal(0.3, 1.3, (n_archs4, N_PROGRAMS))
+    archs4_z = rng.normal(0.3, 1.3, (n_archs4, n_programs))
+    if sd is not None:
+        archs4_z *= sd
     archs4_ids = names.geo_sample_ids(rng, n_archs4)
     return dict(archs4_ids=archs4_ids, archs4_emb=_f32(archs4_emb), archs4_mix=_f32(mix),
                 archs4_z=_f32(archs4_z), archs4_depth=_f32(rng.lognormal(0, 0.8, n_archs4)))
@@ -343,6 +370,9 @@ def gtex_block(world: World, rows: slice, rng: np.random.Generator,
     logits = h @ world.iso_latent
     logits += world.iso_base
     logits += world.iso_tissue[tissue]
+    if world.iso_weak is not None:      # usage driven by the weakest programs, at unit variance
+        z = world.gtex_z[rows][:, world.weak_idx] / world.program_sd[world.weak_idx]
+        logits += (z @ world.iso_weak).astype(np.float32)
     scale = (gene_tpm * world.iso_scale)[:, world.iso_gene]
     held = None if heldout is None else heldout(logits, tissue, scale, depth)
     logits += world.donor_q[world.gtex_donor[rows]] @ world.iso_donor
@@ -354,6 +384,10 @@ def gtex_block(world: World, rows: slice, rng: np.random.Generator,
     iso_tpm = iso_tpm[:, world.isoform_order]  # file order from here on
     iso_obs = measure(iso_tpm, depth, GTEX_ISOFORM, rng)
     truth = _log2p1(iso_tpm)
+    if world.gene_extra_tissue is not None:    # quantified separately: counts beyond isoforms
+        own = rng.standard_normal(gene_tpm.shape, dtype=np.float32) * np.float32(
+            world.structure.gene_extra / 2)
+        gene_tpm = gene_tpm * np.exp2(world.gene_extra_tissue[tissue] + own).astype(np.float32)
     gene_obs = measure(gene_tpm, depth, GTEX_GENE, rng)
     out = (gene_obs[:, world.gtex_gene_order], iso_obs, truth)
     return out if held is None else out + (held[:, world.isoform_order],)

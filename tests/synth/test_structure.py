@@ -1,0 +1,108 @@
+"""Generator structure options (`raviso.synth.structure`): today's world is bit-identical by
+default, and each option changes what it says and nothing else."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import fields
+
+import numpy as np
+import pytest
+
+from raviso.core.errors import RavisoError
+from raviso.synth import names, world as W
+from raviso.synth.generate import generate, get_preset
+from raviso.synth.structure import Structure, parse_structure
+
+# sha256 of the tiny preset's World (seed 0) and of its first 40 GTEx and ARCHS4 rows, taken with
+# the code before the structure options existed (commit 4edf1c3)
+DEFAULT_TINY_SEED0 = "c0bdad78b60bb43cbf502b5029d9d3cfac5c8cf8172c1fb37054028f09f77ca5"
+
+
+def _world(structure=None, seed=0):
+    p = get_preset("tiny")
+    return W.build_world(seed, p.n_archs4, p.n_gtex, p.n_genes, p.n_isoforms,
+                         structure=structure)
+
+
+def _blocks(w, seed=0):
+    gene, iso, truth = W.gtex_block(w, slice(0, 40), np.random.default_rng([seed, 2, 0]))
+    return gene, iso, truth, W.archs4_block(w, slice(0, 40), np.random.default_rng([seed, 1, 0]))
+
+
+def world_hash(w, seed=0) -> str:
+    h = hashlib.sha256()
+    for f in fields(w):
+        v = getattr(w, f.name)
+        if v is None:
+            continue
+        a = np.asarray(v)
+        h.update(f.name.encode())
+        h.update(a.tobytes() if a.dtype.kind != "U" else "\n".join(a.tolist()).encode())
+    for a in _blocks(w, seed):
+        h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()
+
+
+def test_default_world_is_bit_identical():
+    assert world_hash(_world()) == DEFAULT_TINY_SEED0
+    assert world_hash(_world(Structure())) == DEFAULT_TINY_SEED0
+    assert world_hash(_world(parse_structure(""))) == DEFAULT_TINY_SEED0
+
+
+def test_programs_spectrum_and_platform_offset():
+    base = _world()
+    w = _world(Structure(n_programs=32, spectrum=1.0))
+    assert w.gtex_z.shape[1] == 32 and w.w1.shape[0] == W.TISSUE_DIM + 32
+    sd = w.gtex_z.std(axis=0)
+    assert sd[0] > 5 * sd[-1]                                    # program 32 is ~32x weaker
+    np.testing.assert_allclose(w.program_sd, 1 / np.arange(1, 33))
+    shifted = _world(Structure(platform_offset=2.0))   # the rest of the world as today
+    np.testing.assert_allclose(shifted.archs4_shift, 2 * base.archs4_shift, rtol=1e-6)
+    np.testing.assert_array_equal(shifted.gtex_z, base.gtex_z)
+
+
+def test_weak_usage_moves_isoforms_not_genes():
+    base, w = _world(), _world(Structure(n_programs=16, spectrum=1.0, weak_usage=1.5))
+    ref = _world(Structure(n_programs=16, spectrum=1.0))
+    assert sorted(w.weak_idx) == [12, 13, 14, 15]                # the 4 weakest programs
+    g0, i0, t0, _ = _blocks(ref)
+    g1, i1, t1, _ = _blocks(w)
+    np.testing.assert_array_equal(g0, g1)                         # genes: the same draws
+    assert np.abs(t1 - t0).mean() > 0.05                           # usage moved
+    assert base.iso_weak is None and w.iso_weak.shape == (4, w.n_isoforms)
+
+
+def test_compendium_only_tissues():
+    w = _world(Structure(compendium_only=5))
+    gone = set(w.compendium_only.tolist())
+    assert len(gone) == 5 and not gone & set(w.gtex_tissue.tolist())
+    assert len(w.gtex_tissue) == get_preset("tiny").n_gtex
+    assert w.archs4_mix[:, sorted(gone)].sum(axis=1).astype(bool).sum() > 0   # in ARCHS4
+
+
+def test_genes_quantified_separately():
+    base, w = _world(), _world(Structure(gene_extra=0.5))
+    g0, i0, t0, a0 = _blocks(base)
+    g1, i1, t1, a1 = _blocks(w)
+    np.testing.assert_array_equal(i0, i1)                         # isoforms, truth, ARCHS4 as today
+    np.testing.assert_array_equal(t0, t1)
+    np.testing.assert_array_equal(a0, a1)
+    expressed = (g0 > 3) & (g1 > 3)
+    assert 0.2 < np.abs(g1 - g0)[expressed].mean() < 1.0           # log2 factor of sd ~0.56
+
+
+def test_generate_records_structure_and_refuses_it_for_switch(tmp_path):
+    info = generate(tmp_path / "s", "tiny", seed=0, workers=1, heldout=False,
+                    structure="compendium_only=5,spectrum=1,n_programs=16")
+    assert info["structure"] == {"n_programs": 16, "spectrum": 1.0, "compendium_only": 5}
+    assert info["tissues"]["n"] < len(names.TISSUES)
+    assert json.loads((tmp_path / "s" / "synth.json").read_text())["structure"] == \
+        info["structure"]
+    with pytest.raises(RavisoError, match="share family only"):
+        generate(tmp_path / "w", "tiny", family="switch", structure="gene_extra=0.5")
+    with pytest.raises(RavisoError, match="bad structure option"):
+        parse_structure("programs=3")
+    with pytest.raises(RavisoError, match="n_weak"):
+        Structure(n_programs=2, n_weak=4)
