@@ -143,16 +143,23 @@ def reliable(stats: dict, min_r2: float = 0.5) -> np.ndarray:
     return np.nan_to_num(r2, nan=-np.inf) >= float(min_r2)
 
 
-def _bin_of(hist: np.ndarray, rank: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(bin holding the `rank`-th smallest value, count below that bin) per row of `hist`."""
-    cum = np.cumsum(hist, axis=1, dtype=np.int64)
+def running_counts(hist: np.ndarray) -> np.ndarray:
+    """Per row of `hist`, the counts up to and including each bin (int64; converting first is
+    ~3x faster than numpy's casting accumulate at 200k x 134)."""
+    return np.cumsum(np.asarray(hist, np.int64), axis=1)
+
+
+def _bin_of(hist: np.ndarray, rank: np.ndarray, cum=None) -> tuple[np.ndarray, np.ndarray]:
+    """(bin holding the `rank`-th smallest value, count below that bin) per row of `hist`
+    (`cum`: its `running_counts`, when the caller has them)."""
+    cum = running_counts(hist) if cum is None else cum
     j = (cum < rank[:, None]).sum(axis=1)
     jj = np.minimum(j, hist.shape[1] - 1)
     below = np.where(jj > 0, cum[np.arange(len(j)), np.maximum(jj - 1, 0)], 0)
     return j, below
 
 
-def halfwidth(hist: np.ndarray, level: float) -> np.ndarray:
+def halfwidth(hist: np.ndarray, level: float, cum=None) -> np.ndarray:
     """Per-isoform conformal half-width at `level` from |residual| histograms (m, N_BINS): the
     ceil((n+1) level)-th smallest residual (n = the isoform's count), rounded UP to the upper
     edge of the bin that holds it, so it is never below the exact finite-sample quantile and the
@@ -163,14 +170,14 @@ def halfwidth(hist: np.ndarray, level: float) -> np.ndarray:
     hist = np.asarray(hist)
     n = hist.sum(axis=1, dtype=np.int64)
     rank = np.ceil((n + 1) * level - 1e-9).astype(np.int64)
-    j, _ = _bin_of(hist, rank)
+    j, _ = _bin_of(hist, rank, cum)
     out = np.full(len(n), np.inf)
     ok = (j < hist.shape[1] - 1) & (rank <= n) & (n > 0)
     out[ok] = edges_of(hist.shape[1])[j[ok]]     # the upper edge of bin j
     return out
 
 
-def covered(hist: np.ndarray, width: np.ndarray) -> np.ndarray:
+def covered(hist: np.ndarray, width: np.ndarray, cum=None) -> np.ndarray:
     """Per isoform, how many of the residuals counted in `hist` are <= `width` (interpolated
     inside the bin that holds `width`; exact when `width` is a bin edge, as `halfwidth`'s are)."""
     hist = np.asarray(hist)
@@ -178,7 +185,7 @@ def covered(hist: np.ndarray, width: np.ndarray) -> np.ndarray:
     lo_all = np.concatenate([[0.0], edges])
     hi_all = np.concatenate([edges, [2 * edges[-1]]])   # the open last bin read as one more octave
     width = np.asarray(width, np.float64)
-    cum = np.cumsum(hist, axis=1, dtype=np.int64)
+    cum = running_counts(hist) if cum is None else cum
     rows = np.arange(len(width))
     j = np.searchsorted(edges, np.minimum(width, hi_all[-1]), side="right")
     below = np.where(j > 0, cum[rows, np.maximum(j - 1, 0)], 0)
@@ -190,9 +197,9 @@ def covered(hist: np.ndarray, width: np.ndarray) -> np.ndarray:
     return np.where(np.isinf(width), cum[:, -1], out)
 
 
-def _fold_coverage(cal: dict, test: dict, level: float) -> dict:
-    width = halfwidth(cal["hist"], level)
-    hit = covered(test["hist"], width)
+def _fold_coverage(cal: dict, test: dict, level: float, cums=(None, None)) -> dict:
+    width = halfwidth(cal["hist"], level, cums[0])
+    hit = covered(test["hist"], width, cums[1])
     mean = np.asarray(cal["shift"]) + np.asarray(cal["sums"][1]) / max(int(cal["n"]), 1)
     lvl = np.searchsorted(LEVEL_EDGES, mean, side="right")
     n = int(test["n"])
@@ -214,8 +221,9 @@ def coverage(fold_parts: dict[int, dict], k: int, levels=COVERAGE_LEVELS) -> dic
         if not others:
             continue
         cal = combine(others)                 # once per fold, for every level
+        cums = running_counts(cal["hist"]), running_counts(test["hist"])
         for level in levels:
-            c, a = _fold_coverage(cal, test, level), acc[level]
+            c, a = _fold_coverage(cal, test, level, cums), acc[level]
             a["per_fold"].append(c["hit"] / c["total"])
             a["hit"], a["total"] = a["hit"] + c["hit"], a["total"] + c["total"]
             for name, (h, t) in c["by_level"].items():
