@@ -112,7 +112,8 @@ def loadavg() -> float:
 
 def run_bench(quick: bool = False, address: str | None = None, seed: int = 0) -> dict:
     from raviso.evaluate.config import CvConfig
-    from raviso.evaluate.cv import run_trial, trial_order, tune_folds
+    from raviso.evaluate.cv import run_trial, tune_folds
+    from raviso.evaluate.engine.jobs import trial_order
     from raviso.data import make_folds
     from raviso.core.ray_session import cluster_cpus, init_ray
 

@@ -20,6 +20,7 @@ from ..models.recommended import describe_selection
 from ..core.errors import RavisoError
 from ..data.labelled import Labelled
 from .engine.repeats import fold_split, repeated_folds
+from .engine.jobs import batch_jobs, collect_batch, run_batch, trial_order
 from .engine.inputs import available_variants, latent_runs, load_labelled
 from .config import CvConfig
 from .stats.leaderboard import choose_saved_model
@@ -71,8 +72,10 @@ def _maybe_fail_once(config: dict) -> None:
                            f"{config['variant']} (fail_once_marker)")
 
 
-def _tune_trial(config: dict, data: Labelled = None, fold_ids: np.ndarray = None) -> None:
-    """The Tune trainable: one (fold, variant); arrays arrive zero-copy from the object store."""
+def _tune_trial(config: dict, data: Labelled = None, fold_ids: np.ndarray = None,
+                into: str | None = None) -> dict:
+    """The Tune trainable: one (fold, variant); arrays arrive zero-copy from the object store.
+    `into`: a batch member (`engine.jobs.run_batch`): its checkpoint files go there, no report."""
     from ray import tune
 
     from .tune.nested import options_for
@@ -92,9 +95,11 @@ def _tune_trial(config: dict, data: Labelled = None, fold_ids: np.ndarray = None
     # the per-sample errors travel as a checkpoint: Tune persists it to the storage path before
     # `report` returns (plain trial-dir artifacts are synced lazily: lost with reused actors)
     with tempfile.TemporaryDirectory() as d:
-        resume_mod.record_trial(d, config["fold"], config["variant"], out)  # + errors.npy
-        save_trial(os.path.join(d, OOF_FILE), oof.result())
-        tune.report(out, checkpoint=tune.Checkpoint.from_directory(d))
+        resume_mod.record_trial(into or d, config["fold"], config["variant"], out)  # + errors
+        save_trial(os.path.join(into or d, OOF_FILE), oof.result())
+        if into is None:
+            tune.report(out, checkpoint=tune.Checkpoint.from_directory(d))
+    return out
 
 
 # -- the Tune driver ---------------------------------------------------------------------------
@@ -110,19 +115,6 @@ class TuneOutcome:
     oof: dict = field(default_factory=dict)         # per-isoform arrays (`reliability`)
 
 
-def trial_order(variants, k: int) -> list[list]:
-    """Grid of [fold, variant], longest trials first (neural on genes, then neural on a latent,
-    then the baselines): Tune starts trials in this order, so the short ones fill the gaps at the
-    end instead of one long trial leaving a core idle (longest-processing-time-first)."""
-    from ..models.variants import BASELINES, variant_needs
-
-    def cost_rank(v):
-        return 2 if v in BASELINES else (0 if "genes" in variant_needs(v) else 1)
-
-    ranked = sorted(variants, key=lambda v: (cost_rank(v), list(variants).index(v)))
-    return [[f, v] for v in ranked for f in range(k)]
-
-
 def tune_folds(data: Labelled, folds: Folds, variants, storage: Path,
                cfg: CvConfig | None = None, *, options=None, extra_config: dict | None = None,
                name: str = "cv", progress=None, done: dict | None = None) -> TuneOutcome:
@@ -134,7 +126,8 @@ def tune_folds(data: Labelled, folds: Folds, variants, storage: Path,
     cfg = cfg or CvConfig()
 
     (trials, errors), oof = reused_trials(done, TRIAL_KEYS), {}
-    jobs = [j for j in trial_order(variants, folds.k) if (j[0], j[1]) not in (done or {})]
+    jobs = batch_jobs([j for j in trial_order(variants, folds.k)
+                       if (j[0], j[1]) not in (done or {})], data.n)
 
     from ray import tune
 
@@ -150,6 +143,7 @@ def tune_folds(data: Labelled, folds: Folds, variants, storage: Path,
     space = {"job": tune.grid_search(jobs),
              "options": dict(options or {}),
              "threads": {v: max(1, int(c)) for v, c in cpus.items()},
+             "max_failures": cfg.max_failures,          # a batch member's retries in place
              **(extra_config or {})}
     storage = str(storage) if "://" in str(storage) else str(Path(storage).absolute())
     watch = watch_callback_class()(progress, folds.k * len(variants))
@@ -199,6 +193,9 @@ def _collect(grid, watch, trials: list, errors: dict, oof: dict) -> None:
 
     for r in grid:
         fold, variant = r.config["job"]
+        if isinstance(variant, list):
+            collect_batch(r, watch.recoveries, TRIAL_KEYS, trials, errors, oof)
+            continue
         m = dict(r.metrics or {})
         attempts = 1 + watch.recoveries.get((int(fold), variant), 0)
         row = {"fold": int(fold), "variant": variant, "status": "error" if r.error else "ok",
@@ -214,6 +211,8 @@ def _collect(grid, watch, trials: list, errors: dict, oof: dict) -> None:
 
 def _job_trial(config: dict, data: Labelled = None, fold_ids: np.ndarray = None) -> None:
     fold, variant = config["job"]
+    if isinstance(variant, list):           # a small store's baselines of one fold: one trial
+        return run_batch(_tune_trial, config, data, fold_ids)
     _tune_trial({**config, "fold": int(fold), "variant": variant}, data=data, fold_ids=fold_ids)
 
 

@@ -103,4 +103,7 @@ class TrialResources:
     def __call__(self, config: dict):
         from ray.tune.execution.placement_groups import resource_dict_to_pg_factory
 
-        return resource_dict_to_pg_factory({"cpu": self.cpus[config["job"][1]], **self.gpu})
+        from .jobs import members        # a batch asks for what its heaviest member needs
+
+        cpus = max(self.cpus[v] for v in members(config["job"]))
+        return resource_dict_to_pg_factory({"cpu": cpus, **self.gpu})
