@@ -27,6 +27,11 @@ def synth_cmd(
                                             "measured with their own noise) | isoforms (gene = "
                                             "sum of its isoforms' TPM); default: the family's "
                                             "(share: independent, switch: isoforms)."),
+    structure: Optional[str] = typer.Option(None, "--structure", help="share family: structure a "
+                                            "small labelled set cannot estimate, e.g. "
+                                            "n_programs=64,spectrum=1,weak_usage=1.5,"
+                                            "compendium_only=6,platform_offset=2,gene_extra=0.5 "
+                                            "(docs/generators.md); default: today's world."),
 ):
     """Write synthetic ARCHS4/GTEx gene and isoform data (plus the noise-free truth) in the
     course's exact file formats."""
@@ -35,7 +40,7 @@ def synth_cmd(
     from raviso.synth.generate import generate
 
     info = generate(out, preset=preset, seed=seed, fmt=fmt, overwrite=overwrite, workers=workers,
-                    log=echo_err, family=family, gene_from=gene_from)
+                    log=echo_err, family=family, gene_from=gene_from, structure=structure)
     iso = info["gtex_isoform"]
     print(json.dumps({"out": str(out), "seconds": info["seconds"], "files": info["files"],
                       "isoform_zero_fraction": round(iso["zero_fraction"], 4),

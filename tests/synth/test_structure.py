@@ -106,3 +106,25 @@ def test_generate_records_structure_and_refuses_it_for_switch(tmp_path):
         parse_structure("programs=3")
     with pytest.raises(RavisoError, match="n_weak"):
         Structure(n_programs=2, n_weak=4)
+
+
+def test_cli_structure_flag(tmp_path):
+    """`raviso synth --structure`: recorded in synth.json; a bad option is one line, exit 1,
+    nothing written."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    out = tmp_path / "cli"
+    cmd = [sys.executable, "-m", "cli", "synth", str(out), "--preset", "tiny", "--structure"]
+    r = subprocess.run(cmd + ["gene_extra=0.5"], cwd=root, capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert json.loads((out / "synth.json").read_text())["structure"] == {"gene_extra": 0.5}
+    bad = tmp_path / "bad"
+    r = subprocess.run([*cmd[:4], str(bad), *cmd[5:], "bogus=1"], cwd=root, capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1
+    assert "bad structure option 'bogus=1'" in r.stderr
+    assert not bad.exists()
