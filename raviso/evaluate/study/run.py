@@ -50,7 +50,9 @@ class StudyConfig(StageConfig):
                                     "fits are slowest [--folds].")
     recommended_full: bool = option(True, "Score recommended at fraction 1 and for held-out "
                                     "tissues too (from select_below samples up it is share_net "
-                                    "itself, and the report says so when it is left out).",
+                                    "with the context its inner CV chooses given --pretrained, "
+                                    "else share_net itself, which the report then uses when it "
+                                    "is left out).",
                                     flag="--recommended-full/--no-recommended-full")
     repeats_small: int = option(2, "Repeats (different folds and donor subsets) at fractions "
                                 "<= 0.1.", check=lambda v: v >= 1, problem="must be >= 1")
