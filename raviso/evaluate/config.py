@@ -50,8 +50,9 @@ class CvConfig(StageConfig):
                                "MSE).")
     # the folds
     folds: int = option(5, "Number of cross-validation folds.")
-    repeats: int = option(1, "R x k-fold with fold seeds seed..seed+R-1 (corrected repeated "
-                          "k-fold t-test across all R*k folds).")
+    repeats: int = option(1, "R x k-fold, each repeat a distinct donor partition (fold seeds "
+                          "seed, seed+1, ...; a seed repeating a partition is skipped); "
+                          "corrected repeated k-fold t-test across all R*k folds.")
     group_by: str = _group_by()
     fold_scheme: str = _fold_scheme("kfold | auto | logo | tissue: auto picks leave-one-group-out "
                                     "or a smaller k for small labelled sets (reported); tissue "
