@@ -304,6 +304,18 @@ def test_what_this_means_when_the_model_wins():
     assert f"on donors it never saw, {better}." in text(leaderboard_section(doc))
 
 
+def test_what_this_means_when_a_baseline_predicts_better():
+    doc = make_doc({"isoform_fraction_tissue": 0.0, "recommended": 0.08, "mean": 0.3}, k=5,
+                   noise=0.01)
+    vs = _row(doc, "recommended")["vs_best_baseline"]
+    assert vs["p_holm"] < 0.05 and vs["mean_diff"] > 0                          # the case
+    first = text(meaning_section(doc))
+    assert "**worse than the best baseline, isoform_fraction_tissue (" in first
+    assert "a baseline predicts better here**" in first
+    assert "Expect predictions worse than isoform_fraction_tissue's" in first
+    assert "A baseline better than the trained model means" in text(leaderboard_section(doc))
+
+
 def test_what_this_means_when_the_model_fit_ships_was_not_scored():
     doc = make_doc({"share_net": 0.0, "isoform_fraction_tissue": 0.05, "mean": 0.3})
     first = text(meaning_section(doc))
@@ -364,5 +376,10 @@ def test_cv_on_a_store_without_truth_reports_real_data_and_the_saved_model(tmp_p
         assert saved["note"].startswith("a baseline, tissue_mean, won")
     report = (out / "report.md").read_text()
     assert saved["note"] in report and "For prediction:" in report
+    assert report.split("\n## ")[1].startswith("What this means")
+    rel = doc["reliability"]["gene_ffnn"]                    # from the trials' out-of-fold arrays
+    assert rel["n_isoforms"] == doc["data"]["n_isoforms"] and 0 <= rel["n_reliable"] <= \
+        rel["n_isoforms"] - rel["n_no_r2"]
+    assert f"**{rel['n_reliable']:,} of {rel['n_isoforms']:,} isoforms" in report
     assert "x held-out-donor floor" not in report and "## Floors" not in report
     assert "## The paper's Table 1" not in report and "3-fold CV" in report

@@ -110,8 +110,11 @@ def next_steps(doc: dict, s: dict) -> list[str]:
     if n and n < FEW_DONORS:
         out.append(f"With {n} donors every figure here is uncertain: more donors, not more "
                    "samples per donor, are what narrow it.")
-    if s["outcome"] in ("as_good", "worse") and s["variant"] != base:
+    if s["outcome"] == "as_good" and s["variant"] != base:
         out.append(f"Expect predictions no better than {base}'s: a baseline is as good here.")
+    elif s["outcome"] == "worse":
+        out.append(f"Expect predictions worse than {base}'s: a baseline predicts better here, so "
+                   f"the model that ships is not the best choice for data like this.")
     got = _coverage(doc, s["variant"])
     if got and got[1]["coverage"] < float(got[0]) - COVERAGE_SLACK:
         out.append("Treat the intervals as optimistic, or ask for a wider level "

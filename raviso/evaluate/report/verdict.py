@@ -129,9 +129,10 @@ def prediction_lines(doc: dict, rows: list[dict]) -> list[str]:
         line += f" The leaderboard's best is {top['variant']} (MSE {top['mse_mean']:.4g})."
     if s["outcome"] in ("as_good", "worse") and s["variant"] != (s["baseline"] or {}).get(
             "variant"):
-        line += (" A baseline as good as the trained model means no model learned more from the "
-                 "genes than this simple rule on data of this size; more labelled donors, or "
-                 "other inputs, are what could change that.")
+        line += (f" A baseline {'as good as' if s['outcome'] == 'as_good' else 'better than'} "
+                 "the trained model means it learned no more from the genes than this simple "
+                 "rule on data of this size; more labelled donors, or other inputs, are what "
+                 "could change that.")
     return [line, ""]
 
 
