@@ -39,6 +39,20 @@ def edited(monkeypatch, name: str, *edits: tuple[str | None, str]):
     return new
 
 
+@pytest.fixture(autouse=True)
+def forget_modules_imported_meanwhile():
+    """A module first imported while an edited copy was installed bound the copy's names: it is
+    dropped afterwards, so later tests import it afresh from the real modules."""
+    before = set(sys.modules)
+    yield
+    for name in sorted(set(sys.modules) - before):
+        if name == "cli" or name.startswith("raviso."):
+            module = sys.modules.pop(name)
+            parent, _, child = name.rpartition(".")
+            if getattr(sys.modules.get(parent), child, None) is module:
+                delattr(sys.modules[parent], child)
+
+
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
     path, _ = write_tiny_store(tmp_path_factory.mktemp("recipes") / "store")
@@ -51,7 +65,7 @@ def toy_ffnn(hidden=(4,), **opts) -> FFNNRegressor:
 
 
 '''
-TOY_SPEC = '''    VariantSpec("toy_ffnn", toy_ffnn, "model", "a four-unit FFNN on the raw genes", GENES,
+TOY_SPEC = '''    VariantSpec("toy_ffnn", toy_ffnn, "model", "four units on the raw genes", GENES,
                 forwards=(FFNNRegressor,), drop=_NO_PCA, isoform_bytes=FFNN_ISOFORM_BYTES),
 '''
 
@@ -108,8 +122,8 @@ def test_a_new_option_is_one_config_field(monkeypatch, store, tmp_path, capsys):
     import raviso.serve.fit as fit_mod
 
     seen, real = [], fit_mod.fit_store
-    monkeypatch.setattr(fit_mod, "fit_store",
-                        lambda store, cfg, **kw: seen.append(cfg.toy_level) or real(store, cfg, **kw))
+    monkeypatch.setattr(fit_mod, "fit_store", lambda store, cfg, **kw:
+                        seen.append(cfg.toy_level) or real(store, cfg, **kw))
     code, _, err = run_cli(capsys, monkeypatch, "fit", store, "--out", tmp_path / "m",
                            "--variant", "gene_ffnn", "--epochs", "1", "--cv-folds", "0",
                            "--toy-level", "5")
