@@ -19,7 +19,7 @@ def _quants(tmp_path):
     return {s: salmon(tmp_path / "quant" / s / "quant.sf", c) for s, c in COUNTS.items()}
 
 
-# -- 12: sample sheets with a BOM or `;` (Excel exports) -------------------------------------------
+# -- sample sheets with a BOM or `;` (Excel exports) ----------------------------------------------
 @pytest.mark.parametrize("encoding,sep", [("utf-8-sig", ","), ("utf-8", ";"), ("utf-8-sig", ";"),
                                           ("utf-8-sig", "\t")])
 def test_excel_sheets_with_bom_or_semicolons_import(tmp_path, encoding, sep):
@@ -42,7 +42,7 @@ def test_sheet_without_sample_column_names_the_columns_found(tmp_path):
         import_samples(sh, tmp_path / "st")
 
 
-# -- 13: quantified against different indexes -------------------------------------------------------
+# -- quantified against different indexes ---------------------------------------------------------
 def test_files_from_different_indexes_are_refused_with_counts(tmp_path):
     q = _quants(tmp_path)
     other = q["s3"].read_text().replace("ENST03.1", "ENST99.1").replace("ENST04.3", "ENST98.1")
@@ -54,7 +54,7 @@ def test_files_from_different_indexes_are_refused_with_counts(tmp_path):
     assert not (tmp_path / "st").exists()
 
 
-# -- 14: donors of GTEx ids in `import --matrix` ------------------------------------------------
+# -- donors of GTEx ids in `import --matrix` ------------------------------------------------------
 def test_matrix_import_derives_gtex_donors_and_takes_a_donor_column(tmp_path):
     V = np.arange(1, 4 * 10 + 1, dtype=float).reshape(4, 10)
     p = _gct(tmp_path / "tx.gct.gz", V)        # samples GTEX-<k>-0001
@@ -73,7 +73,7 @@ def test_matrix_import_derives_gtex_donors_and_takes_a_donor_column(tmp_path):
     assert st3.meta("gtex_gene").donor.tolist() == [f"D{k // 2}" for k in range(10)]
 
 
-# -- 15: sheet lists more samples than the matrix --------------------------------------------------
+# -- sheet lists more samples than the matrix -----------------------------------------------------
 def test_sheet_superset_is_an_error_unless_intersect(tmp_path, capsys):
     V = np.arange(1, 4 * 3 + 1, dtype=float).reshape(4, 3)
     p = _gct(tmp_path / "tx.gct.gz", V)
@@ -89,7 +89,7 @@ def test_sheet_superset_is_an_error_unless_intersect(tmp_path, capsys):
     assert st.manifest["import"]["sheet_samples_dropped"] == 4
 
 
-# -- 16: two rows on one file; sample ids with tabs ---------------------------------------------
+# -- two rows on one file; sample ids with tabs ---------------------------------------------------
 def test_two_sheet_rows_on_one_file_are_refused(tmp_path):
     q = _quants(tmp_path)
     sh = _write(tmp_path / "sheet.tsv", "sample\tpath\n" + f"A\t{q['s1']}\nB\t{q['s2']}\n"
