@@ -142,7 +142,7 @@ def _by_columns(features, batches, total, m, scale, kind, source):
 def dropped(n_input: int, n_used: int) -> str:
     """', N input genes the MODEL does not use (dropped)' ('' when every input gene is used)."""
     n = n_input - n_used
-    return f", {n:,} input genes the MODEL does not use (dropped)" if n > 0 else ""
+    return f", {n:,} input gene{'s' * (n != 1)} the MODEL does not use (dropped)" if n else ""
 
 
 def _table_input(path, m, orientation, scale):

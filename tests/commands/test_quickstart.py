@@ -109,7 +109,7 @@ def test_readme_quickstart_runs_verbatim_on_salmon_files(tmp_path, monkeypatch, 
     # fit measured the MODEL it ships against the best baseline, and said so
     assert "measured by CV" in said["fit"] and "best baseline" in said["fit"]
     assert "--save-model" not in said["fit"] and "(none)" not in said["fit"]
-    assert "1 input genes the MODEL does not use (dropped)" in said["predict"]
+    assert ", 1 input gene the MODEL does not use (dropped)" in said["predict"]
     pred = next(Path(a) for a in readme_commands()[3] if a.endswith(".h5ad"))
     a = anndata.read_h5ad(pred)
     assert a.obs_names.tolist() == d["test"] and a.n_vars == len(d["transcripts"])
