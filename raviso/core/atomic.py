@@ -19,7 +19,7 @@ from .errors import RavisoError
 
 # file -> a key its JSON object has when raviso wrote it (None: the file's presence is enough)
 OUTPUT_MARKER = ".raviso-output"
-FILE_MARK = "user.raviso.output"      # extended attribute on a single file raviso wrote
+FILE_MARK = "user.raviso_output"      # extended attribute on a single file raviso wrote
 MARKERS = {"manifest.json": "format_version", "run.json": "model", "config.json": "model",
            "results.json": "schema", "model.json": "format", "synth.json": "preset",
            "latent.json": "latent_dim", "best.json": "format", OUTPUT_MARKER: None}

@@ -7,6 +7,7 @@ or an explicit `pyarrow.fs.FileSystem`, so workers on other nodes can read the s
 
 from __future__ import annotations
 
+import contextlib
 import json
 import posixpath
 
@@ -17,6 +18,8 @@ import pyarrow.parquet as pq
 
 from ..core.errors import RavisoError
 from .schema import DATASETS, EXPR, FORMAT_VERSION, ISOFORM_DATASETS, MANIFEST
+
+REIMPORT = "re-import it (raviso import / raviso convert) or copy it again"
 
 
 def resolve(path, filesystem: pafs.FileSystem | None = None) -> tuple[pafs.FileSystem, str]:
@@ -48,10 +51,14 @@ class Store:
             with self.fs.open_input_stream(mpath) as f:
                 self.manifest = json.loads(f.read())
         except FileNotFoundError:
-            raise RavisoError(f"not a raviso store (no {MANIFEST}; an interrupted conversion "
-                              "leaves none)", self.uri) from None
+            raise RavisoError(f"not a raviso store: {MANIFEST} is missing (an interrupted "
+                              f"conversion leaves none; a damaged store: {REIMPORT})",
+                              self.uri) from None
         except (json.JSONDecodeError, UnicodeDecodeError):
-            raise RavisoError(f"corrupt {MANIFEST}", self.uri) from None
+            raise RavisoError(f"{MANIFEST} is damaged (not JSON): {REIMPORT}", self.uri) from None
+        if not isinstance(self.manifest, dict):
+            raise RavisoError(f"{MANIFEST} is damaged (not a JSON object): {REIMPORT}", self.uri)
+        self.checked: set[str] = set()
         if self.manifest.get("format_version") != FORMAT_VERSION:
             raise RavisoError(
                 f"store format {self.manifest.get('format_version')} is not supported "
@@ -84,12 +91,59 @@ class Store:
         return self.isoforms if name in ISOFORM_DATASETS else self.genes
 
     def _dataset(self, name: str) -> pq.ParquetDataset:
-        return pq.ParquetDataset(self.path_of(name), filesystem=self.fs)
+        with self.reading(name):
+            return pq.ParquetDataset(self.path_of(name), filesystem=self.fs)
+
+    def check_parts(self, name: str) -> None:
+        """Every part file of dataset `name` the manifest lists is there with its size (stores
+        written before sizes were recorded: not checked)."""
+        if name in self.checked:
+            return
+        for rel, size in (self.manifest.get("parts") or {}).items():
+            if not rel.startswith(name + "/"):
+                continue
+            info = self.fs.get_file_info(posixpath.join(self.root, rel))
+            why = ("is missing" if info.type == pafs.FileType.NotFound else
+                   f"is cut short ({info.size:,} of {size:,} bytes)" if info.size < size else
+                   f"has changed ({info.size:,} bytes, {size:,} when written)"
+                   if info.size != size else None)
+            if why:
+                raise RavisoError(f"{rel} {why}: the store is damaged; {REIMPORT}", self.uri)
+        self.checked.add(name)
+
+    @contextlib.contextmanager
+    def reading(self, name: str):
+        """Check dataset `name`'s parts, then turn a failed read into one line naming the part
+        that fails (`damaged_part`) and the fix."""
+        self.check_parts(name)
+        try:
+            yield
+        except (pa.ArrowException, OSError) as e:
+            raise RavisoError(f"{self.damaged_part(name) or name} cannot be read "
+                              f"({str(e).splitlines()[0][:200] if str(e) else type(e).__name__})"
+                              f": the store is damaged; {REIMPORT}", self.uri) from None
+
+    def damaged_part(self, name: str) -> str | None:
+        """The first part file of dataset `name` whose Parquet footer cannot be read."""
+        try:
+            infos = self.fs.get_file_info(pafs.FileSelector(self.path_of(name)))
+        except (pa.ArrowException, OSError):
+            return None
+        for info in sorted(infos, key=lambda i: i.path):
+            if info.base_name.startswith(".") or info.type != pafs.FileType.File:
+                continue
+            try:
+                with self.fs.open_input_file(info.path) as f:
+                    pq.read_metadata(f)
+            except (pa.ArrowException, OSError):
+                return posixpath.relpath(info.path, self.root)
+        return None
 
     # -- reading -----------------------------------------------------------------------------
     def meta(self, name: str):
         """pandas DataFrame of sample_id, tissue, donor (no expression read)."""
-        table = self._dataset(name).read(columns=["sample_id", "tissue", "donor"])
+        with self.reading(name):
+            table = self._dataset(name).read(columns=["sample_id", "tissue", "donor"])
         df = table.to_pandas().astype(object)
         return df.where(df.notna(), None)   # pandas >= 3 turns null strings into NaN
 
@@ -100,11 +154,12 @@ class Store:
         if X.shape != (n, d):
             raise ValueError(f"out has shape {X.shape}, expected {(n, d)}")
         row = 0
-        for piece in self._dataset(name).fragments:
-            for batch in piece.to_batches(columns=[EXPR]):
-                arr = tensor_to_numpy(batch.column(0))
-                X[row:row + len(arr)] = arr
-                row += len(arr)
+        with self.reading(name):
+            for piece in self._dataset(name).fragments:
+                for batch in piece.to_batches(columns=[EXPR]):
+                    arr = tensor_to_numpy(batch.column(0))
+                    X[row:row + len(arr)] = arr
+                    row += len(arr)
         if row != n:
             raise RavisoError(f"{name} holds {row} rows, manifest says {n} (store damaged?)",
                               self.uri)
@@ -114,17 +169,19 @@ class Store:
         """Stream ``(X (n, d) float32, sample_ids, tissue, donor)`` in batches of at most `rows`
         samples, in store order (predict and export read stores larger than memory this way);
         unknown tissue / donor are None."""
-        for piece in self._dataset(name).fragments:
-            for b in piece.to_batches(columns=["sample_id", "tissue", "donor", EXPR],
-                                      batch_size=rows):
-                yield (tensor_to_numpy(b.column(3)), b.column(0).to_pylist(),
-                       b.column(1).to_pylist(), b.column(2).to_pylist())
+        with self.reading(name):
+            for piece in self._dataset(name).fragments:
+                for b in piece.to_batches(columns=["sample_id", "tissue", "donor", EXPR],
+                                          batch_size=rows):
+                    yield (tensor_to_numpy(b.column(3)), b.column(0).to_pylist(),
+                           b.column(1).to_pylist(), b.column(2).to_pylist())
 
     def ray_dataset(self, name: str, **read_kwargs):
         """A streaming `ray.data.Dataset` of the dataset's rows (columns sample_id, tissue, donor,
         expr); ``expr`` arrives in `iter_torch_batches` as an (n, d) float32 tensor."""
         import ray.data
 
+        self.check_parts(name)
         return ray.data.read_parquet(self.path_of(name), filesystem=self.fs, **read_kwargs)
 
 

@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 
 from .. import __version__
 from ..core.atomic import remove_path, replace_path, tmp_sibling, check_writable_target
+from ..core.inventory import sizes
 from ..core.errors import RavisoError
 from .schema import (DATASETS, EXPR, FORMAT_VERSION, ISOFORM_DATASETS, MANIFEST, schema,
                      tensor_array)
@@ -316,6 +317,7 @@ class StoreBuilder:
             "isoform_gene": self.isoform_gene,
             "datasets": datasets,
             "sources": self._sources,
+            "parts": sizes(self.tmp),        # every part's bytes: `Store` names a damaged one
             **self.extra,
         }
         with open(self.tmp / MANIFEST, "w") as f:

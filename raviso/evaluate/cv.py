@@ -21,7 +21,7 @@ from ..core.errors import RavisoError
 from ..data.labelled import Labelled
 from .engine.repeats import fold_split, repeated_folds
 from .engine.jobs import batch_jobs, collect_batch, run_batch, trial_order
-from .engine.inputs import available_variants, latent_runs, load_labelled
+from .engine.inputs import available_variants, drop_tissue_baselines, latent_runs, load_labelled
 from .config import CvConfig
 from .stats.leaderboard import choose_saved_model
 from .results import TRIAL_KEYS
@@ -280,6 +280,7 @@ def _load(store, cfg: CvConfig, progress) -> _Setup:
                        cfg.tuned_config)
     progress(f"loading labelled set from {store}")
     st, data = load_labelled(store, runs, cfg.target_dtype)
+    drop_tissue_baselines(names, data.tissue, progress)     # no tissue given: not built
     fold_plan = repeated_folds(data.tissue, data.donor, k=cfg.folds, seed=cfg.seed,
                                repeats=cfg.repeats, group_by=cfg.group_by, source=st.uri,
                                scheme=cfg.fold_scheme)

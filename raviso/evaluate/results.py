@@ -253,11 +253,14 @@ def write_results(cv_dir, doc: dict, errors: dict) -> Path:
 def read_results(cv_dir) -> dict:
     path = Path(cv_dir) / RESULTS
     if not path.exists():
-        raise RavisoError(f"no {RESULTS} (run `raviso cv ... --out {cv_dir}` first)", cv_dir)
+        raise RavisoError(f"no {RESULTS} (run `raviso cv ... --out {cv_dir}` first; a damaged "
+                          "CV: re-run raviso cv)", cv_dir)
     try:
         doc = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise RavisoError(f"corrupt results file: {e}", path) from None
-    if doc.get("schema") != SCHEMA:
-        raise RavisoError(f"not a {SCHEMA} file (schema={doc.get('schema')!r})", path)
+        raise RavisoError(f"{RESULTS} is damaged ({e}): re-run raviso cv", cv_dir) from None
+    if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
+        got = doc.get("schema") if isinstance(doc, dict) else None
+        raise RavisoError(f"{RESULTS} is not a {SCHEMA} file (schema={got!r}; a damaged one: "
+                          "re-run raviso cv)", cv_dir)
     return doc

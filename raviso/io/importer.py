@@ -185,7 +185,24 @@ def _read_union(rows, layouts):
         union.update(dict.fromkeys(ids.tolist()))
         if gene is not None:
             own_map.update(zip(ids.tolist(), gene.tolist()))
+    _check_cut_short(rows, sizes)
     return list(union), own_map, sizes
+
+
+def _check_cut_short(rows, id_lists) -> None:
+    """A file with far fewer rows than the sheet's other samples (under half their median, or
+    under 90% and its ids the first ones of the longest file's) was cut short: said so, before
+    it passes for a file of another index."""
+    counts = np.array([len(ids) for ids in id_lists])
+    if len(counts) < 2:
+        return
+    ref = id_lists[int(np.argmax(counts))]
+    for k, (r, ids) in enumerate(zip(rows, id_lists)):
+        others = float(np.median(np.delete(counts, k)))
+        prefix = 0 < len(ids) < len(ref) and np.array_equal(ids, ref[:len(ids)])
+        if len(ids) < 0.5 * others or (len(ids) < 0.9 * others and prefix):
+            raise RavisoError(f"{len(ids):,} rows where the sheet's other samples have "
+                              f"{others:,.0f}: {quant.TRUNCATED}", r.path)
 
 
 def _sample_units(layouts, units, names) -> str:

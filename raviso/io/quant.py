@@ -35,6 +35,7 @@ class Layout:
     level: str              # "transcript" or "gene"
 
 
+QUANTIFIERS = ("salmon", "kallisto", "rsem-isoforms", "rsem-genes")   # always end with a newline
 LAYOUTS = (
     Layout("salmon", SALMON, "Name", "TPM", "NumReads", "EffectiveLength", None, "transcript"),
     Layout("kallisto", KALLISTO, "target_id", "tpm", "est_counts", "eff_length", None,
@@ -78,12 +79,54 @@ def open_text(path):
         raise RavisoError("permission denied", path) from None
 
 
+TRUNCATED = ("truncated? (cut short while it was written or copied: re-copy it or re-run the "
+             "quantification)")
+
+
 def first_line(path) -> str:
     try:
         with open_text(path) as f:
-            return f.readline().rstrip("\r\n")
-    except (OSError, EOFError, UnicodeDecodeError) as e:
+            line = f.readline()
+    except EOFError:
+        raise RavisoError(f"the compressed file ends early: {TRUNCATED}", path) from None
+    except (OSError, UnicodeDecodeError) as e:
         raise RavisoError(f"cannot read: {e}", path) from None
+    if not line.strip():
+        raise RavisoError("is empty (no header line): expected a quantification file; was it "
+                          "written or copied whole?", path)
+    return line.rstrip("\r\n")
+
+
+def cut_short(path, header_fields: int) -> str | None:
+    """Why `path` (plain text) looks cut short, or None: its last line has no newline and fewer
+    fields than the header (a quantifier always ends its file with a newline)."""
+    if is_gzip(path):
+        return None
+    with open(path, "rb") as f:
+        f.seek(0, 2)
+        size = f.tell()
+        f.seek(max(0, size - 65536))
+        tail = f.read()
+    if not tail or tail.endswith(b"\n"):
+        return None
+    last = tail.rsplit(b"\n", 1)[-1]
+    fields = last.count(b"\t") + 1
+    if fields < header_fields:
+        return (f"its last line has {fields} of {header_fields} fields and no newline: "
+                f"{TRUNCATED}")
+    return f"its last line has no newline: {TRUNCATED}"
+
+
+def short_line(path, header_fields: int) -> str | None:
+    """'line N has K of M fields: truncated?' for the first such line of a plain file."""
+    if is_gzip(path):
+        return None
+    with open(path, newline="") as f:
+        for n, line in enumerate(f, start=1):
+            fields = line.rstrip("\r\n").count("\t") + 1
+            if n > 1 and fields < header_fields and line.strip():
+                return f"line {n} has {fields} of {header_fields} fields: {TRUNCATED}"
+    return None
 
 
 def detect_layout(path) -> Layout:
@@ -117,14 +160,23 @@ def _read_columns(path, columns, dtypes):
                            engine="c")
     except FileNotFoundError:
         raise RavisoError("no such file", path) from None
-    except (ValueError, pd.errors.ParserError, EOFError, OSError, UnicodeDecodeError) as e:
+    except EOFError:
+        raise RavisoError(f"the compressed file ends early: {TRUNCATED}", path) from None
+    except (ValueError, pd.errors.ParserError, OSError, UnicodeDecodeError) as e:
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise RavisoError(f"malformed quantification file: {msg}", path) from None
+        fields = len(first_line(path).split("\t"))
+        why = cut_short(path, fields) or (short_line(path, fields) if isinstance(
+            e, ValueError) else None)
+        raise RavisoError(why or f"malformed quantification file: {msg}", path) from None
 
 
 def read_ids(path, layout: Layout | None = None) -> tuple[np.ndarray, np.ndarray | None]:
-    """Pass 1: the file's feature ids (and its own gene column, RSEM) without the values."""
+    """Pass 1: the file's feature ids (and its own gene column, RSEM) without the values; a file
+    whose last line is cut off is refused here (`cut_short`)."""
     layout = layout or detect_layout(path)
+    why = cut_short(path, len(layout.header))
+    if why and (layout.name in QUANTIFIERS or "fields" in why):   # a table may lack the newline
+        raise RavisoError(why, path)
     cols = [layout.id_col] + ([layout.gene_col] if layout.gene_col else [])
     df = _read_columns(path, cols, {c: str for c in cols})
     ids = df[layout.id_col].to_numpy(dtype=str)

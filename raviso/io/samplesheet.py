@@ -5,6 +5,7 @@ with tabs, donors). Details: docs/formats.md."""
 from __future__ import annotations
 
 import csv
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,6 +49,9 @@ def _read_table(path: Path):
     """(header, [(line number, fields)]) of a CSV / TSV / `;` sheet, BOM and CRLF tolerated."""
     import pandas as pd
 
+    if path.stat().st_size == 0:
+        raise RavisoError("is empty: a sample sheet needs a header line and one line per sample",
+                          path)
     with open(path, "rb") as f:
         head = f.readline().decode("utf-8-sig", errors="replace")
     # a one-column sheet has no delimiter to sniff; pandas' sniffer would give up on it
@@ -126,7 +130,14 @@ def read_samplesheet(path, label: str | None = None, need_paths: bool = True) ->
         donor = (rec[donor_col] or None) if donor_col else None
         out.append(SheetRow(sid, qpath, (rec[label_col] or None) if label_col else None,
                             donor or donor_of(sid), file_of(gene_col)))
+    _warn_no_label(out, label_col, path)
     return out
+
+
+def _warn_no_label(rows: list[SheetRow], label_col: str | None, path) -> None:
+    if label_col and not any(r.label for r in rows):
+        print(f"raviso: warning: {path}: column {label_col!r} is empty in every row: no tissue "
+              "given: tissue-aware models and baselines are skipped", file=sys.stderr)
 
 
 def select_matrix_samples(rows: list[SheetRow], matrix_samples, sample_set: str, sheet,

@@ -26,6 +26,7 @@ import shutil
 from pathlib import Path
 
 from .. import __version__
+from ..core import inventory
 from ..core.atomic import atomic_dir
 from ..core.errors import RavisoError
 from .recommended import SELECTION_FILE, Recommended
@@ -37,6 +38,9 @@ TISSUE_FREE_DIR = "regressor-tissue-free"   # the same variant fitted without ti
 RELIABILITY_FILE = "reliability.npz"       # per-isoform out-of-fold arrays of the CV behind it
 TISSUE_FREE_RELIABILITY_FILE = "reliability-tissue-free.npz"   # the same, of the tissue-free path
 DOMAIN_FILE = "domain.npz"                 # applicability domain + its held-out calibration
+# read only when asked for (intervals, reliability columns, the domain check): checked then
+OPTIONAL_FILES = (RELIABILITY_FILE, TISSUE_FREE_RELIABILITY_FILE, DOMAIN_FILE)
+REFIT = "refit it (raviso fit, or raviso cv --save-model)"
 
 
 def encoder_dir(name: str) -> str:
@@ -135,7 +139,8 @@ def fit_model(data, variant: str, out, runs: dict[str, str] | None = None,
                 "trained_on": {"store": store_uri, "n_samples": int(data.n),
                                "n_tissues": int(len(set(data.tissue.tolist())))},
                 "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-                "raviso_version": __version__}
+                "raviso_version": __version__,
+                "files": inventory.inventory(tmp)}    # every file's size and checksum: `read_model`
         (Path(tmp) / MODEL_JSON).write_text(json.dumps(meta, indent=1))
     return model
 
@@ -181,7 +186,8 @@ def tissue_free_fit(variant: str, options: dict | None, data):
 
 
 def read_model(model_dir) -> dict:
-    """model.json of a MODEL directory, checked."""
+    """model.json of a MODEL directory, checked, and every file it lists but the optional ones
+    as written (`raviso.core.inventory`)."""
     path = Path(model_dir) / MODEL_JSON
     if not Path(model_dir).is_dir():
         raise RavisoError("no such model directory (raviso fit / raviso cv --save-model)",
@@ -189,10 +195,42 @@ def read_model(model_dir) -> dict:
     try:
         meta = json.loads(path.read_text())
     except FileNotFoundError:
-        raise RavisoError(f"not a raviso model (no {MODEL_JSON})", model_dir) from None
+        raise RavisoError(f"not a raviso model: {MODEL_JSON} is missing (if it was one, it is "
+                          f"damaged; {REFIT})", model_dir) from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise RavisoError(f"corrupt {MODEL_JSON}: {e}", path) from None
-    if meta.get("format") != FORMAT:
-        raise RavisoError(f"unsupported model format {meta.get('format')!r} (expected {FORMAT})",
-                          path)
+        raise RavisoError(f"{MODEL_JSON} is damaged ({e}); {REFIT}", model_dir) from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        got = meta.get("format") if isinstance(meta, dict) else None
+        raise RavisoError(f"{MODEL_JSON}: unsupported model format {got!r} (expected {FORMAT}; "
+                          f"a damaged one: {REFIT})", model_dir)
+    inventory.verify(model_dir, meta.get("files"), "MODEL", REFIT, skip=OPTIONAL_FILES)
     return meta
+
+
+def load_optional(model_dir, meta: dict, key: str, load, needed: bool, warn=None):
+    """`load(path)` of the optional file that `meta[key]` names (reliability, domain). Missing
+    or damaged: an error naming it when `needed`, else a warning and None (predict without
+    --interval needs none of them)."""
+    import zipfile
+
+    name = meta.get(key)
+    if not name:
+        return None
+    why = inventory.problem(model_dir, name, meta["files"][name]) \
+        if name in (meta.get("files") or {}) else None
+    if why is None:
+        try:
+            return load(Path(model_dir) / name)
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
+            why = f"cannot be read ({str(e).splitlines()[0][:120] if str(e) else type(e).__name__})"
+    err = inventory.damaged(model_dir, name, "MODEL", REFIT, why)
+    if needed:
+        raise err
+    (warn or _warn)(f"raviso: warning: {err}; going on without it")
+    return None
+
+
+def _warn(line: str) -> None:
+    import sys
+
+    print(line, file=sys.stderr)

@@ -13,13 +13,12 @@ error`` refuses them instead.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
 from ..core.errors import RavisoError
 from ..trust.domain import DOMAIN_LEVEL, NO_CALIBRATION, DomainCheck
 from ..trust import reliability as rel
+from ..models.saved import load_optional
 from .tissues import PATH_FREE
 
 COLUMNS = ("domain_score", "domain_pct", "in_domain", "calibrated", "interval_scale")
@@ -32,8 +31,8 @@ class DomainOutput:
     """The per-sample domain columns of one predict run (None-safe when the MODEL has none)."""
 
     def __init__(self, m, level: float = DOMAIN_LEVEL, policy: str = "warn", source=None):
-        name = m.meta.get("domain")
-        self.check = DomainCheck(rel.load_arrays(Path(m.dir) / name), level) if name else None
+        arrays = load_optional(m.dir, m.meta, "domain", rel.load_arrays, policy == "error")
+        self.check = DomainCheck(arrays, level) if arrays is not None else None
         self.free_measured = bool(m.meta.get("tissue_free_reliability"))
         self.has_reliability = bool(m.meta.get("reliability"))
         self.policy, self.source, self.level = policy, source, level

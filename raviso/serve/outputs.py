@@ -32,6 +32,7 @@ import numpy as np
 
 from ..core.atomic import atomic_file, check_writable_target
 from ..core.errors import RavisoError
+from ..models.saved import load_optional
 from ..trust import reliability as rel
 from ..io.tables import TSV_FORMAT, TsvTable
 from ..trust.splice_qc import GeneShares
@@ -78,11 +79,11 @@ def to_tpm(P: np.ndarray) -> np.ndarray:
     return np.maximum(np.exp2(np.asarray(P, np.float64)) - 1, 0)
 
 
-def load_reliability(m, key: str = "reliability") -> dict | None:
+def load_reliability(m, key: str = "reliability", needed: bool = False) -> dict | None:
     """The MODEL's summed out-of-fold arrays (None for a MODEL fitted without a CV); `key`
-    ``tissue_free_reliability``: those of its tissue-free regressor (None if its CV lacked it)."""
-    name = m.meta.get(key)
-    return rel.load_arrays(Path(m.dir) / name) if name else None
+    ``tissue_free_reliability``: those of its tissue-free regressor (None if its CV lacked it).
+    Missing or damaged: an error when `needed` (--interval), else a warning and None."""
+    return load_optional(m.dir, m.meta, key, rel.load_arrays, needed)
 
 
 def isoform_columns(m, opts: OutputOptions, arrays: dict | None) -> tuple[dict, np.ndarray | None]:
@@ -107,7 +108,7 @@ def isoform_columns(m, opts: OutputOptions, arrays: dict | None) -> tuple[dict, 
 def tissue_free_columns(m, opts: OutputOptions, cols: dict) -> np.ndarray | None:
     """Add the tissue-free regressor's ``oof_mse_tissue_free`` / ``oof_r2_tissue_free`` to
     `cols`; return its interval half-widths (None: no arrays or no interval)."""
-    arrays = load_reliability(m, "tissue_free_reliability")
+    arrays = load_reliability(m, "tissue_free_reliability", opts.interval is not None)
     if arrays is None:
         return None
     stats = rel.per_isoform(arrays)
@@ -134,7 +135,7 @@ class PredictionWriter:
         self.fmt, self.tmp, self.out, self.m, self.opts = fmt, tmp, Path(out), m, opts
         self.router = router
         self.domain = domain if domain is not None else DomainOutput(m)   # `applicability`
-        arrays = load_reliability(m)
+        arrays = load_reliability(m, needed=opts.interval is not None)
         self.var, self.width = isoform_columns(m, opts, arrays)
         self.width_free = tissue_free_columns(m, opts, self.var) if arrays else None
         self.layers = layer_names(opts)

@@ -225,5 +225,7 @@ def finish_run(run_dir: Path, checkpoint, mc: VAEConfig, tc: TrainConfig, store_
         "run_name": run_name, "run_id": run_id, "model": mc.to_dict(), "train": asdict(tc),
         "epochs_done": epoch, "store": store_uri, "weights": "model.safetensors",
         "weights_sha256": file_sha256(run_dir / "model.safetensors"), "genes": "genes.txt",
+        "files": {n: [(run_dir / n).stat().st_size, file_sha256(run_dir / n)]   # `load_run`
+                  for n in ("genes.txt", "model.safetensors", "metrics.jsonl")},
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}, indent=1))
     return run_dir

@@ -11,7 +11,10 @@ import numpy as np
 
 from ..io.align import column_index, take_columns
 from ..core.errors import RavisoError
+from ..core.inventory import verify
 from ..models.vae.model import VAE, VAEConfig
+
+RERUN = "re-run `raviso pretrain` (or copy the RUN again)"
 
 
 @dataclass
@@ -83,18 +86,26 @@ def load_run(path) -> Run:
         raise RavisoError(f"not a finished pretraining run: no config.json{hint}", path)
     try:
         config = json.loads((path / "config.json").read_text())
-        genes = (path / config.get("genes", "genes.txt")).read_text().splitlines()
+        names = (config.get("genes", "genes.txt"), config.get("weights", "model.safetensors"))
+        verify(path, config.get("files"), "RUN", RERUN, only=names)
+        genes = (path / names[0]).read_text().splitlines()
         mc = VAEConfig.from_dict(config["model"])
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError, FileNotFoundError) as e:
-        raise RavisoError(f"damaged run ({type(e).__name__}: {e})", path) from None
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError,
+            UnicodeDecodeError, FileNotFoundError) as e:
+        which = getattr(e, "filename", None) or "config.json"
+        raise RavisoError(f"{Path(which).name} is damaged ({type(e).__name__}: "
+                          f"{str(e).splitlines()[0][:160] if str(e) else ''}); {RERUN}",
+                          path) from None
     if len(genes) != mc.n_genes:
-        raise RavisoError(f"genes.txt lists {len(genes)} genes, the model takes {mc.n_genes}", path)
+        raise RavisoError(f"genes.txt lists {len(genes)} genes, the model takes {mc.n_genes}: "
+                          f"the RUN is damaged; {RERUN}", path)
     model = VAE(mc)
-    weights = path / config.get("weights", "model.safetensors")
+    weights = path / names[1]
     try:
         model.load_state_dict(load_file(str(weights)))
     except (FileNotFoundError, SafetensorError, RuntimeError) as e:
-        raise RavisoError(f"cannot load the weights: {str(e).splitlines()[0]}", weights) from None
+        raise RavisoError(f"{names[1]} cannot be loaded ({str(e).splitlines()[0][:160]}): the "
+                          f"RUN is damaged; {RERUN}", path) from None
     model.eval()
     return Run(path=path, name=config.get("run_name") or path.name, genes=genes,
                model_config=mc, train_config=config.get("train", {}), model=model)

@@ -2,7 +2,7 @@
 raviso did not write, and any path that is one of the command's own inputs are refused in one line,
 with or without `--overwrite`, by every command that writes; the file is byte-identical afterwards.
 A single-file output is recognised by what raviso put in it (Parquet schema metadata, AnnData
-``uns/raviso``) or on it (the ``user.raviso.output`` attribute, for TSV): docs/usage.md.
+``uns/raviso``) or on it (the ``user.raviso_output`` attribute, for TSV): docs/usage.md.
 
 In-process through `cli.main()` (`test_bad_input.run_cli`); no Ray: every refusal comes before work.
 """
@@ -234,3 +234,18 @@ def test_a_symlinked_input_is_still_its_input(art, tmp_path, capsys, monkeypatch
     assert_one_line_error(run_cli(capsys, monkeypatch, "predict", art / "model", link, "--out",
                                   real, "--overwrite"), "input of this command")
     assert real.read_bytes() == before
+
+
+def test_missing_genes_error_names_allow_missing(art, tmp_path, capsys, monkeypatch):
+    """Issue 31 (inputs): the refusal says how to go on (`--allow-missing`, `--max-missing`)."""
+    lines = (art / "mygenes.tsv").read_text().splitlines()
+    cut = ["\t".join(line.split("\t")[:-3]) for line in lines]      # the last 3 genes absent
+    src = tmp_path / "fewer.tsv"
+    src.write_text("\n".join(cut) + "\n")
+    result = run_cli(capsys, monkeypatch, "predict", art / "model", src, "--out",
+                     tmp_path / "p.parquet")
+    assert_one_line_error(result, str(src), "3 of 16 model genes missing", "--allow-missing",
+                          "--max-missing")
+    code, _, err = run_cli(capsys, monkeypatch, "predict", art / "model", src, "--out",
+                           tmp_path / "p.parquet", "--allow-missing", "--max-missing", "0.5")
+    assert code == 0 and "3 of 16 model genes missing, filled with their training means" in err

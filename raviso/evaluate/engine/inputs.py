@@ -75,6 +75,27 @@ def available_variants(text, pretrained=None, pretrained_ae=None, options=None
 
 
 FLAGS = {"vae": "--pretrained", "ae": "--pretrained-ae"}
+NO_TISSUE = "no tissue given (the store's tissue column is empty): a tissue baseline would be "\
+    "its plain twin"
+
+
+def drop_tissue_baselines(names: list, tissue, progress) -> None:
+    """Remove `tissue_baselines` from `names` in place, saying why."""
+    for v in tissue_baselines(names, tissue):
+        progress(f"skipping {v}: {NO_TISSUE}")
+        names.remove(v)
+
+
+def tissue_baselines(names, tissue) -> list[str]:
+    """The baselines of `names` that exist only to read tissue, when `tissue` (the labelled
+    rows') tells fewer than two apart: they are not built (`NO_TISSUE`)."""
+    from ...models.spec import parse_spec
+    from ...models.variants import BASELINES, variant_needs
+
+    known = {str(t) for t in ([] if tissue is None else list(tissue)) if t not in (None, "")}
+    if len(known) > 1:
+        return []
+    return [v for v in names if parse_spec(v)[1] in BASELINES and "tissue" in variant_needs(v)]
 
 
 def _latents(variant: str, options) -> list[str]:

@@ -61,7 +61,8 @@ def load_share_model(directory, classes: dict, device: str = "cpu"):
         cfg = json.loads((d / SHARE_JSON).read_text())
         tensors = load_file(str(d / SHARE_TENSORS))
     except FileNotFoundError as e:
-        raise RavisoError(f"not a saved model (missing {Path(e.filename).name})", d) from None
+        missing = Path(e.filename or SHARE_TENSORS).name        # safetensors gives no filename
+        raise RavisoError(f"not a saved model (missing {missing})", d) from None
     except (json.JSONDecodeError, UnicodeDecodeError, SafetensorError) as e:
         raise RavisoError(f"corrupt saved model: {e}", d) from None
     if cfg.get("format") != FORMAT or cfg.get("variant") not in classes:

@@ -220,8 +220,8 @@ class FFNNRegressor:
             cfg = json.loads((d / SAVE_JSON).read_text())
             tensors = load_file(str(d / SAVE_TENSORS))
         except FileNotFoundError as e:
-            raise RavisoError(f"not a saved regressor (missing {Path(e.filename).name})", d) \
-                from None
+            missing = Path(e.filename or SAVE_TENSORS).name     # safetensors gives no filename
+            raise RavisoError(f"not a saved regressor (missing {missing})", d) from None
         except (json.JSONDecodeError, UnicodeDecodeError, SafetensorError) as e:
             raise RavisoError(f"corrupt saved regressor: {e}", d) from None
         if cfg.get("format") != FORMAT:
