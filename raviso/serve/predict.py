@@ -187,13 +187,12 @@ def fill_values(m, missing, allow_missing, max_missing, source, say) -> np.ndarr
     n, total = len(missing), len(m.genes)
     names = f"{', '.join(missing[:20])}{f' (and {n - 20} more)' if n > 20 else ''}"
     if not allow_missing:
-        raise RavisoError(f"{n} of {total} model genes missing (--allow-missing fills them "
-                          f"with their training means, up to --max-missing {max_missing:g} of "
-                          f"them): {names}", source)
+        raise RavisoError(f"{n} of {total} model genes missing: {names} (--allow-missing fills "
+                          f"them with their training means, up to --max-missing {max_missing:g} "
+                          "of the model's genes)", source)
     if n > max_missing * total:
         raise RavisoError(f"{n} of {total} model genes missing ({n / total:.0%}, above "
-                          f"--allow-missing's --max-missing {max_missing:g}; the input may not "
-                          f"be what this MODEL reads): {names}", source)
+                          f"--max-missing {max_missing:g}): {names}", source)
     means = m.meta.get("gene_means")
     if means is None:
         raise RavisoError("MODEL carries no training means of its genes (saved by an older "

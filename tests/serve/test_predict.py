@@ -167,7 +167,7 @@ def test_recommended_models_save_and_predict(fitted, tmp_path, variant):
     assert type(loaded) is type(model) and loaded.opts == model.opts
     assert loaded.tissues_ == model.tissues_ and len(model.tissues_) > 1
     (tmp_path / "m" / "regressor" / "share.safetensors").write_bytes(b"junk")
-    with pytest.raises(RavisoError, match="corrupt saved model"):
+    with pytest.raises(RavisoError, match=r"regressor/share.safetensors is cut short .*refit"):
         LoadedModel(tmp_path / "m")
 
 
