@@ -264,7 +264,7 @@ def test_what_this_means_says_plainly_when_a_baseline_is_as_good():
              f"{vs['mean_diff']:+.4g}, {100 * vs['mean_diff'] / base['mse_mean']:+.1f}%, "
              f"Holm-corrected p {vs['p_holm']:.3g})")
     assert first.startswith("## What this means\n")
-    assert ("**The model to use: recommended** (what `raviso fit` ships). On donors it never "
+    assert ("**The model that ships: recommended** (what `raviso fit` ships). On donors it never "
             f"saw its mean squared error is {rec['mse_mean']:.4g} (log2(TPM+1) scale; 95% CI "
             f"{ci(rec['mse_ci95'])}): **{plain}**.") in first
     pair = next(t for t in doc["tests"]
@@ -319,8 +319,8 @@ def test_what_this_means_when_a_baseline_predicts_better():
 def test_what_this_means_when_the_model_fit_ships_was_not_scored():
     doc = make_doc({"share_net": 0.0, "isoform_fraction_tissue": 0.05, "mean": 0.3})
     first = text(meaning_section(doc))
-    assert "**The model to use, recommended** (what `raviso fit` ships), **was not scored** by " \
-           "this run" in first
+    assert "**The model that ships, recommended** (what `raviso fit` ships), **was not " \
+           "scored** by this run" in first
     assert f"the best is share_net, MSE {_row(doc, 'share_net')['mse_mean']:.4g}" in first
     assert "`raviso cv STORE --variants recommended,isoform_fraction_tissue`" in first
     assert "not recorded (it was not scored)" in first and "not measured for recommended" in first

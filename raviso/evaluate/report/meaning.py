@@ -41,11 +41,11 @@ def model_line(doc: dict, s: dict) -> str:
     if r is None:
         top = next((x for x in board(doc) if x["mse_mean"] is not None
                     and not x.get("optimistic")), None)
-        return (f"**The model to use, {v}** ({who}), **was not scored** by this run: nothing "
+        return (f"**The model that ships, {v}** ({who}), **was not scored** by this run: nothing "
                 "here measures it on donors it never saw"
                 + (f" (of the variants scored, the best is {top['variant']}, MSE "
                    f"{top['mse_mean']:.4g})" if top else "") + ".")
-    return (f"**The model to use: {v}** ({who}). On donors it never saw its mean squared error "
+    return (f"**The model that ships: {v}** ({who}). On donors it never saw its mean squared error "
             f"is {r['mse_mean']:.4g} (log2(TPM+1) scale; 95% CI {ci(r.get('mse_ci95'))}): "
             f"**{versus_baseline(s)}**.{_donor_words(doc, s)}")
 
@@ -114,7 +114,7 @@ def next_steps(doc: dict, s: dict) -> list[str]:
         out.append(f"Expect predictions no better than {base}'s: a baseline is as good here.")
     elif s["outcome"] == "worse":
         out.append(f"Expect predictions worse than {base}'s: a baseline predicts better here, so "
-                   f"the model that ships is not the best choice for data like this.")
+                   "the model that ships is not the best choice for data like this.")
     got = _coverage(doc, s["variant"])
     if got and got[1]["coverage"] < float(got[0]) - COVERAGE_SLACK:
         out.append("Treat the intervals as optimistic, or ask for a wider level "
