@@ -18,8 +18,9 @@ isoforms of the same samples:
 - ``low_depth``: the test donors' genes re-measured at DEPTH_FACTOR of the depth (more dropout
   and noise, `raviso.synth.world.GTEX_GENE`'s measurement model).
 
-Reported: per set, the 90% interval coverage of the samples predict calls in domain and of those
-it flags, the same with the plain (unscaled) conformal widths, and the AUC of ``domain_score`` at
+Reported: per set, how many samples predict calls out of domain and not calibrated, the 90%
+interval coverage of the calibrated samples and of the rest, the same with the plain (unscaled)
+conformal widths, and the AUC of ``domain_score`` at
 separating each shifted set (and all of them) from ``in_domain``. The last line is one JSON object.
 """
 
@@ -151,6 +152,7 @@ def predict_set(model, data, genes, rows, ids, work: Path, name: str, say=None) 
             "coverage_plain": ((np.maximum(P - w0, 0) <= Y + 1e-6) & (Y <= P + w0 + 1e-6)
                                ).mean(axis=1),
             "in_domain": a.obs["in_domain"].to_numpy(bool),
+            "calibrated": a.obs["calibrated"].to_numpy(bool),
             "domain_score": a.obs["domain_score"].to_numpy(float),
             "domain_pct": a.obs["domain_pct"].to_numpy(float)}
 
@@ -161,11 +163,13 @@ def auc(neg, pos) -> float:
 
 
 def summarise(per_set: dict) -> dict:
-    """Coverage of in-domain / flagged samples per set and pooled, and the domain score's AUC."""
+    """Per set and pooled: samples out of domain and not calibrated, the coverage of the samples
+    predict calls calibrated and of the rest, and the domain score's AUC."""
     out = {}
     for name, r in list(per_set.items()) + [("all", pool(per_set))]:
-        row = {"n": int(len(r["in_domain"])), "flagged": int((~r["in_domain"]).sum())}
-        for key, sel in (("in_domain", r["in_domain"]), ("flagged", ~r["in_domain"])):
+        row = {"n": int(len(r["in_domain"])), "out_of_domain": int((~r["in_domain"]).sum()),
+               "not_calibrated": int((~r["calibrated"]).sum())}
+        for key, sel in (("calibrated", r["calibrated"]), ("not_calibrated", ~r["calibrated"])):
             for cov in ("coverage", "coverage_plain"):
                 row[f"{cov}_{key}"] = float(r[cov][sel].mean()) if sel.any() else None
         if name != "in_domain":
@@ -198,7 +202,9 @@ def run(preset: str = "tiny", seed: int = 0, epochs: int | None = None, k: int =
     say(f"training {len(train_rows)}, test donors' samples {len(test_rows)}, held-out tissue "
         f"group {len(tissue_rows)} samples")
     options = {"seed": 0, **({"epochs": int(epochs)} if epochs else {})}
-    model = cv_model(subset(data, train_rows), work / "model", k=k, options=options)
+    model = work / "model"                  # kept: rerun the predictions alone with the same --work
+    if not (model / "model.json").exists():
+        cv_model(subset(data, train_rows), model, k=k, options=options)
     per_set = {name: predict_set(model, data, G, rows, ids, work, name)
                for name, (G, rows, ids) in test_sets(data, test_rows, tissue_rows, seed).items()}
     return {"preset": preset, "seed": seed, "level": LEVEL, "folds": k, "epochs": epochs,
@@ -209,12 +215,14 @@ def table(doc: dict) -> str:
     def f(v):
         return "-" if v is None else f"{v:.3f}"
 
-    lines = ["| set | samples | flagged | coverage in domain | flagged | plain widths: in domain "
-             "| flagged | AUC vs in_domain |", "|" + " --- |" * 8]
+    lines = ["| set | samples | out of domain | not calibrated | coverage: calibrated | not "
+             "calibrated | plain widths: calibrated | not calibrated | AUC vs in_domain |",
+             "|" + " --- |" * 9]
     for name, r in doc["table"].items():
-        lines.append(f"| {name} | {r['n']} | {r['flagged']} | {f(r['coverage_in_domain'])} | "
-                     f"{f(r['coverage_flagged'])} | {f(r['coverage_plain_in_domain'])} | "
-                     f"{f(r['coverage_plain_flagged'])} | {f(r.get('auc'))} |")
+        lines.append(f"| {name} | {r['n']} | {r['out_of_domain']} | {r['not_calibrated']} | "
+                     f"{f(r['coverage_calibrated'])} | {f(r['coverage_not_calibrated'])} | "
+                     f"{f(r['coverage_plain_calibrated'])} | "
+                     f"{f(r['coverage_plain_not_calibrated'])} | {f(r.get('auc'))} |")
     return "\n".join(lines)
 
 

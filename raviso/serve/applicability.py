@@ -3,7 +3,9 @@
 Per sample: ``domain_score`` (distance from the training data), ``domain_pct`` (the fraction of
 the CV's held-out donor samples that were less unusual), ``in_domain`` (``domain_pct`` below
 ``--domain-level``), ``calibrated`` (in domain AND predicted by a path the CV measured: a sample
-sent to the tissue-free regressor is calibrated only when the CV ran its ``tissue=False`` twin) and,
+sent to the tissue-free regressor is calibrated only when the CV ran its ``tissue=False`` twin and
+its tissue was not named: the CV measured that path on held-out donors of the trained tissues, and
+a tissue it never saw covers less, docs/predictions.md) and,
 with ``--interval``, ``interval_scale`` (the factor its conformal half-widths were multiplied by).
 AnnData: obs columns; TSV/Parquet: the side table ``<stem>.domain.tsv`` (booleans as 1/0).
 ``reliable``, the ``oof_*`` columns and the intervals describe samples like the held-out donors:
@@ -16,9 +18,9 @@ from __future__ import annotations
 import numpy as np
 
 from ..core.errors import RavisoError
+from ..models.saved import load_optional
 from ..trust.domain import DOMAIN_LEVEL, NO_CALIBRATION, DomainCheck
 from ..trust import reliability as rel
-from ..models.saved import load_optional
 from .tissues import PATH_FREE
 
 COLUMNS = ("domain_score", "domain_pct", "in_domain", "calibrated", "interval_scale")
@@ -37,6 +39,7 @@ class DomainOutput:
         self.has_reliability = bool(m.meta.get("reliability"))
         self.policy, self.source, self.level = policy, source, level
         self.uncalibrated_free: list[str] = []
+        self.unseen: list[str] = []           # samples of a named tissue the MODEL never saw
         self.cols: dict = {}
         if self.check is None and policy == "error":
             raise RavisoError(f"--out-of-domain error: {NO_CALIBRATION[len('raviso: note: '):]}",
@@ -53,13 +56,18 @@ class DomainOutput:
                               f"{self.level:.0%} of held-out donors (--out-of-domain error): "
                               f"{', '.join(map(str, out[:10]))}", self.source)
 
-    def columns(self, ids, paths) -> dict:
-        """The chunk's obs columns; `paths`: each sample's prediction path (`TissueRouter`)."""
+    def columns(self, ids, paths, tissue=None) -> dict:
+        """The chunk's obs columns; `paths`: each sample's prediction path (`TissueRouter`),
+        `tissue`: each sample's tissue as given (None: none given)."""
         free = np.array([p == PATH_FREE for p in paths], bool) if paths else \
+            np.zeros(len(ids), bool)
+        named = np.array([bool(t) for t in tissue], bool) if tissue is not None else \
             np.zeros(len(ids), bool)
         bad = free & (not self.free_measured)
         if self.has_reliability:
             self.uncalibrated_free += [s for s, b in zip(ids, bad) if b]
+            self.unseen += [s for s, b in zip(ids, free & named & ~bad) if b]
+        bad |= free & named
         if self.check is None:
             return {}
         cols = dict(self.cols)
@@ -90,4 +98,9 @@ class DomainOutput:
                        "reliability and intervals are the tissue-aware ones and not valid "
                        f"(calibrated false): {', '.join(self.uncalibrated_free[:10])}"
                        + (f" and {n - 10} more" if n > 10 else ""))
+        if self.unseen and self.check is not None:
+            out.append(f"raviso: note: {len(self.unseen)} sample(s) of a tissue the MODEL was not "
+                       "trained on: the CV measured the tissue-free path on held-out donors of its "
+                       "trained tissues only, so their reliability and intervals are not "
+                       "calibrated (calibrated false)")
         return out

@@ -202,7 +202,8 @@ class PredictionWriter:
         if self.router is not None and self.router.tissues:
             obs["tissue_model"] = self.router.last_path
             obs["tissue_matched"] = self.router.last_names
-        dcols = self.domain.columns(ids, self.router.last_path if self.router else [])
+        dcols = self.domain.columns(ids, self.router.last_path if self.router else [],
+                                    obs.get("tissue"))
         obs.update(dcols)
         units = {"log2tpm": P}
         if "tpm" in self.opts.units or self.shares is not None:

@@ -117,6 +117,7 @@ def test_predict_h5ad_with_interval_from_the_cli(tiny_cv, tmp_path):
     model = cv / "model"
     meta = json_of(model / "model.json")
     assert meta["reliability"] and meta["tissue_free"] and meta["tissue_free_reliability"]
+    assert meta["domain"] == "domain.npz"           # cv --save-model: the applicability domain
     st = Store(root / "store")
     X, ids, tissue, _ = next(st.batches("gtex_gene", 40))
     src = tmp_path / "in.h5ad"
@@ -132,6 +133,7 @@ def test_predict_h5ad_with_interval_from_the_cli(tiny_cv, tmp_path):
     assert {"oof_mse", "oof_r2", "oof_r", "reliable", "mean_expr"} <= set(a.var.columns)
     assert a.var["reliable"].dtype == bool and 0 < a.var["reliable"].mean() <= 1
     assert {"lower", "upper"} <= set(a.layers)
+    assert a.obs["in_domain"].mean() > 0.9 and a.obs["calibrated"].dtype == bool
     assert (a.layers["lower"] <= a.X).all() and (a.X <= a.layers["upper"]).all()
 
 

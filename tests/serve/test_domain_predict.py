@@ -41,12 +41,15 @@ def test_shifted_samples_are_flagged_in_domain_coverage_is_sane(shift, tmp_path,
     r = {name: sh.predict_set(model, data, G, rows, ids, tmp_path, name, say=print)
          for name, (G, rows, ids) in sets.items()}
     t = sh.summarise(r)
-    assert t["in_domain"]["flagged"] <= 0.1 * t["in_domain"]["n"]
-    assert 0.85 <= t["in_domain"]["coverage_in_domain"] <= 0.95
-    assert t["batch_offset"]["flagged"] >= 0.9 * t["batch_offset"]["n"]   # clearly shifted
+    assert t["in_domain"]["not_calibrated"] <= 0.1 * t["in_domain"]["n"]
+    assert 0.85 <= t["in_domain"]["coverage_calibrated"] <= 0.95
+    assert t["batch_offset"]["out_of_domain"] >= 0.9 * t["batch_offset"]["n"]  # clearly shifted
     assert t["batch_offset"]["auc"] > 0.95 and t["all"]["auc"] > 0.8
+    # a tissue the MODEL never saw: predicted tissue-free, never claimed calibrated
+    assert t["unseen_tissue"]["not_calibrated"] == t["unseen_tissue"]["n"]
     err = capsys.readouterr().out
-    n, k = t["batch_offset"]["n"], t["batch_offset"]["flagged"]
+    assert "sample(s) of a tissue the MODEL was not trained on" in err
+    n, k = t["batch_offset"]["n"], t["batch_offset"]["out_of_domain"]
     assert (f"raviso: warning: {k} of {n} samples are further from the training data than 99% "
             "of held-out donors: their reliability and intervals are not valid") in err
 
