@@ -32,8 +32,12 @@ VALIDITY = ("reliable, oof_* and the intervals were measured on the CV's held-ou
 class DomainOutput:
     """The per-sample domain columns of one predict run (None-safe when the MODEL has none)."""
 
-    def __init__(self, m, level: float = DOMAIN_LEVEL, policy: str = "warn", source=None):
-        arrays = load_optional(m.dir, m.meta, "domain", rel.load_arrays, policy == "error")
+    def __init__(self, m, level: float = DOMAIN_LEVEL, policy: str = "warn", source=None,
+                 needed: bool = False):
+        """`needed`: --interval was asked (its half-widths are scaled here): a damaged
+        domain.npz is then an error, not a warning."""
+        arrays = load_optional(m.dir, m.meta, "domain", rel.load_arrays,
+                               needed or policy == "error")
         self.check = DomainCheck(arrays, level) if arrays is not None else None
         self.free_measured = bool(m.meta.get("tissue_free_reliability"))
         self.has_reliability = bool(m.meta.get("reliability"))

@@ -246,7 +246,7 @@ def predict_file(model, input, out, fmt: str | None = None, allow_missing: bool 
             "missing_genes": {"count": len(inp.missing), "names": inp.missing,
                               "filled_with": "training mean" if inp.missing else None}}
     router = TissueRouter(m, unknown_tissue, input)
-    domain = DomainOutput(m, domain_level, out_of_domain, input)
+    domain = DomainOutput(m, domain_level, out_of_domain, input, needed=interval is not None)
     notes = _write_predictions(m, inp, fill, out, fmt, meta, (sheet, samples), quiet, input,
                                (opts, router, overwrite, domain))
     for line in (router.warning(), *notes, *domain.notes()):   # + applicability domain
