@@ -19,6 +19,8 @@ def _early_interrupt(signum, frame):
 if sys.argv and sys.argv[0].endswith("raviso"):      # the script, not a program importing it
     for _sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(_sig, _early_interrupt)
+    # a signal held across raviso.core.malloc's re-exec arrives now, to the handler above
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
 
 import typer  # noqa: E402
 

@@ -36,8 +36,14 @@ def reexec(argv: list[str] | None = None) -> None:
         return
     if not argv or os.path.basename(argv[0]) != "raviso" or not os.path.isfile(argv[0]):
         return
+    import signal
+
     env = dict(os.environ, GLIBC_TUNABLES=_with_tunable(os.environ.get("GLIBC_TUNABLES")))
+    stop = {signal.SIGINT, signal.SIGTERM}
+    # held (the mask survives exec) until the new process can say "interrupted" (cli.py unblocks)
+    signal.pthread_sigmask(signal.SIG_BLOCK, stop)
     try:
         os.execve(sys.executable, [sys.executable, *argv], env)
     except OSError:       # could not restart: run on without huge pages
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, stop)
         return
