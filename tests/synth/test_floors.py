@@ -108,8 +108,9 @@ def test_store_floor_agrees_with_brute_force(store, brute):
 
 @pytest.fixture(scope="module")
 def cv_doc(store, tmp_path_factory):
-    """results.json + report.md of 2 x 3-fold CV (mean, tissue_mean, gene_ffnn), run trial by
-    trial without Ray (`run_trial`), assembled by the real results/report code."""
+    """results.json + report.md of 3-fold CV with --repeats 2 (mean, tissue_mean, gene_ffnn), run
+    trial by trial without Ray (`run_trial`), assembled by the real results/report code. This
+    world's 5 donors allow one donor partition into 3 folds only, so the plan holds one repeat."""
     from raviso.data.labelled import Labelled
     from raviso.data.reader import Store
     from raviso.evaluate.cv import TuneOutcome, run_trial
@@ -184,9 +185,12 @@ def test_report_sections_in_reading_order(cv_doc):
     lines = report[report.index("## Leaderboard"):report.index("## Floors")].splitlines()
     names = [re.split(r"\s*\|\s*", ln)[2].strip("*") for ln in lines if re.match(r"\| \d", ln)]
     assert names == [r["variant"] for r in board]
-    # the repeated plan: 6 folds, 2 repeats, fold seeds 0 and 1
-    assert [f["repeat"] for f in doc["folds"]] == [0, 0, 0, 1, 1, 1]
-    assert doc["grouping"]["repeats"] == 2 and doc["grouping"]["seeds"] == [0, 1]
+    # --repeats 2 on 5 donors: every fold seed gives the same partition, so one repeat is run and
+    # the duplicate is never counted as new folds (issue 32); the plan says so
+    assert [f["repeat"] for f in doc["folds"]] == [0, 0, 0]
+    g = doc["grouping"]
+    assert g["repeats"] == 1 and g["repeats_requested"] == 2 and g["seeds"] == [0]
+    assert g["note"].startswith("--repeats 2: only 1 distinct partition")
     # training curves recorded per epoch for the FFNN, none for the baselines
     ffnn = [t for t in doc["trials"] if t["variant"] == "gene_ffnn"]
     assert all(len(t["history"]["train_loss"]) == 3 for t in ffnn)
@@ -198,12 +202,13 @@ def test_report_sections_in_reading_order(cv_doc):
 @pytest.mark.ray
 def test_cv_repeats_on_ray(store, tmp_path, ray_session):
     """`run_cv(repeats=2)` through Ray Tune: 2 x 2 folds with global ids, the (R, n) plan reaching
-    the trials, and the repeated-CV test with R*k - 1 degrees of freedom."""
+    the trials, and the repeated-CV test with R*k - 1 degrees of freedom. Grouped by sample: this
+    world's 5 donors give a single donor partition (see cv_doc)."""
     from raviso.evaluate.cv import run_cv
 
     root, _ = store
     out = run_cv(root / "store", variants="mean,tissue_mean", folds=2, repeats=2,
-                 out=tmp_path / "cv", progress=lambda s: None)
+                 group_by="none", out=tmp_path / "cv", progress=lambda s: None)
     doc = json.loads((out / "results.json").read_text())
     assert [(f["fold"], f["repeat"]) for f in doc["folds"]] == [(0, 0), (1, 0), (2, 1), (3, 1)]
     assert doc["config"]["repeats"] == 2 and doc["grouping"]["n_folds"] == 4
