@@ -16,7 +16,8 @@ def _early_interrupt(signum, frame):
     raise SystemExit(130)
 
 
-if sys.argv and sys.argv[0].endswith("raviso"):      # the script, not a program importing it
+SCRIPT = bool(sys.argv) and sys.argv[0].endswith("raviso")   # not a program importing cli
+if SCRIPT:
     for _sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(_sig, _early_interrupt)
     # a signal held across raviso.core.malloc's re-exec arrives now, to the handler above
@@ -64,8 +65,8 @@ def main() -> None:
     try:
         code = run_app(app, debug=DEBUG)
     finally:
-        for sig, handler in before.items():      # a program that called main() gets its own back
-            signal.signal(sig, handler)
+        for sig, handler in before.items():      # a program that called main() gets its own back;
+            signal.signal(sig, signal.SIG_IGN if SCRIPT else handler)   # the script is done
     sys.exit(code)
 
 

@@ -39,8 +39,20 @@ def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
+def _unraisable(hook):
+    """`hook`, except for an interrupt raised inside a finalizer or weakref callback (Python
+    would print its traceback and go on; the command ends as "interrupted" anyway)."""
+    def quiet(u):
+        if not isinstance(u.exc_value, (KeyboardInterrupt, SystemExit)):
+            hook(u)
+    quiet.raviso = True
+    return quiet
+
+
 def install_interrupts() -> dict:
     """Route SIGINT and SIGTERM to `_interrupt`; returns the handlers they had."""
+    if not getattr(sys.unraisablehook, "raviso", False):
+        sys.unraisablehook = _unraisable(sys.unraisablehook)
     return {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
 
 
