@@ -28,10 +28,9 @@ def synth_cmd(
                                             "sum of its isoforms' TPM); default: the family's "
                                             "(share: independent, switch: isoforms)."),
     structure: Optional[str] = typer.Option(None, "--structure", help="share family: structure a "
-                                            "small labelled set cannot estimate, e.g. "
-                                            "n_programs=64,spectrum=1,weak_usage=1.5,"
-                                            "compendium_only=6,platform_offset=2,gene_extra=0.5 "
-                                            "(docs/generators.md); default: today's world."),
+                                            "small labelled set cannot estimate, as comma-separated "
+                                            "key=value, e.g. n_programs=64,spectrum=1 (every key: "
+                                            "docs/generators.md); default: today's world."),
 ):
     """Write synthetic ARCHS4/GTEx gene and isoform data (plus the noise-free truth) in the
     course's exact file formats."""
