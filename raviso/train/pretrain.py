@@ -219,7 +219,7 @@ def finish_run(run_dir: Path, checkpoint, mc: VAEConfig, tc: TrainConfig, store_
                   metadata={"format": "pt", "raviso": "vae"})
     _write_text(run_dir / "metrics.jsonl", metrics)
     plot_pretraining(run_dir, run_dir)
-    from .runs import file_sha256
+    from ..core.inventory import sha256 as file_sha256
 
     _write_text(run_dir / "config.json", json.dumps({
         "run_name": run_name, "run_id": run_id, "model": mc.to_dict(), "train": asdict(tc),

@@ -11,7 +11,7 @@ import numpy as np
 
 from ..io.align import column_index, take_columns
 from ..core.errors import RavisoError
-from ..core.inventory import verify
+from ..core.inventory import sha256 as file_sha256, verify
 from ..models.vae.model import VAE, VAEConfig
 
 RERUN = "re-run `raviso pretrain` (or copy the RUN again)"
@@ -49,16 +49,6 @@ class Run:
         present (a missing gene is an error naming them, via `raviso.io.align`)."""
         idx, _ = column_index(gene_names, self.genes, source=source, what="model genes")
         return self.encode(take_columns(np.asarray(X), idx))
-
-
-def file_sha256(path) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def weights_sha256(path) -> str:

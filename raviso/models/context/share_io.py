@@ -53,18 +53,10 @@ def is_share_model(directory) -> bool:
 def load_share_model(directory, classes: dict, device: str = "cpu"):
     """A fitted model from what `save_share_model` wrote; `classes` maps the saved variant kind
     (``share_net``, ``ffnn_plus``) to the class that rebuilds it."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
+    from ..ffnn.regressors import read_saved
 
     d = Path(directory)
-    try:
-        cfg = json.loads((d / SHARE_JSON).read_text())
-        tensors = load_file(str(d / SHARE_TENSORS))
-    except FileNotFoundError as e:
-        missing = Path(e.filename or SHARE_TENSORS).name        # safetensors gives no filename
-        raise RavisoError(f"not a saved model (missing {missing})", d) from None
-    except (json.JSONDecodeError, UnicodeDecodeError, SafetensorError) as e:
-        raise RavisoError(f"corrupt saved model: {e}", d) from None
+    cfg, tensors = read_saved(d, SHARE_JSON, SHARE_TENSORS, "model")
     if cfg.get("format") != FORMAT or cfg.get("variant") not in classes:
         raise RavisoError(f"not a saved {'/'.join(classes)} ({cfg.get('format')!r}, "
                           f"{cfg.get('variant')!r})", d)

@@ -117,6 +117,21 @@ def hidden_sizes(hidden) -> tuple[int, ...]:
     return out
 
 
+def read_saved(d: Path, json_name: str, tensors_name: str, what: str) -> tuple[dict, dict]:
+    """A saved torch model's (config, tensors) from ``json_name`` + ``tensors_name`` in `d`; a
+    missing or unreadable file is one RavisoError naming it (safetensors gives no filename)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return json.loads((d / json_name).read_text()), load_file(str(d / tensors_name))
+    except FileNotFoundError as e:
+        missing = Path(e.filename or tensors_name).name
+        raise RavisoError(f"not a saved {what} (missing {missing})", d) from None
+    except (json.JSONDecodeError, UnicodeDecodeError, SafetensorError) as e:
+        raise RavisoError(f"corrupt saved {what}: {e}", d) from None
+
+
 class FFNNRegressor:
     """A `Predictor`: feature pipeline + FFNN trained on the training rows only."""
 
@@ -212,18 +227,8 @@ class FFNNRegressor:
 
     @classmethod
     def load(cls, directory, device: str = "cpu") -> "FFNNRegressor":
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
         d = Path(directory)
-        try:
-            cfg = json.loads((d / SAVE_JSON).read_text())
-            tensors = load_file(str(d / SAVE_TENSORS))
-        except FileNotFoundError as e:
-            missing = Path(e.filename or SAVE_TENSORS).name     # safetensors gives no filename
-            raise RavisoError(f"not a saved regressor (missing {missing})", d) from None
-        except (json.JSONDecodeError, UnicodeDecodeError, SafetensorError) as e:
-            raise RavisoError(f"corrupt saved regressor: {e}", d) from None
+        cfg, tensors = read_saved(d, SAVE_JSON, SAVE_TENSORS, "regressor")
         if cfg.get("format") != FORMAT:
             raise RavisoError(f"not a saved regressor (format {cfg.get('format')!r})", d)
         fcfg = cfg["features"]
