@@ -96,7 +96,8 @@ def make_folds(tissue, donor=None, k: int = 5, seed: int = 0, group_by: str = "d
         n_groups = len(np.unique(groups))
         if n_groups < k:
             raise RavisoError(f"{n_groups} donors cannot make {k} donor-grouped folds "
-                              "(use --group-by none or fewer --folds)", source)
+                              "(use --fold-scheme logo: one fold per donor, or fewer --folds)",
+                              source)
         splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
         splits = splitter.split(np.zeros(n), strata, groups)
     else:
