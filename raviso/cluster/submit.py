@@ -193,6 +193,22 @@ def _use_token_if_present() -> None:
     maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
 
 
+AGENT_WAIT_S = 30.0   # a just-started head answers before its job agent is up
+
+
+def submit_when_ready(client, wait_s: float = AGENT_WAIT_S, **job) -> str:
+    """`client.submit_job`, retried while the head says it has no job agent yet (a head started
+    seconds ago, or a busy one): the submission is refused only once that lasts `wait_s`."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            return client.submit_job(**job)
+        except RuntimeError as e:
+            if "No available agent" not in str(e) or time.monotonic() > deadline:
+                raise
+            time.sleep(1.0)
+
+
 def submit(args: list[str], address: str | None = None, wait: bool = True,
            with_deps: bool = False, out=None) -> JobOutcome:
     """Submit `raviso <args>` as a Ray Job; with `wait`, stream its logs to `out` until it ends."""
@@ -202,7 +218,7 @@ def submit(args: list[str], address: str | None = None, wait: bool = True,
     client = connect(address)
     try:
         with staged_cli() as working_dir:
-            job_id = client.submit_job(entrypoint=command,
+            job_id = submit_when_ready(client, entrypoint=command,
                                        runtime_env=runtime_env(working_dir, with_deps),
                                        metadata={"raviso": command})
     except (RuntimeError, ValueError) as e:
