@@ -54,6 +54,15 @@ def write_tiny_store(path: Path, **kw) -> tuple[Path, dict]:
     return Path(path), d
 
 
+def write_gene_table(path: Path, sample_ids, genes, X) -> Path:
+    """A samples x genes TSV (values to 4 decimals), as a user hands `raviso predict`."""
+    with open(path, "w") as f:
+        f.write("sample_id\t" + "\t".join(genes) + "\n")
+        for s, row in zip(sample_ids, X):
+            f.write(s + "\t" + "\t".join(f"{v:.4f}" for v in row) + "\n")
+    return path
+
+
 def write_archs4_store(path: Path, n: int = 1200, genes: int = 24, seed: int = 0) -> Path:
     """An ARCHS4-only store of rank-3 structure + noise (log2(TPM+1)-like): for pretraining runs
     whose interest is the run itself (faults, node loss), not the fit."""

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from cvdata import write_tiny_store
+from cvdata import write_gene_table, write_tiny_store
 from test_bad_input import run_cli
 
 pytestmark = pytest.mark.ray
@@ -61,10 +61,7 @@ def built(tmp_path_factory, ray_session):
                          val_fraction=0.2), PretrainConfig(quiet=True))
     fit_store(store, out=root / "model", cv_folds=2, progress=lambda s: None)
     genes = root / "genes.tsv"
-    with open(genes, "w") as f:
-        f.write("sample_id\t" + "\t".join(d["genes"]) + "\n")
-        for s, row in zip(d["sample_id"], d["G"]):
-            f.write(s + "\t" + "\t".join(f"{v:.4f}" for v in row) + "\n")
+    write_gene_table(genes, d["sample_id"], d["genes"], d["G"])
     return root
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from cvdata import write_tiny_run, write_tiny_store
+from cvdata import write_gene_table, write_tiny_run, write_tiny_store
 from test_bad_input import assert_one_line_error, run_cli
 
 
@@ -48,10 +48,7 @@ def art(tmp_path_factory):
     fit_model(data, "gene_ffnn", root / "model", options={"epochs": 2, "seed": 0},
               store_uri=st.uri)
     genes = root / "mygenes.tsv"
-    with open(genes, "w") as f:
-        f.write("sample_id\t" + "\t".join(d["genes"]) + "\n")
-        for s, row in zip(d["sample_id"], d["G"]):
-            f.write(s + "\t" + "\t".join(f"{v:.4f}" for v in row) + "\n")
+    write_gene_table(genes, d["sample_id"], d["genes"], d["G"])
     return root
 
 
