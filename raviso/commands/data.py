@@ -57,12 +57,10 @@ def convert_cmd(
     cfg: ConvertConfig = None,
 ) -> None:
     """Convert course HDF5/TSV files (or GTEx GCT / ARCHS4 H5) into a Parquet store."""
-    import dataclasses
-
     from raviso.io.convert import convert
 
     src, store = (first, second) if second is not None else (None, first)
-    convert(store, cfg=dataclasses.replace(cfg, src=src), log=lambda m: typer.echo(m, err=True))
+    convert(store, src, cfg, log=lambda m: typer.echo(m, err=True))
     typer.echo(f"wrote {store}")
 
 
@@ -85,17 +83,12 @@ def import_cmd(
         raise RavisoError("usage: raviso import SAMPLESHEET STORE (or --matrix FILE [SAMPLESHEET] "
                           "STORE)")
     store, sheet = (second, first) if second is not None else (first, None)
-    opts = cfg.kwargs()
-    matrix, units = opts.pop("matrix"), opts.pop("units")
-    if matrix is None:
+    if cfg.matrix is None:
         if cfg.tx_col or cfg.gene_col or cfg.sample_set != "exact":
             raise RavisoError("--tx-col/--gene-col/--sample-set apply to --matrix only")
-        for name in ("tx_col", "gene_col", "sample_set"):
-            opts.pop(name)
-        out = import_samples(sheet, store, units=units, **opts)
+        out = import_samples(sheet, store, cfg)
     else:
-        opts.pop("max_index_mismatch")
-        out = import_matrix(matrix, store, units, samplesheet=sheet, **opts)
+        out = import_matrix(cfg.matrix, store, cfg, samplesheet=sheet)
     print(out)
 
 
@@ -109,8 +102,7 @@ def export_cmd(
     (tsv) open directly, names included."""
     from raviso.io.export import export_store
 
-    opts = cfg.kwargs()
-    print(export_store(store, opts.pop("to"), out, **opts))
+    print(export_store(store, out, cfg))
 
 
 def copy_cmd(
