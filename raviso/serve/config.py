@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ..core.config import StageConfig, option, overwrite_option, quiet_option
 from ..trust.domain import DOMAIN_LEVEL
+from ..trust.reliability import RELIABLE_R2
 
 
 @dataclass(frozen=True)
@@ -51,8 +52,8 @@ class PredictConfig(StageConfig):
         "(got {value!r})")
     units: str = option("log2tpm", "Units to write, comma-separated: log2tpm (always), tpm "
                         "(2^x - 1), fraction (each isoform's share of its gene's TPM).")
-    reliable_r2: float = option(0.5, "The per-isoform 'reliable' flag: out-of-fold R^2 of the "
-                                "isoform at least this.")
+    reliable_r2: float = option(RELIABLE_R2, "The per-isoform 'reliable' flag: out-of-fold R^2 "
+                                "of the isoform at least this.")
     merged: bool = option(False, "Also write <out>.merged.<unit>.tsv (transcript_id, gene_id, "
                           "one column per sample) and <out>.tx2gene.tsv.")
     unknown_tissue: str = option(

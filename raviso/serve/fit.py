@@ -40,9 +40,7 @@ def fit_store(store, cfg: FitConfig | None = None, *, out=None, progress=print,
     if cfg.cv_folds:
         from .fit_cv import fit_by_cv
 
-        return fit_by_cv(store, variant, out, cfg.cv_folds, pretrained=cfg.pretrained,
-                         pretrained_ae=cfg.pretrained_ae, options=tuned, epochs=epochs,
-                         seed=cfg.seed, overwrite=overwrite, target_dtype=cfg.target_dtype,
+        return fit_by_cv(store, out, FitConfig.build(cfg, variant=variant), options=tuned,
                          progress=progress)
     runs = latent_runs([variant], cfg.pretrained, cfg.pretrained_ae, tuned)
     st, data = load_labelled(store, runs, cfg.target_dtype)
