@@ -109,7 +109,7 @@ def cv_model(train, out, k: int = 5, options: dict | None = None, tissue_free: b
     from raviso.models.saved import fit_model
     from raviso.trust.reliability import OofAccumulator, model_reliability
 
-    folds = repeated_folds(train.tissue, train.donor, k=k, seed=0)
+    folds = repeated_folds(train.tissue, train.donor, k=k, seed=0, repeats=1)
     columns = [variant] + ([f"{variant}[tissue=False]"] if tissue_free else [])
     oof, errors = {}, {}
     for column in columns:

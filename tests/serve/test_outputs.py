@@ -26,7 +26,7 @@ def model(tmp_path_factory):
     root = tmp_path_factory.mktemp("outputs")
     store, d = write_tiny_store(root / "store")
     st, data = load_labelled(store, {})
-    folds = repeated_folds(data.tissue, data.donor, k=3, seed=0)
+    folds = repeated_folds(data.tissue, data.donor, k=3, seed=0, repeats=1)
     oof = {}
     for f in range(3):
         acc = OofAccumulator()
