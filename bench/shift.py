@@ -195,7 +195,7 @@ def run(preset: str = "tiny", seed: int = 0, epochs: int | None = None, k: int =
     work = Path(work or tempfile.mkdtemp(prefix="raviso-shift-"))
     work.mkdir(parents=True, exist_ok=True)
     if not (work / "store").exists():
-        generate(work / "synth", preset, seed=seed, heldout=False, overwrite=True)
+        generate(work / "synth", preset=preset, seed=seed, heldout=False, overwrite=True)
         convert(work / "store", work / "synth")
     _, data = load_labelled(work / "store", {})
     train_rows, test_rows, tissue_rows = split(data, seed)

@@ -6,31 +6,16 @@ from typing import Optional
 import typer
 
 from raviso.io.config import ConvertConfig, ExportConfig, ImportConfig
+from raviso.synth.config import SynthConfig
 
 from .options import configured, out_option
 from .shared import echo_err
 
 
+@configured(cfg=SynthConfig)
 def synth_cmd(
     out: Path = typer.Argument(..., help="Directory to create with the synthetic course files."),
-    preset: str = typer.Option("tiny", "--preset", help="tiny (seconds, tests) | small (the demo) "
-                               "| course (the course's full shapes, ~24 GB)."),
-    seed: int = typer.Option(0, "--seed", help="Random seed; same seed, same files."),
-    fmt: str = typer.Option("hdf5", "--format", help="hdf5 (*.hdf5) | tsv (*.tsv.gz)."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUT if it exists."),
-    workers: Optional[int] = typer.Option(None, "--workers", help="Generator threads "
-                                          "(default: min(4, CPUs))."),
-    family: str = typer.Option("share", "--family", help="share (isoform shares a softmax of "
-                               "the hidden state) | switch (isoform usage switched by regulator "
-                               "genes; docs/generators.md)."),
-    gene_from: Optional[str] = typer.Option(None, "--gene-from", help="independent (genes "
-                                            "measured with their own noise) | isoforms (gene = "
-                                            "sum of its isoforms' TPM); default: the family's "
-                                            "(share: independent, switch: isoforms)."),
-    structure: Optional[str] = typer.Option(None, "--structure", help="share family: structure a "
-                                            "small labelled set cannot estimate, as comma-separated "
-                                            "key=value, e.g. n_programs=64,spectrum=1 (every key: "
-                                            "docs/generators.md); default: today's world."),
+    cfg: SynthConfig = None,
 ):
     """Write synthetic ARCHS4/GTEx gene and isoform data (plus the noise-free truth) in the
     course's exact file formats."""
@@ -38,8 +23,7 @@ def synth_cmd(
 
     from raviso.synth.generate import generate
 
-    info = generate(out, preset=preset, seed=seed, fmt=fmt, overwrite=overwrite, workers=workers,
-                    log=echo_err, family=family, gene_from=gene_from, structure=structure)
+    info = generate(out, cfg, log=echo_err)
     iso = info["gtex_isoform"]
     print(json.dumps({"out": str(out), "seconds": info["seconds"], "files": info["files"],
                       "isoform_zero_fraction": round(iso["zero_fraction"], 4),
