@@ -263,16 +263,16 @@ def _gene_quant_row(path, gene_index, gene_index_stripped) -> np.ndarray:
 
 
 # -- a transcripts x samples matrix -------------------------------------------------------------
-def import_matrix(matrix, store, cfg: ImportConfig | None = None, *, samplesheet=None,
+def import_matrix(path, store, cfg: ImportConfig | None = None, *, samplesheet=None,
                   **options) -> Path:
     """Import a transcripts x samples table (TSV or GCT, or an AnnData .h5ad of samples x
     transcripts) of TPM or counts into `store`.
 
     A matrix carries no effective lengths, so counts become CPM (flagged). An optional sample
     sheet (sample, label, donor; no paths needed) labels and selects the matrix's samples.
-    `options`: ImportConfig's fields as keywords (`units` is required).
+    `options`: ImportConfig's fields as keywords (`units` is required). `path`: the matrix.
     """
-    cfg = ImportConfig.build(cfg, **options)
+    cfg, matrix = ImportConfig.build(cfg, **options), path
     label, units = cfg.label, cfg.units
     store = check_writable_target(store, cfg.overwrite,
                                   inputs=(matrix, samplesheet, cfg.tx2gene_path, cfg.gtf))

@@ -110,7 +110,8 @@ def test_fit_config_trains_the_tuned_options(tmp_path):
     doc = best_doc("gene_ffnn", {"lr": 0.01, "hidden": "8", "epochs": 2, "batch_size": 16},
                    0.5, 2, "t1", {})
     (tmp_path / "best.json").write_text(json.dumps(doc))
-    model = fit_store(store, out=tmp_path / "model", config=tmp_path / "best.json", cv_folds=0)
+    model = fit_store(store, out=tmp_path / "model", tuned_config=tmp_path / "best.json",
+                      cv_folds=0)
     meta = json.loads((model / "model.json").read_text())
     reg = json.loads((model / "regressor" / "regressor.json").read_text())
     assert meta["variant"] == "gene_ffnn" and reg["hidden"] == [8]
