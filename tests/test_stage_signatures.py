@@ -1,7 +1,8 @@
 """A stage function takes its config (plus runtime handles: paths, a Ray address, a progress
 callback), never loose copies of its config's fields: a field's default is then written once, in
 the field, and a new option reaches the stage without touching its signature. From Python the
-same options come as keywords (``**options``), checked by the config like the CLI's."""
+same options come as keywords (``**options``), checked by the config like the CLI's (a bad one
+named by its field, as `OptionError` does in Python)."""
 
 from __future__ import annotations
 
@@ -75,14 +76,14 @@ def test_the_signature_check_catches_a_loose_copy_and_a_missing_config():
 
 def test_python_callers_give_options_as_keywords_checked_like_the_cli(tmp_path):
     """A stage called from Python with its options as keywords builds the same config, and a bad
-    value is refused before anything is written, naming the flag a CLI user would type."""
-    from raviso.core.errors import RavisoError
+    value is refused before anything is written, naming the field."""
+    from raviso.core.config import OptionError
     from raviso.serve.predict import predict_file
     from raviso.synth.generate import generate, plan
 
-    with pytest.raises(RavisoError, match=r"^--interval must be a level in \(0, 1\)"):
+    with pytest.raises(OptionError, match=r"^interval must be a level in \(0, 1\)"):
         predict_file(tmp_path / "model", tmp_path / "in.tsv", tmp_path / "p.h5ad", interval=1.5)
-    with pytest.raises(RavisoError, match="^--unknown-tissue must be tissue-free or error"):
+    with pytest.raises(OptionError, match="^unknown_tissue must be tissue-free or error"):
         predict_file(tmp_path / "model", tmp_path / "in.tsv", tmp_path / "p.h5ad",
                      unknown_tissue="guess")
     with pytest.raises(TypeError, match="colour"):

@@ -61,11 +61,7 @@ class StageConfig:
     def build(cls, cfg=None, **options):
         """`cfg` with `options` replaced (or a fresh config of `options`): how a stage accepts
         its config or, from Python, the same options as keywords."""
-        try:
-            return dataclasses.replace(cfg, **options) if cfg is not None else cls(**options)
-        except OptionError as e:     # from Python, the flag a CLI user would read
-            raise RavisoError(f"{flag_of(cls.__dataclass_fields__[e.option])} {e.problem}") \
-                from None
+        return dataclasses.replace(cfg, **options) if cfg is not None else cls(**options)
 
     @classmethod
     def from_dict(cls, d: dict):
