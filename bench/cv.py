@@ -112,7 +112,7 @@ def loadavg() -> float:
 
 def run_bench(quick: bool = False, address: str | None = None, seed: int = 0) -> dict:
     from raviso.evaluate.config import CvConfig
-    from raviso.evaluate.cv import run_trial, tune_folds
+    from raviso.evaluate.cv import TrialGrid, run_trial, tune_folds
     from raviso.evaluate.engine.jobs import trial_order
     from raviso.data import make_folds
     from raviso.core.ray_session import cluster_cpus, init_ray
@@ -137,9 +137,8 @@ def run_bench(quick: bool = False, address: str | None = None, seed: int = 0) ->
     driver0 = resource.getrusage(resource.RUSAGE_SELF)
     with tempfile.TemporaryDirectory() as tmp, TreeSampler(interval=1.0) as tree:
         began = time.time()
-        outcome = tune_folds(data, folds, VARIANTS, Path(tmp),
-                             CvConfig(cpus_per_trial=1, max_failures=0), options=options,
-                             name="bench-cv")
+        outcome = tune_folds(data, folds, TrialGrid(VARIANTS, options), Path(tmp),
+                             CvConfig(cpus_per_trial=1, max_failures=0), name="bench-cv")
         ended = time.time()
     driver1 = resource.getrusage(resource.RUSAGE_SELF)
     driver_cpu = (driver1.ru_utime - driver0.ru_utime) + (driver1.ru_stime - driver0.ru_stime)

@@ -209,10 +209,10 @@ def tune_overhead(data, folds, storage: Path) -> dict:
     the trial's own clock does not see, at the slots' parallelism."""
     from raviso.core.ray_session import cluster_cpus
     from raviso.evaluate.config import CvConfig
-    from raviso.evaluate.cv import tune_folds
+    from raviso.evaluate.cv import TrialGrid, tune_folds
 
-    out = tune_folds(data, folds, ["mean"], storage, CvConfig(max_failures=0),
-                     options={"seed": 0}, name="profile-mean")
+    out = tune_folds(data, folds, TrialGrid(["mean"], {"seed": 0}), storage,
+                     CvConfig(max_failures=0), name="profile-mean")
     own = sum(t.get("seconds") or 0 for t in out.trials)
     slots = min(int(cluster_cpus()), len(out.trials))
     return {"tune_wall_seconds": round(out.wall_seconds, 2), "tune_trials": len(out.trials),

@@ -109,7 +109,7 @@ def cv_model(train, out, k: int = 5, options: dict | None = None, tissue_free: b
     from raviso.models.saved import fit_model
     from raviso.trust.reliability import OofAccumulator, model_reliability
 
-    folds = repeated_folds(train.tissue, train.donor, k=k, seed=0)
+    folds = repeated_folds(train.tissue, train.donor, k=k, seed=0, repeats=1)
     columns = [variant] + ([f"{variant}[tissue=False]"] if tissue_free else [])
     oof, errors = {}, {}
     for column in columns:
@@ -195,7 +195,7 @@ def run(preset: str = "tiny", seed: int = 0, epochs: int | None = None, k: int =
     work = Path(work or tempfile.mkdtemp(prefix="raviso-shift-"))
     work.mkdir(parents=True, exist_ok=True)
     if not (work / "store").exists():
-        generate(work / "synth", preset, seed=seed, heldout=False, overwrite=True)
+        generate(work / "synth", preset=preset, seed=seed, heldout=False, overwrite=True)
         convert(work / "store", work / "synth")
     _, data = load_labelled(work / "store", {})
     train_rows, test_rows, tissue_rows = split(data, seed)

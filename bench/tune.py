@@ -56,7 +56,7 @@ def loadavg() -> float:
 def run_bench(quick: bool = False, address: str | None = None, seed: int = 0) -> dict:
     from raviso.core.ray_session import init_ray
     from raviso.evaluate.config import TuneConfig
-    from raviso.evaluate.tune.search import search
+    from raviso.evaluate.tune.search import SearchRun, search
     from raviso.evaluate.tune.space import default_space
 
     size = QUICK if quick else FULL
@@ -73,8 +73,8 @@ def run_bench(quick: bool = False, address: str | None = None, seed: int = 0) ->
                                 ("grid", grid_space(space, size["lrs"], size["widths"]), "fifo")):
             before = loadavg()
             out = search(data, rows, sp, TuneConfig(scheduler=sched, **common),
-                         storage=tmp / "tune", base_options={"seed": seed},
-                         name=f"bench-{name}")
+                         SearchRun(tmp / "tune", name=f"bench-{name}"),
+                         base_options={"seed": seed})
             runs[name] = (out, before, loadavg())
     (a, a0, a1), (g, g0, g1) = runs["asha"], runs["grid"]
     res = {"bench": "tune", "quick": quick, "preset": size["preset"], "variant": VARIANT,

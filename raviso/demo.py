@@ -79,7 +79,8 @@ def run_demo(cfg: DemoConfig | None = None, *, console=None, **options) -> Path:
     store, runs = out / "store", out / "runs"
     runs.mkdir()
     step(f"synthetic data ({PRESET} preset)",
-         lambda: generate(out / "synth", PRESET, seed=WORLD_SEED, fmt="hdf5", log=log))
+         lambda: generate(out / "synth", preset=PRESET, seed=WORLD_SEED, fmt="hdf5",
+                          log=log))
     step("convert to the Parquet store", lambda: convert(store, out / "synth", log=log))
     for name, beta in (("vae", 1.0), ("ae", 0.0)):
         step(f"pretrain the {'VAE' if beta else 'autoencoder (beta=0)'} on ARCHS4",

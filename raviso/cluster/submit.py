@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..core.errors import RavisoError
+from .config import SubmitConfig
 
 DEFAULT_ADDRESS = "http://127.0.0.1:8265"
 PROBE_TIMEOUT_S = 10
@@ -113,7 +114,7 @@ def pip_requirements() -> list[str]:
     return out
 
 
-def runtime_env(working_dir: str, with_deps: bool = False, env_vars: dict | None = None) -> dict:
+def runtime_env(working_dir: str, with_deps: bool, env_vars: dict | None = None) -> dict:
     """Ship this checkout's code (`working_dir`: from `staged_cli`); make the job's own
     `init_ray` attach to the cluster it runs on (``RAVISO_RAY_ADDRESS=auto``) instead of starting
     a private Ray beside it."""
@@ -209,22 +210,24 @@ def submit_when_ready(client, wait_s: float = AGENT_WAIT_S, **job) -> str:
             time.sleep(1.0)
 
 
-def submit(args: list[str], address: str | None = None, wait: bool = True,
-           with_deps: bool = False, out=None) -> JobOutcome:
-    """Submit `raviso <args>` as a Ray Job; with `wait`, stream its logs to `out` until it ends."""
+def submit(args: list[str], cfg: SubmitConfig | None = None, *, out=None,
+           **options) -> JobOutcome:
+    """Submit `raviso <args>` as a Ray Job; with ``cfg.wait``, stream its logs to `out` until it
+    ends. `options`: SubmitConfig's fields as keywords."""
+    cfg = SubmitConfig.build(cfg, **options)
     out = out or sys.stdout
     command = entrypoint(args)
-    address = job_address(address)
+    address = job_address(cfg.address)
     client = connect(address)
     try:
         with staged_cli() as working_dir:
             job_id = submit_when_ready(client, entrypoint=command,
-                                       runtime_env=runtime_env(working_dir, with_deps),
+                                       runtime_env=runtime_env(working_dir, cfg.with_deps),
                                        metadata={"raviso": command})
     except (RuntimeError, ValueError) as e:
         raise RavisoError(f"job submission refused: {str(e).splitlines()[0]}", address) from None
     print(f"raviso: submitted {job_id} to {address}: {command}", file=sys.stderr)
-    if not wait:
+    if not cfg.wait:
         print(f"raviso: follow it with `ray job logs --follow --address {address} {job_id}`",
               file=sys.stderr)
         return JobOutcome(job_id, str(client.get_job_status(job_id).value), 0)

@@ -1,104 +1,126 @@
-"""`raviso bench ...`: the benchmarks in bench/ (outside the package), as a typer sub-app."""
+"""`raviso bench ...`: the benchmarks in bench/ (outside the package), as a typer sub-app. Their
+options are config fields like every command's (the configs live here: bench/ is imported
+lazily, inside each command)."""
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 import typer
 
-from .shared import ADDRESS
+from raviso.core.config import StageConfig, address_option, option
+
+from .options import configured
 
 app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
                   help="Benchmarks that print figures (last line JSON).")
 
 
+def _quick(help: str):
+    return option(False, help)
+
+
+@dataclass(frozen=True)
+class BenchTuneConfig(StageConfig):
+    quick: bool = _quick("tiny preset, 4 trials (a smoke test).")
+    address: str | None = address_option()
+
+
+@dataclass(frozen=True)
+class BenchScaleConfig(StageConfig):
+    quick: bool = _quick("Tiny widths and model (a smoke test).")
+    rows_gtex: int | None = option(None, "GTEx rows [17,356].")
+    rows_archs4: int | None = option(None, "ARCHS4 rows [20,000].")
+    workdir: Path | None = option(None, "Where the synth files, store, runs and CV go [a temp "
+                                  "dir, removed].")
+    keep: bool = option(False, "Keep the synth files and outputs.")
+    max_steps: int | None = option(None, "Pretraining steps [20].")
+    epochs: int | None = option(None, "CV / fit epochs [1].")
+    variants: str | None = option(None, "CV variants [mean, pca_ridge, vae_ffnn, share_net].")
+    target_dtype: str = option("auto", "auto | float32 | float16.")
+    synth_rows_gtex: int | None = option(None, "Synthesize only this many GTEx rows, then "
+                                         "resample the store up to --rows-gtex (an 'expand' "
+                                         "stage).")
+
+
+@dataclass(frozen=True)
+class BenchCvConfig(StageConfig):
+    quick: bool = _quick("Smaller trials (a smoke test).")
+    profile: bool = option(False, "Instead: one trial's seconds by phase (start-up, data read, "
+                           "features, fit, scoring, reliability) per default variant on a "
+                           "24-sample x 200k-isoform store.")
+    workdir: Path | None = option(None, "--profile: where the store is built (reused when "
+                                  "there) [a temp dir, removed].")
+    variants: str | None = option(None, "--profile: these variants [the default list].")
+    address: str | None = address_option()
+
+
+@dataclass(frozen=True)
+class BenchConvertConfig(StageConfig):
+    quick: bool = _quick("~0.3 GB input instead of the course's 167,884 x 18,965 (12.7 GB).")
+    rows: int | None = option(None, "Rows of the generated input.")
+    src: Path | None = option(None, "Measure on this course HDF5 instead of a generated one.")
+    workdir: Path | None = option(None, "Where to write the scratch files (removed afterwards; "
+                                  "default: system temp).")
+    reps: int | None = option(None, "Best of N (default 3, or 1 full).")
+    ray: bool = option(True, "Also measure the Ray Data read.", flag="--ray/--no-ray")
+    address: str | None = address_option()
+
+
+@dataclass(frozen=True)
+class BenchTrainConfig(StageConfig):
+    quick: bool = _quick("Fewer steps and epochs (a few minutes).")
+    address: str | None = address_option()
+
+
 @app.command("tune")
-def bench_tune_cmd(
-    quick: bool = typer.Option(False, "--quick", help="tiny preset, 4 trials (a smoke test)."),
-    address: Optional[str] = ADDRESS,
-):
+@configured(cfg=BenchTuneConfig)
+def bench_tune_cmd(cfg: BenchTuneConfig = None):
     """ASHA + TPE vs a grid of the same budget: best inner MSE and wall time."""
     from bench.tune import main as bench_tune
 
-    bench_tune(quick=quick, address=address)
+    bench_tune(**cfg.kwargs())
 
 
 @app.command("scale")
-def bench_scale_cmd(
-    quick: bool = typer.Option(False, "--quick", help="Tiny widths and model (a smoke test)."),
-    rows_gtex: Optional[int] = typer.Option(None, "--rows-gtex", help="GTEx rows [17,356]."),
-    rows_archs4: Optional[int] = typer.Option(None, "--rows-archs4", help="ARCHS4 rows [20,000]."),
-    workdir: Optional[Path] = typer.Option(None, "--workdir", help="Where the synth files, "
-                                           "store, runs and CV go [a temp dir, removed]."),
-    keep: bool = typer.Option(False, "--keep", help="Keep the synth files and outputs."),
-    max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Pretraining steps [20]."),
-    epochs: Optional[int] = typer.Option(None, "--epochs", help="CV / fit epochs [1]."),
-    variants: Optional[str] = typer.Option(None, "--variants", help="CV variants [mean, "
-                                           "pca_ridge, vae_ffnn, share_net]."),
-    target_dtype: str = typer.Option("auto", "--target-dtype", help="auto | float32 | float16."),
-    synth_rows_gtex: Optional[int] = typer.Option(None, "--synth-rows-gtex", help="Synthesize "
-                                                  "only this many GTEx rows, then resample the "
-                                                  "store up to --rows-gtex (an 'expand' stage)."),
-) -> None:
+@configured(cfg=BenchScaleConfig)
+def bench_scale_cmd(cfg: BenchScaleConfig = None) -> None:
     """The course's widths through every stage: per-stage seconds, peak memory (driver + Ray
     workers), object store, disk bytes."""
     from bench.scale import main as bench_scale
 
-    bench_scale(quick=quick, rows_gtex=rows_gtex, rows_archs4=rows_archs4, workdir=workdir,
-                keep=keep, max_steps=max_steps, epochs=epochs, variants=variants,
-                target_dtype=target_dtype, synth_rows_gtex=synth_rows_gtex)
+    bench_scale(**cfg.kwargs())
 
 
 @app.command("cv")
-def bench_cv_cmd(
-    quick: bool = typer.Option(False, "--quick", help="Smaller trials (a smoke test)."),
-    profile: bool = typer.Option(False, "--profile", help="Instead: one trial's seconds by phase "
-                                 "(start-up, data read, features, fit, scoring, reliability) "
-                                 "per default variant on a 24-sample x 200k-isoform store."),
-    workdir: Optional[Path] = typer.Option(None, "--workdir", help="--profile: where the store "
-                                           "is built (reused when there) [a temp dir, removed]."),
-    variants: Optional[str] = typer.Option(None, "--variants", help="--profile: these variants "
-                                           "[the default list]."),
-    address: Optional[str] = ADDRESS,
-):
+@configured(cfg=BenchCvConfig)
+def bench_cv_cmd(cfg: BenchCvConfig = None):
     """Parallel efficiency of raviso cv on Ray Tune: 5 folds x 3 variants (--profile: where a
     small-n, wide store's trial time goes)."""
-    if profile:
+    if cfg.profile:
         from bench.cv_profile import main as bench_profile
 
-        bench_profile(quick=quick, workdir=workdir, variants=variants, address=address)
+        bench_profile(quick=cfg.quick, workdir=cfg.workdir, variants=cfg.variants,
+                      address=cfg.address)
         return
     from bench.cv import main as bench_cv
 
-    bench_cv(quick=quick, address=address)
+    bench_cv(quick=cfg.quick, address=cfg.address)
 
 
 @app.command("convert")
-def bench_convert_cmd(
-    quick: bool = typer.Option(False, "--quick", help="~0.3 GB input instead of the course's "
-                               "167,884 x 18,965 (12.7 GB)."),
-    rows: Optional[int] = typer.Option(None, "--rows", help="Rows of the generated input."),
-    src: Optional[Path] = typer.Option(None, "--src", help="Measure on this course HDF5 instead "
-                                       "of a generated one."),
-    workdir: Optional[Path] = typer.Option(None, "--workdir", help="Where to write the scratch "
-                                           "files (removed afterwards; default: system temp)."),
-    reps: Optional[int] = typer.Option(None, "--reps", help="Best of N (default 3, or 1 full)."),
-    ray: bool = typer.Option(True, "--ray/--no-ray", help="Also measure the Ray Data read."),
-    address: Optional[str] = ADDRESS,
-) -> None:
+@configured(cfg=BenchConvertConfig)
+def bench_convert_cmd(cfg: BenchConvertConfig = None) -> None:
     """HDF5 -> Parquet conversion GB/s vs a plain HDF5 read, and the store read back."""
     from bench.convert import run
 
-    run(quick=quick, rows=rows, workdir=workdir, src=src, reps=reps, ray=ray, address=address,
-        echo=typer.echo)
+    run(**cfg.kwargs(), echo=typer.echo)
 
 
 @app.command("train")
-def bench_train_cmd(
-    quick: bool = typer.Option(False, "--quick", help="Fewer steps and epochs (a few minutes)."),
-    address: Optional[str] = ADDRESS,
-) -> None:
+@configured(cfg=BenchTrainConfig)
+def bench_train_cmd(cfg: BenchTrainConfig = None) -> None:
     """Paper-size VAE samples/s: raviso pretrain vs the same loop in plain torch, vs the seed
     loop, vs the GEMM bound, and Ray Data ingest vs consumption."""
     from bench.train import main as bench_train
 
-    bench_train(quick=quick, address=address)
+    bench_train(**cfg.kwargs())

@@ -13,8 +13,7 @@ def submit_cmd(ctx: typer.Context, cfg: SubmitConfig = None):
     raviso submit -- pretrain STORE --out RUN, or raviso submit -- cv STORE --out CV."""
     from raviso.cluster.submit import submit as submit_job
 
-    outcome = submit_job(list(ctx.args), address=cfg.address, wait=cfg.wait,
-                         with_deps=cfg.with_deps)
+    outcome = submit_job(list(ctx.args), cfg)
     raise typer.Exit(outcome.exit_code)
 
 

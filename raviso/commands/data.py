@@ -6,31 +6,16 @@ from typing import Optional
 import typer
 
 from raviso.io.config import ConvertConfig, ExportConfig, ImportConfig
+from raviso.synth.config import SynthConfig
 
 from .options import configured, out_option
 from .shared import echo_err
 
 
+@configured(cfg=SynthConfig)
 def synth_cmd(
     out: Path = typer.Argument(..., help="Directory to create with the synthetic course files."),
-    preset: str = typer.Option("tiny", "--preset", help="tiny (seconds, tests) | small (the demo) "
-                               "| course (the course's full shapes, ~24 GB)."),
-    seed: int = typer.Option(0, "--seed", help="Random seed; same seed, same files."),
-    fmt: str = typer.Option("hdf5", "--format", help="hdf5 (*.hdf5) | tsv (*.tsv.gz)."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUT if it exists."),
-    workers: Optional[int] = typer.Option(None, "--workers", help="Generator threads "
-                                          "(default: min(4, CPUs))."),
-    family: str = typer.Option("share", "--family", help="share (isoform shares a softmax of "
-                               "the hidden state) | switch (isoform usage switched by regulator "
-                               "genes; docs/generators.md)."),
-    gene_from: Optional[str] = typer.Option(None, "--gene-from", help="independent (genes "
-                                            "measured with their own noise) | isoforms (gene = "
-                                            "sum of its isoforms' TPM); default: the family's "
-                                            "(share: independent, switch: isoforms)."),
-    structure: Optional[str] = typer.Option(None, "--structure", help="share family: structure a "
-                                            "small labelled set cannot estimate, as comma-separated "
-                                            "key=value, e.g. n_programs=64,spectrum=1 (every key: "
-                                            "docs/generators.md); default: today's world."),
+    cfg: SynthConfig = None,
 ):
     """Write synthetic ARCHS4/GTEx gene and isoform data (plus the noise-free truth) in the
     course's exact file formats."""
@@ -38,8 +23,7 @@ def synth_cmd(
 
     from raviso.synth.generate import generate
 
-    info = generate(out, preset=preset, seed=seed, fmt=fmt, overwrite=overwrite, workers=workers,
-                    log=echo_err, family=family, gene_from=gene_from, structure=structure)
+    info = generate(out, cfg, log=echo_err)
     iso = info["gtex_isoform"]
     print(json.dumps({"out": str(out), "seconds": info["seconds"], "files": info["files"],
                       "isoform_zero_fraction": round(iso["zero_fraction"], 4),
@@ -57,12 +41,10 @@ def convert_cmd(
     cfg: ConvertConfig = None,
 ) -> None:
     """Convert course HDF5/TSV files (or GTEx GCT / ARCHS4 H5) into a Parquet store."""
-    import dataclasses
-
     from raviso.io.convert import convert
 
     src, store = (first, second) if second is not None else (None, first)
-    convert(store, cfg=dataclasses.replace(cfg, src=src), log=lambda m: typer.echo(m, err=True))
+    convert(store, src, cfg, log=lambda m: typer.echo(m, err=True))
     typer.echo(f"wrote {store}")
 
 
@@ -85,17 +67,12 @@ def import_cmd(
         raise RavisoError("usage: raviso import SAMPLESHEET STORE (or --matrix FILE [SAMPLESHEET] "
                           "STORE)")
     store, sheet = (second, first) if second is not None else (first, None)
-    opts = cfg.kwargs()
-    matrix, units = opts.pop("matrix"), opts.pop("units")
-    if matrix is None:
+    if cfg.matrix is None:
         if cfg.tx_col or cfg.gene_col or cfg.sample_set != "exact":
             raise RavisoError("--tx-col/--gene-col/--sample-set apply to --matrix only")
-        for name in ("tx_col", "gene_col", "sample_set"):
-            opts.pop(name)
-        out = import_samples(sheet, store, units=units, **opts)
+        out = import_samples(sheet, store, cfg)
     else:
-        opts.pop("max_index_mismatch")
-        out = import_matrix(matrix, store, units, samplesheet=sheet, **opts)
+        out = import_matrix(cfg.matrix, store, cfg, samplesheet=sheet)
     print(out)
 
 
@@ -109,8 +86,7 @@ def export_cmd(
     (tsv) open directly, names included."""
     from raviso.io.export import export_store
 
-    opts = cfg.kwargs()
-    print(export_store(store, opts.pop("to"), out, **opts))
+    print(export_store(store, out, cfg))
 
 
 def copy_cmd(

@@ -43,7 +43,7 @@ def report_cmd(
     """Write CV/report.md, CV/table1.csv and plots from CV/results.json."""
     from raviso.evaluate.report.render import write_report
 
-    print(write_report(cv, pretrain=cfg.pretrain))
+    print(write_report(cv, cfg))
 
 
 @configured(cfg=StudyConfig)

@@ -35,7 +35,7 @@ def predict_cmd(
     """Predict isoform expression, log2(TPM+1), for new samples."""
     from raviso.serve.predict import predict_file
 
-    print(predict_file(model, input, out, **cfg.kwargs()))
+    print(predict_file(model, input, out, cfg))
 
 
 @configured(cfg=DemoConfig)

@@ -230,6 +230,15 @@ def tissue_folds(tissue, donor=None, k: int = 5, seed: int = 0,
                        donor_overlap=round(overlap, 4))
 
 
+@dataclass(frozen=True)
+class TrainSubset:
+    """Fit on this fraction of each fold's training donors, drawn with this seed
+    (`training_subset`; cv --train-fraction)."""
+
+    fraction: float
+    seed: int
+
+
 def training_subset(train_idx, donor, fraction: float, seed: int = 0, fold: int = 0
                     ) -> np.ndarray:
     """The training rows of `fold` kept at labelled size `fraction`: every row of a random

@@ -353,19 +353,21 @@ def _check_unique(names, what, path):
         raise RavisoError(f"duplicate {what} names: {', '.join(dups[:10])}", path)
 
 
-def write_store(path, genes, *, archs4=None, gtex_gene=None, gtex_isoform=None, truth=None,
-                isoforms=None, isoform_gene=None, overwrite=False, extra=None,
-                truth_heldout=None) -> Path:
+def write_store(path, genes, *, isoforms=None, isoform_gene=None, overwrite=False, extra=None,
+                **datasets) -> Path:
     """Write a whole (small) store from in-memory arrays; tests and `import` use this.
 
-    Each dataset argument is a dict with ``X`` (n, d) and ``sample_id``, optionally ``tissue`` and
-    ``donor``.
+    Each dataset (``archs4``, ``gtex_gene``, ``gtex_isoform``, ``truth``, ``truth_heldout``) is a
+    keyword: a dict with ``X`` (n, d) and ``sample_id``, optionally ``tissue`` and ``donor``.
     """
+    order = ("archs4", "gtex_gene", "gtex_isoform", "truth", "truth_heldout")
+    unknown = sorted(set(datasets) - set(order))
+    if unknown:
+        raise TypeError(f"write_store: unknown dataset(s) {', '.join(unknown)}")
     with StoreBuilder(path, genes, isoforms, isoform_gene, overwrite=overwrite) as sb:
         sb.extra.update(extra or {})
-        for name, part in (("archs4", archs4), ("gtex_gene", gtex_gene),
-                           ("gtex_isoform", gtex_isoform), ("truth", truth),
-                           ("truth_heldout", truth_heldout)):
+        for name in order:
+            part = datasets.get(name)
             if part is not None:
                 sb.dataset(name).write(part["X"], part["sample_id"], part.get("tissue"),
                                        part.get("donor"))

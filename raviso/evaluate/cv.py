@@ -15,12 +15,13 @@ from pathlib import Path
 import numpy as np
 
 from ..core.atomic import atomic_dir, check_writable_target
-from ..data.folds import Folds, training_subset
+from ..data.folds import Folds, TrainSubset, training_subset
 from ..models.recommended import describe_selection
 from ..core.errors import RavisoError
 from ..data.labelled import Labelled
 from .engine.repeats import fold_split, repeated_folds
-from .engine.jobs import batch_jobs, collect_batch, run_batch, trial_order
+from .engine.jobs import (TrialGrid, batch_jobs, collect_batch, run_batch, trial_options,
+                          trial_order)
 from .engine.inputs import available_variants, drop_tissue_baselines, latent_runs, load_labelled
 from .config import CvConfig
 from .stats.leaderboard import choose_saved_model
@@ -32,11 +33,11 @@ ERRORS_FILE = "errors.npy"
 
 # -- the unit of work ---------------------------------------------------------------------------
 def run_trial(data: Labelled, fold_ids: np.ndarray, fold: int, variant: str,
-              options: dict | None = None, threads: int = 1, taps=(),
-              train_fraction: float = 1.0, subset_seed: int = 0) -> dict:
+              options: dict | None = None, *, threads: int = 1, taps=(),
+              subset: TrainSubset | None = None) -> dict:
     """Fit `variant` on every fold but `fold`, predict `fold`; return metrics (+ ``per_sample``).
     `taps`: more accumulators of the validation predictions (`breakdown.evaluate_trial`).
-    `train_fraction` < 1: fit on that fraction of the training donors (`training_subset`)."""
+    `subset`: fit on a fraction of the training donors (none: all of them)."""
     import torch
 
     from ..models.variants import make_variant
@@ -44,7 +45,8 @@ def run_trial(data: Labelled, fold_ids: np.ndarray, fold: int, variant: str,
 
     torch.set_num_threads(max(1, int(threads)))
     train_idx, val_idx = fold_split(fold_ids, fold)   # (R, n) ids: the repeat holding `fold`
-    train_idx = training_subset(train_idx, data.donor, train_fraction, subset_seed, fold)
+    if subset is not None:
+        train_idx = training_subset(train_idx, data.donor, subset.fraction, subset.seed, fold)
     t0, c0 = time.perf_counter(), time.thread_time()
     model = make_variant(variant, **(options or {}))
     model.fit(data, train_idx)
@@ -88,7 +90,7 @@ def _tune_trial(config: dict, data: Labelled = None, fold_ids: np.ndarray = None
     oof = OofAccumulator()                                  # per-isoform out-of-fold arrays
     out = run_trial(data, fold_ids, config["fold"], config["variant"], options,
                     threads=config["threads"][config["variant"]], taps=[oof],   # `tune_folds`
-                    train_fraction=config.get("train_fraction", 1.0), subset_seed=options["seed"])
+                    subset=TrainSubset(config["train_fraction"], options["seed"]))
     out.update(pid=os.getpid(), started_at=started, finished_at=time.time(),
                zero_copy=not (data.genes.flags.writeable or data.isoforms.flags.writeable),
                max_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
@@ -115,15 +117,17 @@ class TuneOutcome:
     oof: dict = field(default_factory=dict)         # per-isoform arrays (`reliability`)
 
 
-def tune_folds(data: Labelled, folds: Folds, variants, storage: Path,
-               cfg: CvConfig | None = None, *, options=None, extra_config: dict | None = None,
-               name: str = "cv", progress=None, done: dict | None = None) -> TuneOutcome:
-    """Run every (fold, variant) as a Tune trial on the connected Ray; collect metrics + errors.
-    `cfg`: its cpus/gpus per trial, max_failures and max_concurrent. `done`: trials finished by
-    an earlier attempt (`raviso.evaluate.engine.resume`), reused as they are."""
+def tune_folds(data: Labelled, folds: Folds, grid: TrialGrid, storage: Path,
+               cfg: CvConfig | None = None, *, name: str = "cv", progress=None,
+               done: dict | None = None) -> TuneOutcome:
+    """Run every (fold, variant) of `grid` as a Tune trial on the connected Ray; collect metrics
+    + errors. `cfg`: its cpus/gpus per trial, max_failures, max_concurrent and train_fraction.
+    `done`: trials finished by an earlier attempt (`raviso.evaluate.engine.resume`), reused as
+    they are."""
     from .engine.resume import reused_trials
 
     cfg = cfg or CvConfig()
+    variants = grid.variants
 
     (trials, errors), oof = reused_trials(done, TRIAL_KEYS), {}
     jobs = batch_jobs([j for j in trial_order(variants, folds.k)
@@ -141,10 +145,11 @@ def tune_folds(data: Labelled, folds: Folds, variants, storage: Path,
         _job_trial, data=data, fold_ids=getattr(folds, "assignments", folds.fold)),
         TrialResources(cpus, gpu))
     space = {"job": tune.grid_search(jobs),
-             "options": dict(options or {}),
+             "options": dict(grid.options),
              "threads": {v: max(1, int(c)) for v, c in cpus.items()},
              "max_failures": cfg.max_failures,          # a batch member's retries in place
-             **(extra_config or {})}
+             "train_fraction": cfg.train_fraction,
+             **grid.extra}
     storage = str(storage) if "://" in str(storage) else str(Path(storage).absolute())
     watch = watch_callback_class()(progress, folds.k * len(variants))
     tuner = tune.Tuner(
@@ -286,7 +291,7 @@ def _load(store, cfg: CvConfig, progress) -> _Setup:
                                scheme=cfg.fold_scheme)
     if getattr(fold_plan, "note", ""):    # fewer distinct partitions than --repeats asked
         progress(fold_plan.note)
-    options = _trial_options(cfg.variant_options, cfg.epochs, cfg.seed, cfg.gpus_per_trial)
+    options = trial_options(cfg.variant_options, cfg.epochs, cfg.seed, cfg.gpus_per_trial)
     if cfg.fold_scheme == "tissue":        # a held-out tissue has no column in the one-hot
         options.setdefault("tissue", False)
     return _Setup(names, skipped, runs, st, data, fold_plan, options)
@@ -316,13 +321,13 @@ def _cross_validate(store, cfg: CvConfig, setup: _Setup, tmp: Path, trial_root, 
     from ..trust.reliability import cv_intervals
 
     data, fold_plan = setup.data, setup.fold_plan
-    extra = {**_fault_config(tmp), "train_fraction": cfg.train_fraction}
+    extra = _fault_config(tmp)
     plan = tuning_plan(data, fold_plan, setup.names, cfg, tmp, trial_root, setup.options,
                        progress=progress)
     names, extra["fold_options"] = setup.names + plan.variants, plan.fold_options
     progress(f"running {fold_plan.k} folds x {len(names)} variants on Ray Tune")
-    outcome = tune_folds(data, fold_plan, names, trial_root, cfg, name=experiment, done=done,
-                         options=setup.options, progress=progress, extra_config=extra)
+    outcome = tune_folds(data, fold_plan, TrialGrid(names, setup.options, extra), trial_root,
+                         cfg, name=experiment, done=done, progress=progress)
     config = {**_identity(_what(store, cfg, setup), names),
               "cpus_per_trial": cfg.cpus_per_trial, "gpus_per_trial": cfg.gpus_per_trial,
               "max_failures": cfg.max_failures,
@@ -340,8 +345,8 @@ def _cross_validate(store, cfg: CvConfig, setup: _Setup, tmp: Path, trial_root, 
         progress(("" if cfg.ship else "--save-model: ") + doc["saved_model"]["note"])
     results_mod.write_results(tmp, doc, outcome.errors)
     if cfg.save_model:
-        _save_model(tmp / "model", doc, plan, data, setup.runs, setup.st.uri, setup.options,
-                    progress, outcome.oof, (outcome.errors, fold_plan))
+        _save_model(tmp / "model", doc, plan, setup, progress, outcome.oof,
+                    (outcome.errors, fold_plan))
     if cfg.report:
         from .report.render import has_curves, write_report
 
@@ -357,24 +362,14 @@ def _identity(what: dict, variants: list[str]) -> dict:
     return {k: variants if k == "variants" else what[k] for k in keys}
 
 
-def _trial_options(variant_options, epochs, seed: int, gpus_per_trial: float) -> dict:
-    """The options every trial's variant is made with: the user's, then --epochs, the seed and,
-    with GPUs per trial, the cuda device."""
-    options = dict(variant_options or {})
-    if epochs is not None:
-        options["epochs"] = int(epochs)
-    options.setdefault("seed", seed)
-    if gpus_per_trial:
-        options.setdefault("device", "cuda")
-    return options
-
-
-def _save_model(model_dir: Path, doc: dict, plan, data: Labelled, runs: dict, store_uri: str,
-                options: dict, progress, oof: dict | None = None, cv=None) -> None:
+def _save_model(model_dir: Path, doc: dict, plan, setup: _Setup, progress,
+                oof: dict | None = None, cv=None) -> None:
     """CV/model: the saved column (tuned config if it won) fitted on every row, with its
     out-of-fold reliability arrays (`raviso.trust.reliability`)."""
     from ..models.saved import fit_model
     from ..trust.reliability import model_reliability
+
+    data, runs, store_uri, options = setup.data, setup.runs, setup.st.uri, setup.options
 
     column = doc["saved_model"]["variant"]
     variant, fit_options = plan.final_model(column, options, progress)

@@ -11,8 +11,7 @@ from ..core.config import StageConfig, option, overwrite_option, quiet_option
 
 @dataclass(frozen=True)
 class ConvertConfig(StageConfig):
-    src: Path | None = option(None, cli=False)     # directory with the course files
-    # explicit files (override those found in `src`)
+    # explicit files (override those found in convert's `src` directory)
     archs4: Path | None = option(None, "ARCHS4 gene matrix (course HDF5/TSV, or public ARCHS4 "
                                  "H5).")
     gtex_gene: Path | None = option(None, "GTEx gene matrix.")

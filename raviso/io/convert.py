@@ -62,22 +62,21 @@ class _OrderMismatch(Exception):
     """A streamed (TSV) labelled matrix turned out not to list samples in the gene file's order."""
 
 
-def convert(store, src=None, *, archs4=None, gtex_gene=None, gtex_isoform=None, truth=None,
-            annotation=None, tissues=None, gct=(), attributes=None, archs4_h5=None,
-            gene_set: str = "exact", overwrite: bool = False, checksum: bool = True,
-            log: Callable[[str], None] | None = None, quiet: bool = False,
-            cfg: ConvertConfig | None = None) -> dict:
+def convert(store, src=None, cfg: ConvertConfig | None = None, *,
+            log: Callable[[str], None] | None = None, **options) -> dict:
     """Convert the inputs into a store at `store`; returns a summary (rows, seconds, GB/s per
-    dataset). Explicit file arguments override the files found in directory `src`."""
-    if cfg is not None:     # the CLI's way in: one ConvertConfig instead of its fields as keywords
-        return convert(store, log=log, **cfg.kwargs())
+    dataset). Explicit files of `cfg` (or `options`, its fields as keywords) override the files
+    found in directory `src`."""
+    cfg = ConvertConfig.build(cfg, **options)
     log = log or (lambda msg: None)
-    store = check_writable_target(store, overwrite, inputs=(src,))   # before any work
-    if gene_set not in ("exact", "intersect"):
-        raise RavisoError(f"--gene-set must be exact or intersect (got {gene_set!r})")
+    store = check_writable_target(store, cfg.overwrite, inputs=(src,))   # before any work
+    if cfg.gene_set not in ("exact", "intersect"):
+        raise RavisoError(f"--gene-set must be exact or intersect (got {cfg.gene_set!r})")
+    archs4, archs4_h5, tissues, attributes = cfg.archs4, cfg.archs4_h5, cfg.tissues, cfg.attributes
     files: dict[str, Path] = find_course_files(src) if src is not None else {}
-    explicit = dict(archs4=archs4 or archs4_h5, gtex_gene=gtex_gene, gtex_isoform=gtex_isoform,
-                    truth=truth, annotation=annotation, tissues=tissues or attributes)
+    explicit = dict(archs4=archs4 or archs4_h5, gtex_gene=cfg.gtex_gene,
+                    gtex_isoform=cfg.gtex_isoform, truth=cfg.truth, annotation=cfg.annotation,
+                    tissues=tissues or attributes)
     if archs4 and archs4_h5:
         raise RavisoError("give --archs4 or --archs4-h5, not both")
     if tissues and attributes:
@@ -88,7 +87,7 @@ def convert(store, src=None, *, archs4=None, gtex_gene=None, gtex_isoform=None, 
         for role in ("archs4", "gtex_gene", "gtex_isoform", *TRUTHS):
             if role in files:
                 readers[role] = stack.enter_context(open_matrix(files[role], tmpdir=store.parent))
-        for path in gct:
+        for path in cfg.gct:
             r = stack.enter_context(open_matrix(path, tmpdir=store.parent))
             role = "gtex_isoform" if r.role == "isoform" else "gtex_gene"
             if r.kind != "gct":
@@ -102,12 +101,12 @@ def convert(store, src=None, *, archs4=None, gtex_gene=None, gtex_isoform=None, 
         if not readers:
             raise RavisoError("no expression matrices found (give SRC with the course files, or "
                               "--archs4 / --gtex-gene / --gtex-isoform / --gct / --archs4-h5)", src)
-        hasher = Hasher(files.values()) if checksum else None
+        hasher = Hasher(files.values()) if cfg.checksum else None
         if hasher:
             hasher.start()
             stack.callback(hasher.stop.set)
-        plan = _plan(readers, files, gene_set)
-        return _write(store, readers, files, plan, overwrite, hasher, log, quiet)
+        plan = _plan(readers, files, cfg.gene_set)
+        return _write(store, readers, files, plan, cfg, hasher, log)
 
 
 def _plan(readers: dict[str, MatrixSource], files: dict[str, Path], gene_set: str) -> dict:
@@ -166,19 +165,20 @@ def _isoform_genes(src: MatrixSource, isoforms: list[str], annotation, symbols=N
                       "(gtex_gene_isoform_annoation.tsv.gz)", src.path)
 
 
-def _write(store, readers, files, plan, overwrite, hasher, log, quiet=False) -> dict:
+def _write(store, readers, files, plan, cfg: ConvertConfig, hasher, log) -> dict:
     tissue_table = read_tissue_table(files["tissues"]) if "tissues" in files else None
     units = {r: ("log2(CPM+1)" if isinstance(readers[r], Archs4H5) else "log2(TPM+1)")
              for r in readers}
     summary: dict = {"store": str(store), "datasets": {}}
     with StoreBuilder(store, plan["genes"], plan["isoforms"], plan["isoform_gene"],
-                      overwrite=overwrite) as sb:
+                      overwrite=cfg.overwrite) as sb:
         sb.extra.update(gene_order=("archs4" if "archs4" in readers else "gtex_gene"),
                         dataset_units=units,
                         isoforms_without_gene=plan["isoforms_without_gene"])
         cancel = threading.Event()
         rows = [r.n_rows for r in readers.values()]
-        progress = Progress("convert", total=None if None in rows else sum(rows), quiet=quiet)
+        progress = Progress("convert", total=None if None in rows else sum(rows),
+                            quiet=cfg.quiet)
 
         def lane(roles):
             """Datasets written one after the other (the labelled ones follow gtex_gene's rows)."""

@@ -63,7 +63,7 @@ def read_gene_matrix(path, tx2gene_path=None, gtf=None, units: str | None = None
     with tempfile.TemporaryDirectory(prefix="raviso-import-") as tmp:
         store = Path(tmp) / "store"
         if matrix or quant.first_line(path).startswith("#1.2"):
-            import_matrix(path, store, units, tx_col=tx_col, gene_col=gene_col,
+            import_matrix(path, store, units=units, tx_col=tx_col, gene_col=gene_col,
                           tx2gene_path=tx2gene_path, gtf=gtf, quiet=True)
         else:
             try:

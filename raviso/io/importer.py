@@ -19,9 +19,8 @@ from ..core.errors import RavisoError
 from ..data.store import StoreBuilder
 from .formats import open_transcripts
 from .units import UNITS_LABEL, UNITS_NOTE, normalise, resolve_units
+from .config import ImportConfig
 
-MAX_UNMAPPED = 0.05            # more unmapped transcripts than this means the wrong annotation
-MAX_INDEX_MISMATCH = 0.01      # more of the union missing from one sample: a different index
 SLAB_ELEMENTS = 1 << 25        # values per sample slab in pass 2 (~128-256 MiB)
 IN_MEMORY_BYTES = 1 << 29      # matrix buffers above this go to a disk memmap
 
@@ -91,19 +90,28 @@ def _check_unique_ids(ids, path):
 
 
 # -- the writer shared by both sources ---------------------------------------------------------------
-def _write(store, feats: Features | None, genes: list[str], slabs, meta, overwrite, units_label,
-           as_compendium, extra, sources, quiet):
+@dataclass(frozen=True)
+class Provenance:
+    """What the manifest records about an import: its units, the `import` entry, the sources."""
+    units_label: str
+    extra: dict
+    sources: list
+
+
+def _write(store, feats: Features | None, genes: list[str], slabs, meta, cfg: ImportConfig,
+           prov: Provenance):
     """Stream (sample_ids, X_union (n, len(union)) normalised, gene override or None) slabs."""
+    extra, sources = prov.extra, prov.sources
     with StoreBuilder(store, genes, None if feats is None else feats.isoforms,
-                      None if feats is None else feats.isoform_gene, overwrite=overwrite,
-                      units=units_label) as sb, \
-            Progress("import", total=len(meta), quiet=quiet) as progress:
+                      None if feats is None else feats.isoform_gene, overwrite=cfg.overwrite,
+                      units=prov.units_label) as sb, \
+            Progress("import", total=len(meta), quiet=cfg.quiet) as progress:
         sb.extra["import"] = extra
         for dataset, path, kind in sources:
             sb.add_source(dataset, path, kind)
         wg = sb.dataset("gtex_gene")
         wi = sb.dataset("gtex_isoform") if feats is not None else None
-        wa = sb.dataset("archs4") if as_compendium else None
+        wa = sb.dataset("archs4") if cfg.as_compendium else None
         for rows, X, G in slabs:
             ids = [meta[r].sample_id for r in rows]
             tissue = [meta[r].label for r in rows]
@@ -133,12 +141,13 @@ def _slab_rows(n_samples: int, n_features: int):
 
 
 # -- sample sheet of per-sample files -----------------------------------------------------------
-def import_samples(samplesheet, store, label: str | None = None, tx2gene_path=None, gtf=None,
-                   units: str | None = None, overwrite: bool = False, as_compendium: bool = False,
-                   max_unmapped: float = MAX_UNMAPPED,
-                   max_index_mismatch: float = MAX_INDEX_MISMATCH, quiet: bool = False) -> Path:
-    """Import per-sample salmon / kallisto / RSEM files named by a sample sheet into `store`."""
-    store = check_writable_target(store, overwrite, inputs=(samplesheet, tx2gene_path, gtf))
+def import_samples(samplesheet, store, cfg: ImportConfig | None = None, **options) -> Path:
+    """Import per-sample salmon / kallisto / RSEM files named by a sample sheet into `store`
+    (`options`: ImportConfig's fields as keywords)."""
+    cfg = ImportConfig.build(cfg, **options)
+    label, units = cfg.label, cfg.units
+    store = check_writable_target(store, cfg.overwrite,
+                                  inputs=(samplesheet, cfg.tx2gene_path, cfg.gtf))
     rows = read_samplesheet(samplesheet, label)
     layouts = [quant.detect_layout(r.path) for r in rows]
     levels = {lay.level for lay in layouts}
@@ -148,13 +157,13 @@ def import_samples(samplesheet, store, label: str | None = None, tx2gene_path=No
     gene_level = levels == {"gene"}
     union_l, own_map, sizes = _read_union(rows, layouts)
     names = [r.sample_id for r in rows]
-    incomplete = check_same_index(names, sizes, len(union_l), max_index_mismatch, samplesheet,
-                                  warn)
+    incomplete = check_same_index(names, sizes, len(union_l), cfg.max_index_mismatch,
+                                  samplesheet, warn)
     if gene_level:
         feats, genes = None, union_l
     else:
-        txmap = tx2gene.load(tx2gene_path, gtf)
-        feats = build_features(union_l, own_map, txmap, samplesheet, max_unmapped)
+        txmap = tx2gene.load(cfg.tx2gene_path, cfg.gtf)
+        feats = build_features(union_l, own_map, txmap, samplesheet, cfg.max_unmapped)
         genes = feats.genes
     mode = _sample_units(layouts, units, names)
     extra = {"source": "samplesheet", "samplesheet": str(samplesheet),
@@ -168,8 +177,8 @@ def import_samples(samplesheet, store, label: str | None = None, tx2gene_path=No
         extra["tx2gene"] = feats.report.to_dict()
     sources = [("gtex_gene", samplesheet, "samplesheet:" + "+".join(extra["formats"]))]
     slabs = _sample_slabs(rows, layouts, union_l, genes, feats, mode)
-    return _write(store, feats, genes, slabs, rows, overwrite, UNITS_LABEL[mode], as_compendium,
-                  extra, sources, quiet)
+    return _write(store, feats, genes, slabs, rows, cfg,
+                  Provenance(UNITS_LABEL[mode], extra, sources))
 
 
 def _read_union(rows, layouts):
@@ -254,30 +263,30 @@ def _gene_quant_row(path, gene_index, gene_index_stripped) -> np.ndarray:
 
 
 # -- a transcripts x samples matrix -------------------------------------------------------------
-def import_matrix(matrix, store, units: str | None, samplesheet=None, label: str | None = None,
-                  tx_col: str | None = None, gene_col: str | None = None, tx2gene_path=None,
-                  gtf=None, overwrite: bool = False, as_compendium: bool = False,
-                  max_unmapped: float = MAX_UNMAPPED, sample_set: str = "exact",
-                  quiet: bool = False) -> Path:
+def import_matrix(path, store, cfg: ImportConfig | None = None, *, samplesheet=None,
+                  **options) -> Path:
     """Import a transcripts x samples table (TSV or GCT, or an AnnData .h5ad of samples x
     transcripts) of TPM or counts into `store`.
 
     A matrix carries no effective lengths, so counts become CPM (flagged). An optional sample
     sheet (sample, label, donor; no paths needed) labels and selects the matrix's samples.
+    `options`: ImportConfig's fields as keywords (`units` is required). `path`: the matrix.
     """
-    store = check_writable_target(store, overwrite,
-                                  inputs=(matrix, samplesheet, tx2gene_path, gtf))
+    cfg, matrix = ImportConfig.build(cfg, **options), path
+    label, units = cfg.label, cfg.units
+    store = check_writable_target(store, cfg.overwrite,
+                                  inputs=(matrix, samplesheet, cfg.tx2gene_path, cfg.gtf))
     if units is None:
         raise RavisoError("a matrix does not say whether it holds TPM or counts: pass --units tpm "
                           "or --units counts", matrix)
-    m = open_transcripts(matrix, tx_col, gene_col)
-    rows, dropped_from_sheet = _matrix_rows(m, matrix, samplesheet, label, sample_set)
+    m = open_transcripts(matrix, cfg.tx_col, cfg.gene_col)
+    rows, dropped_from_sheet = _matrix_rows(m, matrix, samplesheet, label, cfg.sample_set)
     ids, gene = m.read_ids()
     _check_unique_ids(ids, matrix)
     union = ids.tolist()
-    txmap = tx2gene.load(tx2gene_path, gtf)
+    txmap = tx2gene.load(cfg.tx2gene_path, cfg.gtf)
     own = dict(zip(union, gene.tolist())) if gene is not None else None
-    feats = build_features(union, own, txmap, matrix, max_unmapped)
+    feats = build_features(union, own, txmap, matrix, cfg.max_unmapped)
     tpm = np.full(len(rows), units == "tpm")
     mode = resolve_units(tpm, ~tpm, np.zeros(len(rows), bool), units, [r.sample_id for r in rows])
     if mode == "cpm":
@@ -294,8 +303,8 @@ def import_matrix(matrix, store, units: str | None, samplesheet=None, label: str
              "sheet_samples_dropped": dropped_from_sheet}
     sources = [("gtex_isoform", matrix, f"matrix:{units}")]
     slabs = _matrix_slabs(buf, totals, len(rows), mode)
-    return _write(store, feats, feats.genes, slabs, rows, overwrite, UNITS_LABEL[mode],
-                  as_compendium, extra, sources, quiet)
+    return _write(store, feats, feats.genes, slabs, rows, cfg,
+                  Provenance(UNITS_LABEL[mode], extra, sources))
 
 
 def _matrix_rows(m, matrix, samplesheet, label, sample_set):

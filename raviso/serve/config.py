@@ -5,21 +5,25 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..core.config import StageConfig, option, overwrite_option, quiet_option
+from ..core.config import (StageConfig, option, overwrite_option, pretrained_ae_option,
+                           pretrained_option, quiet_option, seed_option)
 from ..trust.domain import DOMAIN_LEVEL
+from ..trust.reliability import RELIABLE_R2
 
 
 @dataclass(frozen=True)
 class FitConfig(StageConfig):
     variant: str | None = option(None, "The variant to fit (one of raviso cv's --variants that "
                                  "can be saved) [recommended, or the --config's].")
-    pretrained: Path | None = option(None, "VAE run (latent 'vae'), for the variants that use it.")
-    pretrained_ae: Path | None = option(None, "Autoencoder (beta=0) run (latent 'ae').")
+    pretrained: Path | None = pretrained_option("VAE run (latent 'vae'), for the variants that "
+                                                "use it.")
+    pretrained_ae: Path | None = pretrained_ae_option()
     epochs: int | None = option(None, "Epochs of a neural variant (default: the variant's).")
-    seed: int = option(0, "Random seed of the fit.")
+    seed: int = seed_option("Random seed of the fit.")
     overwrite: bool = overwrite_option()
     target_dtype: str = option("auto", "auto | float32 | float16 (as raviso cv).")
-    config: Path | None = option(None, "best.json from raviso tune: its variant and options.")
+    tuned_config: Path | None = option(None, "best.json from raviso tune: its variant and "
+                                       "options.", flag="--config")   # named as in CvConfig
     cv_folds: int = option(5, "Cross-validate the variant (against every baseline) with this "
                            "many donor-grouped folds first, leave-one-donor-out below twice as "
                            "many donors (written as MODEL.cv): MODEL then carries its measured "
@@ -51,8 +55,8 @@ class PredictConfig(StageConfig):
         "(got {value!r})")
     units: str = option("log2tpm", "Units to write, comma-separated: log2tpm (always), tpm "
                         "(2^x - 1), fraction (each isoform's share of its gene's TPM).")
-    reliable_r2: float = option(0.5, "The per-isoform 'reliable' flag: out-of-fold R^2 of the "
-                                "isoform at least this.")
+    reliable_r2: float = option(RELIABLE_R2, "The per-isoform 'reliable' flag: out-of-fold R^2 "
+                                "of the isoform at least this.")
     merged: bool = option(False, "Also write <out>.merged.<unit>.tsv (transcript_id, gene_id, "
                           "one column per sample) and <out>.tx2gene.tsv.")
     unknown_tissue: str = option(

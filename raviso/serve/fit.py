@@ -19,12 +19,15 @@ def fit_store(store, cfg: FitConfig | None = None, *, out=None, progress=print,
               **options) -> Path:
     """`raviso fit STORE --out MODEL`: load the labelled set (+ latents), cross-validate (unless
     ``cv_folds`` is 0: `raviso.serve.fit_cv`), fit, save. `options`: FitConfig fields replacing
-    `cfg`'s. ``cfg.config``: a best.json from `raviso tune` (its variant and options; --epochs
-    still wins). `progress`: where the one-line messages go."""
+    `cfg`'s (``config=``, its older name, still means ``tuned_config``). ``cfg.tuned_config``: a
+    best.json from `raviso tune` (its variant and options; --epochs still wins). `progress`: where
+    the one-line messages go."""
+    if "config" in options:
+        options["tuned_config"] = options.pop("config")
     cfg = FitConfig.build(cfg, **options)
     if out is None:
         raise TypeError("fit_store() needs out (the MODEL directory)")
-    variant, config, epochs, overwrite = cfg.variant, cfg.config, cfg.epochs, cfg.overwrite
+    variant, config, epochs, overwrite = cfg.variant, cfg.tuned_config, cfg.epochs, cfg.overwrite
     check_writable_target(out, overwrite)
     tuned = {}
     if config is not None:               # a best.json from `raviso tune`: variant + options
@@ -40,9 +43,7 @@ def fit_store(store, cfg: FitConfig | None = None, *, out=None, progress=print,
     if cfg.cv_folds:
         from .fit_cv import fit_by_cv
 
-        return fit_by_cv(store, variant, out, cfg.cv_folds, pretrained=cfg.pretrained,
-                         pretrained_ae=cfg.pretrained_ae, options=tuned, epochs=epochs,
-                         seed=cfg.seed, overwrite=overwrite, target_dtype=cfg.target_dtype,
+        return fit_by_cv(store, out, FitConfig.build(cfg, variant=variant), options=tuned,
                          progress=progress)
     runs = latent_runs([variant], cfg.pretrained, cfg.pretrained_ae, tuned)
     st, data = load_labelled(store, runs, cfg.target_dtype)

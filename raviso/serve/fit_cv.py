@@ -17,6 +17,7 @@ from pathlib import Path
 
 from ..core.atomic import atomic_dir, check_writable_target
 from ..core.errors import RavisoError
+from .config import FitConfig
 
 
 def cv_dir_of(out) -> Path:
@@ -57,15 +58,16 @@ def cv_variants(variant: str, options: dict | None, n_tissues: int) -> list[str]
     return out + [b for b in BASELINES if b not in out]
 
 
-def fit_by_cv(store, variant: str, out, cv_folds: int, *, pretrained=None, pretrained_ae=None,
-              options: dict | None = None, epochs: int | None = None, seed: int = 0,
-              overwrite: bool = False, target_dtype: str = "auto", progress=print) -> Path:
-    """Cross-validate `variant` (+ its twin and the baselines) with donor-grouped folds
-    (`fold_plan`), fit it on every sample, write MODEL (with out-of-fold reliability) at `out` and
-    the CV at ``<out>.cv``, and print the MODEL's measured MSE against the best baseline."""
+def fit_by_cv(store, out, cfg: FitConfig, *, options: dict | None = None,
+              progress=print) -> Path:
+    """Cross-validate ``cfg.variant`` (+ its twin and the baselines) with ``cfg.cv_folds``
+    donor-grouped folds (`fold_plan`), fit it on every sample, write MODEL (with out-of-fold
+    reliability) at `out` and the CV at ``<out>.cv``, and print the MODEL's measured MSE against
+    the best baseline. `options`: the variant's (tuned) options."""
     from ..evaluate.cv import run_cv
     from ..evaluate.results import read_results
 
+    variant, cv_folds, overwrite = cfg.variant, cfg.cv_folds, cfg.overwrite
     if int(cv_folds) < 2:
         raise RavisoError(f"--cv-folds must be at least 2, or 0 for no CV (got {cv_folds})")
     out, cv = Path(out), cv_dir_of(out)
@@ -77,11 +79,11 @@ def fit_by_cv(store, variant: str, out, cv_folds: int, *, pretrained=None, pretr
                           "CV needs two; --cv-folds 0 fits without it (no reliability or "
                           "intervals)", store)
     scheme, k = fold_plan(groups, cv_folds)
-    run_cv(store, pretrained=pretrained, pretrained_ae=pretrained_ae,
+    run_cv(store, pretrained=cfg.pretrained, pretrained_ae=cfg.pretrained_ae,
            variants=cv_variants(variant, options, n_tissues), folds=k, fold_scheme=scheme,
-           epochs=epochs, seed=seed, out=cv, save_model=True, ship=variant, overwrite=overwrite,
-           variant_options={variant: dict(options)} if options else None,
-           target_dtype=target_dtype, progress=progress)
+           epochs=cfg.epochs, seed=cfg.seed, out=cv, save_model=True, ship=variant,
+           overwrite=overwrite, variant_options={variant: dict(options)} if options else None,
+           target_dtype=cfg.target_dtype, progress=progress)
     with atomic_dir(out, overwrite=overwrite) as tmp:
         shutil.copytree(cv / "model", tmp, dirs_exist_ok=True)
     shutil.rmtree(cv / "model")

@@ -42,7 +42,6 @@ from .qc import QC_Z, ObservedQC
 from .tissues import PATH_FREE
 
 UNITS = ("log2tpm", "tpm", "fraction")
-RELIABLE_R2 = 0.5
 QC_COLUMNS = ("qc_distance", "qc_z", "qc_aberrant", "qc_genes")
 NO_RELIABILITY = ("this MODEL has no reliability or intervals: it was fitted without the CV that "
                   "measures them (raviso fit --cv-folds 0); refit it with `raviso fit` (its CV "
@@ -51,13 +50,20 @@ NO_RELIABILITY = ("this MODEL has no reliability or intervals: it was fitted wit
 
 @dataclass(frozen=True)
 class OutputOptions:
-    """What `raviso predict` adds to the predictions (see the module docstring)."""
+    """What `raviso predict` adds to the predictions (see the module docstring): the output
+    fields of its `PredictConfig` (`of`), `units` parsed."""
 
-    interval: float | None = None          # conformal level, e.g. 0.9
-    units: tuple = ("log2tpm",)            # log2tpm (always), tpm, fraction
-    reliable_r2: float = RELIABLE_R2       # the `reliable` rule: oof_r2 >= this
-    merged: bool = False                   # features x samples tables + tx2gene
-    observed: str | None = None            # measured isoforms of the same samples: QC
+    interval: float | None                 # conformal level, e.g. 0.9
+    units: tuple                           # log2tpm (always), tpm, fraction
+    reliable_r2: float                     # the `reliable` rule: oof_r2 >= this
+    merged: bool                           # features x samples tables + tx2gene
+    observed: str | None                   # measured isoforms of the same samples: QC
+    overwrite: bool                        # side outputs may replace raviso's own
+
+    @classmethod
+    def of(cls, cfg) -> "OutputOptions":
+        return cls(cfg.interval, parse_units(cfg.units), cfg.reliable_r2, cfg.merged,
+                   None if cfg.observed is None else str(cfg.observed), cfg.overwrite)
 
     def __post_init__(self):
         if self.interval is not None and not 0 < float(self.interval) < 1:
@@ -131,7 +137,7 @@ class PredictionWriter:
     """The main output plus every side output of one `predict` run; `write` per chunk."""
 
     def __init__(self, fmt: str, tmp, out, m, meta: dict, opts: OutputOptions, router=None,
-                 overwrite: bool = False, domain: DomainOutput | None = None):
+                 domain: DomainOutput | None = None):
         self.fmt, self.tmp, self.out, self.m, self.opts = fmt, tmp, Path(out), m, opts
         self.router = router
         self.domain = domain if domain is not None else DomainOutput(m)   # `applicability`
@@ -150,7 +156,7 @@ class PredictionWriter:
         self.meta["domain"] = self.domain.meta()
         self.sides = self.side_paths()
         for p in self.sides.values():
-            check_writable_target(p, overwrite=overwrite, file=True)
+            check_writable_target(p, overwrite=opts.overwrite, file=True)
         self.stack = contextlib.ExitStack()
 
     def side_paths(self) -> dict[str, Path]:

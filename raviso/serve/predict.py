@@ -22,14 +22,13 @@ from ..io.samplesheet import read_samplesheet
 from ..core.atomic import atomic_file, check_writable_target
 from ..core.errors import RavisoError
 from ..models.saved import REGRESSOR_DIR, read_model
-from ..trust.domain import DOMAIN_LEVEL
 from .applicability import DomainOutput
-from .outputs import RELIABLE_R2, OutputOptions, PredictionWriter, parse_units
+from .config import PredictConfig
+from .outputs import OutputOptions, PredictionWriter
 from .tissues import TissueRouter
 
 FORMATS = ("parquet", "tsv", "h5ad")
 CHUNK_ROWS = 2048
-MAX_MISSING = 0.10    # --allow-missing refuses when more than this fraction of genes is absent
 
 
 class LoadedModel:
@@ -219,60 +218,71 @@ def sheet_obs(sheet: dict, sample_ids, samples) -> dict[str, list]:
             "donor": [sheet[s].donor for s in sample_ids]}
 
 
-def predict_file(model, input, out, fmt: str | None = None, allow_missing: bool = False,
-                 dataset: str | None = None, overwrite: bool = False, warn=None,
-                 quiet: bool = False, samples=None, orientation: str | None = None,
-                 scale: str | None = None, max_missing: float = MAX_MISSING,
-                 interval: float | None = None, units="log2tpm", reliable_r2: float = RELIABLE_R2,
-                 merged: bool = False, unknown_tissue: str = "tissue-free",
-                 observed=None, domain_level: float = DOMAIN_LEVEL,
-                 out_of_domain: str = "warn") -> Path:
+def predict_file(model, input, out, cfg: PredictConfig | None = None, *, warn=None,
+                 **options) -> Path:
     """Predict every sample of `input` with MODEL; write `out` (and the side outputs of
     `raviso.serve.outputs`: reliability, intervals, units, merged tables; the applicability
-    domain, `raviso.serve.applicability`). Returns `out`."""
+    domain, `raviso.serve.applicability`). `options`: PredictConfig's fields as keywords.
+    Returns `out`."""
+    cfg = PredictConfig.build(cfg, **options)
     out = Path(out)
-    fmt = output_format(out, fmt)
-    check_writable_target(out, overwrite, file=True, inputs=(model, input, samples, observed))
-    opts = OutputOptions(interval, parse_units(units), reliable_r2, merged,
-                         None if observed is None else str(observed))
+    fmt = output_format(out, cfg.fmt)
+    check_writable_target(out, cfg.overwrite, file=True,
+                          inputs=(model, input, cfg.samples, cfg.observed))
+    opts = OutputOptions.of(cfg)
     say = warn or (lambda s: print(s, file=sys.stderr))
-    sheet = read_sheet(samples)
+    sheet = read_sheet(cfg.samples)
     m = LoadedModel(model)
-    inp = open_input(input, m, dataset, orientation, scale)
-    fill = fill_values(m, inp.missing, allow_missing, max_missing, input, say)
+    inp = open_input(input, m, cfg.dataset, cfg.orientation, cfg.scale)
+    fill = fill_values(m, inp.missing, cfg.allow_missing, cfg.max_missing, input, say)
     say(f"raviso: {inp.report}")
     meta = {"isoforms": m.isoforms, "units": "log2(TPM+1)", "model": str(model),
             "variant": m.meta["variant"], "input": str(input), "input_read_as": inp.report,
             "missing_genes": {"count": len(inp.missing), "names": inp.missing,
                               "filled_with": "training mean" if inp.missing else None}}
-    router = TissueRouter(m, unknown_tissue, input)
-    domain = DomainOutput(m, domain_level, out_of_domain, input, needed=interval is not None)
-    notes = _write_predictions(m, inp, fill, out, fmt, meta, (sheet, samples), quiet, input,
-                               (opts, router, overwrite, domain))
+    router = TissueRouter(m, cfg.unknown_tissue, input)
+    domain = DomainOutput(m, cfg.domain_level, cfg.out_of_domain, input,
+                          needed=cfg.interval is not None)
+    job = PredictJob(m, inp, fill, out, fmt, meta, input, sheet)
+    notes = _write_predictions(job, cfg, opts, router, domain)
     for line in (router.warning(), *notes, *domain.notes()):   # + applicability domain
         if line:
             say(line)
     return out
 
 
-def _write_predictions(m, inp, fill, out, fmt, meta, sheet, quiet, source, extra):
+@dataclass(frozen=True)
+class PredictJob:
+    """One predict run's model, input and destination, for the chunk loop."""
+    m: LoadedModel
+    inp: PredictInput
+    fill: np.ndarray
+    out: Path
+    fmt: str
+    meta: dict
+    source: Path
+    sheet: dict | None
+
+
+def _write_predictions(job: PredictJob, cfg: PredictConfig, opts: OutputOptions, router,
+                       domain: DomainOutput):
     from ..core.progress import Progress
 
     n = 0
-    opts, router, overwrite, domain = extra
-    with atomic_file(out, overwrite=True) as tmp:
-        with PredictionWriter(fmt, tmp, out, m, meta, opts, router, overwrite, domain) as w, \
-                Progress("predict", total=inp.total, quiet=quiet) as progress:
-            for X, sid, tissue in inp.chunks:
-                obs = {"tissue": tissue} if sheet[0] is None else sheet_obs(sheet[0], sid, sheet[1])
+    with atomic_file(job.out, overwrite=True) as tmp:
+        with PredictionWriter(job.fmt, tmp, job.out, job.m, job.meta, opts, router, domain) as w, \
+                Progress("predict", total=job.inp.total, quiet=cfg.quiet) as progress:
+            for X, sid, tissue in job.inp.chunks:
+                obs = ({"tissue": tissue} if job.sheet is None
+                       else sheet_obs(job.sheet, sid, cfg.samples))
                 tissue = obs["tissue"]
-                X = np.where(np.isnan(X), fill, X).astype(np.float32, copy=False)
+                X = np.where(np.isnan(X), job.fill, X).astype(np.float32, copy=False)
                 P = np.maximum(w.predict(X, sid, tissue), 0)     # log2(TPM+1) is never < 0
                 w.write(list(sid), P, obs)
                 n += len(sid)
                 progress.advance(len(sid))
         if n == 0:
-            raise RavisoError("no samples to predict", source)
+            raise RavisoError("no samples to predict", job.source)
     return w.notes()
 
 

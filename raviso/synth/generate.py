@@ -42,6 +42,7 @@ from . import switch, world as model
 from .heldout import HeldoutDonor
 from ..core.atomic import atomic_dir, check_writable_target
 from ..core.errors import RavisoError
+from .config import SynthConfig
 from .names import TISSUES
 
 STEMS = {
@@ -96,11 +97,12 @@ def get_preset(preset: str | Preset) -> Preset:
     return PRESETS[preset]
 
 
-def plan(preset: str | Preset = "tiny", fmt: str = "hdf5",
-         heldout: bool = True) -> dict[str, tuple[int, int]]:
-    """File name -> (rows, columns) of each matrix `generate` would write; nothing is generated."""
-    p = get_preset(preset)
-    ext = _ext(fmt)
+def plan(preset: str | Preset, **options) -> dict[str, tuple[int, int]]:
+    """File name -> (rows, columns) of each matrix `generate` would write; nothing is generated.
+    `options`: SynthConfig's ``fmt`` and ``heldout``."""
+    cfg = SynthConfig(preset=preset, **options)
+    p, heldout = get_preset(cfg.preset), cfg.heldout
+    ext = _ext(cfg.fmt)
     return {STEMS["archs4"] + ext: (p.n_archs4, p.n_genes),
             STEMS["gtex_gene"] + ext: (p.n_gtex, p.n_genes),
             STEMS["gtex_isoform"] + ext: (p.n_gtex, p.n_isoforms),
@@ -238,33 +240,33 @@ def _blocks(fn: Callable, n_rows: int, n_cols: int, seed: int, stream: int,
                 nxt += 1
 
 
-def generate(out, preset: str | Preset = "tiny", seed: int = 0, fmt: str = "hdf5",
-             overwrite: bool = False, workers: int | None = None,
-             log: Callable[[str], None] | None = None, heldout: bool = True,
-             family: str = "share", gene_from: str | None = None,
-             structure=None) -> dict:
+def generate(out, cfg: SynthConfig | None = None, *, log: Callable[[str], None] | None = None,
+             **options) -> dict:
     """Write a synthetic data set into directory `out` (see the module docstring); return the
-    statistics that are also saved as ``synth.json``. Deterministic for a given (preset, seed);
-    `heldout=False` skips the held-out-donor expectation file (~2x the GTEx generation time and
-    one more isoform-sized file), leaving every other file byte-identical. `family`: ``share``
+    statistics that are also saved as ``synth.json``. `options`: SynthConfig's fields as
+    keywords. Deterministic for a given (preset, seed); `heldout=False` skips the held-out-donor
+    expectation file (~2x the GTEx generation time and one more isoform-sized file), leaving
+    every other file byte-identical. `family`: ``share``
     (`raviso.synth.world`) or ``switch`` (`raviso.synth.switch`); `gene_from`: ``independent``
     (genes measured with their own noise; the share family's default) or ``isoforms`` (gene =
     the sum of its measured isoforms' TPM; the switch family's default); `structure`: a
     `raviso.synth.structure.Structure` or its text form (share family only; docs/generators.md)."""
-    p = get_preset(preset)
-    gene_from = _check_family(family, gene_from)
-    structure = _check_structure(family, structure)
+    cfg = SynthConfig.build(cfg, **options)
+    seed, fmt, heldout, family = cfg.seed, cfg.fmt, cfg.heldout, cfg.family
+    p = get_preset(cfg.preset)
+    gene_from = _check_family(family, cfg.gene_from)
+    structure = _check_structure(family, cfg.structure)
     ext = _ext(fmt)
     if seed < 0:
         raise RavisoError(f"seed must be >= 0 (got {seed})")
-    out = check_writable_target(Path(out), overwrite)
-    workers = workers or min(4, os.cpu_count() or 1)
+    out = check_writable_target(Path(out), cfg.overwrite)
+    workers = cfg.workers or min(4, os.cpu_count() or 1)
     log = log or (lambda msg: None)
     t0 = time.perf_counter()
     shapes = (seed, p.n_archs4, p.n_gtex, p.n_genes, p.n_isoforms)
     sw = switch.build_switch_world(*shapes) if family == "switch" else None
     world = sw.base if sw is not None else model.build_world(*shapes, structure=structure)
-    with atomic_dir(out, overwrite) as tmp:
+    with atomic_dir(out, cfg.overwrite) as tmp:
         _write_tables(tmp, world)
         log(f"ARCHS4 {p.n_archs4:,} x {p.n_genes:,}")
         archs4 = _write_archs4(tmp, world, p, fmt, seed, workers)
@@ -274,7 +276,8 @@ def generate(out, preset: str | Preset = "tiny", seed: int = 0, fmt: str = "hdf5
                                       _gtex_source(world, sw, heldout, gene_from), heldout)
         counts = world.iso_counts
         info = {
-            "preset": asdict(p), "seed": seed, "format": fmt, "files": plan(p, fmt, heldout),
+            "preset": asdict(p), "seed": seed, "format": fmt,
+            "files": plan(p, fmt=fmt, heldout=heldout),
             "family": family, "gene_from": gene_from,
             **({"structure": structure.changed()} if not structure.is_default else {}),
             # the held-out-donor expectation ignores the measured genes: a bound (floor) only when

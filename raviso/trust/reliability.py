@@ -136,7 +136,10 @@ def per_isoform(acc: dict, min_sd: float = 0.01) -> dict[str, np.ndarray]:
             "mean_expr": np.asarray(acc["shift"]) + sy / n, "oof_n": np.full(len(sp), n)}
 
 
-def reliable(stats: dict, min_r2: float = 0.5) -> np.ndarray:
+RELIABLE_R2 = 0.5       # the default `reliable` rule (predict --reliable-r2, the CV's counts)
+
+
+def reliable(stats: dict, min_r2: float = RELIABLE_R2) -> np.ndarray:
     """The ``reliable`` flag: out-of-fold R^2 at least `min_r2` (an isoform that does not vary
     out of fold has no R^2 and is not flagged reliable)."""
     r2 = np.asarray(stats["oof_r2"], np.float64)

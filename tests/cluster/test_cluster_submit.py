@@ -60,7 +60,7 @@ def test_job_address(monkeypatch):
 
 def test_runtime_env_ships_this_checkout():
     with submit.staged_cli() as working_dir:
-        env = submit.runtime_env(working_dir)
+        env = submit.runtime_env(working_dir, False)
         (package,) = env["py_modules"]
         assert Path(package) == ROOT / "raviso"
         shipped = Path(env["working_dir"])

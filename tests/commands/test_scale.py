@@ -95,7 +95,8 @@ def test_concurrency_from_memory_shrinks_with_width():
     # course width on 24 GB, 2 cores, float16 targets: the baselines and FFNNs still run two at a
     # time (one CPU each, which is their share of the memory too)
     cpus, m = cpus_by_memory(["mean", "pca_ridge", "vae_ffnn"], **course,
-                             shared_bytes=int(6.75 * gb), node_cpus=2, total_bytes=24 * gb)
+                             shared_bytes=int(6.75 * gb), node_cpus=2, total_bytes=24 * gb,
+                             cpus_per_trial=1)
     assert cpus == {"mean": 1.0, "pca_ridge": 1.0, "vae_ffnn": 1.0}
     assert 2 < m["trial_gb"]["pca_ridge"] < 4 and m["budget_gb"] < 16
     # raviso's recommended model at course width: its trial needs both CPUs' slices, so it runs
@@ -107,13 +108,13 @@ def test_concurrency_from_memory_shrinks_with_width():
     assert abs(2 * share + 7.84 * gb - 18.7 * gb) < 1.0 * gb
     plan = ["mean", "pca_ridge", "vae_ffnn", "share_net"]
     cpus, _ = cpus_by_memory(plan, **course, shared_bytes=int(7.84 * gb), node_cpus=2,
-                             total_bytes=24 * gb)
+                             total_bytes=24 * gb, cpus_per_trial=1)
     assert cpus == {"mean": 1.0, "pca_ridge": 1.0, "vae_ffnn": 1.0, "share_net": 2.0}
     assert share + 7.84 * gb < 16 * gb
     # any mix Ray can place on a node (CPU sum <= node CPUs) fits the budget: checked on a bigger
     # node, where share_net's trials take whole CPUs above one
     cpus, m = cpus_by_memory(plan, **course, shared_bytes=int(7.84 * gb), node_cpus=16,
-                             total_bytes=128 * gb)
+                             total_bytes=128 * gb, cpus_per_trial=1)
     assert 1 < cpus["share_net"] <= 16 and cpus["share_net"] == int(cpus["share_net"])
     trial = {v: trial_memory_bytes(v, **course) for v in plan}
     for n_share in range(0, int(16 // cpus["share_net"]) + 1):
@@ -123,13 +124,13 @@ def test_concurrency_from_memory_shrinks_with_width():
         assert used <= m["budget_gb"] * gb
     # small data: one CPU each, as asked (or a fraction when asked for one)
     cpus, _ = cpus_by_memory(plan, 1200, 1750, 14_490, shared_bytes=gb // 10, node_cpus=2,
-                             total_bytes=24 * gb)
+                             total_bytes=24 * gb, cpus_per_trial=1)
     assert set(cpus.values()) == {1.0}
     assert cpus_by_memory(["mean"], 1200, 1750, 14_490, shared_bytes=0, node_cpus=2,
                           cpus_per_trial=0.5, total_bytes=24 * gb)[0] == {"mean": 0.5}
     # an 8 GB machine: every trial takes the whole node (one at a time), never more than it has
     cpus, _ = cpus_by_memory(["pca_ridge"], **course, shared_bytes=int(6.75 * gb), node_cpus=2,
-                             total_bytes=8 * gb)
+                             total_bytes=8 * gb, cpus_per_trial=1)
     assert cpus == {"pca_ridge": 2.0}
 
 

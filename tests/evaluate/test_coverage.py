@@ -80,7 +80,7 @@ def tiny_cv(tmp_path_factory, ray_session):
     from raviso.synth.generate import generate
 
     root = tmp_path_factory.mktemp("coverage")
-    generate(root / "synth", "tiny", seed=0, heldout=False)
+    generate(root / "synth", preset="tiny", seed=0, heldout=False)
     convert(root / "store", root / "synth")
     cv = run_cv(root / "store", variants="share_net,share_net[tissue=false]", folds=5,
                 out=root / "cv", save_model=True, progress=lambda s: None,

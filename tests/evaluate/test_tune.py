@@ -19,6 +19,7 @@ from cvdata import tiny_labelled, write_tiny_store
 from raviso.core.errors import RavisoError
 from raviso.data import make_folds
 from raviso.data.labelled import Labelled
+from raviso.evaluate.config import TuneConfig
 from raviso.evaluate.tune.search import config_curve, inner_splits
 from raviso.evaluate.tune.space import (best_doc, default_space, read_best, read_space,
                                         tune_domains)
@@ -50,7 +51,7 @@ def outer(data, k=3):
 
 
 def curve(data, rows, options, epochs=4):
-    splits = inner_splits(data, rows, k=3, seed=0)
+    splits = inner_splits(data, rows, TuneConfig(inner_folds=3, seed=0))
     opts = {"seed": 0, "epochs": epochs, "batch_size": 16, **options}
     return [score for _, score, _ in config_curve(data, splits, "gene_ffnn", opts)]
 
@@ -59,7 +60,7 @@ def curve(data, rows, options, epochs=4):
 def test_inner_splits_partition_the_given_rows_by_donor():
     data = labelled()
     train = outer(data)[0]
-    splits = inner_splits(data, train, k=3, seed=0)
+    splits = inner_splits(data, train, TuneConfig(inner_folds=3, seed=0))
     vals = np.concatenate([va for _, va in splits])
     assert sorted(vals) == sorted(train)                       # every given row once, no other
     for tr, va in splits:
@@ -109,7 +110,8 @@ def test_fit_config_trains_the_tuned_options(tmp_path):
     doc = best_doc("gene_ffnn", {"lr": 0.01, "hidden": "8", "epochs": 2, "batch_size": 16},
                    0.5, 2, "t1", {})
     (tmp_path / "best.json").write_text(json.dumps(doc))
-    model = fit_store(store, out=tmp_path / "model", config=tmp_path / "best.json", cv_folds=0)
+    model = fit_store(store, out=tmp_path / "model", tuned_config=tmp_path / "best.json",
+                      cv_folds=0)
     meta = json.loads((model / "model.json").read_text())
     reg = json.loads((model / "regressor" / "regressor.json").read_text())
     assert meta["variant"] == "gene_ffnn" and reg["hidden"] == [8]
@@ -121,7 +123,7 @@ def test_fit_config_trains_the_tuned_options(tmp_path):
 def test_search_sees_training_rows_only_and_resumes(tmp_path, ray_session, monkeypatch):
     import raviso.evaluate.tune.search as tune_mod
     from raviso.evaluate.config import TuneConfig
-    from raviso.evaluate.tune.search import search, write_search
+    from raviso.evaluate.tune.search import SearchRun, search, write_search
 
     data = labelled()
     train, scrambled = outer(data)
@@ -129,8 +131,8 @@ def test_search_sees_training_rows_only_and_resumes(tmp_path, ray_session, monke
                                              "fail_once_epoch": 3})
     cfg = TuneConfig(variant="gene_ffnn", trials=3, max_epochs=4, inner_folds=3, seed=0,
                      scheduler="fifo")
-    out = search(scrambled, train, SPACE, cfg, storage=tmp_path / "tune",
-                 base_options={"seed": 0}, checkpoint_every=2)
+    out = search(scrambled, train, SPACE, cfg, SearchRun(tmp_path / "tune", checkpoint_every=2),
+                 base_options={"seed": 0})
     assert (tmp_path / "failed").exists()                     # one trial crashed at epoch 3 ...
     assert len(out.trials) == 3 and all(t["status"] == "completed" for t in out.trials)
     for t in out.trials:      # ... and every curve is the clean data's (1 torch thread in a

@@ -90,7 +90,7 @@ def test_import_matrix_reads_h5ad(tmp_path):
     src = write_h5ad(tmp_path / "tx.h5ad", V, ["GTEX-A-1", "GTEX-B-1"],
                      ["ENST01.1", "ENST02.2", "ENST03.1", "ENST04.3"], sparse=True,
                      var={"gene_id": ["ENSG1", "ENSG2", "ENSG2", "ENSG3"]})
-    st = Store(import_matrix(src, tmp_path / "st", "tpm", gene_col="gene_id"))
+    st = Store(import_matrix(src, tmp_path / "st", units="tpm", gene_col="gene_id"))
     np.testing.assert_allclose(st.numpy("gtex_isoform"), np.log2(V + 1), rtol=1e-5)
     np.testing.assert_allclose(st.numpy("gtex_gene")[:, 1], np.log2(V[:, 1] + V[:, 2] + 1),
                                rtol=1e-5)

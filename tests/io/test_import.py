@@ -299,8 +299,8 @@ def test_gct_tpm_matrix_with_own_gene_column(tmp_path):
     V = np.array([[1.0, 0.0], [2.0, 4.0], [3.0, 8.0], [0.5, 0.25]])
     p = _gct(tmp_path / "tx.gct.gz", V)
     with pytest.raises(RavisoError, match="does not say whether it holds TPM or counts"):
-        import_matrix(p, tmp_path / "st", None)
-    st = Store(import_matrix(p, tmp_path / "st", "tpm"))
+        import_matrix(p, tmp_path / "st", units=None)
+    st = Store(import_matrix(p, tmp_path / "st", units="tpm"))
     np.testing.assert_allclose(st.numpy("gtex_isoform"), np.log2(V.T + 1), atol=1e-5)
     np.testing.assert_allclose(st.numpy("gtex_gene")[:, 1], np.log2(V[1] + V[2] + 1), atol=1e-5)
     assert st.meta("gtex_gene").sample_id.tolist() == ["GTEX-0-0001", "GTEX-1-0001"]
@@ -312,7 +312,7 @@ def test_counts_matrix_to_cpm_with_sheet_labels(tmp_path):
         f"{t}\t{g}\t" + "\t".join(str(v) for v in row) + "\n" for t, g, row in zip(TX, GENE, V))
     p = _write(tmp_path / "m.tsv", text)
     sh = _write(tmp_path / "labels.csv", "SampleID,Tissue,donor\nC,t1,d1\nA,t2,d2\n")
-    st = Store(import_matrix(p, tmp_path / "st", "counts", samplesheet=sh, label="tissue",
+    st = Store(import_matrix(p, tmp_path / "st", units="counts", samplesheet=sh, label="tissue",
                              tx_col="TargetID", gene_col="Gene_Symbol"))
     assert st.manifest["units"] == "log2(CPM+1)"
     meta = st.meta("gtex_isoform")
@@ -321,7 +321,7 @@ def test_counts_matrix_to_cpm_with_sheet_labels(tmp_path):
     np.testing.assert_allclose(st.numpy("gtex_isoform"), np.log2(cpm.T + 1), rtol=1e-5)
     bad = _write(tmp_path / "bad.csv", "sample\nA\nZ\n")
     with pytest.raises(RavisoError, match="bad.csv: 1 samples of the sheet are not columns.*Z"):
-        import_matrix(p, tmp_path / "st2", "counts", samplesheet=bad, tx_col="TargetID",
+        import_matrix(p, tmp_path / "st2", units="counts", samplesheet=bad, tx_col="TargetID",
                       gene_col="Gene_Symbol")
 
 

@@ -58,18 +58,18 @@ def test_files_from_different_indexes_are_refused_with_counts(tmp_path):
 def test_matrix_import_derives_gtex_donors_and_takes_a_donor_column(tmp_path):
     V = np.arange(1, 4 * 10 + 1, dtype=float).reshape(4, 10)
     p = _gct(tmp_path / "tx.gct.gz", V)        # samples GTEX-<k>-0001
-    st = Store(import_matrix(p, tmp_path / "st", "tpm"))
+    st = Store(import_matrix(p, tmp_path / "st", units="tpm"))
     assert st.meta("gtex_gene").donor.tolist() == [f"GTEX-{k}" for k in range(10)]
     sh = _write(tmp_path / "labels.tsv", "sample\ttissue\n" + "".join(
         f"GTEX-{k}-0001\tt{k % 2}\n" for k in range(10)))
-    st2 = Store(import_matrix(p, tmp_path / "st2", "tpm", samplesheet=sh))
+    st2 = Store(import_matrix(p, tmp_path / "st2", units="tpm", samplesheet=sh))
     meta = st2.meta("gtex_isoform")
     assert meta.donor.tolist() == [f"GTEX-{k}" for k in range(10)]
     folds = make_folds(meta.tissue.to_numpy(), meta.donor.to_numpy(), k=2)
     assert folds.grouped_by == "donor"
     sh3 = _write(tmp_path / "labels3.tsv", "sample\ttissue\tdonor\n" + "".join(
         f"GTEX-{k}-0001\tt{k % 2}\tD{k // 2}\n" for k in range(10)))
-    st3 = Store(import_matrix(p, tmp_path / "st3", "tpm", samplesheet=sh3))
+    st3 = Store(import_matrix(p, tmp_path / "st3", units="tpm", samplesheet=sh3))
     assert st3.meta("gtex_gene").donor.tolist() == [f"D{k // 2}" for k in range(10)]
 
 
@@ -81,8 +81,9 @@ def test_sheet_superset_is_an_error_unless_intersect(tmp_path, capsys):
         f"GTEX-{k}-0001\tt\n" for k in range(7)))
     with pytest.raises(RavisoError, match=r"4 samples of the sheet are not columns.*"
                                           r"--sample-set intersect"):
-        import_matrix(p, tmp_path / "st", "tpm", samplesheet=sh)
-    st = Store(import_matrix(p, tmp_path / "st", "tpm", samplesheet=sh, sample_set="intersect"))
+        import_matrix(p, tmp_path / "st", units="tpm", samplesheet=sh)
+    st = Store(import_matrix(p, tmp_path / "st", units="tpm", samplesheet=sh,
+                             sample_set="intersect"))
     assert st.n_rows("gtex_gene") == 3
     err = capsys.readouterr().err
     assert "4 of 7 samples of the sheet are not in the matrix" in err

@@ -14,7 +14,7 @@ from raviso.data.folds import small_data_folds
 
 def test_geuvadis_chr19_imports_with_right_shapes(realdata, tmp_path, capsys):
     src = realdata / "geuvadis_chr19" / "TrQuantCount_CEU_chr19.tsv.gz"
-    st = Store(import_matrix(src, tmp_path / "geu", "counts", tx_col="TargetID",
+    st = Store(import_matrix(src, tmp_path / "geu", units="counts", tx_col="TargetID",
                              gene_col="Gene_Symbol", as_compendium=True))
     assert "log2(CPM+1)" in capsys.readouterr().err       # the loud flag
     assert (st.n_rows("gtex_gene"), len(st.genes)) == (91, 1939)
@@ -51,7 +51,7 @@ def test_gtex_transcript_gct_with_tissue_sheet(realdata, tmp_path):
     with gzip.open(realdata / "gtex_v8_hk1" / "gtex_meta.tsv.gz", "rt") as f, open(sheet, "w") as o:
         o.write(f.readline())
         o.writelines(line for line in f if line.split("\t")[0] in keep)
-    st = Store(import_matrix(src, tmp_path / "hk1", "tpm", samplesheet=sheet, label="Tissue"))
+    st = Store(import_matrix(src, tmp_path / "hk1", units="tpm", samplesheet=sheet, label="Tissue"))
     assert (st.n_rows("gtex_isoform"), len(st.isoforms), len(st.genes)) == (300, 17, 1)
     assert st.genes == ["ENSG00000156515.21"] and st.manifest["units"] == "log2(TPM+1)"
     meta = st.meta("gtex_gene")
@@ -74,8 +74,8 @@ def test_gtex_gct_with_the_whole_annotation_table(realdata, tmp_path, capsys):
     sheet = tmp_path / "meta.tsv"
     sheet.write_bytes(gzip.decompress(meta.read_bytes()))
     with pytest.raises(RavisoError, match=r"5569 samples of the sheet are not columns"):
-        import_matrix(src, tmp_path / "st", "tpm", samplesheet=sheet, label="Tissue")
-    st = Store(import_matrix(src, tmp_path / "st", "tpm", samplesheet=sheet, label="Tissue",
+        import_matrix(src, tmp_path / "st", units="tpm", samplesheet=sheet, label="Tissue")
+    st = Store(import_matrix(src, tmp_path / "st", units="tpm", samplesheet=sheet, label="Tissue",
                              sample_set="intersect", quiet=True))
     assert "5569 of 22951 samples of the sheet are not in the matrix" in capsys.readouterr().err
     m = st.meta("gtex_gene")

@@ -20,7 +20,7 @@ def tiny(tmp_path_factory):
     from raviso.synth.generate import generate
 
     root = tmp_path_factory.mktemp("tiny")
-    generate(root / "src", "tiny", seed=1, heldout=False)
+    generate(root / "src", preset="tiny", seed=1, heldout=False)
     convert(root / "store", root / "src", checksum=False)
     return Labelled.from_store(Store(root / "store"))
 

@@ -25,7 +25,7 @@ def shift(tmp_path_factory):
     from raviso.synth.generate import generate
 
     root = tmp_path_factory.mktemp("shift")
-    generate(root / "synth", "tiny", seed=0, heldout=False)
+    generate(root / "synth", preset="tiny", seed=0, heldout=False)
     convert(root / "store", root / "synth")
     _, data = load_labelled(root / "store", {})
     train_rows, test_rows, tissue_rows = sh.split(data, 0)

@@ -26,7 +26,7 @@ def model(tmp_path_factory):
     root = tmp_path_factory.mktemp("outputs")
     store, d = write_tiny_store(root / "store")
     st, data = load_labelled(store, {})
-    folds = repeated_folds(data.tissue, data.donor, k=3, seed=0)
+    folds = repeated_folds(data.tissue, data.donor, k=3, seed=0, repeats=1)
     oof = {}
     for f in range(3):
         acc = OofAccumulator()
@@ -145,7 +145,7 @@ def test_interval_needs_a_model_with_out_of_fold_residuals(model, tmp_path):
     with pytest.raises(RavisoError, match="--cv-folds 0"):
         predict_file(root / "plain", src, tmp_path / "x.h5ad", interval=0.9, quiet=True)
     assert not (tmp_path / "x.h5ad").exists()
-    with pytest.raises(RavisoError, match="--interval"):
+    with pytest.raises(RavisoError, match="interval must be a level in"):
         predict_file(root / "model", src, tmp_path / "x.h5ad", interval=1.5, quiet=True)
     with pytest.raises(RavisoError, match="--units"):
         predict_file(root / "model", src, tmp_path / "x.h5ad", units="fpkm", quiet=True)

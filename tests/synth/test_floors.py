@@ -29,7 +29,7 @@ def store(tmp_path_factory):
     from raviso.io.convert import convert
 
     root = tmp_path_factory.mktemp("floors")
-    info = generate(root / "synth", PRESET, seed=SEED)
+    info = generate(root / "synth", preset=PRESET, seed=SEED)
     convert(root / "store", root / "synth")
     return root, info
 
@@ -81,7 +81,7 @@ def test_heldout_file_leaves_the_observed_data_unchanged(tmp_path, store):
     import h5py
 
     root, _ = store
-    generate(tmp_path / "plain", PRESET, seed=SEED, heldout=False)
+    generate(tmp_path / "plain", preset=PRESET, seed=SEED, heldout=False)
     assert not (tmp_path / "plain" / "truth_heldout_isoform_expression_norm_transposed.hdf5"
                 ).exists()
     for stem in ("gtex_isoform", "truth_isoform", "gtex_gene", "archs4_gene"):

@@ -115,14 +115,14 @@ def test_genes_quantified_separately():
 
 
 def test_generate_records_structure_and_refuses_it_for_switch(tmp_path):
-    info = generate(tmp_path / "s", "tiny", seed=0, workers=1, heldout=False,
+    info = generate(tmp_path / "s", preset="tiny", seed=0, workers=1, heldout=False,
                     structure="compendium_only=5,spectrum=1,n_programs=16")
     assert info["structure"] == {"n_programs": 16, "spectrum": 1.0, "compendium_only": 5}
     assert info["tissues"]["n"] < len(names.TISSUES)
     assert json.loads((tmp_path / "s" / "synth.json").read_text())["structure"] == \
         info["structure"]
     with pytest.raises(RavisoError, match="share family only"):
-        generate(tmp_path / "w", "tiny", family="switch", structure="gene_extra=0.5")
+        generate(tmp_path / "w", preset="tiny", family="switch", structure="gene_extra=0.5")
     with pytest.raises(RavisoError, match="bad structure option"):
         parse_structure("programs=3")
     with pytest.raises(RavisoError, match="n_weak"):

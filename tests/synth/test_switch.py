@@ -80,14 +80,15 @@ def read(out, kind: str):
 @pytest.fixture(scope="module")
 def sw(tmp_path_factory):
     out = tmp_path_factory.mktemp("switch") / "synth"
-    info = generate(out, "tiny", seed=0, family="switch", workers=1)
+    info = generate(out, preset="tiny", seed=0, family="switch", workers=1)
     return out, info
 
 
 def test_default_family_is_bit_identical(tmp_path):
-    generate(tmp_path / "s", "tiny", seed=0, workers=1)
+    generate(tmp_path / "s", preset="tiny", seed=0, workers=1)
     assert same_world(fingerprint(tmp_path / "s"), SHARE_TINY_SEED0)
-    generate(tmp_path / "f", "tiny", seed=0, workers=1, family="share", gene_from="independent")
+    generate(tmp_path / "f", preset="tiny", seed=0, workers=1, family="share",
+             gene_from="independent")
     assert fingerprint(tmp_path / "f") == fingerprint(tmp_path / "s")   # same machine: exact
 
 
@@ -160,9 +161,9 @@ def test_gene_only_and_tissue_baselines_stay_well_above_the_floor(sw, tmp_path):
 
 def test_unknown_family_or_gene_source_fails_before_writing(tmp_path):
     with pytest.raises(RavisoError, match="family"):
-        generate(tmp_path / "a", "tiny", family="splice")
+        generate(tmp_path / "a", preset="tiny", family="splice")
     with pytest.raises(RavisoError, match="gene_from"):
-        generate(tmp_path / "b", "tiny", family="switch", gene_from="sums")
+        generate(tmp_path / "b", preset="tiny", family="switch", gene_from="sums")
     assert not any(tmp_path.iterdir())
 
 

@@ -34,7 +34,7 @@ def read_h5(path: Path) -> dict:
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory) -> tuple[Path, dict]:
     out = tmp_path_factory.mktemp("synth") / "tiny"
-    info = generate(out, "tiny", seed=0)
+    info = generate(out, preset="tiny", seed=0)
     return out, info
 
 
@@ -218,9 +218,9 @@ def test_genes_are_a_nonlinear_function_of_a_low_dimensional_state():
 
 
 def test_same_seed_same_files_whatever_the_threads(tmp_path):
-    a = generate(tmp_path / "a", MINI, seed=3, workers=1)
-    b = generate(tmp_path / "b", MINI, seed=3, workers=3)
-    c = generate(tmp_path / "c", MINI, seed=4)
+    a = generate(tmp_path / "a", preset=MINI, seed=3, workers=1)
+    b = generate(tmp_path / "b", preset=MINI, seed=3, workers=3)
+    c = generate(tmp_path / "c", preset=MINI, seed=4)
     for stem in STEMS.values():
         fa, fb, fc = (read_h5(tmp_path / d / f"{stem}.hdf5") for d in "abc")
         for k in fa:
@@ -233,8 +233,8 @@ def test_same_seed_same_files_whatever_the_threads(tmp_path):
 
 
 def test_tsv_variant_holds_the_same_values(tmp_path):
-    generate(tmp_path / "h", MINI, seed=5, fmt="hdf5")
-    generate(tmp_path / "t", MINI, seed=5, fmt="tsv")
+    generate(tmp_path / "h", preset=MINI, seed=5, fmt="hdf5")
+    generate(tmp_path / "t", preset=MINI, seed=5, fmt="tsv")
     for stem in STEMS.values():
         h = read_h5(tmp_path / "h" / f"{stem}.hdf5")
         t = pd.read_csv(tmp_path / "t" / f"{stem}.tsv.gz", sep="\t")
@@ -246,21 +246,21 @@ def test_tsv_variant_holds_the_same_values(tmp_path):
 
 def test_bad_requests_fail_cleanly_and_leave_nothing(tmp_path, monkeypatch):
     with pytest.raises(RavisoError, match="unknown preset"):
-        generate(tmp_path / "x", "huge")
+        generate(tmp_path / "x", preset="huge")
     with pytest.raises(RavisoError, match="unknown format"):
-        generate(tmp_path / "x", MINI, fmt="csv")
+        generate(tmp_path / "x", preset=MINI, fmt="csv")
     with pytest.raises(RavisoError, match="invalid synthetic shapes"):
         Preset("bad", 10, 10, 20, 10)
-    generate(tmp_path / "x", MINI)
+    generate(tmp_path / "x", preset=MINI)
     with pytest.raises(RavisoError, match="already exists"):
-        generate(tmp_path / "x", MINI)
+        generate(tmp_path / "x", preset=MINI)
 
     def broken(*args):
         raise RuntimeError("disk full")
 
     monkeypatch.setattr(synth_model, "gtex_block", broken)  # fail half-way through writing
     with pytest.raises(RuntimeError):
-        generate(tmp_path / "y", MINI)
+        generate(tmp_path / "y", preset=MINI)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x"]
 
 

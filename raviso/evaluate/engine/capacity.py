@@ -41,13 +41,14 @@ def total_memory_bytes() -> int:
     return int(__import__("os").sysconf("SC_PAGE_SIZE") * __import__("os").sysconf("SC_PHYS_PAGES"))
 
 
-def cpus_by_memory(variants, n_train: int, n_genes: int, n_isoforms: int, shared_bytes: int,
-                   node_cpus: int, cpus_per_trial: float = 1, total_bytes: int | None = None,
-                   fraction: float = MEMORY_FRACTION) -> tuple[dict, dict]:
+def cpus_by_memory(variants, n_train: int, n_genes: int, n_isoforms: int, *, shared_bytes: int,
+                   node_cpus: int, cpus_per_trial: float,
+                   total_bytes: int | None = None) -> tuple[dict, dict]:
     """CPUs each variant's trials ask Ray for, so that any mix of trials Ray packs onto a node fits
     that node's memory budget ({variant: cpus}, the inputs for results.json).
 
-    Every CPU of a node carries an equal slice of the budget (`fraction` of RAM less the shared
+    Every CPU of a node carries an equal slice of the budget (`MEMORY_FRACTION` of RAM less the
+    shared
     mapped matrices); a trial asks for as many CPUs as its estimated footprint needs slices (whole
     CPUs above one: Ray's rule for resource quantities), at least `cpus_per_trial`, at most the
     node's CPUs. Ray's CPU accounting then bounds the memory of whatever runs together: a node's
@@ -59,7 +60,7 @@ def cpus_by_memory(variants, n_train: int, n_genes: int, n_isoforms: int, shared
     import math
 
     total = total_memory_bytes() if total_bytes is None else int(total_bytes)
-    budget = fraction * total - shared_bytes
+    budget = MEMORY_FRACTION * total - shared_bytes
     node_cpus = max(1, int(node_cpus))
     per_cpu = budget / node_cpus
     most = max(float(node_cpus), float(cpus_per_trial))

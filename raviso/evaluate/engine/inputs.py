@@ -164,11 +164,13 @@ def attach_latents(data: Labelled, store: Store, runs: dict[str, str]) -> None:
         data.encoders[name] = partial(load_run, run_path)
 
 
-def load_labelled(store, runs: dict[str, str], target_dtype: str = "auto"
+def load_labelled(store, runs: dict[str, str], target_dtype: str | None = None
                   ) -> tuple[Store, Labelled]:
     """The store's labelled set, its matrices memory-mapped (`raviso.data.mapped`: one copy per
-    machine, shared by every trial, pickled as an address), with the latents `runs` provide."""
+    machine, shared by every trial, pickled as an address), with the latents `runs` provide.
+    `target_dtype`: cv/fit --target-dtype (None: `Labelled.from_store`'s)."""
     st = store if isinstance(store, Store) else Store(store)
-    data = Labelled.from_store(st, mapped=True, target_dtype=target_dtype)
+    data = Labelled.from_store(st, mapped=True, **({"target_dtype": target_dtype}
+                                                   if target_dtype is not None else {}))
     attach_latents(data, st, runs)
     return st, data

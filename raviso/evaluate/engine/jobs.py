@@ -16,6 +16,7 @@ import json
 import os
 import shutil
 import tempfile
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -121,3 +122,25 @@ def collect_batch(result, recoveries: dict, keys, trials: list, errors: dict, oo
             row.update({k: m[k] for k in keys if k in m})
             errors[(fold, v)] = np.load(os.path.join(part, ERRORS_FILE))
             oof[(fold, v)] = load_trial(part)
+
+
+@dataclass(frozen=True)
+class TrialGrid:
+    """The trials of a CV: the variants (in column order), the options each is made with, and
+    more trial config (a tuned column's per-fold options, test faults)."""
+
+    variants: list
+    options: dict = field(default_factory=dict)
+    extra: dict = field(default_factory=dict)
+
+
+def trial_options(variant_options, epochs, seed: int, gpus_per_trial: float) -> dict:
+    """The options every trial's variant is made with: the user's, then --epochs, the seed and,
+    with GPUs per trial, the cuda device."""
+    options = dict(variant_options or {})
+    if epochs is not None:
+        options["epochs"] = int(epochs)
+    options.setdefault("seed", seed)
+    if gpus_per_trial:
+        options.setdefault("device", "cuda")
+    return options

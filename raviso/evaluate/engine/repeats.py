@@ -87,7 +87,7 @@ def partition_key(fold: np.ndarray) -> bytes:
     return rank[np.searchsorted(labels, fold)].tobytes()
 
 
-def repeated_folds(tissue, donor=None, k: int = 5, seed: int = 0, repeats: int = 1,
+def repeated_folds(tissue, donor=None, *, k: int, seed: int, repeats: int,
                    **kw) -> Folds | RepeatedFolds:
     """`make_folds` with fold seeds seed, seed+1, ... until R distinct partitions (or
     `MAX_SEEDS` x R seeds) are found; R = 1 returns the plain plan."""

@@ -21,6 +21,7 @@ from .sections import Section, Where, floors_section, header_section, paper_sect
 from .tables import (breakdown_section, curves_section, metrics_section, table1_section,
     tissue_section)
 from .verdict import leaderboard_section
+from ..config import ReportConfig
 from ..results import read_results
 
 REPORT = "report.md"
@@ -66,8 +67,10 @@ def has_curves(run_dir) -> bool:
         return False
 
 
-def write_report(cv_dir, pretrain=None) -> Path:
-    """Write report.md, table1.csv and the plots into `cv_dir`; return report.md's path."""
+def write_report(cv_dir, cfg: ReportConfig | None = None, **options) -> Path:
+    """Write report.md, table1.csv and the plots into `cv_dir`; return report.md's path.
+    `options`: ReportConfig's fields as keywords."""
+    pretrain = ReportConfig.build(cfg, **options).pretrain
     cv_dir = Path(cv_dir)
     doc = read_results(cv_dir)
     if pretrain is not None and not Path(pretrain).is_dir():

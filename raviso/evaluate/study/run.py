@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ...core.atomic import atomic_dir, check_writable_target
-from ...core.config import StageConfig, address_option, option, overwrite_option
+from ...core.config import (StageConfig, address_option, option, overwrite_option,
+                             pretrained_ae_option, pretrained_option, seed_option)
 from ...core.errors import RavisoError
 from ..config import CvConfig
 
@@ -32,8 +33,8 @@ def _floats(text: str) -> list[float]:
 
 @dataclass(frozen=True)
 class StudyConfig(StageConfig):
-    pretrained: Path | None = option(None, "VAE run (context 'vae').")
-    pretrained_ae: Path | None = option(None, "Autoencoder (beta=0) run (context 'ae').")
+    pretrained: Path | None = pretrained_option("VAE run (context 'vae').")
+    pretrained_ae: Path | None = pretrained_ae_option("Autoencoder (beta=0) run (context 'ae').")
     fractions: str = option("0.02,0.05,0.1,0.25,1", "Labelled sizes: fractions of each fold's "
                             "training donors.", check=lambda v: bool(_floats(v)) and all(
                                 0 < f <= 1 for f in _floats(v)),
@@ -60,7 +61,7 @@ class StudyConfig(StageConfig):
     epochs: int | None = option(30, "Epoch bound of the neural variants.")
     compact: bool = option(False, "A short study: fractions 0.05 and 1, contexts pca and vae, "
                            "no paper FFNNs.")
-    seed: int = option(0, "Seed of the folds, the donor subsets and every trial.")
+    seed: int = seed_option("Seed of the folds, the donor subsets and every trial.")
     num_cpus: int | None = option(None, cli=False)
     address: str | None = address_option()
     overwrite: bool = overwrite_option()

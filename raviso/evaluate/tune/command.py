@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ..config import TuneConfig
-from .search import search, write_search
+from .search import SearchRun, search, write_search
 
 
 def tune_store(store, out, cfg: TuneConfig | None = None, *, progress=print,
@@ -36,7 +36,7 @@ def tune_store(store, out, cfg: TuneConfig | None = None, *, progress=print,
     base = {"seed": cfg.seed, **({"device": "cuda"} if cfg.gpus_per_trial else {})}
     with atomic_dir(out, overwrite=cfg.overwrite) as tmp:
         outcome = search(data, np.arange(data.n), space, cfg,
-                         storage=cfg.storage or Path(tmp) / "tune", base_options=base,
+                         SearchRun(cfg.storage or Path(tmp) / "tune"), base_options=base,
                          progress=progress)
         outcome.best["search"].update(store=st.uri, pretrained=runs or None)
         write_search(tmp, outcome)

@@ -84,7 +84,7 @@ def nested_plan(data, folds, variants, cfg, out_dir, storage, *, base_options: d
                 progress=None) -> Plan:
     """Search every tunable variant inside every outer fold; write each search's best.json,
     trials.parquet and search.png to ``out_dir/tuning/fold<i>_<variant>/``."""
-    from .search import search, write_search
+    from .search import SearchRun, search, write_search
 
     tunable = [v for v in variants if v in default_spaces()]
     if not tunable:
@@ -98,9 +98,9 @@ def nested_plan(data, folds, variants, cfg, out_dir, storage, *, base_options: d
             train, _ = folds.split(f)
             if progress:
                 progress(f"outer fold {f}: tuning {v} on its {len(train)} training rows")
-            out = search(data, train, space, inner_search_config(cfg, v, f), storage=storage,
-                         base_options=base_options, name=f"search-fold{f}-{v}",
-                         progress=progress)
+            out = search(data, train, space, inner_search_config(cfg, v, f),
+                         SearchRun(storage, name=f"search-fold{f}-{v}"),
+                         base_options=base_options, progress=progress)
             where = Path(out_dir) / "tuning" / f"fold{f}_{v}"
             where.mkdir(parents=True)
             write_search(where, out)

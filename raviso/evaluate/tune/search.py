@@ -21,16 +21,16 @@ METRIC = "best_val_mse"
 
 
 # -- the unit of work (no Ray) ------------------------------------------------------------------
-def inner_splits(data, rows, k: int = 3, seed: int = 0, group_by: str = "donor",
-                 scheme: str = "kfold") -> list[tuple[np.ndarray, np.ndarray]]:
-    """k (train, val) splits of `rows` only (labelled-row indices), donor-grouped and stratified
-    by tissue as the outer folds are; no other row is looked at."""
+def inner_splits(data, rows, cfg: TuneConfig) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``cfg.inner_folds`` (train, val) splits of `rows` only (labelled-row indices), donor-grouped
+    and stratified by tissue as the outer folds are (`cfg`'s seed, group_by, fold_scheme); no
+    other row is looked at."""
     from ...data import make_folds
 
     rows = np.asarray(rows, np.int64)
     donor = None if data.donor is None else data.donor[rows]
-    f = make_folds(data.tissue[rows], donor, k=k, seed=seed, group_by=group_by,
-                   source="the training rows", scheme=scheme)
+    f = make_folds(data.tissue[rows], donor, k=cfg.inner_folds, seed=cfg.seed,
+                   group_by=cfg.group_by, source="the training rows", scheme=cfg.fold_scheme)
     return [(rows[f.fold != i], rows[f.fold == i]) for i in range(f.k)]
 
 
@@ -77,8 +77,8 @@ def _curve_summary(curve: list[float]) -> dict:
 
 
 # -- the Tune trainable -------------------------------------------------------------------------
-def _search_trial(config: dict, data=None, splits=None, variant: str = "", base: dict = None,
-                  run: dict = None) -> None:
+def _search_trial(config: dict, data=None, splits=None, variant: str | None = None,
+                  base: dict = None, run: dict = None) -> None:
     """One config: train the inner folds in lockstep, report every epoch, checkpoint."""
     import torch
     from ray import tune
@@ -157,16 +157,25 @@ def _scheduler(kind: str, max_epochs: int, grace: int | None):
             f"asha (grace {min(grace, max_epochs)} epochs, reduction 3, max {max_epochs})")
 
 
-def search(data, rows, space: dict, cfg: TuneConfig, *, storage, base_options=None,
-           checkpoint_every: int = 5, name: str = "tune", progress=None) -> SearchOutcome:
+@dataclass(frozen=True)
+class SearchRun:
+    """Where one search runs on Tune: its storage, experiment name and how often (epochs) a
+    trial checkpoints."""
+
+    storage: object
+    name: str = "tune"
+    checkpoint_every: int = 5
+
+
+def search(data, rows, space: dict, cfg: TuneConfig, run: SearchRun, *, base_options=None,
+           progress=None) -> SearchOutcome:
     """Search `space` for `cfg.variant` on `rows` of `data` (on the connected Ray); see the module
     docstring. Returns the best config (as best.json) and one row per trial."""
     if cfg.trials < 1 and not has_grid(space):
         raise OptionError("trials", f"must be at least 1 (got {cfg.trials})")
-    splits = inner_splits(data, rows, cfg.inner_folds, cfg.seed, cfg.group_by, cfg.fold_scheme)
+    splits = inner_splits(data, rows, cfg)
     base, scheduler = _base_options(cfg, space, base_options)
-    tuner, how = _tuner(data, splits, space, cfg, base, scheduler, storage, checkpoint_every,
-                        name)
+    tuner, how = _tuner(data, splits, space, cfg, base, scheduler, run)
     if progress:
         progress(f"searching {cfg.variant} over {', '.join(space)}: {cfg.trials} trials, "
                  f"{len(splits)} inner folds of "
@@ -213,8 +222,8 @@ def _base_options(cfg: TuneConfig, space: dict, base_options) -> tuple[dict, str
     return {k: v for k, v in base.items() if k not in space}, scheduler
 
 
-def _tuner(data, splits, space: dict, cfg: TuneConfig, base: dict, scheduler: str, storage,
-           checkpoint_every: int, name: str):
+def _tuner(data, splits, space: dict, cfg: TuneConfig, base: dict, scheduler: str,
+           where: SearchRun):
     """(the Tuner, {algorithm, scheduler, max_concurrent_trials} as reported)."""
     from ray import tune
 
@@ -223,19 +232,20 @@ def _tuner(data, splits, space: dict, cfg: TuneConfig, base: dict, scheduler: st
     algo, algo_name = _searcher(space, cfg.trials, cfg.seed)
     sched, sched_name = _scheduler(scheduler, cfg.max_epochs, cfg.grace)
     slots = trial_slots(cfg.cpus_per_trial, cfg.gpus_per_trial)
-    run = {"threads": max(1, int(cfg.cpus_per_trial)), "checkpoint_every": int(checkpoint_every),
-           **fault_config()}
+    run = {"threads": max(1, int(cfg.cpus_per_trial)),
+           "checkpoint_every": int(where.checkpoint_every), **fault_config()}
     res = {"cpu": cfg.cpus_per_trial,
            **({"gpu": cfg.gpus_per_trial} if cfg.gpus_per_trial else {})}
     trainable = tune.with_resources(tune.with_parameters(
         _search_trial, data=data, splits=splits, variant=cfg.variant, base=base, run=run), res)
-    storage = str(storage) if "://" in str(storage) else str(Path(storage).absolute())
+    storage = (str(where.storage) if "://" in str(where.storage)
+               else str(Path(where.storage).absolute()))
     tuner = tune.Tuner(
         trainable, param_space=tune_domains(space),
         tune_config=tune.TuneConfig(metric=METRIC, mode="min", search_alg=algo, scheduler=sched,
                                     num_samples=1 if has_grid(space) else int(cfg.trials),
                                     max_concurrent_trials=slots, reuse_actors=True),
-        run_config=tune.RunConfig(name=name, verbose=0, storage_path=storage,
+        run_config=tune.RunConfig(name=where.name, verbose=0, storage_path=storage,
                                   failure_config=tune.FailureConfig(
                                       max_failures=cfg.max_failures),
                                   checkpoint_config=tune.CheckpointConfig(num_to_keep=1)))
