@@ -1,4 +1,4 @@
-"""Shared fixtures. One local Ray session for the whole test run (start-up costs seconds)."""
+"""Shared fixtures. One local Ray session per test process (start-up costs seconds)."""
 
 from __future__ import annotations
 
@@ -71,8 +71,10 @@ def pytest_xdist_make_scheduler(config, log):
 def pytest_collection_modifyitems(items):
     """Every test that uses the shared Ray session is a `ray` test (`pytest -m "not ray"` skips
     them); tests that start Ray another way carry the marker themselves. `multinode` tests run
-    last: their cluster replaces the shared session in this process."""
+    last: their cluster replaces the shared session in this process. They live in
+    tests/multinode, which the two-process run schedules as one unit (above)."""
     for item in items:
         if "ray_session" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.ray)
-    items.sort(key=lambda item: item.get_closest_marker("multinode") is not None)
+    items.sort(key=lambda item: item.get_closest_marker("multinode") is not None
+               or "multinode" in item.path.parent.parts)
