@@ -1,4 +1,4 @@
-"""Shared fixtures. One local Ray session for the whole test run (start-up costs seconds)."""
+"""Shared fixtures. One local Ray session per test process (start-up costs seconds)."""
 
 from __future__ import annotations
 
@@ -51,11 +51,30 @@ def one_torch_thread():
     torch.set_num_threads(before)
 
 
+@pytest.hookimpl(optionalhook=True)           # a hook of pytest-xdist (the test extra)
+def pytest_xdist_make_scheduler(config, log):
+    """`./dev test` runs the suite in two processes (pytest-xdist, `-n 2`), each with its own Ray
+    session: whole modules go to one process each (module fixtures are built once), in collection
+    order, and every `multinode` test goes to the same process after all of its other tests (their
+    cluster replaces that process's session; a second cluster would double the load)."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ModuleScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return "tests/multinode" if "/multinode/" in f"/{module}" else module
+
+    config.option.loadscopereorder = False       # keep the order below: multinode last
+    return ModuleScheduling(config, log)
+
+
 def pytest_collection_modifyitems(items):
     """Every test that uses the shared Ray session is a `ray` test (`pytest -m "not ray"` skips
     them); tests that start Ray another way carry the marker themselves. `multinode` tests run
-    last: their cluster replaces the shared session in this process."""
+    last: their cluster replaces the shared session in this process. They live in
+    tests/multinode, which the two-process run schedules as one unit (above)."""
     for item in items:
         if "ray_session" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.ray)
-    items.sort(key=lambda item: item.get_closest_marker("multinode") is not None)
+    items.sort(key=lambda item: item.get_closest_marker("multinode") is not None
+               or "multinode" in item.path.parent.parts)

@@ -152,10 +152,9 @@ ARTEFACTS = {
 }
 
 
-@pytest.mark.parametrize("how", DAMAGES)
 @pytest.mark.parametrize("artefact", sorted(ARTEFACTS))
-def test_every_damaged_file_is_named_or_harmless(artefact, how, built, tmp_path, capsys,
-                                                 monkeypatch):
+def test_every_damaged_file_is_named_or_harmless(artefact, built, tmp_path, capsys, monkeypatch):
+    """Every file of `artefact`, each way of DAMAGES, against one run of its intact readers."""
     sub, make = ARTEFACTS[artefact]
     art, readers = built / sub, make(built)
     intact = tmp_path / "intact"
@@ -168,10 +167,12 @@ def test_every_damaged_file_is_named_or_harmless(artefact, how, built, tmp_path,
     files = files_of(art)
     assert files, art
     problems = []
-    for rel in files:
-        problems += check_case(art, rel, how, readers, tmp_path, expected, capsys, monkeypatch)
-    print(f"{artefact} x {how}: {len(files)} files")
-    assert not problems, f"{len(problems)} of {len(files)} files:\n" + "\n".join(problems)
+    for how in DAMAGES:
+        for rel in files:
+            problems += check_case(art, rel, how, readers, tmp_path, expected, capsys, monkeypatch)
+    print(f"{artefact} x {DAMAGES}: {len(files)} files")
+    assert not problems, (f"{len(problems)} of {len(files)} files x {len(DAMAGES)} damages:\n"
+                          + "\n".join(problems))
 
 
 def test_predict_without_interval_needs_no_reliability(built, tmp_path, capsys, monkeypatch):
