@@ -32,6 +32,8 @@ class Labelled:
     floor_heldout: np.ndarray | None = None
     # where genes/isoforms/truth are memory-mapped from (`raviso.data.mapped`), or None
     mapped: object | None = None
+    # name -> a loader of the pretrained RUN behind that latent (what a fine-tuned context reads)
+    encoders: dict = field(default_factory=dict)
 
     def __getstate__(self):
         """Mapped matrices pickle as the cache's address (kilobytes, not gigabytes): every

@@ -11,10 +11,11 @@ full-size margin is kept at no extra cost. What it chose and the inner-CV figure
 are in ``selection_`` (saved in MODEL's model.json and printed by `raviso fit`).
 
 Given a pretrained run (`fit`/`cv --pretrained`: the labelled set then carries its latent),
-share_net with that latent as its context (``share_net[context=vae]``) is one more candidate: below
-``select_below`` it joins the blend; from ``select_below`` up the same inner CV chooses ONE context
-for share_net (PCA or the latent), since pretraining pays on some data and not on other
-(docs/pretraining.md). Without a latent nothing changes.
+share_net with that latent as its context (``share_net[context=vae]``) and, for the VAE run, with
+its encoder fine-tuned (``share_net[context=finetune]``) are more candidates: below
+``select_below`` they join the blend; from ``select_below`` up the same inner CV chooses ONE
+context for share_net (PCA, the latent or the fine-tuned encoder), since pretraining pays on some
+data and not on other (docs/pretraining.md). Without a latent nothing changes.
 
 The variant factory (`raviso.models.variants`) gives it ``make(name, **options)`` and
 ``needs(name, **options)``; candidates that are not registered are skipped.
@@ -128,25 +129,29 @@ class Recommended:
         return out
 
     # -- fit / predict --------------------------------------------------------------------------
-    def latent_candidate(self, data: Labelled) -> str | None:
-        """``share_net[context=<latent>]`` when that latent is attached to `data`, else None."""
+    def latent_candidates(self, data: Labelled) -> list[str]:
+        """``share_net[context=<latent>]`` when that latent is attached to `data`, and
+        ``share_net[context=finetune]`` when the VAE run's encoder is too."""
         key = self.latent_context
-        if key and key in (getattr(data, "latent", None) or {}) and "share_net" in self.candidates:
-            return f"share_net[context={key}]"
-        return None
+        if not (key and key in (getattr(data, "latent", None) or {})
+                and "share_net" in self.candidates):
+            return []
+        tune = key == "vae" and key in (getattr(data, "encoders", None) or {})
+        return [f"share_net[context={key}]"] + (["share_net[context=finetune]"] if tune else [])
 
     def fit(self, data: Labelled, train_idx) -> "Recommended":
         rows = np.asarray(train_idx, np.int64)
         groups = donor_groups(data, rows)
         n_groups = len(np.unique(groups))
-        extra = self.latent_candidate(data)
+        extra = self.latent_candidates(data)
         cands = list(self.candidates)
         if extra:
-            cands.insert(cands.index("share_net") + 1, extra)
+            at = cands.index("share_net") + 1
+            cands[at:at] = extra
         base = {"n_train": int(len(rows)), "n_donors": int(n_groups),
                 "select_below": self.select_below, "candidates": cands}
         if extra and len(rows) >= self.select_below and n_groups >= 2:
-            self.selection_ = {**base, **self._select(data, rows, groups, ["share_net", extra],
+            self.selection_ = {**base, **self._select(data, rows, groups, ["share_net", *extra],
                                                       blend=False)}
         elif len(cands) == 1 or len(rows) >= self.select_below or n_groups < 2:
             chosen = cands[0]

@@ -71,6 +71,7 @@ def save_predictor(model, directory: Path) -> None:
 
 def load_predictor(directory: Path):
     from .context.ffnn_plus import FFNNPlus
+    from .context.finetune import FineTuneShareNet, is_finetune_model
     from .ffnn.regressors import FFNNRegressor
     from .context.share_io import is_share_model, load_share_model
     from .context.share_net import ShareNet
@@ -79,6 +80,8 @@ def load_predictor(directory: Path):
         from .variants import make_variant, variant_needs
 
         return Recommended.load(directory, make_variant, variant_needs, load_predictor)
+    if is_finetune_model(directory):
+        return FineTuneShareNet.load(directory)
     if is_share_model(directory):
         return load_share_model(directory, {c.variant_kind: c for c in (ShareNet, FFNNPlus)})
     return FFNNRegressor.load(directory)
@@ -129,6 +132,7 @@ def fit_model(data, variant: str, out, runs: dict[str, str] | None = None,
                 "isoform_gene": [data.gene_names[j] if j >= 0 else None
                                  for j in data.isoform_gene.tolist()],
                 "encoders": {name: encoder_dir(name) for name in latents},
+                "encoder_runs": {name: str(runs[name]) for name in latents},
                 "tissues": tissues,
                 "tissue_free": TISSUE_FREE_DIR if free is not None else None,
                 "selection": getattr(model, "selection_", None),

@@ -18,6 +18,7 @@ from .baselines.standard import (IsoformFractionBaseline, MeanBaseline, PCARidge
     TissueMeanBaseline)
 from .baselines.tissue import IsoformFractionTissueBaseline, PCATissueRidgeBaseline
 from .context.ffnn_plus import FFNNPlus
+from .context.finetune import FineTuneShareNet, context_factory
 from .vae.foldvae import FoldVAEFFNN
 from .context.features import context_latents, context_name
 from .context.recipe import RecipeOptions
@@ -48,12 +49,6 @@ def gene_ffnn(hidden=(256, 32), **opts) -> FFNNRegressor:
 
 def pca_ffnn(n_components: int = 256, hidden=(32,), **opts) -> FFNNRegressor:
     return FFNNRegressor("pca_ffnn", "genes", hidden=hidden, n_components=n_components, **opts)
-
-
-def _context_model(cls):
-    def factory(context: str = "pca", latent: str | None = None, **opts):
-        return cls(context=context_name(context, latent), **opts)
-    return factory
 
 
 def isoform_fraction():
@@ -145,12 +140,13 @@ SPECS: tuple[VariantSpec, ...] = (
                 space={**LATENT_FFNN_SPACE, "latent_dim": {"choice": [16, 32, 64]},
                        "beta": {"uniform": [0.0, 1.0]},
                        "vae_lr": {"loguniform": [3e-4, 3e-3]}}),
-    VariantSpec("share_net", _context_model(ShareNet), "model",
-                "gene x a softmax share per isoform on a context (PCA, latent, tissue) "
-                "+ a linear residual", default=True, isoform_bytes=8_200, space=CONTEXT_SPACE,
-                forwards=(ShareNet, RecipeOptions),
+    VariantSpec("share_net", context_factory(ShareNet, FineTuneShareNet), "model",
+                "gene x a softmax share per isoform on a context (PCA, latent, tissue, "
+                "the fine-tuned encoder) + a linear residual", default=True,
+                isoform_bytes=8_200, space=CONTEXT_SPACE,
+                forwards=(ShareNet, RecipeOptions, FineTuneShareNet),
                 **_CONTEXT),
-    VariantSpec("ffnn_plus", _context_model(FFNNPlus), "model",
+    VariantSpec("ffnn_plus", context_factory(FFNNPlus), "model",
                 "wide skip-connected FFNN on share_net's context and recipe", default=True,
                 isoform_bytes=10_400, space={**CONTEXT_SPACE,
                                              "hidden": {"choice": [128, 256, 512]}},
@@ -158,7 +154,8 @@ SPECS: tuple[VariantSpec, ...] = (
     VariantSpec("recommended", recommended, "model",
                 "share_net; below select_below training samples the best convex blend of it and "
                 "the strongest baselines by inner donor-grouped CV", needs=_recommended_needs,
-                isoform_bytes=8_200, forwards=(_context_model(ShareNet), ShareNet, RecipeOptions),
+                isoform_bytes=8_200,
+                forwards=(context_factory(ShareNet), ShareNet, RecipeOptions, FineTuneShareNet),
                 gene_copies=3.1, inner_split=True),
 )
 REGISTRY: dict[str, VariantSpec] = {s.name: s for s in SPECS}

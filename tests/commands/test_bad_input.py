@@ -151,6 +151,14 @@ def test_run_from_another_gene_set_is_refused_by_cv(data, other_run, capsys, mon
     assert not out.exists()
 
 
+def test_finetuned_context_without_a_pretrained_run(data, capsys, monkeypatch):
+    out = out_path(data, "finetune-cv")
+    result = run_cli(capsys, monkeypatch, "cv", data / "store", "--out", out, "--variants",
+                     "share_net[context=finetune]")
+    assert_one_line_error(result, "share_net[context=finetune]", "--pretrained RUN")
+    assert not out.exists()
+
+
 # -- folds and options ------------------------------------------------------------------------------
 def test_more_folds_than_samples_of_every_tissue(data, capsys, monkeypatch):
     out = out_path(data, "folds-cv")

@@ -184,8 +184,8 @@ def test_fit_and_cv_attach_the_latent_for_recommended_only_when_given(tmp_path):
 
 
 def test_fit_store_with_pretrained_records_the_choice_and_predicts(tmp_path, one_torch_thread):
-    """`raviso fit STORE --pretrained RUN` (no CV): the VAE-context share_net is among the
-    candidates in model.json's selection, the encoder is in MODEL exactly when a chosen part reads
+    """`raviso fit STORE --pretrained RUN` (no CV): the VAE-context and fine-tuned share_net are
+    among the candidates in model.json's selection, the encoder is in MODEL exactly when a chosen part reads
     it, fit prints the choice, and predict reproduces the fitted model through MODEL."""
     from cvdata import write_tiny_run, write_tiny_store
 
@@ -202,7 +202,8 @@ def test_fit_store_with_pretrained_records_the_choice_and_predicts(tmp_path, one
     sel = meta["selection"]
     assert "share_net[context=vae]" in sel["candidates"] and sel["mode"] == "inner-cv"
     assert "share_net[context=vae]" in sel["inner_mse"]
-    reads_vae = any("context=vae" in c for c in sel["weights"])
+    assert "share_net[context=finetune]" in sel["inner_mse"]
+    reads_vae = any(k in c for c in sel["weights"] for k in ("context=vae", "context=finetune"))
     assert ("vae" in meta["encoders"]) == reads_vae == ("latent:vae" in meta["features"])
     assert any(line.startswith("recommended: ") and "share_net[context=vae]" in line
                for line in lines)

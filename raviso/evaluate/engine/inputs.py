@@ -152,9 +152,16 @@ def latent_for(run_path, store: Store, data: Labelled) -> tuple[np.ndarray, np.n
 
 
 def attach_latents(data: Labelled, store: Store, runs: dict[str, str]) -> None:
+    """Each run's latent, and a loader of the run itself (small to pickle into every trial) for
+    the context that fine-tunes its encoder."""
+    from functools import partial
+
+    from ...train.runs import load_run
+
     for name, run_path in runs.items():
         sid, Z = latent_for(run_path, store, data)
         data.add_latent(name, sid, Z)
+        data.encoders[name] = partial(load_run, run_path)
 
 
 def load_labelled(store, runs: dict[str, str], target_dtype: str = "auto"

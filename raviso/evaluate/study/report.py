@@ -68,7 +68,7 @@ def analyse(points: dict[str, dict]) -> dict:
         best = min(baselines, key=pt["mean"].get) if baselines else None
         contrasts = [compare(pt, f"{m}[context={c}]", m)
                      for m in _context_models(pt["variants"])
-                     for c in ("vae", "ae", "vae+pca", "none")
+                     for c in ("vae", "ae", "vae+pca", "none", "finetune")
                      if f"{m}[context={c}]" in pt["per_fold"]]
         if "recommended" not in pt["per_fold"] and "share_net" in pt["per_fold"] \
                 and min(pt["n_train"]) >= SELECT_BELOW \

@@ -18,7 +18,7 @@ from ...core.config import StageConfig, address_option, option, overwrite_option
 from ...core.errors import RavisoError
 from ..config import CvConfig
 
-CONTEXTS = ("pca", "vae", "ae", "vae+pca", "none")
+CONTEXTS = ("pca", "vae", "ae", "vae+pca", "none", "finetune")
 BASELINE_CANDIDATES = ("pca_tissue_ridge", "isoform_fraction_tissue", "pca_ridge",
                        "isoform_fraction_fit")
 
@@ -41,7 +41,8 @@ class StudyConfig(StageConfig):
     tissue: bool = option(True, "Also hold out whole tissues (--fold-scheme tissue).",
                           flag="--tissue/--no-tissue")
     contexts: str = option(",".join(CONTEXTS), "Contexts of the context models (pca, vae, ae, "
-                           "vae+pca, none); those without their run are left out.")
+                           "vae+pca, none, finetune: the VAE's encoder fine-tuned, share_net "
+                           "only); those without their run are left out.")
     models: str = option("share_net", "Context models (share_net, ffnn_plus).")
     others: str = option("vae_ffnn,gene_ffnn,recommended", "More columns at every point "
                          "(the strongest registered baselines are always added).")
@@ -88,12 +89,14 @@ def study_variants(cfg: StudyConfig) -> list[str]:
     """The columns of every point: context model x context, then the others and baselines."""
     from ...models.variants import REGISTRY
 
-    have = {"vae": cfg.pretrained is not None, "ae": cfg.pretrained_ae is not None}
+    have = {"vae": cfg.pretrained is not None, "ae": cfg.pretrained_ae is not None,
+            "finetune": cfg.pretrained is not None}
     contexts = ["pca", "vae"] if cfg.compact else [c.strip() for c in cfg.contexts.split(",")]
     contexts = [c for c in contexts if all(have.get(p, True) for p in c.split("+"))]
     out = []
     for m in [x.strip() for x in cfg.models.split(",") if x.strip()]:
-        out += [m if c == "pca" else f"{m}[context={c}]" for c in contexts]
+        out += [m if c == "pca" else f"{m}[context={c}]" for c in contexts
+                if c != "finetune" or m == "share_net"]
     others = [x.strip() for x in cfg.others.split(",") if x.strip()]
     if cfg.compact:
         others = [x for x in others if x not in ("vae_ffnn", "gene_ffnn")]

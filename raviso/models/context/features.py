@@ -13,6 +13,8 @@ from ..baselines.standard import fit_pca, pca_transform
 from ..ffnn.regressors import FeaturePipeline
 
 CONTEXT_SCALES = ("variance", "unit")   # how the context columns are scaled
+FINETUNE = "finetune"       # the pretrained encoder trained with the head (`context.finetune`)
+FINETUNE_LATENT = "vae"     # the latent whose RUN it fine-tunes
 
 
 def context_name(context: str | None = "pca", latent: str | None = None) -> str:
@@ -30,8 +32,9 @@ def context_name(context: str | None = "pca", latent: str | None = None) -> str:
 
 
 def context_latents(context: str) -> list[str]:
-    """The latent keys a context reads."""
-    return [p for p in context_name(context).split("+") if p not in ("pca", "none")]
+    """The latent keys a context reads (the fine-tuned context: its RUN's)."""
+    return [FINETUNE_LATENT if p == FINETUNE else p for p in context_name(context).split("+")
+            if p not in ("pca", "none")]
 
 
 class ContextFeatures:
