@@ -502,9 +502,7 @@ TOLERATED_WIDE_FUNCTIONS = frozenset({
     "raviso/evaluate/tune/search.py:search", "raviso/evaluate/tune/search.py:_tuner",
     "raviso/io/convert.py:convert", "raviso/io/importer.py:_write",
     "raviso/io/importer.py:import_samples", "raviso/io/importer.py:import_matrix",
-    "raviso/models/ffnn/fit.py:iter_train_ffnn", "raviso/models/ffnn/regressors.py:__init__",
-    "raviso/models/recommended.py:__init__", "raviso/models/saved.py:fit_model",
-    "raviso/models/vae/foldvae.py:__init__", "raviso/serve/fit_cv.py:fit_by_cv",
+    "raviso/serve/fit_cv.py:fit_by_cv",
     "raviso/serve/outputs.py:__init__", "raviso/serve/predict.py:predict_file",
     "raviso/serve/predict.py:_write_predictions", "raviso/synth/generate.py:generate",
 })

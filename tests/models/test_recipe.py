@@ -7,9 +7,8 @@ import pytest
 import torch
 
 from raviso.core.errors import RavisoError
-from raviso.models.ffnn.fit import inner_split
 from raviso.models.context.recipe import RecipeOptions
-from raviso.models.ffnn.state import EarlyStopping
+from raviso.models.training import EarlyStopping, inner_split
 from raviso.models.variants import make_variant
 from tests.models.test_share_net import world_data
 
