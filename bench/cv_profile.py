@@ -127,7 +127,7 @@ class Clock:
 def install(clock: Clock) -> None:
     """Timers on the code of each phase (this process only; bench use)."""
     from raviso.evaluate.engine import scoring, streaming
-    from raviso.models.context.features import ContextFeatures
+    from raviso.models.context.recipe import ContextFeatures
     from raviso.trust import reliability
 
     for name in ("fit", "__call__"):

@@ -122,7 +122,7 @@ def synth_labelled(n: int, n_genes: int, n_iso: int, latent: int, device, seed: 
     and the gene value is log2 of the exact sum of its isoforms' TPM (as after `raviso import`).
     Two samples per donor; a 256-d "vae" latent = a noisy projection of the hidden state.
     Isoforms are stored float16, as raviso stores targets at course width."""
-    from raviso.models.context.share_module import segment_softmax
+    from raviso.models.context.share_net import segment_softmax
 
     cpu = torch.Generator().manual_seed(seed)
     iso_gene = torch.sort(torch.randint(0, n_genes, (n_iso,), generator=cpu)).values
@@ -201,7 +201,7 @@ def fold_plan(f: int, device, epochs: int, share_epochs: int, share_folds: int, 
 def fit_one(name: str, opts: dict, data, tr, va, device, resident: float) -> dict:
     """One variant's fit and predict on one fold: its row of the CV table (or its error: one
     lease, one try, so a failing variant is reported and the rest still run)."""
-    from raviso.models.ffnn import fit as ffnn_fit
+    from raviso.models import training as ffnn_fit
     from raviso.models.variants import make_variant
 
     model = make_variant(name.removesuffix("_pinned"), **opts)
@@ -249,7 +249,7 @@ def cv_folds(device, n: int, genes: int, isoforms: int, latent: int, epochs: int
     """2-fold (donor-grouped) CV at width with raviso's own variants on `device`: ``mean``,
     ``vae_ffnn`` (the paper's latent FFNN; bf16 autocast, float16 targets device-resident when
     they fit) and ``share_net`` (raviso's recommended model) on the first `share_folds` folds."""
-    from raviso.models.ffnn import fit as ffnn_fit
+    from raviso.models import training as ffnn_fit
 
     t = time.perf_counter()
     data = synth_labelled(n, genes, isoforms, latent, device)

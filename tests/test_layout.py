@@ -448,17 +448,8 @@ def wide_functions(paths) -> set[str]:
     return out
 
 
-# Functions over the limit in raviso/models/ when this check came (the models engineer removes
-# them as they take typed option records); nothing else is tolerated.
-TOLERATED_WIDE_FUNCTIONS = frozenset({
-    "raviso/models/ffnn/fit.py:iter_train_ffnn", "raviso/models/ffnn/regressors.py:__init__",
-    "raviso/models/recommended.py:__init__", "raviso/models/saved.py:fit_model",
-    "raviso/models/vae/foldvae.py:__init__",
-})
-
-
-def test_no_new_function_takes_more_than_8_parameters():
-    assert sorted(wide_functions(code_files()) - TOLERATED_WIDE_FUNCTIONS) == [], \
+def test_no_function_takes_more_than_8_parameters():
+    assert sorted(wide_functions(code_files())) == [], \
         "pass a config or an options record instead of more than 8 parameters"
 
 

@@ -60,13 +60,14 @@ def store(tmp_path_factory):
 
 
 TOY_FACTORY = '''
-def toy_ffnn(hidden=(4,), **opts) -> FFNNRegressor:
-    return FFNNRegressor("toy_ffnn", "genes", hidden=hidden, **opts)
+def toy_ffnn(**opts) -> FFNNRegressor:
+    return FFNNRegressor("toy_ffnn", "genes", ffnn_options("toy_ffnn", opts, hidden=(4,)))
 
 
 '''
 TOY_SPEC = '''    VariantSpec("toy_ffnn", toy_ffnn, "model", "four units on the raw genes", GENES,
-                forwards=(FFNNRegressor,), drop=_NO_PCA, isoform_bytes=FFNN_ISOFORM_BYTES),
+                forwards=(FFNNOptions,), drop=_NO_PCA, isoform_bytes=FFNN_ISOFORM_BYTES,
+                saves=FFNNRegressor),
 '''
 
 

@@ -366,7 +366,7 @@ def _save_model(model_dir: Path, doc: dict, plan, setup: _Setup, progress,
                 oof: dict | None = None, cv=None) -> None:
     """CV/model: the saved column (tuned config if it won) fitted on every row, with its
     out-of-fold reliability arrays (`raviso.trust.reliability`)."""
-    from ..models.saved import fit_model
+    from ..models.saved import ModelExtras, fit_model
     from ..trust.reliability import model_reliability
 
     data, runs, store_uri, options = setup.data, setup.runs, setup.st.uri, setup.options
@@ -375,8 +375,8 @@ def _save_model(model_dir: Path, doc: dict, plan, setup: _Setup, progress,
     variant, fit_options = plan.final_model(column, options, progress)
     by = doc["saved_model"].get("by", "--save-model")
     progress(f"fitting {variant} on all {data.n} labelled samples ({by})")
-    model = fit_model(data, variant, model_dir, runs=runs, options=fit_options,
-                      store_uri=store_uri, **model_reliability(oof or {}, column, data, cv))
+    model = fit_model(data, variant, model_dir, runs, fit_options, store_uri,
+                      extras=ModelExtras(**model_reliability(oof or {}, column, data, cv)))
     if getattr(model, "selection_", None):       # `recommended`: what it chose, and why
         progress(describe_selection(model.selection_))
 

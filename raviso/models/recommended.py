@@ -17,28 +17,56 @@ its encoder fine-tuned (``share_net[context=finetune]``) are more candidates: be
 context for share_net (PCA, the latent or the fine-tuned encoder), since pretraining pays on some
 data and not on other (docs/pretraining.md). Without a latent nothing changes.
 
-The variant factory (`raviso.models.variants`) gives it ``make(name, **options)`` and
-``needs(name, **options)``; candidates that are not registered are skipped.
+The registry (`raviso.models.variants`) hands it a `Registry`: ``make(name, **options)``,
+``needs(name, **options)`` and ``context_model(name)`` (the VariantSpec fact: trained by the
+context recipe, so it goes without tissue by ``tissue=False``); candidates that are not
+registered are skipped.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
+from ..core.config import option
 from ..core.errors import RavisoError
 from ..data.labelled import Labelled
+from .spec import OptionRecord
 
 CANDIDATES = ("share_net", "pca_tissue_ridge", "isoform_fraction_tissue", "pca_ridge",
               "isoform_fraction_fit")
-CONTEXT_MODELS = ("share_net", "ffnn_plus")   # take ``tissue=False`` (no one-hot)
-LATENT_CONTEXT = "vae"     # the latent whose share_net context is a candidate when attached
 SELECTION_FILE = "recommended.json"
 CHUNK_ROWS = 64
 SELECT_BELOW = 500     # training samples from which it is share_net alone
+
+
+@dataclass(frozen=True)
+class RecommendedOptions(OptionRecord):
+    """recommended's own options; every other option goes to its candidates."""
+
+    candidates: str | tuple = option("+".join(CANDIDATES), "candidates joined by +")
+    select_below: int = option(SELECT_BELOW, "training samples from which it is share_net alone",
+                               check=lambda v: v >= 0, problem=">= 0")
+    inner_k: int = option(3, "inner donor-grouped folds", check=lambda v: v >= 2, problem=">= 2")
+    min_weight: float = option(0.02, "blend weights below it are dropped",
+                               check=lambda v: 0 <= v < 0.5, problem="0 to 0.5")
+    seed: int = option(0, "the inner folds (and the candidates' seed)")
+    latent_context: str | None = option("vae", "the latent whose share_net context is a "
+                                        "candidate when attached (none: off)")
+
+
+class Registry(NamedTuple):
+    """What recommended needs of the variant registry (`raviso.models.variants`)."""
+
+    make: Callable            # (name, **options) -> a fresh predictor
+    needs: Callable           # (name, **options) -> its inputs
+    context_model: Callable   # name -> trained by the context recipe (takes tissue=False)
 
 
 def donor_groups(data: Labelled, rows: np.ndarray) -> np.ndarray:
@@ -55,10 +83,6 @@ def inner_folds(groups: np.ndarray, k: int, seed: int) -> np.ndarray:
     uniq, inverse = np.unique(groups, return_inverse=True)
     order = np.random.default_rng(seed).permutation(len(uniq))
     return (order % max(2, min(k, len(uniq))))[inverse]
-
-
-def _context_model(name: str) -> bool:
-    return name.split("[", 1)[0] in CONTEXT_MODELS
 
 
 def simplex_weights(G: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -87,23 +111,21 @@ class Recommended:
 
     variant_kind = "recommended"
 
-    def __init__(self, make, needs, name: str = "recommended", candidates=CANDIDATES,
-                 select_below: int = SELECT_BELOW, inner_k: int = 3, min_weight: float = 0.02,
-                 seed: int = 0, latent_context: str | None = LATENT_CONTEXT, **options):
-        if int(select_below) < 0 or int(inner_k) < 2 or not 0 <= float(min_weight) < 0.5:
-            raise RavisoError(f"bad recommended options: select_below={select_below} (>= 0), "
-                              f"inner_k={inner_k} (>= 2), min_weight={min_weight} (0 to 0.5)")
-        self.name, self.make, self.needs = name, make, needs
-        self.options = {**options, "seed": int(seed)}
-        names = [c for c in ([candidates] if isinstance(candidates, str) else candidates)]
-        names = [c for n in names for c in str(n).split("+") if c]
+    def __init__(self, registry: Registry, opts: RecommendedOptions, name: str = "recommended",
+                 **options):
+        self.name, self.registry = name, registry
+        self.make, self.needs = registry.make, registry.needs
+        self.options = {**options, "seed": opts.seed}
+        cands = opts.candidates
+        names = [c for n in ([cands] if isinstance(cands, str) else cands)
+                 for c in str(n).split("+") if c]
         self.candidates = [c for c in names if self._usable(c)]
         if not self.candidates:
             raise RavisoError(f"recommended: none of the candidates {', '.join(names)} is usable")
-        self.select_below, self.inner_k = int(select_below), int(inner_k)
-        self.min_weight, self.seed = float(min_weight), int(seed)
-        self.latent_context = (None if str(latent_context or "").lower() in ("", "none")
-                               else str(latent_context))
+        self.select_below, self.inner_k = opts.select_below, opts.inner_k
+        self.min_weight, self.seed = opts.min_weight, opts.seed
+        self.latent_context = (None if str(opts.latent_context or "").lower() in ("", "none")
+                               else str(opts.latent_context))
         self.models_: dict = {}
         self.weights_: dict = {}
         self.selection_: dict = {}
@@ -115,7 +137,7 @@ class Recommended:
         except RavisoError:
             return False
         return (self.options.get("tissue", True) or "tissue" not in needs
-                or _context_model(name))
+                or self.registry.context_model(name))
 
     def _new(self, name: str):
         return self.make(name, **self.options)
@@ -181,7 +203,7 @@ class Recommended:
         fold = inner_folds(groups, self.inner_k, self.seed)
         fewest = min(len(np.unique(groups[fold != f])) for f in range(int(fold.max()) + 1))
         # an inner fit on one donor leaves the context models no donor to stop early on
-        cands = [c for c in candidates if fewest >= 2 or not _context_model(c)]
+        cands = [c for c in candidates if fewest >= 2 or not self.registry.context_model(c)]
         if not cands:
             return {"mode": "fixed", "reason": "too few donors for an inner CV",
                     "weights": {candidates[0]: 1.0}, "chosen": candidates[0]}
@@ -258,12 +280,12 @@ class Recommended:
              "weights": self.weights_, "selection": self.selection_}, indent=1))
 
     @classmethod
-    def load(cls, directory, make, needs, load_part) -> "Recommended":
+    def load(cls, directory, registry: Registry, load_part) -> "Recommended":
         """`load_part(sub_directory)` loads a saved savable component (`models.saved`)."""
         directory = Path(directory)
         meta = json.loads((directory / SELECTION_FILE).read_text())
-        opts = dict(meta["options"])
-        model = cls(make, needs, **opts)
+        own, rest = RecommendedOptions.take(dict(meta["options"]))
+        model = cls(registry, own, **rest)
         for i, c in enumerate(meta["parts"]):
             sub = directory / f"part{i}"
             model.models_[c] = (load_state(model._new(c), sub) if (sub / STATE_JSON).exists()

@@ -23,6 +23,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 from .. import __version__
@@ -47,64 +48,78 @@ def encoder_dir(name: str) -> str:
     return f"encoder-{name}"
 
 
-def is_savable(variant: str) -> bool:
-    """Whether `variant`'s predictor can be saved and loaded (share_net, ffnn_plus and the FFNN
-    regressors can; baselines are cheap to refit and are not saved)."""
-    from .variants import make_variant
+def savable() -> list[str]:
+    """The variants whose fitted predictor is saved (their VariantSpec's ``saves``); baselines are
+    cheap to refit and are not."""
+    from .variants import SPECS
 
-    return hasattr(type(make_variant(variant)), "load")
+    return [s.name for s in SPECS if s.saves is not None]
+
+
+def is_savable(variant: str) -> bool:
+    from .variants import spec
+
+    return spec(variant).saves is not None
 
 
 def require_savable(variant: str) -> None:
     if not is_savable(variant):
-        raise RavisoError(f"variant {variant} cannot be saved as a model (savable: share_net, "
-                          "ffnn_plus and the FFNN variants)")
+        raise RavisoError(f"variant {variant} cannot be saved as a model (savable: "
+                          f"{', '.join(savable())})")
 
 
 def save_predictor(model, directory: Path) -> None:
     if not hasattr(model, "save"):
-        raise RavisoError(f"variant {model.name} cannot be saved (savable: share_net, ffnn_plus "
-                          "and the FFNN regressors)")
+        raise RavisoError(f"variant {model.name} cannot be saved (savable: "
+                          f"{', '.join(savable())})")
     directory.mkdir()
     model.save(directory)
 
 
 def load_predictor(directory: Path):
-    from .context.ffnn_plus import FFNNPlus
+    """A saved predictor, by the class its VariantSpec ``saves``: recommended (its parts inside),
+    a context model (share.json, by its variant kind) or an FFNN regressor."""
     from .context.finetune import FineTuneShareNet, is_finetune_model
-    from .ffnn.regressors import FFNNRegressor
     from .context.share_io import is_share_model, load_share_model
-    from .context.share_net import ShareNet
+    from .ffnn.regressors import FFNNRegressor
+    from .variants import SPECS, registry
 
     if (directory / SELECTION_FILE).exists():         # `recommended`: its parts inside
-        from .variants import make_variant, variant_needs
-
-        return Recommended.load(directory, make_variant, variant_needs, load_predictor)
+        return Recommended.load(directory, registry(), load_predictor)
     if is_finetune_model(directory):
         return FineTuneShareNet.load(directory)
     if is_share_model(directory):
-        return load_share_model(directory, {c.variant_kind: c for c in (ShareNet, FFNNPlus)})
+        return load_share_model(directory, {s.saves.variant_kind: s.saves for s in SPECS
+                                            if s.context_model and s.saves is not None})
     return FFNNRegressor.load(directory)
+
+
+@dataclass(frozen=True)
+class ModelExtras:
+    """What MODEL keeps beside the predictor from the CV behind it
+    (`raviso.trust.reliability.model_reliability` makes them): out-of-fold arrays of the variant
+    and of its tissue-free twin, and the applicability domain (`raviso.trust.domain`)."""
+
+    reliability: dict | None = None
+    tissue_free_reliability: dict | None = None
+    domain: dict | None = None
 
 
 def fit_model(data, variant: str, out, runs: dict[str, str] | None = None,
               options: dict | None = None, store_uri: str | None = None,
-              overwrite: bool = False, threads: int | None = None,
-              reliability: dict | None = None, tissue_free_reliability: dict | None = None,
-              domain: dict | None = None):
+              overwrite: bool = False, extras: ModelExtras | None = None):
     """Fit `variant` on every row of `data` (a `Labelled` with the latents it needs) and write
     MODEL atomically. `runs` maps latent name -> pretraining run directory (copied in). A variant
     that reads tissue is fitted a second time without it (the path `raviso predict` takes for a
-    sample of no or an unknown tissue). `reliability`: out-of-fold arrays stored beside it;
-    `domain`: its applicability domain (`raviso.trust.domain.model_domain`).
+    sample of no or an unknown tissue); `extras` are stored beside it.
     Returns the fitted predictor (what MODEL holds)."""
     import numpy as np
-    import torch
 
     from .variants import make_variant, variant_needs
 
-    if threads:
-        torch.set_num_threads(threads)
+    x = extras if extras is not None else ModelExtras()
+    reliability, tissue_free_reliability, domain = (x.reliability, x.tissue_free_reliability,
+                                                    x.domain)
     needs = sorted(variant_needs(variant, **(options or {})))
     latents = [n.split(":", 1)[1] for n in needs if n.startswith("latent:")]
     missing = [n for n in latents if n not in (runs or {})]

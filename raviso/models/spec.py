@@ -6,6 +6,7 @@ with that option, as its own leaderboard column."""
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import json
 from collections.abc import Callable
@@ -33,6 +34,41 @@ def signature_options(fn: Callable, forwards: tuple = ()) -> frozenset:
     return frozenset(names - NOT_OPTIONS)
 
 
+CASTS = {"int": int, "float": float, "bool": bool, "str": str, "int | None": int,
+         "float | None": float, "str | None": str}
+
+
+class OptionRecord:
+    """Base of a variant's typed options: a frozen dataclass whose fields are made with
+    `raviso.core.config.option` (default, help, check and problem), as a stage's config is. A value
+    is cast to its field's type (``name[epochs=5]`` strings, JSON numbers) and checked; the first
+    failed check is one error naming the option."""
+
+    def __post_init__(self):
+        for f in dataclasses.fields(self):
+            value, cast = getattr(self, f.name), CASTS.get(str(f.type))
+            if cast is not None and value is not None:
+                try:
+                    object.__setattr__(self, f.name, cast(value))
+                except (TypeError, ValueError):
+                    raise RavisoError(f"bad option {f.name}={value!r} (a {f.type})") from None
+        for f in dataclasses.fields(self):
+            check, value = f.metadata.get("check"), getattr(self, f.name)
+            if check is not None and not check(value):
+                raise RavisoError(f"bad option {f.name}={value!r} ("
+                                  f"{f.metadata.get('problem') or 'not valid'})")
+
+    @classmethod
+    def take(cls, options: dict) -> tuple["OptionRecord", dict]:
+        """(the record of the options it has, the rest)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return (cls(**{k: v for k, v in options.items() if k in names}),
+                {k: v for k, v in options.items() if k not in names})
+
+    def fields(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+
 @dataclass(frozen=True)
 class VariantSpec:
     """Everything raviso knows about one variant."""
@@ -48,6 +84,8 @@ class VariantSpec:
     gene_copies: float = GENE_COPIES      # copies of the training genes a trial holds
     isoform_bytes: int = 0                # bytes per isoform of a neural model (0: not neural)
     inner_split: bool = False             # fits on an inner early-stop split (two target copies)
+    context_model: bool = False           # trained by the context recipe: takes tissue=False
+    saves: type | None = None             # the class whose save/load keep a fitted one (MODEL)
     space: dict = field(default_factory=dict)   # default search space (`raviso tune`)
 
     def __post_init__(self):

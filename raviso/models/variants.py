@@ -19,13 +19,12 @@ from .baselines.standard import (IsoformFractionBaseline, MeanBaseline, PCARidge
 from .baselines.tissue import IsoformFractionTissueBaseline, PCATissueRidgeBaseline
 from .context.ffnn_plus import FFNNPlus
 from .context.finetune import FineTuneShareNet, context_factory
-from .vae.foldvae import FoldVAEFFNN
-from .context.features import context_latents, context_name
-from .context.recipe import RecipeOptions
-from .ffnn.regressors import FFNNRegressor
-from .recommended import CANDIDATES, LATENT_CONTEXT, SELECT_BELOW, Recommended
+from .context.recipe import RecipeOptions, context_latents, context_name
 from .context.share_net import ShareNet
+from .ffnn.regressors import FFNNOptions, FFNNRegressor
+from .recommended import CANDIDATES, Recommended, RecommendedOptions, Registry
 from .spec import FFNN_ISOFORM_BYTES, VariantSpec, parse_spec
+from .vae.foldvae import FoldVAEFFNN, FoldVAEOptions
 
 
 class Predictor(Protocol):
@@ -37,18 +36,26 @@ class Predictor(Protocol):
 
 
 # -- factories -------------------------------------------------------------------------------
+def ffnn_options(name: str, options: dict, **defaults) -> FFNNOptions:
+    """The FFNN options of variant `name`: its own `defaults`, then `options`."""
+    try:
+        return FFNNOptions(**{**defaults, **options})
+    except (RavisoError, TypeError) as e:
+        raise RavisoError(f"{name}: {e}") from None
+
+
 def _latent_ffnn(name: str, default_latent: str):
-    def factory(latent: str = default_latent, hidden=(32,), **opts) -> FFNNRegressor:
-        return FFNNRegressor(name, f"latent:{latent}", hidden=hidden, **opts)
+    def factory(latent: str = default_latent, **opts) -> FFNNRegressor:
+        return FFNNRegressor(name, f"latent:{latent}", ffnn_options(name, opts))
     return factory
 
 
-def gene_ffnn(hidden=(256, 32), **opts) -> FFNNRegressor:
-    return FFNNRegressor("gene_ffnn", "genes", hidden=hidden, **opts)
+def gene_ffnn(**opts) -> FFNNRegressor:
+    return FFNNRegressor("gene_ffnn", "genes", ffnn_options("gene_ffnn", opts, hidden=(256, 32)))
 
 
-def pca_ffnn(n_components: int = 256, hidden=(32,), **opts) -> FFNNRegressor:
-    return FFNNRegressor("pca_ffnn", "genes", hidden=hidden, n_components=n_components, **opts)
+def pca_ffnn(**opts) -> FFNNRegressor:
+    return FFNNRegressor("pca_ffnn", "genes", ffnn_options("pca_ffnn", opts, n_components=256))
 
 
 def isoform_fraction():
@@ -59,12 +66,9 @@ def isoform_fraction_fit(seed: int = 0):
     return IsoformFractionBaseline("isoform_fraction_fit", share="fit", seed=seed)
 
 
-def recommended(candidates: str = "+".join(CANDIDATES), select_below: int = SELECT_BELOW,
-                inner_k: int = 3, min_weight: float = 0.02, seed: int = 0,
-                latent_context: str = LATENT_CONTEXT, **opts) -> Recommended:
-    return Recommended(make_variant, variant_needs, candidates=candidates,
-                       select_below=select_below, inner_k=inner_k, min_weight=min_weight,
-                       seed=seed, latent_context=latent_context, **opts)
+def recommended(**opts) -> Recommended:
+    own, rest = RecommendedOptions.take(opts)
+    return Recommended(registry(), own, **rest)
 
 
 def _recommended_needs(o: dict) -> set:
@@ -97,8 +101,8 @@ CONTEXT_SPACE = {"n_components": {"choice": [16, 32, 64, 128]},
                  "tissue": {"choice": [True, False]}, "lr": {"loguniform": [1e-3, 1e-2]},
                  "batch_size": _BATCH, "ridge_start": {"choice": [True, False]}}
 
-_FFNN = dict(forwards=(FFNNRegressor,), isoform_bytes=FFNN_ISOFORM_BYTES)
-_CONTEXT = dict(needs=_context_needs, gene_copies=3.1, inner_split=True)
+_FFNN = dict(forwards=(FFNNOptions,), isoform_bytes=FFNN_ISOFORM_BYTES, saves=FFNNRegressor)
+_CONTEXT = dict(needs=_context_needs, gene_copies=3.1, inner_split=True, context_model=True)
 _NO_PCA = frozenset({"n_components"})
 
 SPECS: tuple[VariantSpec, ...] = (
@@ -134,9 +138,10 @@ SPECS: tuple[VariantSpec, ...] = (
                 "gene x a per-tissue share fitted in log space, shrunk towards the global share",
                 lambda o: {"genes", "tissue"}, default=True,
                 drop=frozenset({"max_rows", "max_rows_per_tissue"})),
-    VariantSpec("foldvae_ffnn", FoldVAEFFNN, "model",
+    VariantSpec("foldvae_ffnn", FoldVAEFFNN.from_options, "model",
                 "the latent FFNN on a small VAE pretrained inside the fold", GENES,
-                forwards=(FFNNRegressor,), drop=_NO_PCA, isoform_bytes=FFNN_ISOFORM_BYTES,
+                forwards=(FoldVAEOptions, FFNNOptions), drop=_NO_PCA,
+                isoform_bytes=FFNN_ISOFORM_BYTES,
                 space={**LATENT_FFNN_SPACE, "latent_dim": {"choice": [16, 32, 64]},
                        "beta": {"uniform": [0.0, 1.0]},
                        "vae_lr": {"loguniform": [3e-4, 3e-3]}}),
@@ -144,19 +149,20 @@ SPECS: tuple[VariantSpec, ...] = (
                 "gene x a softmax share per isoform on a context (PCA, latent, tissue, "
                 "the fine-tuned encoder) + a linear residual", default=True,
                 isoform_bytes=8_200, space=CONTEXT_SPACE,
-                forwards=(ShareNet, RecipeOptions, FineTuneShareNet),
+                forwards=(ShareNet, RecipeOptions, FineTuneShareNet), saves=ShareNet,
                 **_CONTEXT),
     VariantSpec("ffnn_plus", context_factory(FFNNPlus), "model",
                 "wide skip-connected FFNN on share_net's context and recipe", default=True,
                 isoform_bytes=10_400, space={**CONTEXT_SPACE,
                                              "hidden": {"choice": [128, 256, 512]}},
-                forwards=(FFNNPlus, RecipeOptions), **_CONTEXT),
+                forwards=(FFNNPlus, RecipeOptions), saves=FFNNPlus, **_CONTEXT),
     VariantSpec("recommended", recommended, "model",
                 "share_net; below select_below training samples the best convex blend of it and "
                 "the strongest baselines by inner donor-grouped CV", needs=_recommended_needs,
                 isoform_bytes=8_200,
-                forwards=(context_factory(ShareNet), ShareNet, RecipeOptions, FineTuneShareNet),
-                gene_copies=3.1, inner_split=True),
+                forwards=(RecommendedOptions, context_factory(ShareNet), ShareNet, RecipeOptions,
+                          FineTuneShareNet),
+                gene_copies=3.1, inner_split=True, saves=Recommended),
 )
 REGISTRY: dict[str, VariantSpec] = {s.name: s for s in SPECS}
 VARIANTS = {s.name: s.factory for s in SPECS}
@@ -231,6 +237,19 @@ def make_variant(name: str, **options) -> Predictor:
     return spec(name).factory(**resolve_options(name, options))
 
 
+def is_context_model(name: str) -> bool:
+    """Whether `name` (a registered variant) is trained by the context recipe."""
+    try:
+        return spec(name).context_model
+    except RavisoError:
+        return False
+
+
+def registry() -> Registry:
+    """The registry as `recommended` (and loading a saved one) uses it."""
+    return Registry(make_variant, variant_needs, is_context_model)
+
+
 def variant_needs(name: str, **options) -> set[str]:
     """The inputs `name` reads besides the isoform targets, given its options."""
     return set(spec(name).needs(resolve_options(name, options)))
@@ -241,7 +260,8 @@ def optional_latents(name: str, **options) -> list[str]:
     recommended's share_net context candidate (``latent_context``; "none" turns it off)."""
     if base_name(name) != "recommended":
         return []
-    key = str(resolve_options(name, options).get("latent_context", LATENT_CONTEXT))
+    key = str(resolve_options(name, options).get("latent_context",
+                                                 RecommendedOptions().latent_context))
     return [] if key.lower() in ("", "none") else [key]
 
 

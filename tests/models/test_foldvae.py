@@ -37,12 +37,12 @@ def test_registered_with_its_options_and_needs():
     assert variant_needs("foldvae_ffnn") == {"genes"}
     m = make_variant("foldvae_ffnn", vae_epochs=3, vae_hidden="16,8", latent_dim=4, beta=0.5,
                      hidden="8", epochs=None, n_components=3)   # n_components: not its option
-    assert m.vae_opts["hidden"] == (16, 8) and m.vae_opts["latent_dim"] == 4
-    assert m.vae_opts["beta"] == 0.5 and m.ffnn.hidden == (8,) and m.ffnn.opts["epochs"] == 100
+    assert m.vae_opts.vae_hidden == (16, 8) and m.vae_opts.latent_dim == 4
+    assert m.vae_opts.beta == 0.5 and m.ffnn.hidden == (8,) and m.ffnn.opts.epochs == 100
     d = make_variant("foldvae_ffnn")
-    assert d.vae_opts["epochs"] == 30 and d.vae_opts["hidden"] == (256, 128)
-    assert d.vae_opts["latent_dim"] == 32 and d.vae_opts["beta"] == 1.0
-    with pytest.raises(RavisoError, match="bad fold-VAE options"):
+    assert d.vae_opts.vae_epochs == 30 and d.vae_opts.vae_hidden == (256, 128)
+    assert d.vae_opts.latent_dim == 32 and d.vae_opts.beta == 1.0
+    with pytest.raises(RavisoError, match="foldvae_ffnn: bad option latent_dim=0 \\(>= 1\\)"):
         make_variant("foldvae_ffnn", latent_dim=0)
     with pytest.raises(RavisoError, match="hidden sizes"):
         make_variant("foldvae_ffnn", vae_hidden="x")

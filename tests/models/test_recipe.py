@@ -2,15 +2,20 @@
 rows as documented defaults, or a fraction of the donors stratified by tissue), the early-stopping
 bookkeeping, and every context choice fitting end to end."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
 
 from raviso.core.errors import RavisoError
-from raviso.models.ffnn.fit import inner_split
 from raviso.models.context.recipe import RecipeOptions
-from raviso.models.ffnn.state import EarlyStopping
-from raviso.models.variants import make_variant
+from raviso.models.ffnn.regressors import FFNNOptions
+from raviso.models.recommended import RecommendedOptions
+from raviso.models.saved import is_savable
+from raviso.models.training import EarlyStopping, inner_split
+from raviso.models.vae.foldvae import FoldVAEOptions
+from raviso.models.variants import SPECS, is_context_model, make_variant
 from tests.models.test_share_net import world_data
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -21,6 +26,26 @@ def test_options_are_checked_and_named():
         RecipeOptions(val_split="tissues")
     with pytest.raises(RavisoError, match="ffnn_plus: .*unexpected keyword"):
         make_variant("ffnn_plus").__class__(nope=1)
+
+
+def test_option_records_cast_check_and_explain_every_field():
+    o = RecipeOptions(epochs="5", lr="0.01", tissue=0, val_split="donors")
+    assert (o.epochs, o.lr, o.tissue, o.val_split) == (5, 0.01, False, "donors")
+    with pytest.raises(RavisoError, match=r"bad option patience=0 \(>= 1\)"):
+        RecipeOptions(patience=0)
+    with pytest.raises(RavisoError, match=r"bad option epochs='x' \(a int\)"):
+        FFNNOptions(epochs="x")
+    assert FFNNOptions(hidden="64, 8").hidden == (64, 8) and FFNNOptions().hidden == (32,)
+    for record in (RecipeOptions, FFNNOptions, FoldVAEOptions, RecommendedOptions):
+        assert all(f.metadata["help"] for f in dataclasses.fields(record)), record
+
+
+def test_the_registry_says_which_variants_are_context_models_and_savable():
+    assert [s.name for s in SPECS if s.context_model] == ["share_net", "ffnn_plus"]
+    assert is_context_model("share_net[context=vae]") and not is_context_model("gene_ffnn")
+    assert not is_context_model("no_such_variant")
+    assert all(is_savable(v) for v in ("share_net", "ffnn_plus", "gene_ffnn", "recommended"))
+    assert not is_savable("pca_ridge") and not is_savable("foldvae_ffnn")
 
 
 def test_donor_split_takes_a_fraction_of_donors_in_every_tissue():

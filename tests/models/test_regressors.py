@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 import torch
 
-from raviso.models.ffnn import fit as ffnn_fit
+from raviso.models import training
 from raviso.core.errors import RavisoError
 from raviso.data.labelled import Labelled
 from raviso.core.metrics import column_mean, evaluate
 from raviso.models.ffnn.regressors import FFNNRegressor
-from raviso.models.ffnn.fit import inner_split
+from raviso.models.training import inner_split
 from raviso.models.variants import BASELINES, PAPER_VARIANTS, VARIANTS, make_variant, variant_needs
 
 
@@ -71,7 +71,7 @@ def test_targets_gathered_per_batch_give_the_same_model(monkeypatch):
     data = make_data(n=100)
     train, val = np.arange(70), np.arange(70, 100)
     premade = make_variant("vae_ffnn", epochs=3, seed=2, early_stopping=True).fit(data, train)
-    monkeypatch.setattr(ffnn_fit, "PREMADE_TARGET_BYTES", 0)
+    monkeypatch.setattr(training, "PREMADE_TARGET_BYTES", 0)
     gathered = make_variant("vae_ffnn", epochs=3, seed=2, early_stopping=True).fit(data, train)
     np.testing.assert_array_equal(premade.predict(data, val), gathered.predict(data, val))
     assert premade.history_ == gathered.history_
@@ -175,12 +175,12 @@ def test_registry_names_options_and_needs():
     mean = make_variant("mean", epochs=5, seed=1, hidden="8")   # options it has no use for
     assert mean.name == "mean"
     m = make_variant("gene_ffnn", hidden="16, 8", epochs=None)     # None means the default
-    assert m.hidden == (16, 8) and m.opts["epochs"] == 100
+    assert m.hidden == (16, 8) and m.opts.epochs == 100
     assert make_variant("vae_ffnn").hidden == (32,)
     assert make_variant("gene_ffnn").hidden == (256, 32)
     with pytest.raises(RavisoError, match="hidden sizes"):
         make_variant("vae_ffnn", hidden="32,x")
-    with pytest.raises(RavisoError, match="bad training options"):
+    with pytest.raises(RavisoError, match="vae_ffnn: bad option lr=0.0 \\(> 0\\)"):
         make_variant("vae_ffnn", lr=0)
     assert variant_needs("vae_ffnn") == {"latent:vae"}
     assert variant_needs("ae_ffnn") == {"latent:ae"}

@@ -9,8 +9,8 @@ import torch
 from raviso.core.errors import RavisoError
 from raviso.data.labelled import Labelled
 from raviso.models.baselines.standard import IsoformFractionBaseline
-from raviso.models.ffnn.fit import inner_split
-from raviso.models.context.share_module import segment_softmax
+from raviso.models.context.share_net import segment_softmax
+from raviso.models.training import inner_split
 from raviso.models.context.share_net import ShareNet
 from raviso.models.variants import make_variant, variant_needs
 
@@ -59,7 +59,7 @@ def test_registered_with_its_options_and_needs():
     assert m.opts.n_components == 8 and m.opts.epochs == 60 and m.opts.tissue
     assert m.opts.context_scale == "variance" and m.opts.tissue_scale == 4.0
     assert not m.opts.refit
-    with pytest.raises(RavisoError, match="share_net: bad options"):
+    with pytest.raises(RavisoError, match="share_net: bad option lr=0.0 \\(> 0\\)"):
         make_variant("share_net", lr=0)
     with pytest.raises(RavisoError, match="context_scale"):
         make_variant("share_net", context_scale="log")
@@ -210,7 +210,7 @@ def test_ffnn_plus_trains_and_beats_tissue_mean():
 def test_start_residual_torch_path_matches_numpy():
     """The ridge start's residual targets as a GPU computes them (torch, here on CPU tensors)
     equal the numpy path's, block by block, including isoforms without a gene."""
-    from raviso.models.context.share_module import StartResidual
+    from raviso.models.context.recipe import StartResidual
 
     data = world_data(n=60, n_genes=10, n_isoforms=30)
     data.isoform_gene[[3, 17]] = -1

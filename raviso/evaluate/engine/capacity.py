@@ -15,7 +15,7 @@ MEMORY_FRACTION = 0.65
 def trial_memory_bytes(variant: str, n_train: int, n_genes: int, n_isoforms: int) -> int:
     """Estimated peak private memory of one trial of `variant` (see the module docstring; a tuned
     column "<variant>@tuned" is its variant)."""
-    from ...models.ffnn.fit import PREMADE_TARGET_BYTES
+    from ...models.training import PREMADE_TARGET_BYTES
     from ...models.variants import spec, variant_needs
 
     try:
@@ -28,7 +28,7 @@ def trial_memory_bytes(variant: str, n_train: int, n_genes: int, n_isoforms: int
         b += int(copies * n_train * n_genes * 4)
     if rec is None or rec.isoform_bytes:
         b += (rec.isoform_bytes if rec else FFNN_ISOFORM_BYTES) * n_isoforms
-        # small target sets are copied once as float32 (`ffnn_fit.target_getter`); a variant
+        # small target sets are copied once as float32 (`training.target_getter`); a variant
         # with an inner early-stopping split holds each part as its own copy
         parts = (0.85, 0.15) if rec is not None and rec.inner_split else (1.0,)
         for part in parts:

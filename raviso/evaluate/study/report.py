@@ -57,7 +57,9 @@ def _kind(variant: str) -> str:
 
 
 def _context_models(variants) -> list[str]:
-    return [v for v in variants if v in ("share_net", "ffnn_plus")]
+    from ...models.variants import base_name, is_context_model
+
+    return [v for v in variants if v == base_name(v) and is_context_model(v)]
 
 
 def analyse(points: dict[str, dict]) -> dict:

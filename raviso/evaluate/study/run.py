@@ -126,7 +126,9 @@ def run_study(store, cfg: StudyConfig | None = None, *, out=None, progress=print
         raise RavisoError("--out is required")
     out = check_writable_target(Path(out), cfg.overwrite)
     points, variants = study_points(cfg), study_variants(cfg)
-    if not any(v.startswith(("share_net", "ffnn_plus")) for v in variants):
+    from ...models.variants import is_context_model
+
+    if not any(is_context_model(v) for v in variants):
         raise RavisoError("raviso study needs a context model in --models")
     from ..cv import run_cv
 

@@ -20,8 +20,8 @@ from torch import nn
 
 from ...core.errors import RavisoError
 from ...data.labelled import Labelled
-from ..ffnn.optim import make_adam
-from .features import FINETUNE, FINETUNE_LATENT, ContextFeatures, context_name
+from ..training import make_adam
+from .recipe import FINETUNE, FINETUNE_LATENT, ContextFeatures, RecipeOptions, context_name
 from .share_io import load_share_model
 from .share_net import ShareNet
 
@@ -88,8 +88,8 @@ class EncoderFeatures(ContextFeatures):
     """c = [(mu - centre) / scale, tissue one-hot x tissue_scale], mu from ``encoder`` (the
     module's own, shared with it), centre and scale fitted on the fitting rows at the start."""
 
-    def __init__(self, tissue: bool, scale: str, tissue_scale: float, seed: int, device):
-        super().__init__("none", 1, tissue, scale, tissue_scale, seed)
+    def __init__(self, opts: RecipeOptions, device):
+        super().__init__("none", opts)
         self.context, self.device = FINETUNE, device
         self.encoder: nn.Module | None = None
         self.genes: list[str] = []          # the RUN's gene order (what the encoder reads)
@@ -167,9 +167,7 @@ class FineTuneShareNet(ShareNet):
         if not float(encoder_lr) > 0:
             raise RavisoError(f"{name}: bad options: encoder_lr={encoder_lr} (> 0)")
         self.encoder_lr = float(encoder_lr)
-        o = self.opts
-        self.features = EncoderFeatures(o.tissue, o.context_scale, o.tissue_scale, o.seed,
-                                        self.device)
+        self.features = EncoderFeatures(self.opts, self.device)
 
     def init_options(self) -> dict:
         return {**super().init_options(), "encoder_lr": self.encoder_lr}

@@ -7,17 +7,21 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from ..baselines.standard import fit_pca, pca_transform
+from ...core.config import option
 from ...core.errors import RavisoError
-from ...data.labelled import Labelled
 from ...core.metrics import column_mean, column_std
-from .fit import PREDICT_ROWS, inner_split, iter_train_ffnn
+from ...data.labelled import Labelled
+from ..baselines.standard import fit_pca, pca_transform
+from ..spec import OptionRecord
+from ..training import (PREDICT_ROWS, TrainState, chunked_mse, inner_split, make_adam,
+                        target_getter, train_epochs)
 
 SAVE_JSON = "regressor.json"
 SAVE_TENSORS = "regressor.safetensors"
@@ -132,26 +136,52 @@ def read_saved(d: Path, json_name: str, tensors_name: str, what: str) -> tuple[d
         raise RavisoError(f"corrupt saved {what}: {e}", d) from None
 
 
+def _positive(v) -> bool:
+    return v >= 1
+
+
+@dataclass(frozen=True)
+class FFNNOptions(OptionRecord):
+    """An FFNN regressor's options (the paper's training: Adam, 100 epochs, no early stopping)."""
+
+    hidden: tuple = option((32,), "hidden layer widths: 32, [256, 32] or '256,32'")
+    n_components: int | None = option(None, "PCA of the input first (None: the input itself)",
+                                      check=lambda v: v is None or v >= 1, problem=">= 1")
+    scale: bool = option(True, "standardise each input feature on the training rows")
+    epochs: int = option(100, "epochs (all of them, unless early_stopping)",
+                         check=lambda v: v >= 0, problem=">= 0")
+    batch_size: int = option(64, "rows per step", check=_positive, problem=">= 1")
+    lr: float = option(1e-4, "Adam's learning rate", check=lambda v: v > 0, problem="> 0")
+    seed: int = option(0, "weights, batch order and the inner split")
+    early_stopping: bool = option(False, "stop on an inner split of whole donors")
+    val_fraction: float = option(0.1, "the inner split's share of the rows",
+                                 check=lambda v: 0 < v < 1, problem="in (0, 1)")
+    patience: int = option(10, "epochs without a better inner-validation MSE",
+                           check=_positive, problem=">= 1")
+    device: str = option("cpu", "torch device")
+
+    def __post_init__(self):
+        object.__setattr__(self, "hidden", hidden_sizes(self.hidden))
+        super().__post_init__()
+
+    def saved(self) -> dict:
+        """The training options regressor.json keeps (the rest is saved beside them)."""
+        return {k: getattr(self, k) for k in ("epochs", "batch_size", "lr", "seed",
+                                              "early_stopping", "val_fraction", "patience")}
+
+
 class FFNNRegressor:
     """A `Predictor`: feature pipeline + FFNN trained on the training rows only."""
 
-    def __init__(self, name: str, source: str, hidden=(32,), n_components: int | None = None,
-                 scale: bool = True, epochs: int = 100, batch_size: int = 64, lr: float = 1e-4,
-                 seed: int = 0, early_stopping: bool = False, val_fraction: float = 0.1,
-                 patience: int = 10, device: str = "cpu"):
-        if int(epochs) < 0 or int(batch_size) < 1 or not float(lr) > 0 or int(patience) < 1:
-            raise RavisoError(f"bad training options: epochs={epochs} (>= 0), batch_size="
-                              f"{batch_size} (>= 1), lr={lr} (> 0), patience={patience} (>= 1)")
-        self.name = name
-        self.hidden = hidden_sizes(hidden)
-        self.features = FeaturePipeline(source, n_components, scale, seed)
-        self.opts = {"epochs": int(epochs), "batch_size": int(batch_size), "lr": float(lr),
-                     "seed": int(seed), "early_stopping": bool(early_stopping),
-                     "val_fraction": float(val_fraction), "patience": int(patience)}
+    def __init__(self, name: str, source: str, opts: FFNNOptions | None = None):
+        self.name, self.opts = name, opts if opts is not None else FFNNOptions()
+        self.hidden = self.opts.hidden
+        self.features = FeaturePipeline(source, self.opts.n_components, self.opts.scale,
+                                        self.opts.seed)
         try:
-            self.device = torch.device(device)
+            self.device = torch.device(self.opts.device)
         except RuntimeError as e:
-            raise RavisoError(f"bad device {device!r}: {e}") from None
+            raise RavisoError(f"bad device {self.opts.device!r}: {e}") from None
         self.model: FFNN | None = None
         self.history_: dict = {}
 
@@ -167,27 +197,44 @@ class FFNNRegressor:
         return self
 
     def fit_steps(self, data: Labelled, train_idx, on_batch=None, resume: dict | None = None):
-        """`fit` one epoch at a time: yields a `TrainState` per epoch (`iter_train_ffnn`)."""
+        """`fit` one epoch at a time: yields a `TrainState` per epoch (`raviso tune` scores and
+        checkpoints between them; ``resume`` is a `TrainState.state_dict` to continue from)."""
         o = self.opts
         rows = np.asarray(train_idx, np.int64)
         val_rows = None
-        if o["early_stopping"]:
-            rows, val_rows = inner_split(rows, data.donor, o["val_fraction"], o["seed"])
+        if o.early_stopping:
+            rows, val_rows = inner_split(rows, data.donor, o.val_fraction, o.seed)
         self.features.fit(data, rows)
         src = self.features.source_matrix(data)
         X = self._tensor(src[rows])
-        X_val = None if val_rows is None else self._tensor(src[val_rows])
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(o["seed"])
+            torch.manual_seed(o.seed)
             self.model = FFNN(X.shape[1], self.hidden, data.isoforms.shape[1])
         with torch.no_grad():
             self.model.net[-1].bias.copy_(torch.from_numpy(
                 column_mean(data.isoforms, rows).astype(np.float32)))
-        self.model.to(self.device)
-        self.history_ = yield from iter_train_ffnn(
-            self.model, X, data.isoforms, rows, epochs=o["epochs"], batch_size=o["batch_size"],
-            lr=o["lr"], seed=o["seed"], X_val=X_val, val_rows=val_rows, patience=o["patience"],
-            on_batch=on_batch, resume=resume)
+        model = self.model.to(self.device)
+        targets = target_getter(data.isoforms, rows, self.device)
+
+        def loss_of(pos):
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
+                out = model(X[torch.from_numpy(pos).to(self.device)])
+            return nn.functional.mse_loss(out.float(), targets(pos))
+
+        score = None
+        if val_rows is not None:
+            X_val = self._tensor(src[val_rows])
+            val_targets = target_getter(data.isoforms, val_rows, self.device)
+            score = lambda: chunked_mse(model, lambda s, e: model(X_val[s:e]),  # noqa: E731
+                                        val_targets, len(val_rows), PREDICT_ROWS)
+        hist = {"train_loss": [], "val_loss": [], "best_epoch": None, "stopped_early": False,
+                "rows_per_epoch": len(rows)}
+        st = TrainState(model, make_adam(model.parameters(), o.lr),
+                        torch.Generator().manual_seed(o.seed), hist, o.patience)
+        if resume is not None:
+            st.load_state_dict(resume)
+        self.history_ = yield from train_epochs(st, rows, o.batch_size, o.epochs, loss_of, score,
+                                                on_batch=on_batch)
 
     def predict(self, data: Labelled, idx) -> np.ndarray:
         return self.predict_source(self.features.source_matrix(data)[np.asarray(idx, np.int64)])
@@ -221,7 +268,7 @@ class FFNNRegressor:
         cfg = {"format": FORMAT, "version": 1, "name": self.name, "hidden": list(self.hidden),
                "n_in": self.model.net[0].in_features,
                "n_out": self.model.net[-1].out_features,
-               "features": self.features.config(), "options": self.opts,
+               "features": self.features.config(), "options": self.opts.saved(),
                "history": self.history_}
         (d / SAVE_JSON).write_text(json.dumps(cfg, indent=2))
 
@@ -232,8 +279,9 @@ class FFNNRegressor:
         if cfg.get("format") != FORMAT:
             raise RavisoError(f"not a saved regressor (format {cfg.get('format')!r})", d)
         fcfg = cfg["features"]
-        reg = cls(cfg["name"], fcfg["source"], cfg["hidden"], fcfg["n_components"],
-                  fcfg["scale"], device=device, **cfg["options"])
+        reg = cls(cfg["name"], fcfg["source"], FFNNOptions(
+            hidden=cfg["hidden"], n_components=fcfg["n_components"], scale=fcfg["scale"],
+            device=device, **cfg["options"]))
         reg.features = FeaturePipeline.from_saved(
             fcfg, {k[len("features."):]: v.numpy() for k, v in tensors.items()
                    if k.startswith("features.")})

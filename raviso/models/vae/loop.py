@@ -19,7 +19,7 @@ from typing import Callable, Iterable, Iterator
 
 import torch
 
-from ..ffnn.optim import make_adam
+from ..training import make_adam
 from .model import LossRecord
 
 TERMS = ("loss", "elbo", "recon", "kl")
