@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from raviso.core.config import StageConfig, address_option, option
+from raviso.core.config import StageConfig, address_option, option, target_dtype_option
 
 from .options import configured
 
@@ -36,7 +36,7 @@ class BenchScaleConfig(StageConfig):
     max_steps: int | None = option(None, "Pretraining steps [20].")
     epochs: int | None = option(None, "CV / fit epochs [1].")
     variants: str | None = option(None, "CV variants [mean, pca_ridge, vae_ffnn, share_net].")
-    target_dtype: str = option("auto", "auto | float32 | float16.")
+    target_dtype: str = target_dtype_option()
     synth_rows_gtex: int | None = option(None, "Synthesize only this many GTEx rows, then "
                                          "resample the store up to --rows-gtex (an 'expand' "
                                          "stage).")

@@ -83,6 +83,13 @@ def overwrite_option(help: str = "Replace an existing output (only a raviso outp
     return option(False, help)
 
 
+TARGET_DTYPE = "auto"   # the stored isoform targets' dtype unless asked (raviso.data.mapped)
+
+
+def target_dtype_option(help: str = "auto | float32 | float16.") -> Any:
+    return option(TARGET_DTYPE, help)
+
+
 def seed_option(help: str = "Random seed.") -> Any:
     return option(0, help)
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .reader import Store
+from ..core.config import TARGET_DTYPE
 from ..core.errors import RavisoError
 
 
@@ -56,7 +57,7 @@ class Labelled:
 
     @classmethod
     def from_store(cls, store: Store, mapped: bool = False,
-                   target_dtype: str = "auto") -> "Labelled":
+                   target_dtype: str = TARGET_DTYPE) -> "Labelled":
         """Read the labelled set; with `mapped` the matrices are read-only memory maps of a
         per-machine cache (`raviso.data.mapped`; `target_dtype` auto | float32 | float16 for the
         isoforms and truth) instead of private in-memory copies."""

@@ -15,6 +15,7 @@ import numpy as np
 
 from .reader import Store, tensor_to_numpy
 from ..core.atomic import replace_path, tmp_sibling
+from ..core.config import TARGET_DTYPE
 from ..core.errors import RavisoError
 
 TARGET_DTYPES = ("auto", "float32", "float16")
@@ -23,7 +24,7 @@ FILES = {"gtex_gene": "genes.npy", "gtex_isoform": "isoforms.npy", "truth": "tru
 INFO = "cache.json"
 
 
-def choose_dtype(store: Store, target_dtype: str = "auto") -> str:
+def choose_dtype(store: Store, target_dtype: str = TARGET_DTYPE) -> str:
     if target_dtype not in TARGET_DTYPES:
         raise RavisoError(f"--target-dtype must be one of {', '.join(TARGET_DTYPES)}, "
                           f"got {target_dtype!r}")
@@ -118,7 +119,7 @@ class MappedSource:
         return f"MappedSource({self.path!r}, {self.dtype})"
 
 
-def open_mapped(store: Store, target_dtype: str = "auto") -> tuple[MappedSource, dict]:
+def open_mapped(store: Store, target_dtype: str = TARGET_DTYPE) -> tuple[MappedSource, dict]:
     dtype = choose_dtype(store, target_dtype)
     src = MappedSource(store.uri, dtype, str(ensure_cache(store, dtype)))
     return src, src.open()

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..core.config import (StageConfig, address_option, option, overwrite_option,
-                           pretrained_ae_option, pretrained_option, seed_option)
+                           pretrained_ae_option, pretrained_option, seed_option,
+                           target_dtype_option)
 
 GROUP_BY = ("donor", "none")
 FOLD_SCHEMES = ("kfold", "auto", "logo")
@@ -45,9 +46,9 @@ class CvConfig(StageConfig):
     variant_options: dict | None = option(None, cli=False)
     epochs: int | None = option(None, "Epochs of the neural variants.")
     seed: int = seed_option("Seed of the folds and of every trial.")
-    target_dtype: str = option("auto", "auto | float32 | float16: storage of the memory-mapped "
-                               "isoform targets (auto: float16 above 4 GB of float32; adds ~1e-7 "
-                               "MSE).")
+    target_dtype: str = target_dtype_option(
+        "auto | float32 | float16: storage of the memory-mapped isoform targets (auto: float16 "
+        "above 4 GB of float32; adds ~1e-7 MSE).")
     # the folds
     folds: int = option(5, "Number of cross-validation folds.")
     repeats: int = option(1, "R x k-fold, each repeat a distinct donor partition (fold seeds "

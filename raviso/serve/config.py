@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..core.config import (StageConfig, option, overwrite_option, pretrained_ae_option,
-                           pretrained_option, quiet_option, seed_option)
+                           pretrained_option, quiet_option, seed_option, target_dtype_option)
 from ..trust.domain import DOMAIN_LEVEL
 from ..trust.reliability import RELIABLE_R2
 
@@ -21,7 +21,7 @@ class FitConfig(StageConfig):
     epochs: int | None = option(None, "Epochs of a neural variant (default: the variant's).")
     seed: int = seed_option("Random seed of the fit.")
     overwrite: bool = overwrite_option()
-    target_dtype: str = option("auto", "auto | float32 | float16 (as raviso cv).")
+    target_dtype: str = target_dtype_option("auto | float32 | float16 (as raviso cv).")
     tuned_config: Path | None = option(None, "best.json from raviso tune: its variant and "
                                        "options.", flag="--config")   # named as in CvConfig
     cv_folds: int = option(5, "Cross-validate the variant (against every baseline) with this "
