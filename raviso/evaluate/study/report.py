@@ -20,6 +20,7 @@ import numpy as np
 from ...core.atomic import atomic_file
 from ...core.plots import new_figure
 from ...models.recommended import SELECT_BELOW
+from ..config import CvConfig
 
 ALPHA = 0.05
 
@@ -31,8 +32,9 @@ def load_point(point_dir: Path) -> dict:
     ok = {(t["fold"], t["variant"]): t["mse"] for t in doc["trials"] if t["status"] == "ok"}
     variants = [v for v in cfg["variants"] if all((f["fold"], v) in ok for f in folds)]
     per_fold = {v: [ok[(f["fold"], v)] for f in folds] for v in variants}
-    return {"scheme": cfg.get("fold_scheme", "kfold"), "fraction": cfg.get("train_fraction", 1.0),
-            "repeats": int((doc.get("grouping") or {}).get("repeats") or cfg.get("repeats", 1)),
+    given = lambda k: cfg.get(k, CvConfig.__dataclass_fields__[k].default)  # noqa: E731
+    return {"scheme": given("fold_scheme"), "fraction": given("train_fraction"),
+            "repeats": int((doc.get("grouping") or {}).get("repeats") or given("repeats")),
             "variants": variants, "per_fold": per_fold,
             "n_train": [f["n_train"] for f in folds], "n_test": [f["n_test"] for f in folds],
             "mean": {v: float(np.mean(x)) for v, x in per_fold.items()}}
