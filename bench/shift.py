@@ -106,7 +106,7 @@ def cv_model(train, out, k: int = 5, options: dict | None = None, tissue_free: b
     with its reliability and applicability domain: what `raviso fit` ships."""
     from raviso.evaluate.cv import run_trial
     from raviso.evaluate.engine.repeats import repeated_folds
-    from raviso.models.saved import fit_model
+    from raviso.models.saved import ModelExtras, fit_model
     from raviso.trust.reliability import OofAccumulator, model_reliability
 
     folds = repeated_folds(train.tissue, train.donor, k=k, seed=0, repeats=1)
@@ -119,7 +119,8 @@ def cv_model(train, out, k: int = 5, options: dict | None = None, tissue_free: b
             res = run_trial(train, folds.fold, f, variant, opts, taps=[acc])
             oof[(f, column)], errors[(f, column)] = acc.result(), res["per_sample"]
     evidence = model_reliability(oof, variant, train, (errors, folds))
-    fit_model(train, variant, out, options=options, overwrite=True, **evidence)
+    fit_model(train, variant, out, options=options, overwrite=True,
+              extras=ModelExtras(**evidence))
     return out
 
 

@@ -21,7 +21,7 @@ def model(tmp_path_factory):
     from raviso.evaluate.engine.inputs import load_labelled
     from raviso.trust.reliability import OofAccumulator, model_arrays
     from raviso.evaluate.engine.repeats import repeated_folds
-    from raviso.models.saved import fit_model
+    from raviso.models.saved import ModelExtras, fit_model
 
     root = tmp_path_factory.mktemp("outputs")
     store, d = write_tiny_store(root / "store")
@@ -34,7 +34,7 @@ def model(tmp_path_factory):
         oof[(f, "share_net")] = acc.result()
     arrays = model_arrays(oof, "share_net")
     fit_model(data, "share_net", root / "model", options=OPTIONS, store_uri=st.uri,
-              reliability=arrays)
+              extras=ModelExtras(reliability=arrays))
     fit_model(data, "share_net", root / "plain", options=OPTIONS, store_uri=st.uri)
     return root, d, arrays
 
