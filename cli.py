@@ -5,15 +5,18 @@ adds the bench sub-app and runs the app (`raviso.commands.errors`: one line per 
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 
 
 def _early_interrupt(signum, frame):
     """Ctrl-C / SIGTERM while Python is still importing: no traceback, the same line and code as
-    later (`raviso.commands.errors` takes over once the command runs)."""
-    print("raviso: interrupted", file=sys.stderr)
-    raise SystemExit(130)
+    later (`raviso.commands.errors` takes over once the command runs). It exits at once: an
+    exception raised here can land inside a class body being built (dataclass `__set_name__`), which
+    Python wraps in a RuntimeError with a traceback. Nothing is written before the command runs."""
+    print("raviso: interrupted", file=sys.stderr, flush=True)
+    os._exit(130)
 
 
 SCRIPT = bool(sys.argv) and sys.argv[0].endswith("raviso")   # not a program importing cli
