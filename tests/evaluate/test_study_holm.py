@@ -45,3 +45,20 @@ def test_verdict_uses_holm_across_points():
     # the learning curve against the best baseline is its own family, adjusted the same way
     curve = [rows[n]["vs_baseline"][0] for n in points]
     assert [c["p_holm"] for c in curve] == pytest.approx(holm([c["p"] for c in curve]))
+
+
+def test_study_points_an_empty_fractions_list_leaves_only_the_held_out_tissue_point(tmp_path):
+    from raviso.core.errors import RavisoError
+    from raviso.evaluate.study.run import StudyConfig, run_study, study_points
+
+    only = study_points(StudyConfig.build(fractions="", tissue=True, folds=5, folds_full=3))
+    assert [(p.name, p.fold_scheme, p.fraction, p.folds) for p in only] == [
+        ("tissue", "tissue", 1.0, 3)]
+    both = study_points(StudyConfig.build(fractions="0.05,1", tissue=True))
+    assert [p.name for p in both] == ["f0.05", "f1", "tissue"]
+    with pytest.raises(RavisoError, match="no point to run"):
+        run_study(tmp_path / "store", StudyConfig.build(fractions="", tissue=False),
+              out=tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(RavisoError, match="comma list"):
+        StudyConfig.build(fractions="0.05,x")

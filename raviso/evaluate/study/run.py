@@ -36,7 +36,8 @@ class StudyConfig(StageConfig):
     pretrained: Path | None = pretrained_option("VAE run (context 'vae').")
     pretrained_ae: Path | None = pretrained_ae_option("Autoencoder (beta=0) run (context 'ae').")
     fractions: str = option("0.02,0.05,0.1,0.25,1", "Labelled sizes: fractions of each fold's "
-                            "training donors.", check=lambda v: bool(_floats(v)) and all(
+                            "training donors (\"\" with --tissue: only held-out tissues).",
+                            check=lambda v: not str(v).strip() or bool(_floats(v)) and all(
                                 0 < f <= 1 for f in _floats(v)),
                             problem="must be a comma list of numbers in (0, 1] (got {value!r})")
     tissue: bool = option(True, "Also hold out whole tissues (--fold-scheme tissue).",
@@ -126,6 +127,9 @@ def run_study(store, cfg: StudyConfig | None = None, *, out=None, progress=print
         raise RavisoError("--out is required")
     out = check_writable_target(Path(out), cfg.overwrite)
     points, variants = study_points(cfg), study_variants(cfg)
+    if not points:
+        raise RavisoError("raviso study has no point to run: --fractions is empty and "
+                          "--no-tissue is set")
     from ...models.variants import is_context_model
 
     if not any(is_context_model(v) for v in variants):
