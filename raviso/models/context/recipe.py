@@ -184,17 +184,17 @@ class ContextModel:
         hist = self._fit_rows(data, rows, val_rows, o.epochs, None, on_batch)         # 2.-6.
         best = hist["best_epoch"]
         if o.refit and best > 0:                                                      # 7.
-            refit = self._fit_rows(data, everything, None, best, hist["ridge_start"]["used"],
-                                   on_batch)
+            used = {k: hist[k]["used"] for k in ("anchor_start", "ridge_start") if k in hist}
+            refit = self._fit_rows(data, everything, None, best, used, on_batch)
             hist = {**hist, "refit": {"rows": len(everything), "epochs": best,
                                       "train_loss": refit["train_loss"]}}
         self.history_ = hist
         return self
 
     def _fit_rows(self, data: Labelled, rows: np.ndarray, val_rows: np.ndarray | None,
-                  epochs: int, use_ridge: bool | None, on_batch) -> dict:
-        """Steps 2-6 on `rows`. With `val_rows`: decide the ridge start and stop early on them;
-        without: train exactly `epochs` (the refit), with the ridge start when `use_ridge`."""
+                  epochs: int, used: dict | None, on_batch) -> dict:
+        """Steps 2-6 on `rows`. With `val_rows`: decide the starts (anchor, ridge) and stop early
+        on them; without: train exactly `epochs` (the refit), with the starts `used` says."""
         o = self.opts
         self.features.fit(data, rows)                                                 # 2.
         C = self.features(data, rows, self.device)
@@ -204,28 +204,57 @@ class ContextModel:
         self.module.to(self.device)
         self.n_out_ = data.isoforms.shape[1]
         score = None if val_rows is None else self._scorer(data, val_rows)
-        ridge = {"used": bool(use_ridge)}
-        if o.ridge_start and use_ridge is None:
-            ridge["val_without"] = score()
-            self._ridge_start(data, rows, C, share, free)
-            ridge["val_with"] = score()
-            ridge["used"] = ridge["val_with"] < ridge["val_without"]
-            if not ridge["used"]:          # the held-out donors say the correction overfits
-                with torch.no_grad():
-                    self.module.R.zero_()
-                    self.module.free_bias.copy_(torch.from_numpy(free.astype(np.float32)))
-        elif o.ridge_start and use_ridge:
-            self._ridge_start(data, rows, C, share, free)
+        starts, genes = {}, None
+        if self.fits_anchor and (used is None or used.get("anchor_start")):
+            starts["anchor_start"], genes = self._gated(
+                score, lambda: self.anchor_start(data, rows, C), self.anchor_reset)
+            genes = genes if starts["anchor_start"]["used"] else None
+        if o.ridge_start and (used is None or used.get("ridge_start")):
+            starts["ridge_start"], _ = self._gated(
+                score, lambda: self._ridge_start(data, rows, C, share, free, genes),
+                lambda: self._ridge_reset(free))
+        else:
+            starts["ridge_start"] = {"used": False}
         hist = self._train(data, rows, C, score, epochs, on_batch)
         hist["val_rows"] = 0 if val_rows is None else len(val_rows)
-        return {"ridge_start": ridge, **hist}
+        return {**starts, **hist}
+
+    @staticmethod
+    def _gated(score, apply, undo) -> tuple[dict, object]:
+        """(record, what `apply` returned): a start applied and kept only if it lowers the
+        inner-validation MSE (`undo` otherwise); without `score` (the refit) just applied."""
+        if score is None:
+            return {"used": True}, apply()
+        out = {"val_without": score()}
+        result = apply()
+        out["val_with"] = score()
+        out["used"] = bool(out["val_with"] < out["val_without"])
+        if not out["used"]:         # the held-out donors say the start overfits
+            undo()
+        return out, result
+
+    # -- 3. the starts: the network's own (share_net: the gene anchor) and the ridge ---------------
+    fits_anchor = False
+
+    def anchor_start(self, data: Labelled, rows: np.ndarray, C):
+        """Fit the network's gene anchor; return the fitting rows' anchored genes (share_net)."""
+        return None
+
+    def anchor_reset(self) -> None:
+        """Undo `anchor_start`."""
+
+    @torch.no_grad()
+    def _ridge_reset(self, free: np.ndarray) -> None:
+        self.module.R.zero_()
+        self.module.free_bias.copy_(torch.from_numpy(free.astype(np.float32)))
 
     @torch.no_grad()
     def _ridge_start(self, data: Labelled, rows: np.ndarray, C: torch.Tensor, share: np.ndarray,
-                     free: np.ndarray) -> None:
+                     free: np.ndarray, genes: np.ndarray | None = None) -> None:
         """The residual path at the ridge regression of the start's residual on the context
-        (penalty by exact leave-one-out over the fitting rows, as ``pca_ridge``)."""
-        target = StartResidual(data, share, free, self.device)
+        (penalty by exact leave-one-out over the fitting rows, as ``pca_ridge``); `genes`: the
+        fitting rows' anchored genes, when the anchor's start is used."""
+        target = StartResidual(data, share, free, self.device, genes=genes, rows=rows)
         alpha, _, c_mean, coef, y_mean = ridge_select_fit(C.cpu().numpy(), target, rows=rows)
         self.ridge_alpha_ = alpha
         self.module.R.copy_(torch.from_numpy(coef))
@@ -322,11 +351,14 @@ class StartResidual:
     block) like an array (what `ridge_select_fit` indexes, once per block), so the residual of
     157k isoforms is never materialised whole. Numpy on a CPU; on another `device` (a GPU) the
     elementwise work runs there with torch, the training rows' genes uploaded once
-    (``use_torch`` forces the choice: tests run the torch path on a CPU)."""
+    (``use_torch`` forces the choice: tests run the torch path on a CPU). `genes`: the anchored
+    genes of `rows` (share_net's fitted anchor) in place of the measured ones."""
 
     def __init__(self, data: Labelled, share: np.ndarray, free: np.ndarray, device="cpu",
-                 use_torch: bool | None = None):
+                 use_torch: bool | None = None, genes: np.ndarray | None = None,
+                 rows: np.ndarray | None = None):
         self.data, self.share, self.free = data, share, free
+        self.anchored = None if genes is None else (np.asarray(rows, np.int64), genes)
         self.gene_of = np.asarray(data.isoform_gene, np.int64)
         self.shape = data.isoforms.shape
         self.device = torch.device(device)
@@ -338,15 +370,23 @@ class StartResidual:
         gene = self.gene_of[cols]
         if self.torch:
             return self._torch_block(np.asarray(rows), cols, gene)
-        g = tpm(self.data.genes[np.ix_(np.asarray(rows), np.maximum(gene, 0))])
+        g = tpm(self.gene_values(np.asarray(rows))[:, np.maximum(gene, 0)])
         start = np.where(gene >= 0, np.log2(self.share[cols] * g + 1.0), 0.0) + self.free[cols]
         return self.data.isoforms[rows, cols].astype(np.float64) - start
+
+    def gene_values(self, rows: np.ndarray) -> np.ndarray:
+        """(rows, genes) log2: the measured genes, or the anchored ones of the fitting rows."""
+        if self.anchored is None:
+            return self.data.genes[rows]
+        fit_rows, genes = self.anchored
+        order = np.argsort(fit_rows)
+        return genes[order[np.searchsorted(fit_rows, rows, sorter=order)]]
 
     def _torch_block(self, rows: np.ndarray, cols, gene: np.ndarray) -> np.ndarray:
         dev = self.device
         if self._genes is None or not np.array_equal(self._genes[0], rows):
             self._genes = (rows, torch.from_numpy(
-                np.ascontiguousarray(self.data.genes[rows], np.float32)).to(dev))
+                np.ascontiguousarray(self.gene_values(rows), np.float32)).to(dev))
         at = lambda a: torch.from_numpy(np.ascontiguousarray(a)).to(dev)  # noqa: E731
         tpm = torch.clamp(torch.exp2(self._genes[1][:, at(np.maximum(gene, 0))].double()) - 1.0,
                           min=0.0)
