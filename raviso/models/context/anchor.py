@@ -19,7 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..baselines.standard import ridge_select_fit, tpm
+from ...core.metrics import column_blocks
+from ..baselines.standard import ridge_select_fit
 
 ROW_CHUNK = 256         # rows per chunk when summing isoforms into genes
 DAMPING = 0.1           # the measured gene's weight in `gene_targets` (a fully used isoform: 1)
@@ -62,30 +63,38 @@ def gene_targets(genes: np.ndarray, isoforms: np.ndarray, rows: np.ndarray,
     return out
 
 
-def ridge_loo(Z: np.ndarray, Y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Ridge from Z to every column of Y (penalty by exact leave-one-out, as ``pca_ridge``):
-    (intercept (m,), coef (k, m), the leave-one-out predictions (n, m))."""
-    alpha, _, z_mean, coef, y_mean = ridge_select_fit(Z, Y)
-    Zc = Z.astype(np.float64) - z_mean
-    U, s, _ = np.linalg.svd(Zc, full_matrices=False)
-    h = 1.0 / len(Z) + (U ** 2) @ (s ** 2 / (s ** 2 + alpha))
-    fitted = y_mean + Zc @ coef.astype(np.float64)
-    loo = Y - (Y - fitted) / (1.0 - h)[:, None]
-    return y_mean - z_mean @ coef.astype(np.float64), coef, loo
+class LooRidge:
+    """Ridge from Z to every column of Y, one penalty by exact leave-one-out (as ``pca_ridge``,
+    `ridge_select_fit`); `loo` gives a block of columns' leave-one-out predictions, so Y's
+    (n, genes) float64 copies are never made whole (GTEx width)."""
+
+    def __init__(self, Z: np.ndarray, Y: np.ndarray):
+        alpha, _, self.z_mean, coef, y_mean = ridge_select_fit(Z, Y)
+        self.coef = coef.astype(np.float64)
+        self.intercept = y_mean - self.z_mean @ self.coef
+        U, s, _ = np.linalg.svd(Z.astype(np.float64) - self.z_mean, full_matrices=False)
+        self.h = 1.0 / len(Z) + (U ** 2) @ (s ** 2 / (s ** 2 + alpha))     # hat diagonal
+
+    def loo(self, Z: np.ndarray, Y: np.ndarray, cols: slice) -> np.ndarray:
+        """(n, cols) leave-one-out predictions of Y[:, cols] (given as Y, float64)."""
+        fitted = self.intercept[cols] + Z.astype(np.float64) @ self.coef[:, cols]
+        return Y - (Y - fitted) / (1.0 - self.h)[:, None]
 
 
-def fit_anchor(C: np.ndarray, genes: np.ndarray, totals: np.ndarray) -> AnchorStart:
+def fit_anchor(C: np.ndarray, genes: np.ndarray, targets: np.ndarray) -> AnchorStart:
     """The anchor's start from the fitting rows' context C (n, k), measured genes and their
     targets (n, G), both log2 (`gene_targets`)."""
-    g, t = genes.astype(np.float64), totals.astype(np.float64)
-    a, A, off_loo = ridge_loo(C, t - g)
-    m, V, pred_loo = ridge_loo(C, t)
-    corrected = g + off_loo
-    gap = pred_loo - corrected
-    den = np.einsum("ij,ij->j", gap, gap)
-    num = np.einsum("ij,ij->j", t - corrected, gap)
-    blend = np.clip(np.divide(num, den, out=np.zeros_like(num), where=den > 1e-12), 0.0, 1.0)
+    offset, total = LooRidge(C, targets - genes), LooRidge(C, targets)
+    blend = np.zeros(genes.shape[1])
+    for cols in column_blocks(*genes.shape):
+        g, t = genes[:, cols].astype(np.float64), targets[:, cols].astype(np.float64)
+        corrected = g + offset.loo(C, t - g, cols)
+        gap = total.loo(C, t, cols) - corrected
+        den = np.einsum("ij,ij->j", gap, gap)
+        num = np.einsum("ij,ij->j", t - corrected, gap)
+        blend[cols] = np.divide(num, den, out=np.zeros_like(num), where=den > 1e-12)
+    blend = np.clip(blend, 0.0, 1.0)
     keep = 1.0 - blend
     f32 = lambda x: np.asarray(x, np.float32)  # noqa: E731
-    return AnchorStart(blend=f32(blend), gene_mean=f32(m), V=f32(V), shift=f32(keep * a),
-                       A=f32(keep * A))
+    return AnchorStart(blend=f32(blend), gene_mean=f32(total.intercept), V=f32(total.coef),
+                       shift=f32(keep * offset.intercept), A=f32(keep * offset.coef))
