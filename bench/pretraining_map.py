@@ -114,7 +114,8 @@ def anchor_pairs(dirs: list[Path]) -> str:
 
     rows = ["| results | contrast | difference [95% CI] | corrected p |", "| --- | --- | --- | --- |"]
     pts = [load_point(d) for d in dirs]
-    cell = lambda c: f"{c['diff']:+.4f} [{c['ci95'][0]:+.4f}, {c['ci95'][1]:+.4f}] | {c['p']:.3g}"
+    cell = lambda c: (f"{c['diff']:+.4f} [{c['ci95'][0]:+.4f}, {c['ci95'][1]:+.4f}] | "  # noqa: E731
+                      + ("n/a" if c["p"] is None else f"{c['p']:.3g}"))
     for d, pt in zip(dirs, pts):
         if {"share_net", "share_net[anchor=none]"} <= set(pt["variants"]):
             c = compare(pt, "share_net", "share_net[anchor=none]")
