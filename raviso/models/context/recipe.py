@@ -5,8 +5,9 @@ top to bottom; why each step: docs/models.md.
 2. The context c: a per-fold PCA of the genes and/or a pretrained latent, each column scaled,
    plus the tissue one-hot, fitted on the fitting rows only (`ContextFeatures`).
 3. The network starts at its baseline (`build`: for share_net isoform_fraction_fit's shares),
-   then its residual path at the ridge regression of the start's residual on c, kept only if it
-   lowers the inner-validation MSE (the ridge start).
+   share_net's gene anchor at its closed-form fit (`anchor_start`, `raviso.models.context.anchor`),
+   then its residual path at the ridge regression of the start's residual on c (the ridge start);
+   each start kept only if it lowers the inner-validation MSE.
 4. AdamW (decay on the weight matrices only) with a cosine schedule over `epochs`.
 5. The epoch loop every torch model shares (`raviso.models.training.train_epochs`), scored on
    the held-out donors after every epoch, the start scored first.
