@@ -205,35 +205,58 @@ class ContextModel:
         self.module.to(self.device)
         self.n_out_ = data.isoforms.shape[1]
         score = None if val_rows is None else self._scorer(data, val_rows)
-        starts, genes = {}, None
-        if self.fits_anchor and (used is None or used.get("anchor_start")):
-            starts["anchor_start"], genes = self._gated(
-                score, lambda: self.anchor_start(data, rows, C), self.anchor_reset)
-            genes = genes if starts["anchor_start"]["used"] else None
-        if o.ridge_start and (used is None or used.get("ridge_start")):
-            starts["ridge_start"], _ = self._gated(
-                score, lambda: self._ridge_start(data, rows, C, share, free, genes),
-                lambda: self._ridge_reset(free))
-        else:
-            starts["ridge_start"] = {"used": False}
+        starts = self._starts(data, rows, C, share, free, score, used)
         hist = self._train(data, rows, C, score, epochs, on_batch)
         hist["val_rows"] = 0 if val_rows is None else len(val_rows)
         return {**starts, **hist}
 
-    @staticmethod
-    def _gated(score, apply, undo) -> tuple[dict, object]:
-        """(record, what `apply` returned): a start applied and kept only if it lowers the
-        inner-validation MSE (`undo` otherwise); without `score` (the refit) just applied."""
+    def _starts(self, data: Labelled, rows: np.ndarray, C, share: np.ndarray, free: np.ndarray,
+                score, used: dict | None) -> dict:
+        """Step 3's decisions. The ridge start on the measured gene, kept if it lowers the
+        inner-validation MSE; then (share_net) the fitted gene anchor with the ridge start redone
+        on the anchored gene, kept only if that whole start beats the first. Without `score` (the
+        refit): the starts `used` names."""
+        o, m = self.opts, self.module
+        ridge = lambda genes: self._ridge_start(data, rows, C, share, free, genes)  # noqa: E731
         if score is None:
-            return {"used": True}, apply()
+            genes = self.anchor_start(data, rows, C) if used.get("anchor_start") else None
+            if used.get("ridge_start"):
+                ridge(genes)
+            return {k: {"used": bool(v)} for k, v in used.items()}
+        starts = {"ridge_start": {"used": False}}
+        if o.ridge_start:
+            starts["ridge_start"] = self._gated(score, lambda: ridge(None),
+                                                lambda: self._ridge_reset(free))
+        if not self.fits_anchor:
+            return starts
+        plain = {k: v.detach().clone() for k, v in m.named_parameters() if k in ("R", "free_bias")}
+        rec = {"val_without": score()}
+        genes = self.anchor_start(data, rows, C)
+        if o.ridge_start:
+            self._ridge_reset(free)
+            ridge(genes)
+        rec["val_with"] = score()
+        rec["used"] = bool(rec["val_with"] < rec["val_without"])
+        if not rec["used"]:         # the held-out donors prefer the measured gene
+            self.anchor_reset()
+            with torch.no_grad():
+                for k, v in plain.items():
+                    getattr(m, k).copy_(v)
+        return {**starts, "anchor_start": rec,
+                "ridge_start": starts["ridge_start"] if not rec["used"]
+                else {**starts["ridge_start"], "used": o.ridge_start}}
+
+    @staticmethod
+    def _gated(score, apply, undo) -> dict:
+        """A start applied and kept only if it lowers the inner-validation MSE (`undo`
+        otherwise)."""
         out = {"val_without": score()}
-        result = apply()
+        apply()
         out["val_with"] = score()
         out["used"] = bool(out["val_with"] < out["val_without"])
         if not out["used"]:         # the held-out donors say the start overfits
             undo()
-        return out, result
-
+        return out
     # -- 3. the starts: the network's own (share_net: the gene anchor) and the ridge ---------------
     fits_anchor = False
 

@@ -65,8 +65,10 @@ class ShareModule(nn.Module):
         self.U = nn.Parameter(torch.zeros(n_context, n_iso))   # context -> share logits
         self.R = nn.Parameter(torch.zeros(n_context, n_iso))   # context -> residual
         self.V = nn.Parameter(torch.zeros(n_context, n_genes))  # context -> gene prediction
-        self.shift = nn.Parameter(torch.zeros(n_genes))           # the measured gene's offset
-        self.A = nn.Parameter(torch.zeros(n_context, n_genes))  # context -> that offset
+        # the measured gene's offset and its context weights: never trained; 0 (share_net before
+        # the fitted anchor, exactly) unless the anchor's start is used (`ShareNet.anchor_start`)
+        self.shift = nn.Parameter(torch.zeros(n_genes), requires_grad=False)
+        self.A = nn.Parameter(torch.zeros(n_context, n_genes), requires_grad=False)
 
     def load_state_dict(self, state, strict: bool = True, **kw):
         """A model saved before the anchor's offset existed (no shift, A) loads with it at 0."""
@@ -171,6 +173,7 @@ class ShareNet(ContextModel):
         self._plain_anchor = {k: getattr(m, k).detach().clone() for k in vars(start)}
         for k, v in vars(start).items():
             getattr(m, k).copy_(torch.from_numpy(v))
+        self._train_anchor(False)
         at = lambda a: torch.from_numpy(a).to(self.device)  # noqa: E731
         return m.anchored(at(Z), at(genes)).cpu().numpy()
 
@@ -179,6 +182,15 @@ class ShareNet(ContextModel):
         """Back to the measured gene (the held-out donors say the fitted anchor does not help)."""
         for k, v in self._plain_anchor.items():
             getattr(self.module, k).copy_(v)
+        self._train_anchor(True)
+
+    def _train_anchor(self, train: bool) -> None:
+        """The fitted anchor stays at its closed-form start (its penalties chosen by leave-one-out;
+        Adam's per-weight steps on its context x genes weights overfit the inner-validation
+        donors on the design worlds); the measured gene's blend trains as before. The offset
+        (shift, A) never trains: it is 0 unless fitted."""
+        for p in (self.module.blend, self.module.gene_mean, self.module.V):
+            p.requires_grad_(train)
 
     @torch.no_grad()
     def shares(self, data: Labelled, idx) -> np.ndarray:
