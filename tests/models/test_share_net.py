@@ -244,7 +244,7 @@ def test_ffnn_plus_trains_and_beats_tissue_mean():
 def test_start_residual_torch_path_matches_numpy():
     """The ridge start's residual targets as a GPU computes them (torch, here on CPU tensors)
     equal the numpy path's, block by block, including isoforms without a gene."""
-    from raviso.models.context.recipe import StartResidual
+    from raviso.models.context.residual import StartResidual
 
     data = world_data(n=60, n_genes=10, n_isoforms=30)
     data.isoform_gene[[3, 17]] = -1
