@@ -185,10 +185,10 @@ class ShareNet(ContextModel):
         self._train_anchor(True)
 
     def _train_anchor(self, train: bool) -> None:
-        """The fitted anchor stays at its closed-form start (its penalties chosen by leave-one-out;
-        Adam's per-weight steps on its context x genes weights overfit the inner-validation
-        donors on the design worlds); the measured gene's blend trains as before. The offset
-        (shift, A) never trains: it is 0 unless fitted."""
+        """The fitted anchor stays at its closed-form start (penalties chosen by leave-one-out;
+        Adam's per-weight steps on its context x genes weights mostly overfit: docs/models.md);
+        the measured gene's blend trains as before. The offset (shift, A) never trains: it is 0
+        unless fitted."""
         for p in (self.module.blend, self.module.gene_mean, self.module.V):
             p.requires_grad_(train)
 
