@@ -81,10 +81,21 @@ class LooRidge:
         return Y - (Y - fitted) / (1.0 - self.h)[:, None]
 
 
+class _Difference:
+    """``targets - genes`` read per (rows, column block), as `ridge_select_fit` reads its targets:
+    no third (rows, genes) matrix (GTEx width: ~1 GB each)."""
+
+    def __init__(self, targets: np.ndarray, genes: np.ndarray):
+        self.targets, self.genes, self.shape = targets, genes, genes.shape
+
+    def __getitem__(self, key):
+        return self.targets[key] - self.genes[key]
+
+
 def fit_anchor(C: np.ndarray, genes: np.ndarray, targets: np.ndarray) -> AnchorStart:
     """The anchor's start from the fitting rows' context C (n, k), measured genes and their
     targets (n, G), both log2 (`gene_targets`)."""
-    offset, total = LooRidge(C, targets - genes), LooRidge(C, targets)
+    offset, total = LooRidge(C, _Difference(targets, genes)), LooRidge(C, targets)
     blend = np.zeros(genes.shape[1])
     for cols in column_blocks(*genes.shape):
         g, t = genes[:, cols].astype(np.float64), targets[:, cols].astype(np.float64)

@@ -22,7 +22,7 @@ from ...core.metrics import column_mean
 from ...data.labelled import Labelled
 from ..baselines.standard import FIT_SHARE_ROWS, fit_log_shares
 from .anchor import fit_anchor, gene_targets
-from .recipe import ContextModel
+from .recipe import CHUNK_ROWS, ContextModel
 
 MIN_SHARE = 1e-4        # fitted shares of 0 (never-seen isoforms) start at this share
 ANCHORS = ("fit", "none")   # the gene anchor's start: fitted (kept if it helps), or the gene
@@ -168,14 +168,17 @@ class ShareNet(ContextModel):
         m, Z = self.module, C.cpu().numpy()
         genes = np.ascontiguousarray(data.genes[rows], np.float32)
         share = torch.exp(m.share_logit).cpu().numpy()
-        start = fit_anchor(Z, genes, gene_targets(data.genes, data.isoforms, rows,
-                                                  data.isoform_gene, share))
+        out = gene_targets(data.genes, data.isoforms, rows, data.isoform_gene, share)
+        start = fit_anchor(Z, genes, out)
         self._plain_anchor = {k: getattr(m, k).detach().clone() for k in vars(start)}
         for k, v in vars(start).items():
             getattr(m, k).copy_(torch.from_numpy(v))
         self._train_anchor(False)
         at = lambda a: torch.from_numpy(a).to(self.device)  # noqa: E731
-        return m.anchored(at(Z), at(genes)).cpu().numpy()
+        for s in range(0, len(rows), CHUNK_ROWS):      # the targets' memory holds the result
+            out[s:s + CHUNK_ROWS] = m.anchored(at(Z[s:s + CHUNK_ROWS]),
+                                               at(genes[s:s + CHUNK_ROWS])).cpu().numpy()
+        return out
 
     @torch.no_grad()
     def anchor_reset(self) -> None:
