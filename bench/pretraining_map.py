@@ -13,7 +13,9 @@ fold, Nadeau-Bengio / Bouckaert-Frank corrected t-test and 95% CI (`raviso.evalu
 results.json only; no Ray.
 
 ``--anchor``: per results.json folder (a study point or a `raviso cv` output), every column's
-mean MSE with its corrected 95% interval, and share_net minus the folder's best baseline.
+mean MSE with its corrected 95% interval, and share_net minus the folder's best baseline; then,
+per folder, share_net minus share_net[anchor=none] when both ran, and every column of each later
+folder minus the same column of the first (the same folds: a world against its variant).
 """
 
 from __future__ import annotations
@@ -105,6 +107,31 @@ def anchor_table(dirs: list[Path]) -> str:
     return "\n".join(rows)
 
 
+def anchor_pairs(dirs: list[Path]) -> str:
+    """share_net minus share_net[anchor=none] per folder; each column of dirs[1:] minus dirs[0]'s
+    (the folders must share their folds: checked by their sizes)."""
+    from raviso.evaluate.study.report import compare, load_point
+
+    rows = ["| results | contrast | difference [95% CI] | corrected p |", "| --- | --- | --- | --- |"]
+    pts = [load_point(d) for d in dirs]
+    cell = lambda c: (f"{c['diff']:+.4f} [{c['ci95'][0]:+.4f}, {c['ci95'][1]:+.4f}] | "  # noqa: E731
+                      + ("n/a" if c["p"] is None else f"{c['p']:.3g}"))
+    for d, pt in zip(dirs, pts):
+        if {"share_net", "share_net[anchor=none]"} <= set(pt["variants"]):
+            c = compare(pt, "share_net", "share_net[anchor=none]")
+            rows.append(f"| {d} | share_net - share_net[anchor=none] | {cell(c)} |")
+    first = pts[0]
+    for d, pt in zip(dirs[1:], pts[1:]):
+        if (pt["n_train"], pt["n_test"]) != (first["n_train"], first["n_test"]):
+            continue
+        for v in (v for v in first["variants"] if v in pt["variants"]):
+            both = {**first, "per_fold": {"a": pt["per_fold"][v], "b": first["per_fold"][v]},
+                    "mean": {"a": pt["mean"][v], "b": first["mean"][v]}}
+            c = compare(both, "a", "b")
+            rows.append(f"| {d} minus {dirs[0]} | {v} | {cell(c)} ({c['relative']:+.1%}) |")
+    return "\n".join(rows)
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("root", type=Path, nargs="?")
@@ -113,6 +140,8 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
     if args.anchor:
         print(anchor_table(args.anchor))
+        print()
+        print(anchor_pairs(args.anchor))
         return
     cells = map_cells(merged_points(args.root))
     print(table(cells))

@@ -53,3 +53,21 @@ def test_a_column_on_other_folds_is_refused(tmp_path):
            {"share_net[context=finetune]": pca}, n_train=90)
     with pytest.raises(SystemExit, match="not the same folds"):
         merged_points(tmp_path)
+
+
+def test_anchor_pairs_contrast_the_fitted_anchor_and_the_worlds_on_the_same_folds(tmp_path):
+    from bench.pretraining_map import anchor_pairs
+
+    base = 0.4 + 0.002 * np.arange(5)
+    _write(tmp_path / "clean", 1.0, {"share_net": base, "share_net[anchor=none]": base + 0.002 + 0.001 * SHAPE,
+                                     "pca_ridge": base + 0.01})
+    _write(tmp_path / "extra", 1.0, {"share_net": base + 0.004 + 0.001 * SHAPE,
+                                     "share_net[anchor=none]": base + 0.02,
+                                     "pca_ridge": base + 0.012})
+    _write(tmp_path / "other", 1.0, {"share_net": base}, n_train=90)      # other folds: no pairs
+    rows = anchor_pairs([tmp_path / "clean", tmp_path / "extra", tmp_path / "other"]).splitlines()
+    assert "| share_net - share_net[anchor=none] | -0.0020 [" in rows[2]
+    assert "| share_net - share_net[anchor=none] | -0.0160 [" in rows[3]
+    cost = [r for r in rows if "minus" in r]
+    assert [r.split(" | ")[1] for r in cost] == ["share_net", "share_net[anchor=none]", "pca_ridge"]
+    assert "| +0.0040 [" in cost[0] and "| +0.0180 [" in cost[1] and "other" not in "".join(cost)

@@ -20,12 +20,12 @@ FAST = dict(epochs=3, lr=1e-2, batch_size=16, n_components=4)
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-def world_data(n=240, n_genes=40, n_isoforms=120, seed=3) -> Labelled:
+def world_data(n=240, n_genes=40, n_isoforms=120, seed=3, structure=None) -> Labelled:
     """A labelled set from the synthetic generator itself (`raviso.synth.world`): shares that move
     with tissue and a hidden state, noisy genes and isoforms, donors giving several tissues."""
     from raviso.synth import world as w
 
-    world = w.build_world(seed, 10, n, n_genes, n_isoforms)
+    world = w.build_world(seed, 10, n, n_genes, n_isoforms, structure)
     genes, iso, truth = w.gtex_block(world, slice(0, n), np.random.default_rng([seed, 1]))
     gene_col = np.argsort(world.gtex_gene_order)           # internal gene -> file column
     iso_gene = gene_col[world.iso_gene[world.isoform_order]]
@@ -75,7 +75,8 @@ def test_starts_at_isoform_fraction_fit_and_shares_sum_to_one():
     data = world_data(n=120)
     data.isoform_gene[:3] = -1                              # three isoforms without a gene
     train, val = np.arange(90), np.arange(90, 120)
-    m = ShareNet(epochs=0, ridge_start=False, n_components=4, seed=2).fit(data, train)
+    m = ShareNet(epochs=0, ridge_start=False, anchor="none", n_components=4, seed=2).fit(data,
+                                                                                        train)
     fit_rows, _ = inner_split(train, data.donor, 0.15, 2)
     base = IsoformFractionBaseline("f", share="fit").fit(data, fit_rows)
     keep = base.share_ > 1e-3                               # away from the start's share floor
@@ -193,6 +194,39 @@ def test_beats_the_strong_baselines_on_generator_data():
         assert got < base, (name, got, base)
 
 
+def test_fitted_anchor_recovers_genes_quantified_apart_from_their_isoforms():
+    """Genes quantified separately (``gene_extra``: a per-tissue and a per-sample factor on the
+    measured gene): the fitted anchor is kept by the held-out donors and wins back MSE the raw
+    gene loses; saved and loaded it predicts the same. On the clean world it costs nothing."""
+    from raviso.synth.structure import Structure
+
+    def held_out(data, **opts):
+        val = np.flatnonzero(np.isin(data.donor, np.unique(data.donor)[::5]))
+        train = np.setdiff1d(np.arange(data.n), val)
+        m = ShareNet(seed=0, n_components=16, epochs=10, **opts).fit(data, train)
+        return m, val, float(np.mean((m.predict(data, val) - data.isoforms[val]) ** 2))
+
+    extra = world_data(n=400, n_genes=60, n_isoforms=240, structure=Structure(gene_extra=0.5))
+    fitted, val, got = held_out(extra)
+    _, _, raw = held_out(extra, anchor="none")
+    assert fitted.history_["anchor_start"]["used"]
+    assert got < raw - 0.008, (got, raw)          # 0.583 vs 0.598 when written
+    assert 0.05 < float(fitted.module.blend.detach().mean()) < 0.95     # blended, not replaced
+    clean = world_data(n=400, n_genes=60, n_isoforms=240)
+    assert held_out(clean)[2] <= held_out(clean, anchor="none")[2] + 0.002
+
+
+def test_a_model_saved_before_the_anchor_offset_loads_with_it_at_zero(tmp_path):
+    data = world_data(n=100)
+    m = ShareNet(seed=1, **FAST).fit(data, np.arange(80))
+    state = {k: v for k, v in m.module.state_dict().items() if k not in ("shift", "A")}
+    again = m.empty_module(state)
+    again.load_state_dict(state)
+    assert float(again.shift.abs().sum() + again.A.abs().sum()) == 0.0
+    with pytest.raises(RavisoError, match="anchor"):
+        ShareNet(anchor="sum")
+
+
 def test_ffnn_plus_trains_and_beats_tissue_mean():
     """The FFNN done well (same context and recipe): tissue one-hot, wide layer, skip."""
     data = world_data(n=400, n_genes=60, n_isoforms=240)
@@ -210,7 +244,7 @@ def test_ffnn_plus_trains_and_beats_tissue_mean():
 def test_start_residual_torch_path_matches_numpy():
     """The ridge start's residual targets as a GPU computes them (torch, here on CPU tensors)
     equal the numpy path's, block by block, including isoforms without a gene."""
-    from raviso.models.context.recipe import StartResidual
+    from raviso.models.context.residual import StartResidual
 
     data = world_data(n=60, n_genes=10, n_isoforms=30)
     data.isoform_gene[[3, 17]] = -1
@@ -221,3 +255,11 @@ def test_start_residual_torch_path_matches_numpy():
     for cols in (slice(0, 12), slice(12, 30)):
         np.testing.assert_allclose(fast[rows, cols], ref[rows, cols], rtol=1e-12, atol=1e-12)
     assert ref[rows, slice(0, 30)].shape == (45, 30)
+    anchored = rng.normal(2, 1, (len(rows), 10)).astype(np.float32)   # share_net's fitted anchor
+    shuffled = rng.permutation(rows)
+    a = StartResidual(data, share, free, genes=anchored, rows=rows)
+    b = StartResidual(data, share, free, use_torch=True, genes=anchored, rows=rows)
+    np.testing.assert_allclose(a.gene_values(shuffled), anchored[shuffled - 5])
+    np.testing.assert_allclose(b[rows, slice(0, 30)], a[rows, slice(0, 30)], rtol=1e-12,
+                               atol=1e-12)
+    assert not np.allclose(a[rows, slice(0, 30)], ref[rows, slice(0, 30)])

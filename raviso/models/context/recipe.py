@@ -5,8 +5,9 @@ top to bottom; why each step: docs/models.md.
 2. The context c: a per-fold PCA of the genes and/or a pretrained latent, each column scaled,
    plus the tissue one-hot, fitted on the fitting rows only (`ContextFeatures`).
 3. The network starts at its baseline (`build`: for share_net isoform_fraction_fit's shares),
-   then its residual path at the ridge regression of the start's residual on c, kept only if it
-   lowers the inner-validation MSE (the ridge start).
+   share_net's gene anchor at its closed-form fit (`anchor_start`, `raviso.models.context.anchor`),
+   then its residual path at the ridge regression of the start's residual on c (the ridge start);
+   each start kept only if it lowers the inner-validation MSE.
 4. AdamW (decay on the weight matrices only) with a cosine schedule over `epochs`.
 5. The epoch loop every torch model shares (`raviso.models.training.train_epochs`), scored on
    the held-out donors after every epoch, the start scored first.
@@ -26,11 +27,12 @@ from torch import nn
 from ...core.config import option
 from ...core.errors import RavisoError
 from ...data.labelled import Labelled
-from ..baselines.standard import fit_pca, pca_transform, ridge_select_fit, tpm
+from ..baselines.standard import fit_pca, pca_transform, ridge_select_fit
 from ..ffnn.regressors import FeaturePipeline
 from ..spec import OptionRecord
 from ..training import (VAL_SPLITS, TrainState, chunked_mse, inner_split, make_adam,
                         target_getter, train_epochs)
+from .residual import StartResidual
 
 CHUNK_ROWS = 256        # rows per evaluation chunk: a few (256, n_isoforms) float32 temporaries
 CONTEXT_SCALES = ("variance", "unit")   # how the context columns are scaled
@@ -184,17 +186,17 @@ class ContextModel:
         hist = self._fit_rows(data, rows, val_rows, o.epochs, None, on_batch)         # 2.-6.
         best = hist["best_epoch"]
         if o.refit and best > 0:                                                      # 7.
-            refit = self._fit_rows(data, everything, None, best, hist["ridge_start"]["used"],
-                                   on_batch)
+            used = {k: hist[k]["used"] for k in ("anchor_start", "ridge_start") if k in hist}
+            refit = self._fit_rows(data, everything, None, best, used, on_batch)
             hist = {**hist, "refit": {"rows": len(everything), "epochs": best,
                                       "train_loss": refit["train_loss"]}}
         self.history_ = hist
         return self
 
     def _fit_rows(self, data: Labelled, rows: np.ndarray, val_rows: np.ndarray | None,
-                  epochs: int, use_ridge: bool | None, on_batch) -> dict:
-        """Steps 2-6 on `rows`. With `val_rows`: decide the ridge start and stop early on them;
-        without: train exactly `epochs` (the refit), with the ridge start when `use_ridge`."""
+                  epochs: int, used: dict | None, on_batch) -> dict:
+        """Steps 2-6 on `rows`. With `val_rows`: decide the starts (anchor, ridge) and stop early
+        on them; without: train exactly `epochs` (the refit), with the starts `used` says."""
         o = self.opts
         self.features.fit(data, rows)                                                 # 2.
         C = self.features(data, rows, self.device)
@@ -204,28 +206,80 @@ class ContextModel:
         self.module.to(self.device)
         self.n_out_ = data.isoforms.shape[1]
         score = None if val_rows is None else self._scorer(data, val_rows)
-        ridge = {"used": bool(use_ridge)}
-        if o.ridge_start and use_ridge is None:
-            ridge["val_without"] = score()
-            self._ridge_start(data, rows, C, share, free)
-            ridge["val_with"] = score()
-            ridge["used"] = ridge["val_with"] < ridge["val_without"]
-            if not ridge["used"]:          # the held-out donors say the correction overfits
-                with torch.no_grad():
-                    self.module.R.zero_()
-                    self.module.free_bias.copy_(torch.from_numpy(free.astype(np.float32)))
-        elif o.ridge_start and use_ridge:
-            self._ridge_start(data, rows, C, share, free)
+        starts = self._starts(data, rows, C, share, free, score, used)
         hist = self._train(data, rows, C, score, epochs, on_batch)
         hist["val_rows"] = 0 if val_rows is None else len(val_rows)
-        return {"ridge_start": ridge, **hist}
+        return {**starts, **hist}
+
+    def _starts(self, data: Labelled, rows: np.ndarray, C, share: np.ndarray, free: np.ndarray,
+                score, used: dict | None) -> dict:
+        """Step 3's decisions. The ridge start on the measured gene, kept if it lowers the
+        inner-validation MSE; then (share_net) the fitted gene anchor with the ridge start redone
+        on the anchored gene, kept only if that whole start beats the first. Without `score` (the
+        refit): the starts `used` names."""
+        o, m = self.opts, self.module
+        ridge = lambda genes: self._ridge_start(data, rows, C, share, free, genes)  # noqa: E731
+        if score is None:
+            genes = self.anchor_start(data, rows, C) if used.get("anchor_start") else None
+            if used.get("ridge_start"):
+                ridge(genes)
+            return {k: {"used": bool(v)} for k, v in used.items()}
+        starts = {"ridge_start": {"used": False}}
+        if o.ridge_start:
+            starts["ridge_start"] = self._gated(score, lambda: ridge(None),
+                                                lambda: self._ridge_reset(free))
+        if not self.fits_anchor:
+            return starts
+        plain = {k: v.detach().clone() for k, v in m.named_parameters() if k in ("R", "free_bias")}
+        rec = {"val_without": score()}
+        genes = self.anchor_start(data, rows, C)
+        if o.ridge_start:
+            self._ridge_reset(free)
+            ridge(genes)
+        rec["val_with"] = score()
+        rec["used"] = bool(rec["val_with"] < rec["val_without"])
+        if not rec["used"]:         # the held-out donors prefer the measured gene
+            self.anchor_reset()
+            with torch.no_grad():
+                for k, v in plain.items():
+                    getattr(m, k).copy_(v)
+        return {**starts, "anchor_start": rec,
+                "ridge_start": starts["ridge_start"] if not rec["used"]
+                else {**starts["ridge_start"], "used": o.ridge_start}}
+
+    @staticmethod
+    def _gated(score, apply, undo) -> dict:
+        """A start applied and kept only if it lowers the inner-validation MSE (`undo`
+        otherwise)."""
+        out = {"val_without": score()}
+        apply()
+        out["val_with"] = score()
+        out["used"] = bool(out["val_with"] < out["val_without"])
+        if not out["used"]:         # the held-out donors say the start overfits
+            undo()
+        return out
+    # -- 3. the starts: the network's own (share_net: the gene anchor) and the ridge ---------------
+    fits_anchor = False
+
+    def anchor_start(self, data: Labelled, rows: np.ndarray, C):
+        """Fit the network's gene anchor; return the fitting rows' anchored genes (share_net)."""
+        return None
+
+    def anchor_reset(self) -> None:
+        """Undo `anchor_start`."""
+
+    @torch.no_grad()
+    def _ridge_reset(self, free: np.ndarray) -> None:
+        self.module.R.zero_()
+        self.module.free_bias.copy_(torch.from_numpy(free.astype(np.float32)))
 
     @torch.no_grad()
     def _ridge_start(self, data: Labelled, rows: np.ndarray, C: torch.Tensor, share: np.ndarray,
-                     free: np.ndarray) -> None:
+                     free: np.ndarray, genes: np.ndarray | None = None) -> None:
         """The residual path at the ridge regression of the start's residual on the context
-        (penalty by exact leave-one-out over the fitting rows, as ``pca_ridge``)."""
-        target = StartResidual(data, share, free, self.device)
+        (penalty by exact leave-one-out over the fitting rows, as ``pca_ridge``); `genes`: the
+        fitting rows' anchored genes, when the anchor's start is used."""
+        target = StartResidual(data, share, free, self.device, genes=genes, rows=rows)
         alpha, _, c_mean, coef, y_mean = ridge_select_fit(C.cpu().numpy(), target, rows=rows)
         self.ridge_alpha_ = alpha
         self.module.R.copy_(torch.from_numpy(coef))
@@ -314,42 +368,3 @@ class ContextModel:
         from .share_io import load_share_model
 
         return load_share_model(directory, {cls.variant_kind: cls}, device)
-
-
-# -- 3. the ridge start's target ---------------------------------------------------------------
-class StartResidual:
-    """``Y - start`` where start is the share term at its starting point, read per (rows, column
-    block) like an array (what `ridge_select_fit` indexes, once per block), so the residual of
-    157k isoforms is never materialised whole. Numpy on a CPU; on another `device` (a GPU) the
-    elementwise work runs there with torch, the training rows' genes uploaded once
-    (``use_torch`` forces the choice: tests run the torch path on a CPU)."""
-
-    def __init__(self, data: Labelled, share: np.ndarray, free: np.ndarray, device="cpu",
-                 use_torch: bool | None = None):
-        self.data, self.share, self.free = data, share, free
-        self.gene_of = np.asarray(data.isoform_gene, np.int64)
-        self.shape = data.isoforms.shape
-        self.device = torch.device(device)
-        self.torch = self.device.type != "cpu" if use_torch is None else bool(use_torch)
-        self._genes: tuple | None = None       # (rows, their genes on the device)
-
-    def __getitem__(self, key):
-        rows, cols = key
-        gene = self.gene_of[cols]
-        if self.torch:
-            return self._torch_block(np.asarray(rows), cols, gene)
-        g = tpm(self.data.genes[np.ix_(np.asarray(rows), np.maximum(gene, 0))])
-        start = np.where(gene >= 0, np.log2(self.share[cols] * g + 1.0), 0.0) + self.free[cols]
-        return self.data.isoforms[rows, cols].astype(np.float64) - start
-
-    def _torch_block(self, rows: np.ndarray, cols, gene: np.ndarray) -> np.ndarray:
-        dev = self.device
-        if self._genes is None or not np.array_equal(self._genes[0], rows):
-            self._genes = (rows, torch.from_numpy(
-                np.ascontiguousarray(self.data.genes[rows], np.float32)).to(dev))
-        at = lambda a: torch.from_numpy(np.ascontiguousarray(a)).to(dev)  # noqa: E731
-        tpm = torch.clamp(torch.exp2(self._genes[1][:, at(np.maximum(gene, 0))].double()) - 1.0,
-                          min=0.0)
-        start = torch.where(at(gene >= 0), torch.log2(at(self.share[cols]) * tpm + 1.0), 0.0)
-        y = at(self.data.isoforms[rows, cols]).double()
-        return (y - start - at(self.free[cols])).cpu().numpy()

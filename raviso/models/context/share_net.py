@@ -1,11 +1,13 @@
 """``share_net``: the gene-anchored isoform model (raviso's recommended variant)::
 
     share = softmax over the isoforms of each gene of (b + c @ U)          (segment softmax)
-    gene  = g + blend * (m + c @ V - g)      (observed gene, blended per gene with a prediction)
+    gene  = g + shift + c @ A + blend * (m + c @ V - g)   (the observed gene, corrected and blended
+                                                          per gene with a context prediction)
     y     = log2(share * scale_gene * (2^gene - 1) + 1) + r + c @ R                (log2(TPM+1))
 
 with context c. Here: the network (`ShareModule`, its segment softmax) and the start it is built
-at (``isoform_fraction_fit``'s shares, `initial_shares`); its training, from the context to the
+at (``isoform_fraction_fit``'s shares, `initial_shares`; the gene anchor's start:
+`raviso.models.context.anchor`); its training, from the context to the
 refit, is the recipe it shares with ffnn_plus (`raviso.models.context.recipe`). The reasons for
 each choice are in docs/models.md."""
 
@@ -15,12 +17,15 @@ import numpy as np
 import torch
 from torch import nn
 
+from ...core.errors import RavisoError
 from ...core.metrics import column_mean
 from ...data.labelled import Labelled
 from ..baselines.standard import FIT_SHARE_ROWS, fit_log_shares
-from .recipe import ContextModel
+from .anchor import fit_anchor, gene_targets
+from .recipe import CHUNK_ROWS, ContextModel
 
 MIN_SHARE = 1e-4        # fitted shares of 0 (never-seen isoforms) start at this share
+ANCHORS = ("fit", "none")   # the gene anchor's start: fitted (kept if it helps), or the gene
 
 
 def segment_softmax(logits: torch.Tensor, segment: torch.Tensor, n_segments: int) -> torch.Tensor:
@@ -60,6 +65,22 @@ class ShareModule(nn.Module):
         self.U = nn.Parameter(torch.zeros(n_context, n_iso))   # context -> share logits
         self.R = nn.Parameter(torch.zeros(n_context, n_iso))   # context -> residual
         self.V = nn.Parameter(torch.zeros(n_context, n_genes))  # context -> gene prediction
+        # the measured gene's offset and its context weights: never trained; 0 (share_net before
+        # the fitted anchor, exactly) unless the anchor's start is used (`ShareNet.anchor_start`)
+        self.shift = nn.Parameter(torch.zeros(n_genes), requires_grad=False)
+        self.A = nn.Parameter(torch.zeros(n_context, n_genes), requires_grad=False)
+
+    def load_state_dict(self, state, strict: bool = True, **kw):
+        """A model saved before the anchor's offset existed (no shift, A) loads with it at 0."""
+        extra = {"shift": self.shift, "A": self.A}
+        state = {**{k: torch.zeros_like(v) for k, v in extra.items() if k not in state}, **state}
+        return super().load_state_dict(state, strict, **kw)
+
+    def anchored(self, c: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+        """(B, genes) the gene the shares multiply, log2: corrected and blended (docstring)."""
+        g = g.float()
+        return g + self.shift + (c @ self.A).float() + self.blend * (
+            self.gene_mean + (c @ self.V).float() - g)
 
     def shares(self, c: torch.Tensor) -> torch.Tensor:
         """(B, isoforms) shares, summing to 1 over each measured gene's isoforms."""
@@ -68,8 +89,7 @@ class ShareModule(nn.Module):
     def forward(self, c: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
         """Context (B, n_context) and observed genes (B, genes) -> isoforms, log2(TPM+1)."""
         share = self.shares(c)
-        g = g.float()
-        gene = g + self.blend * (self.gene_mean + (c @ self.V).float() - g)
+        gene = self.anchored(c, g)
         tpm = torch.clamp(torch.exp2(gene) - 1.0, min=0.0)
         tpm = torch.cat([tpm, torch.zeros_like(tpm[:, :1])], dim=1) * torch.exp(self.log_scale)
         y = torch.log2(share * tpm[:, self.segment] + 1.0)     # 0 where the gene is unmeasured
@@ -101,13 +121,21 @@ def initial_shares(genes: np.ndarray, isoforms: np.ndarray, isoform_gene: np.nda
 
 class ShareNet(ContextModel):
     """A `Predictor` (see `raviso.models.variants`): the gene-anchored share model. Options:
-    `raviso.models.context.recipe.RecipeOptions`."""
+    ``anchor`` (``fit``: the gene anchor's fitted start, kept if it lowers the inner-validation
+    MSE; ``none``: the measured gene as it is) and `raviso.models.context.recipe.RecipeOptions`."""
 
     variant_kind = "share_net"
 
     def __init__(self, name: str = "share_net", context: str = "pca", device: str = "cpu",
-                 **options):
+                 anchor: str = "fit", **options):
         super().__init__(name, context, device, **options)
+        if anchor not in ANCHORS:
+            raise RavisoError(f"{name}: bad options: anchor={anchor!r} ({' or '.join(ANCHORS)})")
+        self.anchor = anchor
+        self.fits_anchor = anchor != "none"
+
+    def init_options(self) -> dict:
+        return {**super().init_options(), "anchor": self.anchor}
 
     def empty_module(self, state: dict) -> nn.Module:
         """A network of the shapes in `state` (a saved state dict), to load it into."""
@@ -130,6 +158,42 @@ class ShareNet(ContextModel):
                              share_logit=logit, log_scale=log_scale, free_bias=free,
                              gene_mean=genes.mean(axis=0))
         return module, np.exp(logit), free
+
+    @torch.no_grad()
+    def anchor_start(self, data: Labelled, rows: np.ndarray, C) -> np.ndarray | None:
+        """The gene anchor at its fitted start (`raviso.models.context.anchor`) on the fitting
+        rows; returns their anchored genes, or None (``anchor="none"``: nothing changed)."""
+        if self.anchor == "none":
+            return None
+        m, Z = self.module, C.cpu().numpy()
+        genes = np.ascontiguousarray(data.genes[rows], np.float32)
+        share = torch.exp(m.share_logit).cpu().numpy()
+        out = gene_targets(data.genes, data.isoforms, rows, data.isoform_gene, share)
+        start = fit_anchor(Z, genes, out)
+        self._plain_anchor = {k: getattr(m, k).detach().clone() for k in vars(start)}
+        for k, v in vars(start).items():
+            getattr(m, k).copy_(torch.from_numpy(v))
+        self._train_anchor(False)
+        at = lambda a: torch.from_numpy(a).to(self.device)  # noqa: E731
+        for s in range(0, len(rows), CHUNK_ROWS):      # the targets' memory holds the result
+            out[s:s + CHUNK_ROWS] = m.anchored(at(Z[s:s + CHUNK_ROWS]),
+                                               at(genes[s:s + CHUNK_ROWS])).cpu().numpy()
+        return out
+
+    @torch.no_grad()
+    def anchor_reset(self) -> None:
+        """Back to the measured gene (the held-out donors say the fitted anchor does not help)."""
+        for k, v in self._plain_anchor.items():
+            getattr(self.module, k).copy_(v)
+        self._train_anchor(True)
+
+    def _train_anchor(self, train: bool) -> None:
+        """The fitted anchor stays at its closed-form start (penalties chosen by leave-one-out;
+        Adam's per-weight steps on its context x genes weights mostly overfit: docs/models.md);
+        the measured gene's blend trains as before. The offset (shift, A) never trains: it is 0
+        unless fitted."""
+        for p in (self.module.blend, self.module.gene_mean, self.module.V):
+            p.requires_grad_(train)
 
     @torch.no_grad()
     def shares(self, data: Labelled, idx) -> np.ndarray:
