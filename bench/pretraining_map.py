@@ -5,10 +5,12 @@ minus the PCA context, with Holm over every cell.
     python -m bench.pretraining_map --anchor POINT_OR_CV_DIR ...   (docs/models.md's gene table)
 
 ROOT holds one folder per world (``default``, ``structured``, ``compendium``: docs/design-worlds.md)
-and in each one ``raviso study`` output per labelled size, ``study-f<F>`` (more columns of the same
-point, e.g. a context run later with the same seed, may sit in ``study-f<F>-<tag>``: the same folds,
-checked). Each cell: share_net with a context minus share_net with its per-fold PCA context, per
-fold, Nadeau-Bengio / Bouckaert-Frank corrected t-test and 95% CI (`raviso.evaluate.study.report`'s
+and in each one ``raviso study`` output per labelled size, ``study-f<F>``, and for the held-out
+tissues, ``study-tissue`` (more columns of the same point, e.g. a context run later with the same
+seed, may sit in ``study-f<F>-<tag>``: the same folds, checked). A point is named by its study
+point (``f0.05``, ``f1``, ``tissue``): the held-out-tissue point is not the fraction-1 point.
+Each cell: share_net with a context minus share_net with its per-fold PCA context, per fold,
+Nadeau-Bengio / Bouckaert-Frank corrected t-test and 95% CI (`raviso.evaluate.study.report`'s
 `compare`); Holm over ALL cells of the map (every world, size and context together). Reads
 results.json only; no Ray.
 
@@ -27,15 +29,20 @@ from pathlib import Path
 WORLDS = ("default", "structured", "compendium")
 
 
-def merged_points(root: Path) -> dict[tuple[str, float], dict]:
-    """(world, fraction) -> one point with the columns of every study of that point."""
+def _point_order(name: str) -> tuple:
+    """Study points by labelled size, the held-out-tissue point last."""
+    return (1, 0.0) if name == "tissue" else (0, float(name.lstrip("f")))
+
+
+def merged_points(root: Path) -> dict[tuple[str, str], dict]:
+    """(world, point name) -> one point with the columns of every study of that point."""
     from raviso.evaluate.study.report import load_point
 
-    out: dict[tuple[str, float], dict] = {}
+    out: dict[tuple[str, str], dict] = {}
     for world in WORLDS:
-        for results in sorted((root / world).glob("study-f*/points/*/results.json")):
+        for results in sorted((root / world).glob("study-*/points/*/results.json")):
             pt = load_point(results.parent)
-            key = (world, float(pt["fraction"]))
+            key = (world, results.parent.name)
             if key not in out:
                 out[key] = pt
                 continue
@@ -55,13 +62,14 @@ def map_cells(points: dict) -> list[dict]:
     from raviso.evaluate.study.report import compare
 
     cells = []
-    for (world, frac), pt in sorted(points.items(), key=lambda kv: (WORLDS.index(kv[0][0]),
-                                                                    kv[0][1])):
+    for (world, name), pt in sorted(points.items(), key=lambda kv: (WORLDS.index(kv[0][0]),
+                                                                    _point_order(kv[0][1]))):
         for ctx in ("vae", "finetune"):
             col = f"share_net[context={ctx}]"
             if col in pt["per_fold"] and "share_net" in pt["per_fold"]:
                 c = compare(pt, col, "share_net")
-                cells.append({"world": world, "fraction": frac, "context": ctx,
+                cells.append({"world": world, "point": name,
+                              "fraction": float(pt["fraction"]), "context": ctx,
                               "folds": len(pt["n_train"]), "repeats": pt["repeats"],
                               "n_train": sum(pt["n_train"]) / len(pt["n_train"]), **c})
     for c, p in zip(cells, holm([c["p"] for c in cells])):
@@ -70,14 +78,15 @@ def map_cells(points: dict) -> list[dict]:
 
 
 def table(cells: list[dict]) -> str:
-    rows = ["| world | fraction | training samples (mean) | folds | context | PCA context | "
-            "context | context - PCA [95% CI] | p | Holm p |",
+    rows = ["| world | labelled size (fraction of donors) | training samples (mean) | folds | "
+            "context | PCA context | context | context - PCA [95% CI] | p | Holm p |",
             "| --- | ---: | ---: | ---: | --- | ---: | ---: | --- | ---: | ---: |"]
     for c in cells:
         lo, hi = c["ci95"]
         folds = f"{c['repeats']} x {c['folds'] // c['repeats']}" if c["repeats"] > 1 \
             else str(c["folds"])
-        rows.append(f"| {c['world']} | {c['fraction']:g} | {c['n_train']:.0f} | {folds} | "
+        size = "1, held-out tissues" if c["point"] == "tissue" else f"{c['fraction']:g}"
+        rows.append(f"| {c['world']} | {size} | {c['n_train']:.0f} | {folds} | "
                     f"{c['context']} | {c['mean_b']:.4f} | {c['mean_a']:.4f} | "
                     f"{c['diff']:+.4f} [{lo:+.4f}, {hi:+.4f}] | {c['p']:.3g} | "
                     f"{c['p_holm']:.3g} |")

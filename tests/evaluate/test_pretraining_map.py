@@ -71,3 +71,20 @@ def test_anchor_pairs_contrast_the_fitted_anchor_and_the_worlds_on_the_same_fold
     cost = [r for r in rows if "minus" in r]
     assert [r.split(" | ")[1] for r in cost] == ["share_net", "share_net[anchor=none]", "pca_ridge"]
     assert "| +0.0040 [" in cost[0] and "| +0.0180 [" in cost[1] and "other" not in "".join(cost)
+
+
+def test_the_held_out_tissue_point_is_its_own_cell_after_the_sizes(tmp_path):
+    pca = 0.5 + 0.002 * np.arange(5)
+    _write(tmp_path / "default" / "study-f1" / "points" / "f1", 1.0,
+           {"share_net": pca, "share_net[context=vae]": pca + 0.01 + 0.004 * SHAPE})
+    # fraction 1 too, on other folds: joined to f1 it would be refused; it is a cell of its own
+    _write(tmp_path / "default" / "study-tissue" / "points" / "tissue", 1.0,
+           {"share_net": pca, "share_net[context=vae]": pca + 0.02 + 0.004 * SHAPE}, n_train=90)
+    _write(tmp_path / "default" / "study-f0.05" / "points" / "f0.05", 0.05,
+           {"share_net": pca, "share_net[context=vae]": pca - 0.01 + 0.004 * SHAPE})
+    cells = map_cells(merged_points(tmp_path))
+    assert [c["point"] for c in cells] == ["f0.05", "f1", "tissue"]
+    assert [round(c["diff"], 4) for c in cells] == [-0.01, 0.01, 0.02]
+    from bench.pretraining_map import table
+
+    assert "| default | 1, held-out tissues | 90 |" in table(cells)
