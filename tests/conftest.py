@@ -55,27 +55,14 @@ def one_torch_thread():
 def pytest_xdist_make_scheduler(config, log):
     """`./dev test` runs the suite in two processes (pytest-xdist, `-n 2`), each with its own Ray
     session: whole modules go to one process each (module fixtures are built once), in collection
-    order (the slowest modules first: `SLOW_FIRST`), and every `multinode` test goes to the same
-    process after all of its other tests (their cluster replaces that process's session; a second
-    cluster would double the load)."""
+    order, and every `multinode` test goes to the same process after all of its other tests (their
+    cluster replaces that process's session; a second cluster would double the load)."""
     from xdist.scheduler import LoadScopeScheduling
 
     class ModuleScheduling(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
             module = nodeid.split("::", 1)[0]
             return "tests/multinode" if "/multinode/" in f"/{module}" else module
-
-        def _reschedule(self, node) -> None:
-            """The next module only once a process is on its last queued test (xdist sends it at
-            two left: a process busy with one long test then holds the next module too, and the
-            other process can run out of work and stop while that module waits)."""
-            if node.shutting_down:
-                return
-            if not self.workqueue:
-                node.shutdown()
-                return
-            if self._pending_of(self.assigned_work[node]) <= 1:
-                self._assign_work_unit(node)
 
     config.option.loadscopereorder = False       # keep the order below: multinode last
     return ModuleScheduling(config, log)
@@ -85,23 +72,9 @@ def pytest_collection_modifyitems(items):
     """Every test that uses the shared Ray session is a `ray` test (`pytest -m "not ray"` skips
     them); tests that start Ray another way carry the marker themselves. `multinode` tests run
     last: their cluster replaces the shared session in this process. They live in
-    tests/multinode, which the two-process run schedules as one unit (above). Before them, the
-    `SLOW_FIRST` modules lead (the sort is stable: the rest keep their order)."""
+    tests/multinode, which the two-process run schedules as one unit (above)."""
     for item in items:
         if "ray_session" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.ray)
-    items.sort(key=lambda item: (item.get_closest_marker("multinode") is not None
-                                 or "multinode" in item.path.parent.parts, slow_rank(item)))
-
-
-# The modules that take minutes on 2 cores (bench/README.md, "The test suite"), slowest first:
-# handed out first, the two processes then end together on short modules (longest first).
-SLOW_FIRST = ("commands/test_damaged_artefacts.py", "commands/test_scale.py",
-              "evaluate/test_study.py", "evaluate/test_faults.py", "train/test_pretrain.py",
-              "train/test_run_identity.py", "commands/test_quickstart.py")
-
-
-def slow_rank(item) -> int:
-    path = item.path.as_posix()
-    return next((i for i, m in enumerate(SLOW_FIRST) if path.endswith(f"/tests/{m}")),
-                len(SLOW_FIRST))
+    items.sort(key=lambda item: item.get_closest_marker("multinode") is not None
+               or "multinode" in item.path.parent.parts)
