@@ -9,8 +9,8 @@ with t the gene value that best explains the gene's isoforms under the start's s
 from its isoforms, e.g. per tissue), ``m + c @ V`` a ridge of t on the context (the total the
 other genes and the tissue predict), and ``blend`` per gene the least-squares weight of that
 prediction against the corrected gene, from leave-one-out predictions (so a gene measured without
-extra noise keeps blend ~0). A closed-form start; training refines it and the recipe keeps it only
-if it lowers the inner-validation MSE."""
+extra noise keeps blend ~0). A closed-form fit, held fixed while the head trains; the recipe keeps
+it only if it lowers the inner-validation MSE (docs/models.md, "Gene anchoring")."""
 
 from __future__ import annotations
 
